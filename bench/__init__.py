@@ -1,0 +1,1 @@
+"""Benchmarks (extra `bench`): latency per stage and end to end, and quality against baselines."""

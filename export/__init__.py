@@ -1,0 +1,1 @@
+"""Export stage (extra `export`): train the models on a data set and write a bundle for the runtime."""

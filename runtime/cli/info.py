@@ -1,0 +1,75 @@
+"""`recengine info BUNDLE`: the manifest summary (metrics, parity, timings, files)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ..bundle import open_bundle
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def summarize(manifest: dict[str, Any]) -> list[str]:
+    """Human-readable lines for the manifest's main sections."""
+    lines = [
+        f"format            {manifest.get('format')} {manifest.get('format_version')}",
+        f"recengine         {manifest.get('recengine_version')}",
+        f"created           {manifest.get('created_at')}",
+    ]
+    data = manifest.get("data", {})
+    if data:
+        lines.append(
+            f"data              {data.get('name')}: {data.get('n_items')} items, {data.get('n_users')} users, "
+            f"{data.get('n_interactions')} interactions (fingerprint {str(data.get('fingerprint', ''))[:12]})"
+        )
+    dims = manifest.get("dims")
+    if dims:
+        lines.append("dims              " + ", ".join(f"{k}={v}" for k, v in dims.items()))
+    models = manifest.get("models", {})
+    for name, spec in models.items():
+        variants = spec.get("variants", {}) if isinstance(spec, dict) else {}
+        lines.append(f"model {name:<12}" + ", ".join(sorted(variants)))
+    index = manifest.get("index", {})
+    for name, spec in index.items():
+        if isinstance(spec, dict):
+            params = ", ".join(f"{k}={spec[k]}" for k in ("space", "dim", "M", "ef_construction", "ef_search", "count")
+                               if k in spec)
+            lines.append(f"index {name:<12}{params}")
+    metrics = manifest.get("metrics", {})
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            lines.append(f"metric  {prefix:<40} {_fmt(node)}")
+
+    walk("", metrics)
+    timings = manifest.get("timings", {})
+    for stage, seconds in timings.items():
+        lines.append(f"time    {stage:<40} {_fmt(seconds)} s")
+    files = manifest.get("files", {})
+    total = sum(int(f.get("bytes", 0)) for f in files.values())
+    lines.append(f"files             {len(files)} ({total / 1e6:.1f} MB)")
+    return lines
+
+
+@click.command("info")
+@click.argument("bundle", type=click.Path(file_okay=True, dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+@click.option("--no-verify", is_flag=True, help="Skip checksum verification (faster on large bundles).")
+def info_command(bundle: str, as_json: bool, no_verify: bool) -> None:
+    """Print a bundle's manifest summary: data, models, index, metrics, timings."""
+    reader = open_bundle(bundle, verify=not no_verify)
+    if as_json:
+        click.echo(json.dumps(reader.manifest, indent=2))
+        return
+    for line in summarize(reader.manifest):
+        click.echo(line)

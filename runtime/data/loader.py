@@ -1,0 +1,337 @@
+"""Read a data directory (CSV or Parquet) into a validated `Dataset`.
+
+Every problem a user can cause is reported as a `DataError` naming the file, the column, the row (1-based
+line number for CSV, 0-based row for Parquet) and what is wrong, so the CLI can print one clear line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._deps import require
+from ..errors import DataError
+from .schema import Dataset, Interactions, ItemTable, LoadReport
+from .text import build_item_text, is_text_column
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Knobs of the loader's validation."""
+
+    max_unknown_item_fraction: float = 0.05
+    """Interactions with items missing from the catalogue are dropped with a counted warning; past this
+    share of all interactions the loader refuses the data (it is almost surely the wrong catalogue)."""
+    min_interactions: int = 1
+
+
+def _pd() -> Any:
+    return require("pandas", "Reading a data directory")
+
+
+def find_table(directory: Path, stem: str, required: bool) -> Path | None:
+    """`directory/stem.csv` or `.parquet`; a `DataError` if required and absent, or if both exist."""
+    found = [directory / f"{stem}{suf}" for suf in TABLE_SUFFIXES if (directory / f"{stem}{suf}").is_file()]
+    if len(found) > 1:
+        raise DataError(f"{directory}: both {found[0].name} and {found[1].name} exist; keep one")
+    if not found:
+        if required:
+            raise DataError(f"{directory}: missing the {stem} table (expected {stem}.csv or {stem}.parquet)")
+        return None
+    return found[0]
+
+
+def _row_label(path: Path, row: int) -> str:
+    """Human row reference: CSV line number (header is line 1) or Parquet row index."""
+    if path.suffix == ".csv":
+        return f"line {row + 2}"
+    return f"row {row}"
+
+
+def _rows_label(path: Path, rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(_row_label(path, int(r)).split(" ")[1] for r in rows[:limit])
+    unit = "lines" if path.suffix == ".csv" else "rows"
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"{unit} {shown}{more}"
+
+
+def read_table(path: Path) -> Any:
+    """Read one CSV/Parquet file with every column as string (ids must never become floats)."""
+    pd = _pd()
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    if path.suffix == ".csv":
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise DataError(
+                f"{path}: line {line}: bytes that are not valid UTF-8 at offset {exc.start} "
+                f"(save the file as UTF-8)"
+            ) from None
+        try:
+            frame = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", skipinitialspace=False
+            )
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: the file is empty") from None
+        except pd.errors.ParserError as exc:
+            raise DataError(f"{path}: not a readable CSV file: {exc}") from None
+    else:
+        require("pyarrow", "Reading Parquet files")
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many unrelated types for a broken file
+            raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has a header but no rows")
+    dupes = frame.columns[frame.columns.duplicated()].tolist()
+    if dupes:
+        raise DataError(f"{path}: duplicate column name(s) {dupes}")
+    return frame
+
+
+def _require_columns(path: Path, frame: Any, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing required column(s) {', '.join(repr(c) for c in missing)} "
+            f"(found: {', '.join(map(str, frame.columns))})"
+        )
+
+
+def _id_column(path: Path, frame: Any, column: str) -> np.ndarray:
+    """A column of ids as stripped strings; NaN/empty ids are an error naming the rows."""
+    series = frame[column]
+    values = np.array([None if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in series],
+                      dtype=object)
+    bad = np.flatnonzero([v is None or v == "" or v.lower() == "nan" for v in values])
+    if len(bad):
+        raise DataError(f"{path}: column '{column}': missing (empty or NaN) id at {_rows_label(path, bad)}")
+    return values
+
+
+def _float_column(path: Path, frame: Any, column: str) -> np.ndarray:
+    pd = _pd()
+    series = frame[column]
+    numeric = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(numeric) & series.notna().to_numpy())
+    if len(bad):
+        sample = series.iloc[int(bad[0])]
+        raise DataError(
+            f"{path}: column '{column}': not a number at {_rows_label(path, bad)} (e.g. {sample!r})"
+        )
+    return numeric
+
+
+def parse_timestamps(path: Path, frame: Any, column: str = "timestamp") -> np.ndarray:
+    """Unix seconds (int/float) or ISO 8601 strings -> float64 unix seconds; bad rows are an error."""
+    pd = _pd()
+    series = frame[column]
+    missing = np.flatnonzero(series.isna().to_numpy())
+    if len(missing):
+        raise DataError(f"{path}: column '{column}': empty timestamp at {_rows_label(path, missing)}")
+    if pd.api.types.is_datetime64_any_dtype(series):
+        parsed = pd.to_datetime(series, utc=True)
+        return (parsed.astype("int64") / 1e9).to_numpy(dtype=np.float64)
+    numeric = pd.to_numeric(series, errors="coerce")
+    if numeric.notna().all():
+        return numeric.to_numpy(dtype=np.float64)
+    as_text = series.astype(str)
+    parsed = pd.to_datetime(as_text, utc=True, errors="coerce", format="ISO8601")
+    bad_mask = parsed.isna().to_numpy() & numeric.isna().to_numpy()
+    bad = np.flatnonzero(bad_mask)
+    if len(bad):
+        raise DataError(
+            f"{path}: column '{column}': unparsable timestamp at {_rows_label(path, bad)} "
+            f"(e.g. {as_text.iloc[int(bad[0])]!r}; expected unix seconds or ISO 8601)"
+        )
+    seconds = (parsed.astype("int64") / 1e9).to_numpy(dtype=np.float64)
+    num = numeric.to_numpy(dtype=np.float64)
+    return np.where(np.isfinite(num), num, seconds)
+
+
+def _attr_columns(path: Path, frame: Any, prefix: str = "attr_") -> dict[str, np.ndarray]:
+    """`attr_*` columns: numeric when every non-empty value parses as a number, categorical otherwise."""
+    pd = _pd()
+    out: dict[str, np.ndarray] = {}
+    for col in frame.columns:
+        if not str(col).startswith(prefix):
+            continue
+        series = frame[col]
+        numeric = pd.to_numeric(series, errors="coerce")
+        present = series.notna()
+        if present.any() and numeric[present].notna().all():
+            out[col] = numeric.to_numpy(dtype=np.float64)
+        else:
+            out[col] = np.array(["" if v is None or v != v else str(v).strip() for v in series], dtype=object)
+    return out
+
+
+def _context_columns(frame: Any) -> dict[str, np.ndarray]:
+    return {
+        col: np.array(["" if v is None or v != v else str(v).strip() for v in frame[col]], dtype=object)
+        for col in frame.columns
+        if str(col).startswith("ctx_")
+    }
+
+
+def fingerprint_files(paths: list[Path]) -> str:
+    """sha256 over the names and bytes of the source files, in a stable order."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_items(path: Path, frame: Any, vectors: np.ndarray | None = None) -> ItemTable:
+    """Validate the items table and build each item's text."""
+    _require_columns(path, frame, ("item_id",))
+    ids = _id_column(path, frame, "item_id")
+    uniq, first, counts = np.unique(ids.astype(str), return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        rows = np.flatnonzero(np.isin(ids.astype(str), dup))
+        raise DataError(
+            f"{path}: column 'item_id': duplicate item id(s) {', '.join(repr(d) for d in dup[:5])}"
+            f"{' ...' if len(dup) > 5 else ''} at {_rows_label(path, rows)}"
+        )
+    text_columns = tuple(str(c) for c in frame.columns if is_text_column(str(c)))
+    if not text_columns:
+        raise DataError(
+            f"{path}: no text column (any column other than item_id and attr_*, e.g. 'title' or 'description')"
+        )
+    records = frame[list(text_columns)].to_dict("records")
+    texts = [build_item_text(r, text_columns) for r in records]
+    empty = np.flatnonzero([not t for t in texts])
+    if len(empty):
+        raise DataError(
+            f"{path}: empty item text (all of {', '.join(text_columns)} empty) at {_rows_label(path, empty)}"
+        )
+    if vectors is not None and vectors.shape[0] != len(ids):
+        raise DataError(
+            f"item_vectors.npy has {vectors.shape[0]} rows but {path.name} has {len(ids)} items (rows must align)"
+        )
+    return ItemTable(ids=ids, texts=texts, text_columns=text_columns, attrs=_attr_columns(path, frame), vectors=vectors)
+
+
+def load_item_vectors(path: Path) -> np.ndarray:
+    """`item_vectors.npy`: float [n_items, d], no pickles, finite."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a plain numeric .npy array ({exc})") from None
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable .npy file ({exc})") from None
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{path}: expected a 2-D numeric array [n_items, d], got shape {arr.shape} dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise DataError(f"{path}: non-finite value in row {row}")
+    return arr
+
+
+def build_interactions(
+    path: Path,
+    frame: Any,
+    item_ids: np.ndarray,
+    options: LoadOptions,
+    warnings: list[str],
+) -> tuple[Interactions, np.ndarray, int]:
+    """Validate interactions, map ids to dense indices, drop (or refuse) unknown items."""
+    _require_columns(path, frame, ("user_id", "item_id"))
+    users = _id_column(path, frame, "user_id")
+    items = _id_column(path, frame, "item_id")
+    lookup = {str(i): n for n, i in enumerate(item_ids)}
+    item_idx = np.array([lookup.get(i, -1) for i in items], dtype=np.int64)
+    unknown = item_idx < 0
+    n_unknown = int(unknown.sum())
+    if n_unknown:
+        share = n_unknown / len(items)
+        examples = ", ".join(repr(x) for x in list(dict.fromkeys(items[unknown]))[:3])
+        if share > options.max_unknown_item_fraction:
+            raise DataError(
+                f"{path}: column 'item_id': {n_unknown} of {len(items)} interactions ({share:.1%}) name items "
+                f"missing from the items table (e.g. {examples}) at {_rows_label(path, np.flatnonzero(unknown))}; "
+                f"more than {options.max_unknown_item_fraction:.0%} means the catalogue does not match"
+            )
+        warnings.append(
+            f"{path.name}: dropped {n_unknown} interaction(s) with items missing from the catalogue (e.g. {examples})"
+        )
+    timestamp = parse_timestamps(path, frame) if "timestamp" in frame.columns else None
+    weight = _float_column(path, frame, "weight") if "weight" in frame.columns else np.ones(len(items))
+    weight = np.where(np.isfinite(weight), weight, 1.0).astype(np.float32)
+    keep = ~unknown
+    user_ids, user_idx = np.unique(users[keep].astype(str), return_inverse=True)
+    context = {k: v[keep] for k, v in _context_columns(frame).items()}
+    inter = Interactions(
+        user=user_idx.astype(np.int64),
+        item=item_idx[keep],
+        timestamp=None if timestamp is None else timestamp[keep],
+        weight=weight[keep],
+        context=context,
+    )
+    if len(inter) < options.min_interactions:
+        raise DataError(f"{path}: no interactions left after dropping unknown items")
+    return inter, user_ids.astype(object), n_unknown
+
+
+def build_user_attrs(path: Path, frame: Any, user_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Align `users` profile rows with the interaction users (users without a row get missing values)."""
+    _require_columns(path, frame, ("user_id",))
+    ids = _id_column(path, frame, "user_id")
+    uniq, counts = np.unique(ids.astype(str), return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        rows = np.flatnonzero(np.isin(ids.astype(str), dup))
+        raise DataError(f"{path}: column 'user_id': duplicate user id(s) {list(dup[:5])} at {_rows_label(path, rows)}")
+    attrs = _attr_columns(path, frame)
+    pos = {u: n for n, u in enumerate(ids)}
+    take = np.array([pos.get(u, -1) for u in user_ids], dtype=np.int64)
+    out: dict[str, np.ndarray] = {}
+    for name, col in attrs.items():
+        if col.dtype == object:
+            aligned = np.array(["" if t < 0 else col[t] for t in take], dtype=object)
+        else:
+            aligned = np.where(take >= 0, col[np.maximum(take, 0)], np.nan)
+        out[name] = aligned
+    return out
+
+
+def load_contract_dir(directory: Path, options: LoadOptions | None = None) -> Dataset:
+    """Load a directory in the generic data contract (items, interactions, optional users/vectors)."""
+    options = options or LoadOptions()
+    items_path = find_table(directory, "items", required=True)
+    inter_path = find_table(directory, "interactions", required=True)
+    users_path = find_table(directory, "users", required=False)
+    assert items_path is not None and inter_path is not None
+    vec_path = directory / "item_vectors.npy"
+    vectors = load_item_vectors(vec_path) if vec_path.is_file() else None
+    items = build_items(items_path, read_table(items_path), vectors)
+    warnings: list[str] = []
+    inter, user_ids, dropped = build_interactions(inter_path, read_table(inter_path), items.ids, options, warnings)
+    user_attrs = build_user_attrs(users_path, read_table(users_path), user_ids) if users_path else {}
+    sources = [p for p in (items_path, inter_path, users_path) if p is not None]
+    if vectors is not None:
+        sources.append(vec_path)
+    return Dataset(
+        name=directory.name,
+        items=items,
+        user_ids=user_ids,
+        interactions=inter,
+        user_attrs=user_attrs,
+        fingerprint=fingerprint_files(sources),
+        report=LoadReport(warnings=tuple(warnings), dropped_unknown_items=dropped),
+    )

@@ -1,0 +1,38 @@
+"""How an item's text is built from its columns.
+
+Shared by the export stage (catalogue) and the runtime (`Engine.add_items`), so an item added live is
+encoded from exactly the same kind of text as the catalogue was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Columns that are never text: ids, attributes and vectors.
+RESERVED_COLUMNS = frozenset({"item_id"})
+
+
+def is_text_column(name: str) -> bool:
+    """Whether a catalogue column takes part in the item text (any non-`attr_` column but the id)."""
+    return name not in RESERVED_COLUMNS and not name.startswith("attr_") and not name.startswith("ctx_")
+
+
+def _clean(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    text = str(value)
+    return " ".join(text.split())
+
+
+def build_item_text(row: Mapping[str, Any], text_columns: Sequence[str]) -> str:
+    """Join the non-empty text columns of one item as "column: value" lines, in `text_columns` order."""
+    lines = []
+    for col in text_columns:
+        value = _clean(row.get(col))
+        if value:
+            lines.append(f"{col}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""Ranking metrics of the full-ranking protocol (see README, "Evaluation protocol").
+
+Every model is scored on all items; the user's known items are excluded; the one held-out item is ranked.
+Ties are broken pessimistically (an item scored equal to the target counts as ranked above it), so a model
+that scores everything alike cannot look good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+"""Given query row indices (shape [b]), return scores float [b, n_items]."""
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """1-based pessimistic rank of `targets[i]` in `scores[i]` (excluded items must be -inf already)."""
+    rows = np.arange(scores.shape[0])
+    target_scores = scores[rows, targets][:, None]
+    ahead = (scores >= target_scores).sum(axis=1)  # counts the target itself
+    return ahead.astype(np.int64)
+
+
+def hit_rate(ranks: np.ndarray, k: int) -> float:
+    """HR@k (= Recall@k with one relevant item)."""
+    return float(np.mean(ranks <= k)) if len(ranks) else 0.0
+
+
+def ndcg(ranks: np.ndarray, k: int) -> float:
+    """NDCG@k with one relevant item: 1/log2(rank+1) if rank <= k, else 0."""
+    if not len(ranks):
+        return 0.0
+    gains = np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
+    return float(np.mean(gains))
+
+
+def mrr(ranks: np.ndarray) -> float:
+    """Mean reciprocal rank over the full ranking."""
+    return float(np.mean(1.0 / ranks)) if len(ranks) else 0.0
+
+
+def coverage(topk: np.ndarray, n_items: int) -> float:
+    """Share of the catalogue that appears in at least one list."""
+    if topk.size == 0 or n_items == 0:
+        return 0.0
+    return float(len(np.unique(topk[topk >= 0])) / n_items)
+
+
+def popular_mask(popularity: np.ndarray, head_share: float = 0.2) -> np.ndarray:
+    """True for the `head_share` most popular items (by train count; ties broken by item index)."""
+    n = len(popularity)
+    n_head = int(np.ceil(head_share * n))
+    order = np.lexsort((np.arange(n), -np.asarray(popularity)))
+    mask = np.zeros(n, dtype=bool)
+    mask[order[:n_head]] = True
+    return mask
+
+
+def tail_share(topk: np.ndarray, head: np.ndarray) -> float:
+    """Share of recommended slots whose item is outside the popular head."""
+    valid = topk[topk >= 0]
+    return float(np.mean(~head[valid])) if valid.size else 0.0
+
+
+def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best items per row, best first (ties by item index)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def mask_excluded(scores: np.ndarray, rows: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                  extra: list[np.ndarray] | None = None) -> None:
+    """Set the scores of each query's excluded items (a CSR per query row) to -inf, in place."""
+    for b, q in enumerate(rows):
+        scores[b, indices[indptr[q]:indptr[q + 1]]] = -np.inf
+        if extra is not None:
+            for arr in extra:
+                if arr[q] >= 0:
+                    scores[b, arr[q]] = -np.inf
+
+
+@dataclass(frozen=True)
+class RankingResult:
+    """Metrics of one full-ranking evaluation, plus the raw ranks for further analysis."""
+
+    metrics: dict[str, float]
+    ranks: np.ndarray
+    topk: np.ndarray
+
+
+def evaluate_full_ranking(
+    score_fn: ScoreFn,
+    targets: np.ndarray,
+    exclude_indptr: np.ndarray,
+    exclude_indices: np.ndarray,
+    popularity: np.ndarray,
+    ks: tuple[int, ...] = (10, 20),
+    batch_size: int = 256,
+    exclude_extra: list[np.ndarray] | None = None,
+) -> RankingResult:
+    """Full-ranking HR@k, NDCG@k, MRR, coverage@10 and tail share@10 over all queries.
+
+    Query `q` has held-out item `targets[q]`; its excluded items are `exclude_indices[indptr[q]:indptr[q+1]]`
+    plus `exclude_extra[j][q]` (e.g. the validation item when testing; -1 for none).
+    """
+    n_queries = len(targets)
+    n_items = len(popularity)
+    ranks = np.zeros(n_queries, dtype=np.int64)
+    k_list = max(10, max(ks))
+    topk = np.full((n_queries, k_list), -1, dtype=np.int64)
+    for start in range(0, n_queries, batch_size):
+        rows = np.arange(start, min(start + batch_size, n_queries))
+        scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
+        if scores.shape != (len(rows), n_items):
+            raise ValueError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
+        scores[~np.isfinite(scores)] = -np.inf
+        mask_excluded(scores, rows, exclude_indptr, exclude_indices, exclude_extra)
+        # a target excluded by mistake would rank last; keep it scoreable
+        ranks[rows] = target_ranks(np.where(np.isneginf(scores), -1e300, scores), targets[rows])
+        topk[rows, : min(k_list, n_items)] = topk_indices(scores, k_list)
+    head = popular_mask(popularity)
+    metrics: dict[str, float] = {}
+    for k in ks:
+        metrics[f"hr@{k}"] = hit_rate(ranks, k)
+        metrics[f"ndcg@{k}"] = ndcg(ranks, k)
+    metrics["mrr"] = mrr(ranks)
+    metrics["coverage@10"] = coverage(topk[:, :10], n_items)
+    metrics["tail_share@10"] = tail_share(topk[:, :10], head)
+    metrics["n_queries"] = float(n_queries)
+    return RankingResult(metrics=metrics, ranks=ranks, topk=topk)
+
+
+def recall_at_k(topk: np.ndarray, relevant: list[np.ndarray], k: int) -> float:
+    """Mean over queries of |top-k ∩ relevant| / |relevant| (queries with no relevant items skipped)."""
+    values = []
+    for row, rel in zip(topk, relevant):
+        if len(rel):
+            values.append(len(np.intersect1d(row[:k], rel)) / len(rel))
+    return float(np.mean(values)) if values else 0.0
+
+
+def evaluate_cold_recall(
+    score_fn: ScoreFn,
+    relevant: list[np.ndarray],
+    exclude_indptr: np.ndarray,
+    exclude_indices: np.ndarray,
+    n_items: int,
+    k: int = 20,
+    batch_size: int = 256,
+) -> float:
+    """Cold-item Recall@k: rank all items (minus the query's excluded items) and count cold hits."""
+    n_queries = len(relevant)
+    topk = np.full((n_queries, k), -1, dtype=np.int64)
+    for start in range(0, n_queries, batch_size):
+        rows = np.arange(start, min(start + batch_size, n_queries))
+        scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
+        scores[~np.isfinite(scores)] = -np.inf
+        mask_excluded(scores, rows, exclude_indptr, exclude_indices)
+        topk[rows, : min(k, n_items)] = topk_indices(scores, k)
+    return recall_at_k(topk, relevant, k)
