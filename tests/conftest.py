@@ -29,3 +29,12 @@ def ml_tiny_dataset(ml_tiny_dir: Path):  # -> recengine.data.Dataset
     from recengine.data import load_dataset
 
     return load_dataset(ml_tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny seeded-random 2-layer BERT (hidden 32, 2 heads) as a Hugging Face directory: config.json,
+    model.safetensors, vocab.txt, tokenizer.json. Built once per session; use it as `--encoder DIR`."""
+    from recengine.export.tiny_encoder import build_tiny_encoder
+
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder") / "tiny-bert", seed=0)
