@@ -25,6 +25,13 @@ def load_dataset(path: str | Path | None = None, options: LoadOptions | None = N
         raise DataError(f"{directory}: not a directory (DATA must be a directory of CSV or Parquet files)")
     if is_movielens_dir(directory):
         return load_movielens_dir(directory, options)
+    if (directory / "movies.csv").is_file() and not any(
+        (directory / f"items{suffix}").is_file() for suffix in (".csv", ".parquet")
+    ):
+        raise DataError(
+            f"{directory}: has movies.csv but no ratings.csv (the MovieLens layout needs both) "
+            f"and no items table of the generic data contract"
+        )
     return load_contract_dir(directory, options)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -55,47 +56,104 @@ def _row_label(path: Path, row: int) -> str:
 
 
 def _rows_label(path: Path, rows: np.ndarray, limit: int = 5) -> str:
+    """"line 3" / "lines 3, 4 and 7 more" (CSV) or "row 0" / "rows 0, 5" (Parquet)."""
     shown = ", ".join(_row_label(path, int(r)).split(" ")[1] for r in rows[:limit])
-    unit = "lines" if path.suffix == ".csv" else "rows"
+    unit = "line" if path.suffix == ".csv" else "row"
+    plural = "s" if len(rows) > 1 else ""
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return f"{unit} {shown}{more}"
+    return f"{unit}{plural} {shown}{more}"
+
+
+def _one_line(exc: BaseException) -> str:
+    """A third-party exception message squeezed onto one line (the CLI prints one line per error)."""
+    return " ".join(str(exc).split())
+
+
+def _check_utf8(path: Path) -> None:
+    """Stream the file through a strict UTF-8 decoder; report the line of the first bad byte."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0
+    lines = 1
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                # exc.start is relative to the decoder's pending bytes + this chunk: approximate by chunk
+                bad = max(0, exc.start - (len(exc.object) - len(chunk)))
+                line = lines + chunk[:bad].count(b"\n")
+                raise DataError(
+                    f"{path}: line {line}: bytes that are not valid UTF-8 at byte offset {offset + bad} "
+                    f"(save the file as UTF-8)"
+                ) from None
+            lines += chunk.count(b"\n")
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{path}: line {lines}: the file ends inside a multi-byte character (not valid UTF-8)"
+            ) from None
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The raw header fields (pandas silently renames duplicate columns to `name.1`; we must see them)."""
+    import csv
+
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        first = next(csv.reader(handle), [])
+    return [field.strip() for field in first]
 
 
 def read_table(path: Path) -> Any:
-    """Read one CSV/Parquet file with every column as string (ids must never become floats)."""
+    """Read one CSV/Parquet file with every CSV column as string (ids must never become floats).
+
+    Why strings: "007" must stay "007", and an id column must not turn into floats because one row is
+    empty. A UTF-8 byte-order mark at the start of a CSV file is accepted (spreadsheet exports add one).
+    """
     pd = _pd()
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty")
-    if path.suffix == ".csv":
-        raw = path.read_bytes()
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise DataError(
-                f"{path}: line {line}: bytes that are not valid UTF-8 at offset {exc.start} "
-                f"(save the file as UTF-8)"
-            ) from None
-        try:
-            frame = pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", skipinitialspace=False
-            )
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path}: the file is empty") from None
-        except pd.errors.ParserError as exc:
-            raise DataError(f"{path}: not a readable CSV file: {exc}") from None
-    else:
-        require("pyarrow", "Reading Parquet files")
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises many unrelated types for a broken file
-            raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty")
+        if path.suffix == ".csv":
+            _check_utf8(path)
+            header = _csv_header(path)
+            if not any(header):
+                raise DataError(f"{path}: the file is empty (no header line)")
+            dupes = sorted({h for h in header if h and header.count(h) > 1})
+            if dupes:
+                raise DataError(f"{path}: duplicate column name(s) {dupes} in the header")
+            try:
+                frame = pd.read_csv(
+                    path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
+                    skipinitialspace=False,
+                )
+            except pd.errors.EmptyDataError:
+                raise DataError(f"{path}: the file is empty") from None
+            except pd.errors.ParserError as exc:
+                raise DataError(f"{path}: not a readable CSV file: {_one_line(exc)}") from None
+        else:
+            require("pyarrow", "Reading Parquet files")
+            try:
+                frame = pd.read_parquet(path)
+            except Exception as exc:  # pyarrow raises many unrelated types for a broken file
+                raise DataError(f"{path}: not a readable Parquet file: {_one_line(exc)}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    if len(frame) == 0:
-        raise DataError(f"{path}: the file has a header but no rows")
     dupes = frame.columns[frame.columns.duplicated()].tolist()
     if dupes:
         raise DataError(f"{path}: duplicate column name(s) {dupes}")
+    unnamed = [i for i, c in enumerate(frame.columns) if not c or c.startswith("Unnamed: ")]
+    for i in unnamed:
+        if frame.iloc[:, i].notna().any():
+            raise DataError(f"{path}: column {i + 1} of the header has no name but holds values")
+    if unnamed:  # empty trailing columns (a trailing comma on every line) carry nothing: drop them
+        frame = frame.drop(columns=[frame.columns[i] for i in unnamed])
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has a header but no rows")
     return frame
 
 
@@ -108,18 +166,36 @@ def _require_columns(path: Path, frame: Any, columns: tuple[str, ...]) -> None:
         )
 
 
-def _id_column(path: Path, frame: Any, column: str) -> np.ndarray:
-    """A column of ids as stripped strings; NaN/empty ids are an error naming the rows."""
-    series = frame[column]
-    values = np.array([None if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in series],
-                      dtype=object)
+def _id_text(value: Any) -> str | None:
+    """One id as a stripped string; None when missing. Integral floats (a Parquet id column that became
+    float because of a null) print without ".0" so they still match the same id written as an integer."""
+    if value is None:
+        return None
+    if isinstance(value, (float, np.floating)):
+        if value != value:
+            return None
+        if float(value).is_integer():
+            return str(int(value))
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return str(value).strip()
+
+
+def _id_column(path: Path, frame: Any, column: str, label: str | None = None) -> np.ndarray:
+    """A column of ids as stripped strings; NaN/empty ids are an error naming the rows.
+
+    `label` is the column's name in the user's file when an adapter renamed it (MovieLens `movieId`).
+    """
+    values = np.array([_id_text(v) for v in frame[column].tolist()], dtype=object)
     bad = np.flatnonzero([v is None or v == "" or v.lower() == "nan" for v in values])
     if len(bad):
-        raise DataError(f"{path}: column '{column}': missing (empty or NaN) id at {_rows_label(path, bad)}")
+        raise DataError(
+            f"{path}: column '{label or column}': missing (empty or NaN) id at {_rows_label(path, bad)}"
+        )
     return values
 
 
-def _float_column(path: Path, frame: Any, column: str) -> np.ndarray:
+def _float_column(path: Path, frame: Any, column: str, label: str | None = None) -> np.ndarray:
     pd = _pd()
     series = frame[column]
     numeric = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
@@ -127,36 +203,48 @@ def _float_column(path: Path, frame: Any, column: str) -> np.ndarray:
     if len(bad):
         sample = series.iloc[int(bad[0])]
         raise DataError(
-            f"{path}: column '{column}': not a number at {_rows_label(path, bad)} (e.g. {sample!r})"
+            f"{path}: column '{label or column}': not a number at {_rows_label(path, bad)} (e.g. {sample!r})"
         )
     return numeric
 
 
+def _unix_seconds(parsed: Any) -> np.ndarray:
+    """tz-aware datetimes -> float64 unix seconds, whatever the resolution (pandas 3 parses strings to
+    microseconds and Parquet may hold milli/micro/nanoseconds, so `astype(int64)` is not seconds)."""
+    pd = _pd()
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    return ((parsed - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+
+
 def parse_timestamps(path: Path, frame: Any, column: str = "timestamp") -> np.ndarray:
-    """Unix seconds (int/float) or ISO 8601 strings -> float64 unix seconds; bad rows are an error."""
+    """Unix seconds (int/float) or ISO 8601 strings -> float64 unix seconds; bad rows are an error.
+
+    A column may mix both forms row by row. ISO strings without a UTC offset are read as UTC.
+    """
     pd = _pd()
     series = frame[column]
     missing = np.flatnonzero(series.isna().to_numpy())
     if len(missing):
         raise DataError(f"{path}: column '{column}': empty timestamp at {_rows_label(path, missing)}")
     if pd.api.types.is_datetime64_any_dtype(series):
-        parsed = pd.to_datetime(series, utc=True)
-        return (parsed.astype("int64") / 1e9).to_numpy(dtype=np.float64)
+        return _unix_seconds(pd.to_datetime(series, utc=True))
+    if pd.api.types.is_bool_dtype(series):
+        raise DataError(f"{path}: column '{column}': booleans are not timestamps (expected unix seconds or ISO 8601)")
     numeric = pd.to_numeric(series, errors="coerce")
-    if numeric.notna().all():
-        return numeric.to_numpy(dtype=np.float64)
-    as_text = series.astype(str)
-    parsed = pd.to_datetime(as_text, utc=True, errors="coerce", format="ISO8601")
-    bad_mask = parsed.isna().to_numpy() & numeric.isna().to_numpy()
-    bad = np.flatnonzero(bad_mask)
-    if len(bad):
-        raise DataError(
-            f"{path}: column '{column}': unparsable timestamp at {_rows_label(path, bad)} "
-            f"(e.g. {as_text.iloc[int(bad[0])]!r}; expected unix seconds or ISO 8601)"
-        )
-    seconds = (parsed.astype("int64") / 1e9).to_numpy(dtype=np.float64)
     num = numeric.to_numpy(dtype=np.float64)
-    return np.where(np.isfinite(num), num, seconds)
+    if not np.isfinite(num).all():
+        as_text = series.astype(str).str.strip()
+        text_rows = ~np.isfinite(num)
+        parsed = pd.to_datetime(as_text[text_rows], utc=True, errors="coerce", format="ISO8601")
+        bad = np.flatnonzero(text_rows)[parsed.isna().to_numpy()]
+        if len(bad):
+            raise DataError(
+                f"{path}: column '{column}': unparsable timestamp at {_rows_label(path, bad)} "
+                f"(e.g. {as_text.iloc[int(bad[0])]!r}; expected unix seconds or ISO 8601)"
+            )
+        num = num.copy()
+        num[text_rows] = _unix_seconds(parsed)
+    return num
 
 
 def _attr_columns(path: Path, frame: Any, prefix: str = "attr_") -> dict[str, np.ndarray]:
@@ -195,16 +283,23 @@ def fingerprint_files(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def build_items(path: Path, frame: Any, vectors: np.ndarray | None = None) -> ItemTable:
-    """Validate the items table and build each item's text."""
+def build_items(
+    path: Path, frame: Any, vectors: np.ndarray | None = None, labels: Mapping[str, str] | None = None
+) -> ItemTable:
+    """Validate the items table and build each item's text.
+
+    `labels` maps contract column names to the names in the user's file, for messages (adapters rename).
+    """
+    labels = labels or {}
+    id_label = labels.get("item_id", "item_id")
     _require_columns(path, frame, ("item_id",))
-    ids = _id_column(path, frame, "item_id")
+    ids = _id_column(path, frame, "item_id", id_label)
     uniq, first, counts = np.unique(ids.astype(str), return_index=True, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1]
         rows = np.flatnonzero(np.isin(ids.astype(str), dup))
         raise DataError(
-            f"{path}: column 'item_id': duplicate item id(s) {', '.join(repr(d) for d in dup[:5])}"
+            f"{path}: column '{id_label}': duplicate item id(s) {', '.join(repr(str(d)) for d in dup[:5])}"
             f"{' ...' if len(dup) > 5 else ''} at {_rows_label(path, rows)}"
         )
     text_columns = tuple(str(c) for c in frame.columns if is_text_column(str(c)))
@@ -221,7 +316,8 @@ def build_items(path: Path, frame: Any, vectors: np.ndarray | None = None) -> It
         )
     if vectors is not None and vectors.shape[0] != len(ids):
         raise DataError(
-            f"item_vectors.npy has {vectors.shape[0]} rows but {path.name} has {len(ids)} items (rows must align)"
+            f"{path.parent / 'item_vectors.npy'}: item_vectors.npy has {vectors.shape[0]} rows but {path.name} "
+            f"has {len(ids)} items (row i must be the vector of item i)"
         )
     return ItemTable(ids=ids, texts=texts, text_columns=text_columns, attrs=_attr_columns(path, frame), vectors=vectors)
 
@@ -230,10 +326,13 @@ def load_item_vectors(path: Path) -> np.ndarray:
     """`item_vectors.npy`: float [n_items, d], no pickles, finite."""
     try:
         arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"{path}: not a plain numeric .npy array ({exc})") from None
+    except ValueError:
+        raise DataError(
+            f"{path}: not a plain numeric .npy array (not an .npy file, or one holding pickled objects, which "
+            f"are refused; save a float32 array with numpy.save)"
+        ) from None
     except Exception as exc:
-        raise DataError(f"{path}: unreadable .npy file ({exc})") from None
+        raise DataError(f"{path}: unreadable .npy file ({_one_line(exc)})") from None
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
         raise DataError(f"{path}: expected a 2-D numeric array [n_items, d], got shape {arr.shape} dtype {arr.dtype}")
     arr = arr.astype(np.float32)
@@ -249,21 +348,26 @@ def build_interactions(
     item_ids: np.ndarray,
     options: LoadOptions,
     warnings: list[str],
+    labels: Mapping[str, str] | None = None,
 ) -> tuple[Interactions, np.ndarray, int]:
-    """Validate interactions, map ids to dense indices, drop (or refuse) unknown items."""
+    """Validate interactions, map ids to dense indices, drop (or refuse) unknown items.
+
+    `labels` maps contract column names to the names in the user's file, for messages (adapters rename).
+    """
+    labels = labels or {}
     _require_columns(path, frame, ("user_id", "item_id"))
-    users = _id_column(path, frame, "user_id")
-    items = _id_column(path, frame, "item_id")
+    users = _id_column(path, frame, "user_id", labels.get("user_id"))
+    items = _id_column(path, frame, "item_id", labels.get("item_id"))
     lookup = {str(i): n for n, i in enumerate(item_ids)}
     item_idx = np.array([lookup.get(i, -1) for i in items], dtype=np.int64)
     unknown = item_idx < 0
     n_unknown = int(unknown.sum())
     if n_unknown:
         share = n_unknown / len(items)
-        examples = ", ".join(repr(x) for x in list(dict.fromkeys(items[unknown]))[:3])
+        examples = ", ".join(repr(str(x)) for x in list(dict.fromkeys(items[unknown]))[:3])
         if share > options.max_unknown_item_fraction:
             raise DataError(
-                f"{path}: column 'item_id': {n_unknown} of {len(items)} interactions ({share:.1%}) name items "
+                f"{path}: column '{labels.get('item_id', 'item_id')}': {n_unknown} of {len(items)} interactions ({share:.1%}) name items "
                 f"missing from the items table (e.g. {examples}) at {_rows_label(path, np.flatnonzero(unknown))}; "
                 f"more than {options.max_unknown_item_fraction:.0%} means the catalogue does not match"
             )
@@ -271,7 +375,13 @@ def build_interactions(
             f"{path.name}: dropped {n_unknown} interaction(s) with items missing from the catalogue (e.g. {examples})"
         )
     timestamp = parse_timestamps(path, frame) if "timestamp" in frame.columns else None
-    weight = _float_column(path, frame, "weight") if "weight" in frame.columns else np.ones(len(items))
+    weight = _float_column(path, frame, "weight", labels.get("weight")) if "weight" in frame.columns else np.ones(len(items))
+    negative = np.flatnonzero(weight < 0)
+    if len(negative):
+        raise DataError(
+            f"{path}: column '{labels.get('weight', 'weight')}': negative weight at {_rows_label(path, negative)} "
+            f"(every interaction is a positive; use a weight >= 0)"
+        )
     weight = np.where(np.isfinite(weight), weight, 1.0).astype(np.float32)
     keep = ~unknown
     user_ids, user_idx = np.unique(users[keep].astype(str), return_inverse=True)
@@ -296,7 +406,10 @@ def build_user_attrs(path: Path, frame: Any, user_ids: np.ndarray) -> dict[str, 
     if (counts > 1).any():
         dup = uniq[counts > 1]
         rows = np.flatnonzero(np.isin(ids.astype(str), dup))
-        raise DataError(f"{path}: column 'user_id': duplicate user id(s) {list(dup[:5])} at {_rows_label(path, rows)}")
+        raise DataError(
+            f"{path}: column 'user_id': duplicate user id(s) {', '.join(repr(str(d)) for d in dup[:5])}"
+            f"{' ...' if len(dup) > 5 else ''} at {_rows_label(path, rows)}"
+        )
     attrs = _attr_columns(path, frame)
     pos = {u: n for n, u in enumerate(ids)}
     take = np.array([pos.get(u, -1) for u in user_ids], dtype=np.int64)

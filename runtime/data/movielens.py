@@ -68,13 +68,16 @@ def load_movielens_dir(directory: Path, options: LoadOptions | None = None) -> D
     items_frame = movies.rename(columns={"movieId": "item_id"})[["item_id", "title"]].copy()
     items_frame["genres"] = genres.str.replace("|", ", ", regex=False)
     items_frame["tags"] = [tag_text.get(str(m).strip(), "") for m in items_frame["item_id"]]
-    items = build_items(movies_path, items_frame)
+    items = build_items(movies_path, items_frame, labels={"item_id": "movieId"})
 
     inter_frame = ratings.rename(columns={"userId": "user_id", "movieId": "item_id"})
     if "rating" in inter_frame.columns:
         inter_frame = inter_frame.rename(columns={"rating": "weight"})
     warnings: list[str] = []
-    inter, user_ids, dropped = build_interactions(ratings_path, inter_frame, items.ids, options, warnings)
+    labels = {"user_id": "userId", "item_id": "movieId", "weight": "rating"}
+    inter, user_ids, dropped = build_interactions(
+        ratings_path, inter_frame, items.ids, options, warnings, labels=labels
+    )
     if inter.timestamp is None:  # pragma: no cover - required column above
         raise DataError(f"{ratings_path}: MovieLens ratings need a timestamp column")
     inter = Interactions(
