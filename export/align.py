@@ -1,0 +1,125 @@
+"""Text alignment: fine-tune the text tower so an item's text lands next to its graph embedding.
+
+A symmetric InfoNCE loss (in-batch negatives) pulls the projected text vector P(enc(text_i)) towards the
+LightGCN embedding g_i of the same item. After this stage an item with no interactions still gets a vector
+in the collaborative space from its text alone. With `finetune="none"` the encoder is frozen, its
+embeddings are computed once and only the projection trains (the `frozen_text` ablation).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recengine.errors import ExportError
+
+from .config import EncoderConfig
+from .progress import Progress
+
+
+@dataclass
+class TextResult:
+    """The trained text tower and the catalogue encoded with it."""
+
+    tower: Any
+    tokenizer: Any
+    tokenizer_info: Any
+    source: Any
+    text_embeddings: np.ndarray
+    text_vectors: np.ndarray
+    align_loss: float
+
+
+def resolve_source(cfg: EncoderConfig, workdir: Path | None, seed: int) -> Any:
+    """The encoder directory: the tiny test BERT (built in `workdir`), `cfg.path`, or packaged MiniLM."""
+    from .encoder import resolve_encoder
+
+    if cfg.tiny and cfg.path is None:
+        from .tiny_encoder import build_tiny_encoder
+
+        base = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="recengine-tiny-"))
+        return resolve_encoder(build_tiny_encoder(base / "tiny-bert", seed=0))
+    return resolve_encoder(cfg.path)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE between matching rows of `a` and `b` (cosine similarity / temperature)."""
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    labels = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.ndarray, item_dim: int,
+                     cfg: EncoderConfig, finetune: str, seed: int, device: torch.device, progress: Progress,
+                     workdir: Path | None = None, source: Any = None) -> TextResult:
+    """Build the tower, align it to `graph_items` with InfoNCE, and encode every item text."""
+    from .encoder import TextTowerConfig, build_text_tower, encode_texts, load_tokenizer, tokenize_to_tensors
+
+    source = source or resolve_source(cfg, workdir, seed)
+    tokenizer, tok_info = load_tokenizer(source, max_length=cfg.max_length)
+    tower = build_text_tower(source, TextTowerConfig(item_dim=item_dim, finetune=finetune, lora_r=cfg.lora_r,
+                                                     lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                                     full_last_layers=cfg.full_layers, seed=seed), device)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    candidates = np.flatnonzero(popularity > 0)
+    if len(candidates) < 2:
+        raise ExportError(f"text alignment needs at least 2 items with training interactions, got {len(candidates)}")
+    targets = torch.from_numpy(graph_items.astype(np.float32)).to(device)
+    weights = np.sqrt(popularity[candidates].astype(np.float64))
+    weights /= weights.sum()
+    per_epoch = min(len(candidates), cfg.max_align_items)
+    last_loss = float("nan")
+
+    if finetune == "none":
+        # frozen encoder: encode once, then train the projection on the cached embeddings (cheap)
+        text_emb, _ = encode_texts(tower, tokenizer, texts, batch_size=cfg.encode_batch_size, device=device,
+                                   pad_id=tok_info.pad_id)
+        cached = text_emb.to(device)
+        opt = torch.optim.AdamW(tower.projection.parameters(), lr=cfg.lr)
+        steps = max(1, cfg.epochs) * 10  # a linear head on cached inputs: many cheap passes
+        bar = progress.bar(range(steps), "text align (frozen)")
+        for _ in bar:
+            order = rng.choice(candidates, size=per_epoch, replace=False, p=weights)
+            for start in range(0, len(order), cfg.batch_size):
+                rows = torch.from_numpy(order[start:start + cfg.batch_size]).to(device)
+                if len(rows) < 2:
+                    continue
+                loss = info_nce(tower.projection(cached[rows]), targets[rows], cfg.temperature)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                last_loss = float(loss.detach())
+            bar.set_postfix(infonce=f"{last_loss:.4f}")
+    else:
+        groups = tower.param_groups(encoder_lr=cfg.lr if finetune == "lora" else cfg.encoder_lr, head_lr=cfg.lr)
+        opt = torch.optim.AdamW(groups)
+        tower.train()
+        for epoch in range(max(0, cfg.epochs)):
+            order = rng.choice(candidates, size=per_epoch, replace=False, p=weights)
+            n_batches = (len(order) + cfg.batch_size - 1) // cfg.batch_size
+            bar = progress.bar(range(n_batches), f"text align {epoch + 1}/{cfg.epochs} ({finetune})")
+            for b in bar:
+                rows = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                if len(rows) < 2:
+                    continue
+                ids, mask = tokenize_to_tensors(tokenizer, [texts[i] for i in rows], tok_info.pad_id, device)
+                _, item = tower(ids, mask)
+                loss = info_nce(item, targets[torch.from_numpy(rows).to(device)], cfg.temperature)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                last_loss = float(loss.detach())
+                bar.set_postfix(infonce=f"{last_loss:.4f}")
+    tower.eval()
+    text_emb, item_vec = encode_texts(tower, tokenizer, texts, batch_size=cfg.encode_batch_size, device=device,
+                                      pad_id=tok_info.pad_id)
+    return TextResult(tower=tower, tokenizer=tokenizer, tokenizer_info=tok_info, source=source,
+                      text_embeddings=text_emb.numpy().astype(np.float32),
+                      text_vectors=item_vec.numpy().astype(np.float32), align_loss=last_loss)

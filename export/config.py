@@ -1,0 +1,284 @@
+"""The export configuration: one dataclass tree, two profiles, TOML files and dotted overrides.
+
+Every knob of the export is a field here so that it can be reached from the CLI (`--set user.epochs=50`),
+from a config file (`--config export.toml`, sections named like the fields) or from Python, and so that
+the resolved configuration can be written into the bundle manifest (it is what produced the bundle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from recengine.errors import ExportError
+
+PROFILES = ("standard", "quick")
+
+
+@dataclass
+class EncoderConfig:
+    """Text tower: which encoder, how it is fine-tuned, and the InfoNCE alignment stage."""
+
+    path: str | None = None
+    """Local Hugging Face BERT-family directory; None = the packaged all-MiniLM-L6-v2 (standard) or a
+    tiny randomly initialised BERT built on the fly (quick)."""
+    tiny: bool = False
+    """Use the tiny test encoder instead of `path` (the quick profile)."""
+    finetune: str = "lora"
+    """lora | full (last `full_layers` layers) | none (frozen encoder, only the projection trains)."""
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    full_layers: int = 2
+    max_length: int = 64
+    """Token truncation for item texts (MovieLens item texts are ~20-60 tokens)."""
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 1e-3
+    """Learning rate of the projection head (and of LoRA adapters)."""
+    encoder_lr: float = 5e-5
+    """Learning rate of fully fine-tuned encoder layers (finetune=full)."""
+    temperature: float = 0.07
+    max_align_items: int = 4000
+    """Items per alignment epoch, sampled proportionally to sqrt(popularity) (bounds the cost of a
+    forward+backward pass of the real encoder on 2 CPU cores)."""
+    encode_batch_size: int = 128
+
+
+@dataclass
+class GraphConfig:
+    """LightGCN over the train user-item graph, trained with BPR."""
+
+    layers: int = 3
+    epochs: int = 30
+    lr: float = 2e-2
+    batch_size: int = 4096
+    reg: float = 1e-4
+    patience: int = 5
+    eval_every: int = 5
+
+
+@dataclass
+class UserConfig:
+    """SASRec-style user tower trained jointly with the gated item vectors (full-softmax CE)."""
+
+    max_history: int = 50
+    layers: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    epochs: int = 150
+    patience: int = 5
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    item_dropout: float = 0.15
+    """DropoutNet: share of items whose vector is replaced by its text-only vector per batch, so text-only
+    vectors of cold items stay in the same space."""
+    loss: str = "full"
+    """full (softmax over every item) | sampled (shared uniform negatives; catalogues > 200k items)."""
+    n_negatives: int = 4096
+    windows_per_user: int = 2
+    """Training sequences per user: the most recent `max_history`+1 items plus earlier non-overlapping
+    windows (up to this many in all), so long histories are not wasted."""
+    eval_every: int = 1
+
+
+@dataclass
+class FusionConfig:
+    """Fusion head: u.v + MLP residual, listwise softmax over positive + hard negatives."""
+
+    hidden: int = 64
+    n_candidates: int = 50
+    epochs: int = 10
+    patience: int = 2
+    lr: float = 1e-3
+    batch_size: int = 128
+    dropout: float = 0.1
+    samples_per_user: int = 4
+    """Training queries per user, taken at random positions of the train sequence."""
+    pop_buckets: int = 8
+
+
+@dataclass
+class IndexConfig:
+    """hnswlib parameters (recorded in the manifest)."""
+
+    M: int = 16
+    ef_construction: int = 200
+    ef_search: int = 128
+
+
+@dataclass
+class ParityConfig:
+    """Tolerances checked after the ONNX export; a failure aborts the export."""
+
+    fp32_max_abs: float = 1e-4
+    int8_min_cosine: float = 0.90
+    fp16_min_cosine: float = 0.99
+    int8_min_ndcg_ratio: float = 0.90
+    """INT8 validation NDCG@10 must reach this share of fp32 (target 0.98; below this the INT8 path is
+    broken, not merely lossy)."""
+    fp16_min_ndcg_ratio: float = 0.95
+    sample_items: int = 256
+    """Items (texts) used for the tensor-level parity checks."""
+
+
+@dataclass
+class ExportConfig:
+    """Everything that determines an export. Build with `from_profile`, `from_toml`, `override`."""
+
+    profile: str = "standard"
+    seed: int = 0
+    device: str = "cpu"
+    """cpu | cuda | auto (training device; ONNX models are always exported for CPU and GPU)."""
+    item_dim: int = 64
+    threads: int = 0
+    """torch intra-op threads (0 = leave torch's default)."""
+    quiet: bool = False
+    ablations: tuple[str, ...] = ("frozen_text", "graph_only", "text_only", "no_fusion")
+    variants: tuple[str, ...] = ("fp32", "int8", "fp16")
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    user: UserConfig = field(default_factory=UserConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    parity: ParityConfig = field(default_factory=ParityConfig)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_profile(cls, profile: str = "standard") -> "ExportConfig":
+        """`standard` (real MiniLM, tuned epochs) or `quick` (tiny encoder, few epochs: tests, < 60 s)."""
+        if profile not in PROFILES:
+            raise ExportError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
+        cfg = cls(profile=profile)
+        if profile == "quick":
+            cfg.item_dim = 32
+            cfg.encoder = EncoderConfig(tiny=True, max_length=32, epochs=2, batch_size=64, lr=3e-3,
+                                        max_align_items=2000)
+            cfg.graph = GraphConfig(layers=2, epochs=10, lr=1e-2, eval_every=5)
+            cfg.user = UserConfig(max_history=20, layers=1, heads=1, epochs=8, patience=3, lr=3e-3, batch_size=64,
+                                  windows_per_user=2)
+            cfg.fusion = FusionConfig(hidden=32, n_candidates=20, epochs=3, patience=1, samples_per_user=2)
+            cfg.index = IndexConfig(M=8, ef_construction=50, ef_search=50)
+            cfg.parity = ParityConfig(int8_min_cosine=0.5, int8_min_ndcg_ratio=0.0, fp16_min_ndcg_ratio=0.0,
+                                      sample_items=64)
+            cfg.ablations = ("frozen_text", "graph_only")
+        return cfg
+
+    @classmethod
+    def from_toml(cls, path: str | Path, profile: str | None = None) -> "ExportConfig":
+        """Read a TOML file: top-level keys and `[encoder]`, `[graph]`, `[user]`, ... sections.
+
+        The file may name a `profile`; `profile` passed here wins. Unknown keys are an error (a typo must
+        not silently fall back to a default).
+        """
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ExportError(f"{p}: config file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ExportError(f"{p}: invalid TOML ({exc})") from None
+        prof = profile or raw.pop("profile", "standard")
+        raw.pop("profile", None)
+        cfg = cls.from_profile(prof)
+        return cfg.override(_flatten(raw), source=str(p))
+
+    # ------------------------------------------------------------------ overrides
+    def override(self, values: dict[str, Any], source: str = "override") -> "ExportConfig":
+        """Return a copy with dotted keys (`"user.epochs"`, `"seed"`) set; values are type-checked."""
+        cfg = dataclasses.replace(self)
+        for sub in ("encoder", "graph", "user", "fusion", "index", "parity"):
+            setattr(cfg, sub, dataclasses.replace(getattr(self, sub)))
+        for key, value in values.items():
+            parts = key.split(".")
+            target: Any = cfg
+            for part in parts[:-1]:
+                if not is_dataclass(target) or part not in {f.name for f in fields(target)}:
+                    raise ExportError(f"{source}: unknown config section {key!r}")
+                target = getattr(target, part)
+            name = parts[-1]
+            spec = {f.name: f for f in fields(target)} if is_dataclass(target) else {}
+            if name not in spec or is_dataclass(getattr(target, name)):
+                raise ExportError(f"{source}: unknown config key {key!r}")
+            setattr(target, name, _coerce(key, getattr(target, name), spec[name].type, value, source))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Refuse values that cannot work, naming the key."""
+        checks = [
+            (self.profile in PROFILES, "profile", f"one of {PROFILES}"),
+            (self.device in ("cpu", "cuda", "auto"), "device", "cpu, cuda or auto"),
+            (self.encoder.finetune in ("lora", "full", "none"), "encoder.finetune", "lora, full or none"),
+            (self.user.loss in ("full", "sampled"), "user.loss", "full or sampled"),
+            (self.item_dim >= 4, "item_dim", ">= 4"),
+            (self.user.max_history >= 2, "user.max_history", ">= 2"),
+            (self.user.heads >= 1 and self.item_dim % self.user.heads == 0, "user.heads", "a divisor of item_dim"),
+            (0.0 <= self.user.item_dropout < 1.0, "user.item_dropout", "in [0, 1)"),
+            (0.0 <= self.user.dropout < 1.0, "user.dropout", "in [0, 1)"),
+            (self.fusion.n_candidates >= 2, "fusion.n_candidates", ">= 2"),
+            (self.encoder.temperature > 0, "encoder.temperature", "> 0"),
+            (all(v in ("fp32", "int8", "fp16") for v in self.variants) and "fp32" in self.variants,
+             "variants", "a subset of fp32, int8, fp16 that includes fp32"),
+            (all(a in ("frozen_text", "graph_only", "text_only", "no_fusion") for a in self.ablations),
+             "ablations", "a subset of frozen_text, graph_only, text_only, no_fusion"),
+        ]
+        for ok, key, expected in checks:
+            if not ok:
+                raise ExportError(f"config: {key} must be {expected}")
+        for sub in (self.graph, self.user, self.fusion, self.encoder):
+            for f in fields(sub):
+                value = getattr(sub, f.name)
+                if f.name in ("epochs", "batch_size", "layers", "patience") and isinstance(value, int) and value < (
+                        0 if f.name in ("epochs", "layers") else 1):
+                    raise ExportError(f"config: {type(sub).__name__}.{f.name} must be positive (got {value})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (recorded in the manifest)."""
+        return asdict(self)
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _coerce(key: str, current: Any, annotation: Any, value: Any, source: str) -> Any:
+    """Convert CLI strings / TOML values to the field's type, or raise ExportError naming the key."""
+    ann = str(annotation)
+    try:
+        if ann.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return tuple(str(v) for v in value)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and "None" in ann):
+            if "None" in ann:
+                return None
+            raise ValueError("None not allowed")
+        if "bool" in ann:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if ann.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if ann.startswith("float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ExportError(f"{source}: bad value {value!r} for config key {key!r} (expected {ann})") from None

@@ -1,0 +1,233 @@
+"""Fit every model on a given split: graph tower, text alignment, user tower + item vectors, fusion head.
+
+`fit(dataset, split, config)` is the training half of `run_export` and the entry point the bench uses to
+evaluate recengine in torch fp32 on any split (including the cold-item protocol: fit on the warm part, cold
+items get text-only vectors because they have no training interactions).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recengine.data.schema import Dataset
+from recengine.errors import ExportError
+from recengine.split import Split
+
+from .align import TextResult, train_text_tower
+from .config import ExportConfig
+from .evaluation import Queries, evaluate_queries, histories, left_padded, make_queries
+from .features import (Vocab, encode_profiles, encode_scene, pop_bucket_edges, pop_buckets, profile_vocab,
+                       scene_vocab)
+from .fusion import (ITEM_FEATURE_NAMES, FusionHead, FusionInputs, evaluate_with_fusion, fusion_train_data,
+                     item_features, train_fusion)
+from .graph import GraphResult, train_lightgcn
+from .item_vectors import ItemVectors
+from .progress import Progress
+from .train_user import UserScorer, make_windows, train_user_tower
+from .user_tower import UserTower
+
+MIN_EVAL_USERS = 2
+MIN_ITEMS = 10
+
+
+def resolve_training_device(name: str) -> torch.device:
+    """cpu, cuda (refused when torch sees no GPU), or auto (cuda when available)."""
+    from recengine.errors import DeviceError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda requested but torch sees no CUDA GPU (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def check_enough_data(split: Split) -> None:
+    """Refuse data sets too small to train and validate on, naming the counts."""
+    n_eval = len(split.valid)
+    n_items = int((split.item_popularity() > 0).sum())
+    if n_eval < MIN_EVAL_USERS or n_items < MIN_ITEMS:
+        raise ExportError(
+            f"too little data to train: {n_eval} users with >= 3 distinct items (need {MIN_EVAL_USERS}) and "
+            f"{n_items} items with training interactions (need {MIN_ITEMS})"
+        )
+
+
+@dataclass
+class FittedRecengine:
+    """Everything trained on one split, plus what is needed to score and export it."""
+
+    config: ExportConfig
+    split: Split
+    scene_vocab: Vocab
+    profile_vocab: Vocab
+    profiles: np.ndarray
+    scenes: dict[str, np.ndarray]
+    """Encoded scene of every event of `split.train`, `split.valid`, `split.test`."""
+    popularity: np.ndarray
+    pop_edges: np.ndarray
+    pop_bucket: np.ndarray
+    text: TextResult
+    graph: GraphResult
+    items: ItemVectors
+    tower: UserTower
+    fusion: FusionHead
+    use_fusion: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ arrays
+    def item_arrays(self) -> dict[str, np.ndarray]:
+        """vectors, text_vectors, graph_vectors, gate, item_feats (float32)."""
+        vectors, graph, gate = self.items.export_arrays()
+        return {"vectors": vectors, "text_vectors": self.text.text_vectors, "graph_vectors": graph, "gate": gate,
+                "item_feats": item_features(self.text.text_vectors, graph, gate)}
+
+    def user_vectors(self, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                     scene: np.ndarray | None = None) -> np.ndarray:
+        """User-tower vectors of `users` from the histories in CSR (indptr/indices over users).
+
+        `scene` is int64 [len(users), scene_slots]; None = unknown scene (all `<unk>`).
+        """
+        hist = left_padded(indptr, indices, np.asarray(users, np.int64), self.config.user.max_history)
+        if scene is None:
+            scene = np.zeros((len(users), self.scene_vocab.slots), np.int64)
+        scorer = UserScorer(self.tower, self.items, self.profiles, torch.device("cpu"))
+        return scorer.user_vectors(hist, scene, self.profiles[np.asarray(users, np.int64)])
+
+    # ------------------------------------------------------------------ evaluation
+    def queries(self, stage: str) -> Queries:
+        return make_queries(self.split, stage)
+
+    def score_fn(self, stage: str = "valid", use_fusion: bool | None = None):
+        """(score_fn, queries): `score_fn(query_rows) -> [b, n_items]` for `evaluate_full_ranking`."""
+        from .fusion import rerank_scores, top_candidates
+
+        q = self.queries(stage)
+        indptr, indices = histories(self.split, stage)
+        scene = self.scenes[stage][q.scene_rows]
+        u = self.user_vectors(q.users, indptr, indices, scene)
+        v = self.item_arrays()["vectors"]
+        fuse = self.use_fusion if use_fusion is None else use_fusion
+        if not fuse:
+            return (lambda rows: u[rows] @ v.T), q
+        arrays = self.item_arrays()
+        inputs = FusionInputs(arrays["vectors"], arrays["item_feats"], self.pop_bucket)
+        profile = self.profiles[q.users]
+
+        def fn(rows: np.ndarray) -> np.ndarray:
+            base = u[rows] @ v.T
+            excl = [q.exclude_indices[q.exclude_indptr[i]:q.exclude_indptr[i + 1]] for i in rows]
+            cands = top_candidates(u[rows], v, excl, self.config.fusion.n_candidates)
+            with torch.no_grad():
+                iv, f, p = inputs.gather(torch.from_numpy(cands))
+                fused = self.fusion(torch.from_numpy(u[rows]), iv, f, p, torch.from_numpy(scene[rows]),
+                                    torch.from_numpy(profile[rows])).numpy()
+            return rerank_scores(base, cands, fused)
+
+        return fn, q
+
+    def evaluate(self, stage: str = "valid", use_fusion: bool | None = None) -> dict[str, float]:
+        fn, q = self.score_fn(stage, use_fusion)
+        return evaluate_queries(fn, q).metrics
+
+
+def _timed(timings: dict[str, float], name: str):
+    class _T:
+        def __enter__(self):
+            self.t = time.perf_counter()
+
+        def __exit__(self, *exc):
+            timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - self.t, 3)
+
+    return _T()
+
+
+def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress | None = None,
+        workdir: Path | None = None, finetune: str | None = None, use_graph: bool = True,
+        graph: GraphResult | None = None, text_source: Any = None, train_fusion_head: bool = True) -> FittedRecengine:
+    """Train all models on `split` (early stopping on `split.valid`) and return them with their metrics.
+
+    `finetune` overrides `config.encoder.finetune` (the frozen_text ablation); `use_graph=False` trains
+    text-only item vectors (the text_only ablation); `graph` reuses an already trained LightGCN.
+    """
+    progress = progress or Progress(config.quiet)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_training_device(config.device)
+    seed = config.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    check_enough_data(split)
+    timings: dict[str, float] = {}
+    finetune = finetune or config.encoder.finetune
+
+    svocab, pvocab = scene_vocab(dataset), profile_vocab(dataset)
+    scenes = {"train": encode_scene(svocab, split.train), "valid": encode_scene(svocab, split.valid),
+              "test": encode_scene(svocab, split.test)}
+    profiles = encode_profiles(pvocab, dataset)
+    pop = split.item_popularity()
+    edges = pop_bucket_edges(pop, config.fusion.pop_buckets)
+    buckets = pop_buckets(pop, edges)
+    valid_q = make_queries(split, "valid")
+    d = config.item_dim
+
+    if graph is None:
+        with _timed(timings, "graph"):
+            graph = train_lightgcn(split, d, config.graph, valid_q, seed, device, progress)
+    with _timed(timings, "text_align"):
+        text = train_text_tower(list(dataset.items.texts), graph.item_emb, pop, d, config.encoder, finetune, seed,
+                                device, progress, workdir=workdir, source=text_source)
+    with _timed(timings, "user_tower"):
+        torch.manual_seed(seed)
+        items = ItemVectors(text.text_vectors, graph.item_emb, pop if use_graph else np.zeros_like(pop)).to(device)
+        ucfg = config.user
+        tower = UserTower(d, ucfg.max_history, ucfg.layers, ucfg.heads, ucfg.dropout, svocab.sizes,
+                          pvocab.sizes).to(device)
+        windows = make_windows(split, scenes["train"], ucfg.max_history, ucfg.windows_per_user)
+        result = train_user_tower(tower, items, split, windows, profiles, valid_q, scenes["valid"], ucfg, seed,
+                                  device, progress, item_dropout=ucfg.item_dropout if use_graph else 0.0)
+        tower, items = tower.cpu().eval(), items.cpu()
+    fitted = FittedRecengine(config=config, split=split, scene_vocab=svocab, profile_vocab=pvocab, profiles=profiles,
+                             scenes=scenes, popularity=pop, pop_edges=edges, pop_bucket=buckets, text=text,
+                             graph=graph, items=items, tower=tower, fusion=None, use_fusion=False,  # type: ignore[arg-type]
+                             timings=timings)
+    arrays = fitted.item_arrays()
+    fcfg = config.fusion
+    torch.manual_seed(seed)
+    head = FusionHead(d, len(ITEM_FEATURE_NAMES), len(edges) + 2, svocab.sizes, pvocab.sizes, fcfg.hidden,
+                      fcfg.dropout)
+    fitted.fusion = head
+    valid_scene = scenes["valid"][valid_q.scene_rows]
+    vindptr, vindices = histories(split, "valid")
+    valid_u = fitted.user_vectors(valid_q.users, vindptr, vindices, valid_scene)
+    inputs = FusionInputs(arrays["vectors"], arrays["item_feats"], buckets)
+    retrieval = fused = float("nan")
+    if train_fusion_head:
+        with _timed(timings, "fusion"):
+            scorer = UserScorer(tower, items, profiles, torch.device("cpu"))
+            data = fusion_train_data(split, scenes["train"], profiles, scorer.user_vectors, arrays["vectors"], fcfg,
+                                     ucfg.max_history, seed)
+            retrieval, fused, _ = train_fusion(head, inputs, data, valid_u, valid_q, valid_scene,
+                                               profiles[valid_q.users], fcfg, seed, progress)
+        fitted.use_fusion = bool(fused > retrieval)
+    fitted.metrics = {
+        "graph_val_ndcg@10": graph.best_ndcg,
+        "user_tower_val_ndcg@10": result.best_ndcg,
+        "user_tower_epochs": result.epochs_run,
+        "align_infonce": text.align_loss,
+        "fusion_val_ndcg@10": fused,
+        "retrieval_val_ndcg@10": retrieval,
+    }
+    return fitted
+
+
+def graph_only_metrics(graph: GraphResult, split: Split, stage: str) -> dict[str, float]:
+    """LightGCN user.item scores alone (the graph_only ablation)."""
+    q = make_queries(split, stage)
+    return evaluate_queries(lambda rows: graph.user_emb[q.users[rows]] @ graph.item_emb.T, q).metrics

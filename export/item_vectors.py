@@ -1,0 +1,49 @@
+"""Gated item vectors: v_i = t_i + gate_i * g_i, with t_i the text tower's vector and g_i a graph/ID vector.
+
+gate_i = sigmoid(w . [log1p(pop_i), 1]) is learned, so popular items lean on their collaborative vector and
+long-tail items on their text. Items with no training interactions have no g_i: v_i = t_i, which is also
+what a cold or newly added item gets at serving time. DropoutNet-style item dropout (replace v_i by t_i for a
+random share of items in each batch) keeps text-only vectors usable in the same space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ItemVectors(nn.Module):
+    def __init__(self, text_vectors: np.ndarray, graph_init: np.ndarray, popularity: np.ndarray) -> None:
+        super().__init__()
+        t = torch.from_numpy(np.ascontiguousarray(text_vectors, dtype=np.float32))
+        g = torch.from_numpy(np.ascontiguousarray(graph_init, dtype=np.float32))
+        has_graph = torch.from_numpy(popularity > 0)
+        # bring the graph vectors to the text vectors' scale so neither part dominates at the start
+        t_norm = t.norm(dim=1).mean().clamp_min(1e-6)
+        g_norm = g[has_graph].norm(dim=1).mean().clamp_min(1e-6) if bool(has_graph.any()) else t_norm
+        self.register_buffer("text", t)
+        self.register_buffer("has_graph", has_graph.float())
+        self.register_buffer("log_pop", torch.from_numpy(np.log1p(popularity).astype(np.float32)))
+        self.graph = nn.Parameter(g * (t_norm / g_norm) * has_graph.float().unsqueeze(1))
+        self.gate_w = nn.Parameter(torch.tensor([0.5, 0.0]))
+
+    def gate(self) -> torch.Tensor:
+        """Per-item weight of the graph part (0 for items without training interactions)."""
+        return torch.sigmoid(self.gate_w[0] * self.log_pop + self.gate_w[1]) * self.has_graph
+
+    def forward(self, item_dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """All item vectors [n, d]; with `item_dropout` > 0 a random share of them is text-only."""
+        gate = self.gate()
+        if item_dropout > 0:
+            keep = (torch.rand(gate.shape, generator=generator) >= item_dropout).to(gate)
+            gate = gate * keep.to(gate.device)
+        return self.text + self.graph * gate.unsqueeze(1)
+
+    def export_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vectors, graph part, gate) as numpy float32, in eval form (no dropout)."""
+        with torch.no_grad():
+            gate = self.gate()
+            vectors = self.text + self.graph * gate.unsqueeze(1)
+        return (vectors.cpu().numpy().astype(np.float32), (self.graph * self.has_graph.unsqueeze(1)).detach().cpu()
+                .numpy().astype(np.float32), gate.cpu().numpy().astype(np.float32))

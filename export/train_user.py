@@ -1,0 +1,178 @@
+"""Joint training of the user tower and the gated item vectors (next-item prediction, softmax CE).
+
+Every position of every training window predicts the next item with a softmax over *all* item vectors
+(`loss="full"`; on ML-small's 9.7k items this is cheap and clearly beats one-negative BCE) or over shared
+uniform negatives (`loss="sampled"`, for catalogues too large for a full softmax). The scene added to each
+position is the scene of the *target* event: that is what the runtime passes as the request scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recengine.split import Split, to_csr
+
+from .config import UserConfig
+from .evaluation import Queries, evaluate_queries, histories, left_padded
+from .item_vectors import ItemVectors
+from .progress import Progress
+from .user_tower import UserTower
+
+
+@dataclass
+class Windows:
+    """Training windows: inputs/targets left-padded with -1, the target events' scenes, the user."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    scenes: np.ndarray
+    users: np.ndarray
+
+
+def make_windows(split: Split, train_scene: np.ndarray, max_history: int, per_user: int) -> Windows:
+    """Cut each user's train sequence into windows of `max_history`+1 items, most recent first."""
+    indptr, rows = to_csr(split.train.user, np.arange(len(split.train), dtype=np.int64), split.n_users)
+    items_all = split.train.item.astype(np.int64)
+    slots = train_scene.shape[1]
+    inputs, targets, scenes, users = [], [], [], []
+    for u in range(split.n_users):
+        r = rows[indptr[u]:indptr[u + 1]]
+        end, made = len(r), 0
+        while end >= 2 and made < per_user:
+            start = max(0, end - max_history - 1)
+            seq = items_all[r[start:end]]
+            n = len(seq) - 1
+            inp = np.full(max_history, -1, np.int64)
+            tgt = np.full(max_history, -1, np.int64)
+            scn = np.zeros((max_history, slots), np.int64)
+            inp[max_history - n:] = seq[:-1]
+            tgt[max_history - n:] = seq[1:]
+            scn[max_history - n:] = train_scene[r[start + 1:end]]
+            inputs.append(inp), targets.append(tgt), scenes.append(scn), users.append(u)
+            made += 1
+            end = start + 1
+    if not inputs:
+        z = np.zeros((0, max_history), np.int64)
+        return Windows(z, z, np.zeros((0, max_history, slots), np.int64), np.zeros(0, np.int64))
+    return Windows(np.stack(inputs), np.stack(targets), np.stack(scenes), np.asarray(users, np.int64))
+
+
+def gather_history(vectors: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """History tensor [B, L, d] (zeros at padding) and its mask [B, L] from item rows (-1 = padding)."""
+    mask = (items >= 0).to(vectors.dtype)
+    hist = vectors[items.clamp_min(0)] * mask.unsqueeze(-1)
+    return hist, mask
+
+
+class UserScorer:
+    """Scores every item for a batch of query users with the current tower (eval mode)."""
+
+    def __init__(self, tower: UserTower, items: ItemVectors, profiles: np.ndarray, device: torch.device) -> None:
+        self.tower, self.items, self.profiles, self.device = tower, items, profiles, device
+
+    @torch.no_grad()
+    def user_vectors(self, hist_items: np.ndarray, scene: np.ndarray, profile: np.ndarray) -> np.ndarray:
+        self.tower.eval()
+        vectors = self.items()
+        hist, mask = gather_history(vectors, torch.from_numpy(hist_items).to(self.device))
+        out = self.tower(hist, mask, torch.from_numpy(scene).to(self.device), torch.from_numpy(profile).to(self.device))
+        return out.cpu().numpy()
+
+    @torch.no_grad()
+    def item_vectors(self) -> np.ndarray:
+        return self.items().cpu().numpy()
+
+
+def query_inputs(split: Split, stage: str, queries: Queries, scenes: np.ndarray, profiles: np.ndarray,
+                 max_history: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """History rows, scene and profile codes of every query of `stage` (scene of the held-out event)."""
+    indptr, indices = histories(split, stage)
+    hist = left_padded(indptr, indices, queries.users, max_history)
+    return hist, scenes[queries.scene_rows], profiles[queries.users]
+
+
+@dataclass
+class UserTrainResult:
+    best_ndcg: float
+    epochs_run: int
+    history: list[dict[str, float]]
+
+
+def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows: Windows, profiles: np.ndarray,
+                     valid_queries: Queries, valid_scenes: np.ndarray, cfg: UserConfig, seed: int,
+                     device: torch.device, progress: Progress, item_dropout: float | None = None) -> UserTrainResult:
+    """AdamW on next-item CE; evaluates validation NDCG@10 every `eval_every` epochs and keeps the best."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    p_drop = cfg.item_dropout if item_dropout is None else item_dropout
+    params = list(tower.parameters()) + list(items.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    inputs = torch.from_numpy(windows.inputs)
+    targets = torch.from_numpy(windows.targets)
+    scenes = torch.from_numpy(windows.scenes)
+    prof = torch.from_numpy(profiles[windows.users])
+    hist_q, scene_q, prof_q = query_inputs(split, "valid", valid_queries, valid_scenes, profiles, cfg.max_history)
+    scorer = UserScorer(tower, items, profiles, device)
+    n_items = split.n_items
+
+    def evaluate() -> float:
+        u = scorer.user_vectors(hist_q, scene_q, prof_q)
+        v = scorer.item_vectors()
+        return evaluate_queries(lambda q: u[q] @ v.T, valid_queries).metrics["ndcg@10"]
+
+    best, best_state, bad, log = -1.0, None, 0, []
+    epoch = 0
+    bar = progress.bar(range(cfg.epochs), "user tower")
+    for epoch in bar:
+        tower.train()
+        perm = torch.randperm(len(inputs), generator=gen)
+        total, count = 0.0, 0
+        for start in range(0, len(perm), cfg.batch_size):
+            idx = perm[start:start + cfg.batch_size]
+            inp, tgt = inputs[idx].to(device), targets[idx].to(device)
+            vectors = items(p_drop, gen)
+            hist, mask = gather_history(vectors, inp)
+            out = tower.sequence(hist, mask)
+            ctx = tower.context(scenes[idx].to(device), prof[idx].to(device).unsqueeze(1))
+            out = out + ctx if isinstance(ctx, torch.Tensor) else out
+            sel = tgt >= 0
+            h, y = out[sel], tgt[sel]
+            if cfg.loss == "full" or cfg.n_negatives >= n_items:
+                logits = h @ vectors.T
+                loss = F.cross_entropy(logits, y)
+            else:
+                neg = torch.randint(0, n_items, (cfg.n_negatives,), generator=gen).to(device)
+                pos_logit = (h * vectors[y]).sum(-1, keepdim=True)
+                neg_logit = h @ vectors[neg].T
+                neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == y.unsqueeze(1), -1e9)
+                logits = torch.cat([pos_logit, neg_logit], dim=1)
+                loss = F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+        entry = {"epoch": epoch + 1, "loss": total / max(count, 1)}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            score = evaluate()
+            entry["val_ndcg@10"] = score
+            bar.set_postfix(loss=f"{entry['loss']:.4f}", val_ndcg10=f"{score:.4f}", best=f"{max(best, score):.4f}")
+            if score > best:
+                best, bad = score, 0
+                best_state = ({k: v.detach().clone() for k, v in tower.state_dict().items()},
+                              {k: v.detach().clone() for k, v in items.state_dict().items()})
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    log.append(entry)
+                    break
+        log.append(entry)
+    if best_state is not None:
+        tower.load_state_dict(best_state[0])
+        items.load_state_dict(best_state[1])
+    tower.eval()
+    return UserTrainResult(best_ndcg=max(best, 0.0), epochs_run=epoch + 1, history=log)
