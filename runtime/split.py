@@ -1,9 +1,16 @@
 """The evaluation split every report uses (export validation, bench, tests).
 
-Leave-last-out per user: repeat (user, item) pairs are dropped keeping the earliest, each user's events are
-ordered by timestamp (stable; file order on ties, seeded random order when the data has no timestamps),
-the last event is test, the second-last validation, the rest train. Users with fewer than 3 distinct items
-go wholly to train and are not evaluated.
+Implicit feedback: every interaction is a positive. Leave-last-out per user:
+
+1. Repeat (user, item) pairs are dropped, keeping the earliest event (the smallest timestamp; on equal
+   timestamps the one first in the file; without a timestamp column, the one first in the file).
+2. Each user's remaining events are put in order:
+   * with a timestamp column: by timestamp, stable, so events with equal timestamps keep their file order;
+   * without a timestamp column: in a seeded random order (`seed`), NOT file order. Why: a file without
+     timestamps is usually grouped or sorted by something arbitrary (item id, export batch), and holding out
+     its last rows would test on a biased sample; a seeded shuffle gives an unbiased, reproducible split.
+3. The last event is test, the second-last validation, the rest train. Users with fewer than 3 distinct
+   items go wholly to train and are not evaluated.
 
 The cold-item split removes a seeded share of items (among those with enough interactions) from training
 entirely, to measure how well a model recommends items it has only seen as text.
@@ -54,13 +61,24 @@ def chronological_order(inter: Interactions, seed: int = 0) -> np.ndarray:
     return np.lexsort((rng.permutation(len(inter)), inter.user))
 
 
-def deduplicate(inter: Interactions, seed: int = 0) -> Interactions:
-    """Drop repeat (user, item) pairs keeping the earliest; result sorted by (user, time)."""
-    ordered = inter.subset(chronological_order(inter, seed))
-    pair = ordered.user.astype(np.int64) * (int(ordered.item.max(initial=0)) + 1) + ordered.item
+def _first_of_each_pair(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Sorted positions of the first occurrence of every distinct (user, item) pair."""
+    pair = users.astype(np.int64) * (int(items.max(initial=0)) + 1) + items.astype(np.int64)
     _, first = np.unique(pair, return_index=True)
-    keep = np.sort(first)
-    return ordered.subset(keep)
+    return np.sort(first)
+
+
+def deduplicate(inter: Interactions, seed: int = 0) -> Interactions:
+    """Drop repeat (user, item) pairs keeping the earliest; result sorted by (user, time).
+
+    Without timestamps "earliest" means first in the file; the survivors are then shuffled per user (see
+    the module docstring).
+    """
+    if inter.timestamp is None:
+        kept = inter.subset(_first_of_each_pair(inter.user, inter.item))
+        return kept.subset(chronological_order(kept, seed))
+    ordered = inter.subset(chronological_order(inter, seed))
+    return ordered.subset(_first_of_each_pair(ordered.user, ordered.item))
 
 
 def leave_last_out(inter: Interactions, n_users: int, n_items: int, seed: int = 0, min_events: int = 3) -> Split:
