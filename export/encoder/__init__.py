@@ -12,6 +12,7 @@ Public API (stable; the pipeline builds on it):
 """
 
 from .encode import encode_texts, tokenize_to_tensors
+from .onnx_export import ENCODER_NAME, encoder_onnx_spec, export_encoder, text_batches
 from .source import BERT_FAMILY, EncoderSource, default_encoder_dir, read_model_card_licence, resolve_encoder
 from .tokenizer import TokenizerInfo, load_tokenizer, save_tokenizer, tokenize_batch
 from .tower import (
@@ -26,6 +27,10 @@ from .tower import (
 )
 
 __all__ = [
+    "ENCODER_NAME",
+    "encoder_onnx_spec",
+    "export_encoder",
+    "text_batches",
     "BERT_FAMILY",
     "EncoderSource",
     "FINETUNE_MODES",
