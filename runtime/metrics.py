@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import RequestError
+
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """Given query row indices (shape [b]), return scores float [b, n_items]."""
 
@@ -66,12 +68,27 @@ def tail_share(topk: np.ndarray, head: np.ndarray) -> float:
 
 
 def topk_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best items per row, best first (ties by item index)."""
-    k = min(k, scores.shape[1])
+    """Indices of the k best items per row, best first (ties by item index); -1 for excluded slots.
+
+    Items scored -inf (excluded) never fill a slot: when fewer than k items remain the row ends in -1s,
+    so coverage and tail share count only what was really recommended. Ties always go to the lower item
+    index (argpartition alone would pick an arbitrary tied item at the k-th place), so results are
+    deterministic; only rows with a tie across the k-th place pay for a full sort.
+    """
+    n_rows, n_items = scores.shape
+    k = min(k, n_items)
+    if k <= 0 or n_rows == 0:
+        return np.zeros((n_rows, max(k, 0)), dtype=np.int64)
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     part_scores = np.take_along_axis(scores, part, axis=1)
+    kth = part_scores.min(axis=1, keepdims=True)
     order = np.lexsort((part, -part_scores), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+    top = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    tied = np.flatnonzero((scores >= kth).sum(axis=1) > k)
+    if len(tied):
+        top[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+    top[np.take_along_axis(scores, top, axis=1) == -np.inf] = -1
+    return top
 
 
 def mask_excluded(scores: np.ndarray, rows: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
@@ -118,11 +135,11 @@ def evaluate_full_ranking(
         rows = np.arange(start, min(start + batch_size, n_queries))
         scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
         if scores.shape != (len(rows), n_items):
-            raise ValueError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
+            raise RequestError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
         scores[~np.isfinite(scores)] = -np.inf
         mask_excluded(scores, rows, exclude_indptr, exclude_indices, exclude_extra)
-        # a target excluded by mistake would rank last; keep it scoreable
-        ranks[rows] = target_ranks(np.where(np.isneginf(scores), -1e300, scores), targets[rows])
+        # a target scored -inf (NaN from the model, or excluded by mistake) ranks last: every item ties it
+        ranks[rows] = target_ranks(scores, targets[rows])
         topk[rows, : min(k_list, n_items)] = topk_indices(scores, k_list)
     head = popular_mask(popularity)
     metrics: dict[str, float] = {}
@@ -160,6 +177,8 @@ def evaluate_cold_recall(
     for start in range(0, n_queries, batch_size):
         rows = np.arange(start, min(start + batch_size, n_queries))
         scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
+        if scores.shape != (len(rows), n_items):
+            raise RequestError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
         scores[~np.isfinite(scores)] = -np.inf
         mask_excluded(scores, rows, exclude_indptr, exclude_indices)
         topk[rows, : min(k, n_items)] = topk_indices(scores, k)
