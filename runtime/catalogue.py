@@ -1,0 +1,187 @@
+"""The live item catalogue: ids, texts, attributes and vectors, growable and with tombstones.
+
+Rows are never reused while the engine runs: a removed item keeps its row (tombstoned, `alive=False`) so
+histories and indexes that refer to rows stay valid; `compaction_due` says when enough rows are dead
+that the index should be rebuilt without them, and `save` writes only live rows.
+Arrays grow by doubling their capacity; readers hold the engine's read lock, so a reallocation (under the
+write lock) never pulls memory from under a running request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .bundle import BundleReader
+from .errors import BundleError
+from .filters import attr_column
+
+
+class Growable:
+    """A 1-D or 2-D numpy array with amortised O(1) row appends."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._buf = np.array(array, copy=True)
+        self.n = int(self._buf.shape[0])
+
+    @property
+    def view(self) -> np.ndarray:
+        return self._buf[: self.n]
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=self._buf.dtype)
+        need = self.n + rows.shape[0]
+        if need > self._buf.shape[0]:
+            grown = np.empty((max(need, 2 * self._buf.shape[0], 16),) + self._buf.shape[1:], dtype=self._buf.dtype)
+            grown[: self.n] = self._buf[: self.n]
+            self._buf = grown
+        self._buf[self.n : need] = rows
+        self.n = need
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class Catalogue:
+    """Every item the engine can serve, including those added live."""
+
+    ARRAYS = ("vectors", "text_vectors", "text_embeddings", "popularity", "pop_bucket", "item_feats")
+
+    def __init__(self, ids: Sequence[str], texts: Sequence[str], attrs: Mapping[str, Sequence[Any]],
+                 arrays: Mapping[str, np.ndarray]) -> None:
+        n = len(ids)
+        self.ids: list[str] = [str(i) for i in ids]
+        self.row_of: dict[str, int] = {i: r for r, i in enumerate(self.ids)}
+        if len(self.row_of) != n:
+            raise BundleError("items/ids.json has duplicate ids")
+        if len(texts) != n:
+            raise BundleError(f"items/texts.json has {len(texts)} texts for {n} ids")
+        self.texts: list[str] = list(texts)
+        self.attr_names: tuple[str, ...] = tuple(attrs)
+        self._attr_lists: dict[str, list[Any]] = {}
+        for name, values in attrs.items():
+            if len(values) != n:
+                raise BundleError(f"items/attrs.json: {name} has {len(values)} values for {n} items")
+            self._attr_lists[name] = list(values)
+        self._attr_cache: dict[str, np.ndarray] | None = None
+        self._arrays: dict[str, Growable] = {}
+        for key in self.ARRAYS:
+            arr = np.asarray(arrays[key])
+            if arr.shape[0] != n:
+                raise BundleError(f"items/{key}.npy has {arr.shape[0]} rows for {n} item ids")
+            self._arrays[key] = Growable(arr)
+        self._alive = Growable(np.ones(n, dtype=bool))
+        self.n_dead = 0
+        self.compacted_dead = 0
+        """Tombstones already dropped from the indexes by the last compaction."""
+        self._unit = Growable(unit_rows(self.array("vectors")))
+        self._text_unit = Growable(unit_rows(self.array("text_embeddings")))
+
+    @classmethod
+    def from_bundle(cls, reader: BundleReader) -> "Catalogue":
+        spec = reader.section("items")
+        try:
+            ids = reader.load_json(spec["ids"])
+            texts = reader.load_json(spec["texts"])
+            attrs = reader.load_json(spec["attrs"]) if spec.get("attrs") else {}
+            arrays = {key: reader.load_npy(spec[key]) for key in cls.ARRAYS}
+        except KeyError as exc:
+            raise BundleError(f"{reader.root}: manifest items section lacks {exc.args[0]!r}") from None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise BundleError(f"{reader.root}: items/ids.json must be a list of strings")
+        if not isinstance(attrs, dict):
+            raise BundleError(f"{reader.root}: items/attrs.json must map attribute -> values")
+        arrays["vectors"] = arrays["vectors"].astype(np.float32)
+        arrays["text_vectors"] = arrays["text_vectors"].astype(np.float32)
+        arrays["text_embeddings"] = arrays["text_embeddings"].astype(np.float32)
+        arrays["item_feats"] = arrays["item_feats"].astype(np.float32)
+        arrays["popularity"] = arrays["popularity"].astype(np.int64)
+        arrays["pop_bucket"] = arrays["pop_bucket"].astype(np.int64)
+        return cls(ids, texts, attrs, arrays)
+
+    # --- views (valid until the next write) ---
+    def array(self, key: str) -> np.ndarray:
+        return self._arrays[key].view
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ids)
+
+    @property
+    def alive(self) -> np.ndarray:
+        return self._alive.view
+
+    @property
+    def n_alive(self) -> int:
+        return self.n_rows - self.n_dead
+
+    @property
+    def unit_vectors(self) -> np.ndarray:
+        """Row-normalised retrieval vectors (cosine for MMR, explanations, similar items)."""
+        return self._unit.view
+
+    @property
+    def unit_text(self) -> np.ndarray:
+        return self._text_unit.view
+
+    @property
+    def attrs(self) -> dict[str, np.ndarray]:
+        """`attr_*` columns as numpy arrays (float64 with NaN, or object str/None), cached between writes."""
+        if self._attr_cache is None:
+            self._attr_cache = {k: attr_column(v) for k, v in self._attr_lists.items()}
+        return self._attr_cache
+
+    def rows_of(self, ids: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+        """Live rows of the known ids (in order) and the ids that are unknown or removed."""
+        rows, unknown = [], []
+        alive = self.alive
+        for i in ids:
+            r = self.row_of.get(i) if isinstance(i, str) else None
+            if r is None or not alive[r]:
+                unknown.append(i)
+            else:
+                rows.append(r)
+        return np.asarray(rows, dtype=np.int64), unknown
+
+    def title(self, row: int) -> str:
+        """First line of an item's text without its "column: " prefix (for explanations)."""
+        first = self.texts[row].split("\n", 1)[0]
+        return first.split(": ", 1)[1] if ": " in first else first
+
+    # --- writes (engine write lock held) ---
+    def append(self, ids: Sequence[str], texts: Sequence[str], attrs: Sequence[Mapping[str, Any]],
+               arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Append new rows; an id that already exists is tombstoned first (upsert). Returns the new rows."""
+        replaced = [self.row_of[i] for i in ids if i in self.row_of and self.alive[self.row_of[i]]]
+        if replaced:
+            self.remove(np.asarray(replaced, dtype=np.int64))
+        start = self.n_rows
+        for key in self.ARRAYS:
+            self._arrays[key].append(arrays[key])
+        self._alive.append(np.ones(len(ids), dtype=bool))
+        self._unit.append(unit_rows(np.asarray(arrays["vectors"], dtype=np.float32)))
+        self._text_unit.append(unit_rows(np.asarray(arrays["text_embeddings"], dtype=np.float32)))
+        for name in self.attr_names:
+            self._attr_lists[name].extend(a.get(name) for a in attrs)
+        self._attr_cache = None
+        for offset, (item_id, text) in enumerate(zip(ids, texts)):
+            self.ids.append(item_id)
+            self.texts.append(text)
+            self.row_of[item_id] = start + offset
+        return np.arange(start, self.n_rows, dtype=np.int64)
+
+    def remove(self, rows: np.ndarray) -> np.ndarray:
+        """Tombstone rows; returns the rows that were alive."""
+        rows = np.asarray(rows, dtype=np.int64)
+        rows = rows[self.alive[rows]]
+        self._alive.view[rows] = False
+        self.n_dead += int(rows.size)
+        return rows
+
+    def compaction_due(self, threshold: float = 0.2) -> bool:
+        """Whether the indexes carry more than `threshold` tombstones (relative to all rows)."""
+        return self.n_rows > 0 and (self.n_dead - self.compacted_dead) / self.n_rows > threshold

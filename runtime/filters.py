@@ -1,0 +1,110 @@
+"""Request filters turned into one boolean mask over catalogue rows, vectorised.
+
+A filter is a mapping: `{"ids": [...]}` restricts to those item ids (unknown ids are ignored), and any
+`attr_*` key (the `attr_` prefix may be omitted) takes a predicate on that attribute:
+
+- a scalar: equality (`{"attr_lang": "en"}`),
+- a list/tuple/set: membership (`{"attr_lang": ["en", "fr"]}`),
+- a dict of operators: `eq`, `ne`, `in`, `not_in`, `lt`, `lte`, `gt`, `gte`, `contains` (substring of a
+  string attribute, e.g. a genre in a "a|b|c" list).
+
+All predicates are and-ed. Missing attribute values never match (except `ne`/`not_in`). The engine
+never hands a Python callable to hnswlib: it either scans the allowed subset exactly (small subsets) or
+over-fetches from the index and post-filters with this mask (see `recengine.retrieval`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import RequestError
+
+_OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains")
+
+
+def _is_numeric(column: np.ndarray) -> bool:
+    return column.dtype.kind in "fiu"
+
+
+def _predicate(name: str, column: np.ndarray, op: str, arg: Any) -> np.ndarray:
+    numeric = _is_numeric(column)
+    if op in ("lt", "lte", "gt", "gte"):
+        if not numeric:
+            raise RequestError(f"filter {name}: {op} needs a numeric attribute")
+        try:
+            x = float(arg)
+        except (TypeError, ValueError):
+            raise RequestError(f"filter {name}: {op} needs a number, got {arg!r}") from None
+        with np.errstate(invalid="ignore"):
+            return {"lt": column < x, "lte": column <= x, "gt": column > x, "gte": column >= x}[op]
+    if op in ("eq", "ne"):
+        mask = _membership(name, column, [arg], numeric)
+        if op == "ne":
+            return ~mask
+        return mask
+    if op in ("in", "not_in"):
+        if isinstance(arg, (str, bytes)) or not hasattr(arg, "__iter__"):
+            raise RequestError(f"filter {name}: {op} needs a list of values, got {arg!r}")
+        mask = _membership(name, column, list(arg), numeric)
+        return ~mask if op == "not_in" else mask
+    if op == "contains":
+        if numeric:
+            raise RequestError(f"filter {name}: contains needs a string attribute")
+        needle = str(arg)
+        return np.fromiter((isinstance(v, str) and needle in v for v in column), dtype=bool, count=column.shape[0])
+    raise RequestError(f"filter {name}: unknown operator {op!r} (known: {', '.join(_OPS)})")
+
+
+def _membership(name: str, column: np.ndarray, values: list[Any], numeric: bool) -> np.ndarray:
+    if numeric:
+        try:
+            wanted = np.asarray([float(v) for v in values], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RequestError(f"filter {name}: numeric attribute compared with {values!r}") from None
+        return np.isin(column, wanted)
+    return np.isin(column, np.asarray([str(v) for v in values], dtype=object))
+
+
+def build_mask(spec: Mapping[str, Any] | None, row_of: Mapping[str, int], attrs: Mapping[str, np.ndarray],
+               n_rows: int) -> np.ndarray | None:
+    """Boolean [n_rows] mask of the rows a filter allows, or None when there is no filter."""
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        raise RequestError(f"filter must be a mapping (e.g. {{'ids': [...]}}), got {type(spec).__name__}")
+    mask = np.ones(n_rows, dtype=bool)
+    for key, cond in spec.items():
+        if not isinstance(key, str):
+            raise RequestError(f"filter keys must be strings, got {key!r}")
+        if key == "ids":
+            if isinstance(cond, (str, bytes)) or not hasattr(cond, "__iter__"):
+                raise RequestError("filter ids must be a list of item id strings")
+            rows = [row_of[i] for i in cond if isinstance(i, str) and i in row_of]
+            allowed = np.zeros(n_rows, dtype=bool)
+            if rows:
+                allowed[np.asarray(rows, dtype=np.int64)] = True
+            mask &= allowed
+            continue
+        name = key if key in attrs else f"attr_{key}"
+        if name not in attrs:
+            known = ", ".join(sorted(attrs)) or "none"
+            raise RequestError(f"filter on unknown attribute {key!r} (this catalogue has: {known})")
+        column = attrs[name][:n_rows]
+        if isinstance(cond, Mapping):
+            for op, arg in cond.items():
+                mask &= _predicate(name, column, str(op), arg)
+        elif isinstance(cond, (list, tuple, set, frozenset)):
+            mask &= _predicate(name, column, "in", cond)
+        else:
+            mask &= _predicate(name, column, "eq", cond)
+    return mask
+
+
+def attr_column(values: list[Any]) -> np.ndarray:
+    """Store one attribute as float64 (all numbers / missing; NaN = missing) or an object array of str/None."""
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return np.asarray([None if v is None else str(v) for v in values], dtype=object)

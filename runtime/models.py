@@ -1,0 +1,170 @@
+"""The bundle's three ONNX models behind small typed calls: encoder, user tower, fusion head.
+
+Variant choice: on the CPU the INT8 models (dynamic per-channel quantisation) where the bundle has them,
+on the GPU FP16 (inputs/outputs stay fp32/int64); `variant=` overrides for every model. Sessions are
+created once per engine. On the GPU the encoder pads each batch to a (batch, sequence) bucket so a small,
+fixed set of shapes gets captured as CUDA graphs (see `sessions.CudaGraphRunner`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .bundle import BundleReader
+from .errors import BundleError, RequestError
+from .sessions import CudaGraphRunner, Session, SessionConfig, bucket, make_session
+from .tokenize import TextTokenizer
+
+VARIANTS = ("fp32", "int8", "fp16")
+MODEL_NAMES = ("encoder", "user_tower", "fusion")
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+SEQ_BUCKETS = (16, 32, 64, 128, 256, 512)
+
+
+def pick_variant(available: Sequence[str], device: str, requested: str | None, model: str) -> str:
+    """The variant to load for `model`: the requested one, else int8 on CPU / fp16 on GPU, else fp32."""
+    if requested is not None:
+        if requested not in VARIANTS:
+            raise RequestError(f"variant must be one of {', '.join(VARIANTS)}, got {requested!r}")
+        if requested not in available:
+            raise BundleError(f"model {model} has no {requested} variant in this bundle (has: {', '.join(available)})")
+        return requested
+    preferred = ("fp16", "fp32", "int8") if device == "cuda" else ("int8", "fp32", "fp16")
+    for name in preferred:
+        if name in available:
+            return name
+    raise BundleError(f"model {model} lists no usable variant (has: {', '.join(available) or 'none'})")
+
+
+@dataclass
+class ModelSet:
+    """Sessions for the three models plus the tokenizer and the shapes they expect."""
+
+    encoder: Session
+    user_tower: Session
+    fusion: Session
+    tokenizer: TextTokenizer
+    variants: dict[str, str]
+    device: str
+    item_dim: int
+    text_dim: int
+    max_history: int
+    _encoder_graphs: CudaGraphRunner | None = None
+
+    @classmethod
+    def load(cls, reader: BundleReader, device: str, config: SessionConfig,
+             variant: str | dict[str, str] | None = None) -> "ModelSet":
+        models = reader.section("models")
+        dims = reader.section("dims")
+        tok = reader.section("tokenizer")
+        tokenizer = TextTokenizer(reader.path(tok.get("path", "tokenizer.json")), int(tok.get("max_length", 128)),
+                                  bool(tok.get("lowercase", False)))
+        sessions: dict[str, Session] = {}
+        chosen: dict[str, str] = {}
+        for name in MODEL_NAMES:
+            if name not in models:
+                raise BundleError(f"{reader.root}: manifest lacks models.{name}")
+            variants = models[name].get("variants", {})
+            requested = variant.get(name) if isinstance(variant, dict) else variant
+            v = pick_variant(tuple(variants), device, requested, name)
+            path = variants[v]["path"] if isinstance(variants[v], dict) else variants[v]
+            chosen[name] = v
+            # CUDA graphs only for the encoder: it dominates GPU time and its shapes are bucketed.
+            sessions[name] = make_session(f"{name}.{v}", reader.path(path), device, config,
+                                          cuda_graph=(name == "encoder" and config.cuda_graphs))
+        out = cls(
+            encoder=sessions["encoder"],
+            user_tower=sessions["user_tower"],
+            fusion=sessions["fusion"],
+            tokenizer=tokenizer,
+            variants=chosen,
+            device="cuda" if sessions["encoder"].provider == "CUDAExecutionProvider" else "cpu",
+            item_dim=int(dims["item"]),
+            text_dim=int(dims["text"]),
+            max_history=int(dims["max_history"]),
+        )
+        if out.encoder.cuda_graph:  # pragma: no cover - GPU only
+            out._encoder_graphs = CudaGraphRunner(out.encoder, out._encoder_output_shapes)
+        return out
+
+    @property
+    def provider(self) -> str:
+        return self.encoder.provider
+
+    # --- encoder ---
+    def _encoder_output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], Any]]:
+        b = shapes["input_ids"][0]
+        return {"text_embedding": ((b, self.text_dim), np.float32), "item_vector": ((b, self.item_dim), np.float32)}
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(text_embedding [n, text], item_vector [n, item]) for `texts`, batched by token length."""
+        n = len(texts)
+        text_out = np.empty((n, self.text_dim), dtype=np.float32)
+        item_out = np.empty((n, self.item_dim), dtype=np.float32)
+        if n == 0:
+            return text_out, item_out
+        order = np.argsort(-self.tokenizer.lengths(texts), kind="stable") if n > batch_size else np.arange(n)
+        for start in range(0, n, batch_size):
+            rows = order[start : start + batch_size]
+            t, v = self.encode_batch([texts[i] for i in rows])
+            text_out[rows] = t
+            item_out[rows] = v
+        return text_out, item_out
+
+    def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """One encoder run (no re-batching): what `search` and the latency benchmark time."""
+        if self._encoder_graphs is not None and not self._encoder_graphs.disabled:  # pragma: no cover - GPU
+            b = len(texts)
+            pb = bucket(b, BATCH_BUCKETS)
+            batch = self.tokenizer.encode(list(texts) + [""] * (pb - b),
+                                          pad_to=bucket(max(self.tokenizer.lengths(texts)), SEQ_BUCKETS))
+            out = self._encoder_graphs.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
+            if out is not None:
+                return out["text_embedding"][:b], out["item_vector"][:b]
+        batch = self.tokenizer.encode(texts)
+        text, item = self.encoder.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
+                                      ["text_embedding", "item_vector"])
+        return np.asarray(text, dtype=np.float32), np.asarray(item, dtype=np.float32)
+
+    # --- user tower ---
+    def history_tensor(self, histories: Sequence[np.ndarray], item_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Left-padded history [B, L, d] and mask [B, L] from item rows (the last `max_history` kept).
+
+        L is the batch's longest history (capped at `max_history`): the tower counts positions from the
+        end and masks padding, so a shorter L gives the same vector for less work.
+        """
+        L = max(1, min(self.max_history, max((len(h) for h in histories), default=1)))
+        hist = np.zeros((len(histories), L, self.item_dim), dtype=np.float32)
+        mask = np.zeros((len(histories), L), dtype=np.float32)
+        for b, rows in enumerate(histories):
+            rows = np.asarray(rows, dtype=np.int64)[-L:]
+            if rows.size:
+                hist[b, L - rows.size :] = item_vectors[rows]
+                mask[b, L - rows.size :] = 1.0
+        return hist, mask
+
+    def user_vectors(self, histories: Sequence[np.ndarray], item_vectors: np.ndarray, scene: np.ndarray,
+                     profile: np.ndarray) -> np.ndarray:
+        """User vectors [B, item] from histories (item rows, oldest first), scene and profile codes."""
+        hist, mask = self.history_tensor(histories, item_vectors)
+        (out,) = self.user_tower.run({"history": hist, "history_mask": mask, "scene": scene.astype(np.int64),
+                                      "profile": profile.astype(np.int64)}, ["user_vector"])
+        return np.asarray(out, dtype=np.float32)
+
+    # --- fusion ---
+    def fusion_scores(self, user: np.ndarray, items: np.ndarray, item_feats: np.ndarray, pop_bucket: np.ndarray,
+                      scene: np.ndarray, profile: np.ndarray) -> np.ndarray:
+        """Scores [B, C] for candidates `items` [B, C, d] of users `user` [B, d]."""
+        (out,) = self.fusion.run({
+            "user": user.astype(np.float32),
+            "items": items.astype(np.float32),
+            "item_feats": item_feats.astype(np.float32),
+            "pop_bucket": pop_bucket.astype(np.int64),
+            "scene": scene.astype(np.int64),
+            "profile": profile.astype(np.int64),
+        }, ["scores"])
+        return np.asarray(out, dtype=np.float32)

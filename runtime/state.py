@@ -1,0 +1,164 @@
+"""Everything the engine serves from, loaded from one bundle: models, catalogue, users, indexes, vocab.
+
+`reload` builds a complete new `EngineState` next to the running one and swaps a single reference, so
+requests never see half of two bundles.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import BundleReader, open_bundle
+from .catalogue import Catalogue
+from .errors import BundleError
+from .models import ModelSet
+from .retrieval import Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
+from .sessions import SessionConfig, resolve_device
+from .users import Users
+from .vocab import SlotVocab
+
+log = logging.getLogger(__name__)
+
+COLD_FEATURES = {"text_graph_agreement": 0.0, "no_graph": 1.0, "graph_gate": 0.0}
+"""Fusion item features of an item with no graph vector (docs/bundle.md `models.fusion.item_feature_names`)."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Engine-wide settings chosen at `Engine.open` (kept across `reload`)."""
+
+    device: str = "auto"
+    threads: int | None = None
+    variant: str | dict[str, str] | None = None
+    retrieval: str = "auto"
+    ef: int | None = None
+    rescore: bool | None = None
+    verify: bool = True
+    gpu_mem_limit: int = 2 * 1024**3
+    cuda_graphs: bool = True
+    compaction_threshold: float = 0.2
+
+
+@dataclass
+class SpaceIndex:
+    """One retrieval space (item vectors or text embeddings): exact backend + optional HNSW (+ ONNX)."""
+
+    name: str
+    exact: ExactBackend
+    hnsw: HnswBackend | None
+    onnx: OnnxExactBackend | None
+    params: dict[str, Any]
+    requested: str
+    device: str
+
+    def backend(self, n_live: int, batch: int) -> Backend:
+        choice = choose_backend(self.requested, self.device, n_live, batch, has_hnsw=self.hnsw is not None,
+                                onnx_ok=self.onnx is not None)
+        if choice == "hnsw" and self.hnsw is not None:
+            return self.hnsw
+        if choice == "onnx" and self.onnx is not None:
+            return self.onnx
+        return self.exact
+
+    def refresh(self, matrix: np.ndarray, alive: np.ndarray, added: np.ndarray | None, removed: np.ndarray | None) -> None:
+        self.exact.refresh(matrix, alive, added, removed)
+        if self.hnsw is not None:
+            self.hnsw.refresh(matrix, alive, added, removed)
+        if self.onnx is not None:
+            self.onnx.refresh(matrix, alive, added, removed)
+
+
+@dataclass
+class EngineState:
+    root: Path
+    manifest: dict[str, Any]
+    models: ModelSet
+    catalogue: Catalogue
+    users: Users
+    scene: SlotVocab
+    profile: SlotVocab
+    items_index: SpaceIndex
+    text_index: SpaceIndex
+    use_fusion: bool
+    text_columns: tuple[str, ...]
+    cold_item_feats: np.ndarray
+    options: ServeOptions
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarray, options: ServeOptions,
+           device: str) -> SpaceIndex:
+    spec = reader.manifest.get("index", {}).get(name)
+    exact = ExactBackend(matrix, alive)
+    hnsw = None
+    params: dict[str, Any] = {}
+    if isinstance(spec, dict) and spec.get("path"):
+        params = dict(spec)
+        if int(spec.get("dim", matrix.shape[1])) != matrix.shape[1]:
+            raise BundleError(f"{reader.root}: index.{name}.dim {spec.get('dim')} != vector width {matrix.shape[1]}")
+        if options.retrieval in ("auto", "hnsw"):
+            ef = int(options.ef or spec.get("ef_search", 100))
+            hnsw = HnswBackend.load(str(reader.path(spec["path"])), matrix.shape[1], ef, int(alive.sum()),
+                                    max_elements=None)
+            count = int(hnsw.index.get_current_count())
+            if count != matrix.shape[0]:
+                raise BundleError(f"{reader.root}: index.{name} holds {count} items, the catalogue {matrix.shape[0]}")
+    onnx = None
+    if options.retrieval == "onnx" or (options.retrieval == "auto" and device == "cuda"):
+        try:
+            onnx = OnnxExactBackend(matrix, alive, device=device, threads=options.threads)
+        except Exception as exc:  # onnx not installed or graph refused: exact numpy remains
+            if options.retrieval == "onnx":
+                raise
+            log.info("ONNX exact search unavailable (%s); using numpy", exc)
+    return SpaceIndex(name, exact, hnsw, onnx, params, options.retrieval, device)
+
+
+def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:
+    """Open, verify and load a bundle for serving."""
+    reader = open_bundle(bundle, verify=options.verify)
+    device = resolve_device(options.device)
+    config = SessionConfig(device=options.device, threads=options.threads, gpu_mem_limit=options.gpu_mem_limit,
+                           cuda_graphs=options.cuda_graphs)
+    models = ModelSet.load(reader, device, config, options.variant)
+    device = models.device  # the provider actually active (auto may have fallen back)
+    catalogue = Catalogue.from_bundle(reader)
+    users = Users.from_bundle(reader)
+    dims = reader.section("dims")
+    if catalogue.array("vectors").shape[1] != int(dims["item"]):
+        raise BundleError(f"{reader.root}: items/vectors.npy width {catalogue.array('vectors').shape[1]} != dims.item {dims['item']}")
+    if users.vectors.shape[1] != int(dims["item"]):
+        raise BundleError(f"{reader.root}: users/vectors.npy width != dims.item {dims['item']}")
+    hist_items = users.csr()[1]
+    if hist_items.size and (hist_items.min() < 0 or hist_items.max() >= catalogue.n_rows):
+        raise BundleError(f"{reader.root}: users/history_items.npy refers to item rows outside the catalogue")
+    vocab = reader.manifest.get("vocab", {})
+    scene = SlotVocab.from_manifest("scene", "ctx_", vocab.get("scene"), int(dims.get("scene_slots", 1)))
+    profile = SlotVocab.from_manifest("profile", "attr_", vocab.get("profile"), int(dims.get("profile_slots", 1)))
+    fusion_spec = reader.section("models", "fusion")
+    use_fusion = bool(fusion_spec.get("use_by_default", True)) if options.rescore is None else bool(options.rescore)
+    cold = reader.manifest.get("items", {}).get("cold_item_feats")
+    feats = catalogue.array("item_feats")
+    names = fusion_spec.get("item_feature_names")
+    if cold is not None:
+        cold_feats = np.asarray(cold, dtype=np.float32).reshape(feats.shape[1])
+    elif isinstance(names, list) and len(names) == feats.shape[1] and set(names) <= set(COLD_FEATURES):
+        cold_feats = np.asarray([COLD_FEATURES[n] for n in names], dtype=np.float32)
+    elif np.any(catalogue.array("popularity") == 0):
+        # Items nobody interacted with are exactly what a newly added item looks like to the fusion head.
+        cold_feats = feats[catalogue.array("popularity") == 0].mean(axis=0).astype(np.float32)
+    else:
+        cold_feats = np.zeros(feats.shape[1], dtype=np.float32)
+    text_columns = tuple(reader.manifest.get("data", {}).get("text_columns", ()) or ())
+    items_index = _space(reader, "item", catalogue.array("vectors"), catalogue.alive, options, device)
+    text_index = _space(reader, "text", catalogue.array("text_embeddings"), catalogue.alive, options, device)
+    return EngineState(
+        root=reader.root, manifest=reader.manifest, models=models, catalogue=catalogue, users=users,
+        scene=scene, profile=profile, items_index=items_index, text_index=text_index, use_fusion=use_fusion,
+        text_columns=text_columns, cold_item_feats=cold_feats, options=options,
+    )
