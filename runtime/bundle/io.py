@@ -34,13 +34,16 @@ def sha256_file(path: Path) -> str:
 
 
 def safe_relpath(rel: str) -> str:
-    """Normalise a bundle-relative POSIX path; refuse absolute paths and any that climb out with `..`."""
+    """Check a bundle-relative POSIX path is canonical; refuse absolute paths, backslashes and any path
+    with an empty, `.` or `..` part (it could leave the bundle directory or alias another file)."""
     if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
         raise BundleError(f"invalid path in bundle: {rel!r}")
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or rel.startswith("/"):
+    if rel.startswith("/") or PurePosixPath(rel).is_absolute():
         raise BundleError(f"path leaves the bundle directory: {rel!r}")
-    return pure.as_posix()
+    # check the raw parts: PurePosixPath would silently collapse "a//b" and "a/./b"
+    if any(part in ("..", ".", "") for part in rel.split("/")):
+        raise BundleError(f"invalid path in bundle (empty, '.' or '..' part, may leave the bundle): {rel!r}")
+    return rel
 
 
 def _json_default(obj: Any) -> Any:
@@ -53,8 +56,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def dumps_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+def dumps_json(obj: Any, what: str = "manifest") -> str:
+    """Strict JSON (NaN/inf refused: other languages' parsers reject them), numpy scalars/arrays allowed."""
+    try:
+        return json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{what}: cannot be written as JSON ({exc})") from None
 
 
 class BundleWriter:
@@ -96,7 +103,7 @@ class BundleWriter:
         return target
 
     def write_json(self, rel: str, obj: Any) -> str:
-        self.path(rel).write_text(dumps_json(obj), encoding="utf-8")
+        self.path(rel).write_text(dumps_json(obj, rel), encoding="utf-8")
         return rel
 
     def write_npy(self, rel: str, array: np.ndarray) -> str:
@@ -126,7 +133,7 @@ class BundleWriter:
             **{k: v for k, v in manifest.items() if k not in ("files",)},
             "files": files,
         }
-        (self.root / MANIFEST_NAME).write_text(dumps_json(full), encoding="utf-8")
+        (self.root / MANIFEST_NAME).write_text(dumps_json(full, MANIFEST_NAME), encoding="utf-8")
         old: Path | None = None
         if self.out.exists():
             old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
@@ -172,8 +179,12 @@ class BundleReader:
             )
         if not isinstance(manifest["files"], dict):
             raise BundleError(f"{manifest_path}: 'files' must map paths to checksums")
-        for rel in manifest["files"]:
+        for rel, meta in manifest["files"].items():
             safe_relpath(rel)
+            if rel == MANIFEST_NAME:
+                raise BundleError(f"{manifest_path}: 'files' must not list {MANIFEST_NAME} itself")
+            if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+                raise BundleError(f"{manifest_path}: files[{rel!r}] lacks a sha256 checksum")
         self.manifest: dict[str, Any] = manifest
         if verify:
             self.verify()
@@ -210,10 +221,13 @@ class BundleReader:
         return rel in self.files
 
     def load_npy(self, rel: str, mmap: bool = False) -> np.ndarray:
+        """A listed .npy array, never unpickled (object arrays are refused)."""
+        path = self.path(rel)
         try:
-            return np.load(self.path(rel), allow_pickle=False, mmap_mode="r" if mmap else None)
-        except ValueError as exc:
-            raise BundleError(f"{self.root}: {rel} is not a plain .npy array ({exc})") from None
+            return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        except (ValueError, EOFError, OSError) as exc:
+            reason = " ".join(str(exc).split())
+            raise BundleError(f"{self.root}: {rel} is not a plain numeric .npy array ({reason})") from None
 
     def load_json(self, rel: str) -> Any:
         try:
