@@ -16,33 +16,38 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _dict(node: Any) -> dict[str, Any]:
+    """A manifest section as a dict; anything else (a hand-edited manifest) reads as empty."""
+    return node if isinstance(node, dict) else {}
+
+
 def summarize(manifest: dict[str, Any]) -> list[str]:
-    """Human-readable lines for the manifest's main sections."""
+    """Human-readable lines for the manifest's main sections (sections of the wrong type are skipped)."""
     lines = [
         f"format            {manifest.get('format')} {manifest.get('format_version')}",
         f"recengine         {manifest.get('recengine_version')}",
         f"created           {manifest.get('created_at')}",
     ]
-    data = manifest.get("data", {})
+    data = _dict(manifest.get("data"))
     if data:
         lines.append(
             f"data              {data.get('name')}: {data.get('n_items')} items, {data.get('n_users')} users, "
             f"{data.get('n_interactions')} interactions (fingerprint {str(data.get('fingerprint', ''))[:12]})"
         )
-    dims = manifest.get("dims")
+    dims = _dict(manifest.get("dims"))
     if dims:
         lines.append("dims              " + ", ".join(f"{k}={v}" for k, v in dims.items()))
-    models = manifest.get("models", {})
+    models = _dict(manifest.get("models"))
     for name, spec in models.items():
-        variants = spec.get("variants", {}) if isinstance(spec, dict) else {}
+        variants = _dict(spec.get("variants")) if isinstance(spec, dict) else {}
         lines.append(f"model {name:<12}" + ", ".join(sorted(variants)))
-    index = manifest.get("index", {})
+    index = _dict(manifest.get("index"))
     for name, spec in index.items():
         if isinstance(spec, dict):
             params = ", ".join(f"{k}={spec[k]}" for k in ("space", "dim", "M", "ef_construction", "ef_search", "count")
                                if k in spec)
             lines.append(f"index {name:<12}{params}")
-    metrics = manifest.get("metrics", {})
+    metrics = _dict(manifest.get("metrics"))
 
     def walk(prefix: str, node: Any) -> None:
         if isinstance(node, dict):
@@ -52,11 +57,11 @@ def summarize(manifest: dict[str, Any]) -> list[str]:
             lines.append(f"metric  {prefix:<40} {_fmt(node)}")
 
     walk("", metrics)
-    timings = manifest.get("timings", {})
+    timings = _dict(manifest.get("timings"))
     for stage, seconds in timings.items():
         lines.append(f"time    {stage:<40} {_fmt(seconds)} s")
-    files = manifest.get("files", {})
-    total = sum(int(f.get("bytes", 0)) for f in files.values())
+    files = _dict(manifest.get("files"))
+    total = sum(int(f.get("bytes", 0)) for f in files.values() if isinstance(f, dict))
     lines.append(f"files             {len(files)} ({total / 1e6:.1f} MB)")
     return lines
 
