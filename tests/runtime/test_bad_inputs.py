@@ -32,3 +32,46 @@ def test_corpus_starts_from_a_good_directory(tmp_path: Path) -> None:
 
 def test_case_names_are_unique() -> None:
     assert len({c.name for c in CASES}) == len(CASES)
+
+
+def _export_invocation(data: Path, out: Path) -> list[str] | None:
+    """`recengine export` argv for DATA and the output dir, read off the command's own parameters."""
+    import click
+
+    from recengine.cli import cli
+
+    command = cli.commands.get("export")
+    if command is None:
+        return None
+    args: list[str] = ["export"]
+    out_given = False
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            args.append(str(data))
+        elif isinstance(param, click.Option) and param.name in ("out", "output", "out_dir", "output_dir"):
+            args += [param.opts[0], str(out)]
+            out_given = True
+        elif isinstance(param, click.Option) and param.name == "data":
+            args += [param.opts[0], str(data)]
+    return args if out_given else None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_via_cli_export_exits_2_and_leaves_nothing(case, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from recengine.cli import cli
+
+    data = write_case(case.name, tmp_path / "data")
+    out_parent = tmp_path / "outputs"
+    out_parent.mkdir()
+    args = _export_invocation(data, out_parent / "bundle")
+    if args is None:
+        pytest.skip("`recengine export` (with an output option) is not part of this checkout yet")
+    result = CliRunner().invoke(cli, args, prog_name="recengine")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.stderr
+    if result.stderr.startswith("error: "):  # ours; click's own usage errors have their own format
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert case.fragment in result.stderr
+    assert list(out_parent.iterdir()) == [], "a failed export must leave nothing behind"
