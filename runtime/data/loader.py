@@ -17,7 +17,7 @@ import numpy as np
 from .._deps import require
 from ..errors import DataError
 from .schema import Dataset, Interactions, ItemTable, LoadReport
-from .text import build_item_text, is_text_column
+from .text import build_item_text, is_missing, is_text_column
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -169,11 +169,9 @@ def _require_columns(path: Path, frame: Any, columns: tuple[str, ...]) -> None:
 def _id_text(value: Any) -> str | None:
     """One id as a stripped string; None when missing. Integral floats (a Parquet id column that became
     float because of a null) print without ".0" so they still match the same id written as an integer."""
-    if value is None:
+    if is_missing(value):
         return None
     if isinstance(value, (float, np.floating)):
-        if value != value:
-            return None
         if float(value).is_integer():
             return str(int(value))
     if isinstance(value, bytes):
@@ -198,7 +196,7 @@ def _id_column(path: Path, frame: Any, column: str, label: str | None = None) ->
 def _float_column(path: Path, frame: Any, column: str, label: str | None = None) -> np.ndarray:
     pd = _pd()
     series = frame[column]
-    numeric = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    numeric = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(~np.isfinite(numeric) & series.notna().to_numpy())
     if len(bad):
         sample = series.iloc[int(bad[0])]
@@ -231,7 +229,7 @@ def parse_timestamps(path: Path, frame: Any, column: str = "timestamp") -> np.nd
     if pd.api.types.is_bool_dtype(series):
         raise DataError(f"{path}: column '{column}': booleans are not timestamps (expected unix seconds or ISO 8601)")
     numeric = pd.to_numeric(series, errors="coerce")
-    num = numeric.to_numpy(dtype=np.float64)
+    num = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
     if not np.isfinite(num).all():
         as_text = series.astype(str).str.strip()
         text_rows = ~np.isfinite(num)
@@ -258,15 +256,15 @@ def _attr_columns(path: Path, frame: Any, prefix: str = "attr_") -> dict[str, np
         numeric = pd.to_numeric(series, errors="coerce")
         present = series.notna()
         if present.any() and numeric[present].notna().all():
-            out[col] = numeric.to_numpy(dtype=np.float64)
+            out[col] = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
-            out[col] = np.array(["" if v is None or v != v else str(v).strip() for v in series], dtype=object)
+            out[col] = np.array(["" if is_missing(v) else str(v).strip() for v in series], dtype=object)
     return out
 
 
 def _context_columns(frame: Any) -> dict[str, np.ndarray]:
     return {
-        col: np.array(["" if v is None or v != v else str(v).strip() for v in frame[col]], dtype=object)
+        col: np.array(["" if is_missing(v) else str(v).strip() for v in frame[col]], dtype=object)
         for col in frame.columns
         if str(col).startswith("ctx_")
     }
@@ -375,6 +373,11 @@ def build_interactions(
             f"{path.name}: dropped {n_unknown} interaction(s) with items missing from the catalogue (e.g. {examples})"
         )
     timestamp = parse_timestamps(path, frame) if "timestamp" in frame.columns else None
+    if timestamp is not None and np.median(timestamp) > 1e11:  # year 5138 in seconds: surely milliseconds
+        warnings.append(
+            f"{path.name}: column '{labels.get('timestamp', 'timestamp')}' looks like milliseconds; it is read "
+            f"as unix seconds (the order of events is right, derived times of day are not)"
+        )
     weight = _float_column(path, frame, "weight", labels.get("weight")) if "weight" in frame.columns else np.ones(len(items))
     negative = np.flatnonzero(weight < 0)
     if len(negative):

@@ -6,9 +6,10 @@ encoded from exactly the same kind of text as the catalogue was.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 #: Columns that are never text: ids, attributes and vectors.
 RESERVED_COLUMNS = frozenset({"item_id"})
@@ -19,12 +20,25 @@ def is_text_column(name: str) -> bool:
     return name not in RESERVED_COLUMNS and not name.startswith("attr_") and not name.startswith("ctx_")
 
 
-def _clean(value: Any) -> str:
+def is_missing(value: Any) -> bool:
+    """None, NaN, NaT and pandas.NA (whose truth value is "ambiguous") are missing; lists never are."""
     if value is None:
+        return True
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return False
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return True
+
+
+def _clean(value: Any) -> str:
+    """One cell as a single line of text; list cells (Parquet list columns, e.g. tags) join with ", "."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(part for part in (_clean(v) for v in value) if part)
+    if is_missing(value):
         return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    text = str(value)
+    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
     return " ".join(text.split())
 
 

@@ -264,3 +264,38 @@ def test_directory_named_like_a_table_is_not_a_table(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing the items table"):
         load_dataset(directory)
 
+
+
+def test_parquet_nullable_dtypes_and_list_columns(tmp_path: Path) -> None:
+    """pandas nullable dtypes (pd.NA) and list cells (tags) from Parquet load like their CSV twins."""
+    directory = tmp_path / "d"
+    directory.mkdir()
+    pd.DataFrame({
+        "item_id": pd.array(["a", "b", "c"], dtype="string[pyarrow]"),
+        "title": pd.array(["x", "y", None], dtype="string"),
+        "year": pd.array([1990, None, 2000], dtype="Int64"),
+        "tags": [["funny", "dark"], [], None],
+        "attr_n": pd.array([1, None, 3], dtype="Int64"),
+        "attr_c": pd.array(["p", None, "q"], dtype="string"),
+    }).to_parquet(directory / "items.parquet")
+    pd.DataFrame({
+        "user_id": pd.array([1, 2, 2], dtype="Int64"),
+        "item_id": ["a", "b", "c"],
+        "timestamp": pd.array([1, 2, 3], dtype="Int64"),
+        "weight": pd.array([1.5, None, 2.0], dtype="Float64"),
+        "ctx_d": pd.array(["m", None, "t"], dtype="string"),
+    }).to_parquet(directory / "interactions.parquet")
+    data = load_dataset(directory)
+    assert data.items.texts == ["title: x\nyear: 1990\ntags: funny, dark", "title: y", "year: 2000"]
+    np.testing.assert_array_equal(data.items.attrs["attr_n"], [1.0, np.nan, 3.0])
+    assert list(data.items.attrs["attr_c"]) == ["p", "", "q"]
+    assert list(data.user_ids) == ["1", "2"]
+    np.testing.assert_array_equal(data.interactions.weight, [1.5, 1.0, 2.0])
+    assert list(data.interactions.context["ctx_d"]) == ["m", "", "t"]
+
+
+def test_millisecond_timestamps_load_with_a_warning(tmp_path: Path) -> None:
+    rows = ["user_id,item_id,timestamp", "u1,i1,1709294400000", "u1,i2,1709294401000", "u2,i3,1709294402000"]
+    data = load_dataset(write_good(tmp_path / "d", interactions=rows))
+    assert data.interactions.timestamp[0] == 1709294400000
+    assert any("looks like milliseconds" in w for w in data.report.warnings)
