@@ -238,6 +238,13 @@ class Engine:
         with self._lock.read():
             return list(self._state.users.ids)
 
+    def item_title(self, item_id: str) -> str:
+        """First line of an item's text without its column prefix (e.g. the movie title); "" if unknown."""
+        with self._lock.read():
+            cat = self._state.catalogue
+            row = cat.row_of.get(item_id) if isinstance(item_id, str) else None
+            return cat.title(row) if row is not None else ""
+
     def history(self, user_id: str) -> list[str]:
         """A known user's history (item ids, oldest first)."""
         _check_id("user_id", user_id)

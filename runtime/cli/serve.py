@@ -1,0 +1,109 @@
+"""`recengine recommend|similar|search BUNDLE ...`: serve one request from the command line.
+
+Each command opens the bundle (verifying checksums), answers, and prints a table or, with --json, one
+JSON object. The engine is imported inside the commands so `recengine --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from ..errors import RequestError
+
+_DEVICE = click.Choice(["auto", "cpu", "cuda"])
+
+
+def _parse_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RequestError(f"{option} expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _open(bundle: str, device: str, variant: str | None) -> Any:
+    from ..engine import Engine
+
+    return Engine.open(bundle, device=device, variant=variant)
+
+
+def _emit(engine: Any, results: Any, as_json: bool, header: dict[str, Any]) -> None:
+    if as_json:
+        payload = {
+            **header,
+            "provider": engine.provider,
+            "source": getattr(results, "source", None),
+            "skipped": list(getattr(results, "skipped", ())),
+            "results": [{"item_id": r.item_id, "score": r.score, **({"reason": r.reason} if r.reason else {})}
+                        for r in results],
+        }
+        click.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    for rank, r in enumerate(results, 1):
+        title = engine.item_title(r.item_id)
+        line = f"{rank:>3}. {r.item_id:<12} {r.score:>9.4f}  {title}"
+        if r.reason:
+            line += f"  [{r.reason}]"
+        click.echo(line)
+    if not results:
+        click.echo("(no results)")
+
+
+def _common(fn: Any) -> Any:
+    fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")(fn)
+    fn = click.option("--variant", type=click.Choice(["fp32", "int8", "fp16"]), default=None,
+                      help="Model variant (default: int8 on CPU, fp16 on GPU).")(fn)
+    fn = click.option("--device", type=_DEVICE, default="auto", show_default=True,
+                      help="Execution device; cuda fails if CUDA is not really active.")(fn)
+    fn = click.option("--k", "k", type=int, default=10, show_default=True, help="Number of results.")(fn)
+    return fn
+
+
+@click.command("recommend")
+@click.argument("bundle", type=click.Path())
+@click.option("--user", "user_id", default=None, help="User id (stored in the bundle).")
+@click.option("--history", "history", multiple=True, help="Item id of a history event (repeat; oldest first).")
+@click.option("--scene", "scene", multiple=True, help="Request context KEY=VALUE (repeat), e.g. daypart=evening.")
+@click.option("--profile", "profile", multiple=True, help="User attribute KEY=VALUE (repeat).")
+@click.option("--long-tail", type=float, default=0.0, show_default=True, help="Popularity penalty (>= 0).")
+@click.option("--diversity", type=float, default=0.0, show_default=True, help="MMR trade-off in [0, 1].")
+@click.option("--explain", is_flag=True, help="Say which history item supports each result.")
+@click.option("--include-seen", is_flag=True, help="Do not drop items the user already interacted with.")
+@_common
+def recommend_command(bundle: str, user_id: str | None, history: tuple[str, ...], scene: tuple[str, ...],
+                      profile: tuple[str, ...], long_tail: float, diversity: float, explain: bool,
+                      include_seen: bool, k: int, device: str, variant: str | None, as_json: bool) -> None:
+    """Recommend items for a user (--user), a history (--history ...), or a cold request."""
+    engine = _open(bundle, device, variant)
+    results = engine.recommend(
+        user_id=user_id, history=list(history) if history else None,
+        scene=_parse_pairs(scene, "--scene") or None, profile=_parse_pairs(profile, "--profile") or None,
+        k=k, exclude_seen=not include_seen, long_tail=long_tail, diversity=diversity, explain=explain,
+    )
+    _emit(engine, results, as_json, {"command": "recommend", "user_id": user_id})
+
+
+@click.command("similar")
+@click.argument("bundle", type=click.Path())
+@click.option("--item", "item_id", required=True, help="Item id to find neighbours of.")
+@_common
+def similar_command(bundle: str, item_id: str, k: int, device: str, variant: str | None, as_json: bool) -> None:
+    """Items similar to --item in the retrieval space."""
+    engine = _open(bundle, device, variant)
+    _emit(engine, engine.similar_items(item_id, k=k), as_json, {"command": "similar", "item_id": item_id})
+
+
+@click.command("search")
+@click.argument("bundle", type=click.Path())
+@click.argument("text")
+@_common
+def search_command(bundle: str, text: str, k: int, device: str, variant: str | None, as_json: bool) -> None:
+    """Items whose text best matches TEXT (encoded by the bundle's ONNX encoder)."""
+    engine = _open(bundle, device, variant)
+    _emit(engine, engine.search(text, k=k), as_json, {"command": "search", "text": text})

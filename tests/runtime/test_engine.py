@@ -1,0 +1,421 @@
+"""The runtime Engine against a real exported bundle (`tiny_bundle`: quick profile, tiny encoder, ml_tiny)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recengine.bundle import open_bundle
+from recengine.errors import BundleError, RequestError
+from recengine.rerank import intra_list_similarity
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle):
+    from recengine import Engine
+
+    return Engine.open(tiny_bundle, device="cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_bundle):
+    """fp32 models, exact retrieval, no fusion: scores are plain inner products we can recompute."""
+    from recengine import Engine
+
+    return Engine.open(tiny_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=False)
+
+
+@pytest.fixture(scope="module")
+def arrays(tiny_bundle):
+    reader = open_bundle(tiny_bundle)
+    items, users = reader.section("items"), reader.section("users")
+    return {
+        "item_ids": reader.load_json(items["ids"]),
+        "texts": reader.load_json(items["texts"]),
+        "vectors": reader.load_npy(items["vectors"]),
+        "text_vectors": reader.load_npy(items["text_vectors"]),
+        "text_embeddings": reader.load_npy(items["text_embeddings"]),
+        "popularity": reader.load_npy(items["popularity"]),
+        "user_ids": reader.load_json(users["ids"]),
+        "user_vectors": reader.load_npy(users["vectors"]),
+        "indptr": reader.load_npy(users["history_indptr"]),
+        "hist": reader.load_npy(users["history_items"]),
+        "manifest": reader.manifest,
+    }
+
+
+def seen_ids(arrays, u: int) -> set[str]:
+    rows = arrays["hist"][arrays["indptr"][u] : arrays["indptr"][u + 1]]
+    return {arrays["item_ids"][r] for r in rows}
+
+
+def copy_bundle(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+# ----------------------------------------------------------------------------- basics
+
+
+def test_engine_modules_import_without_torch():
+    code = (
+        "import sys, recengine, recengine.engine, recengine.cli.serve, recengine.persist\n"
+        "from recengine import Engine, Recommendation\n"
+        "bad = [m for m in ('torch', 'transformers', 'pandas', 'peft') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_open_reports_provider_and_variants(engine, tiny_bundle, arrays):
+    assert engine.provider == "CPUExecutionProvider"
+    assert engine.device == "cpu"
+    variants = arrays["manifest"]["models"]["encoder"]["variants"]
+    assert engine.variants["encoder"] == ("int8" if "int8" in variants else "fp32")
+    assert engine.n_items == len(arrays["item_ids"]) and engine.n_users == len(arrays["user_ids"])
+    assert "CPUExecutionProvider" in repr(engine)
+
+
+def test_open_rejects_bad_arguments(tiny_bundle):
+    from recengine import Engine
+
+    with pytest.raises(RequestError, match="device must be one of"):
+        Engine.open(tiny_bundle, device="tpu")
+    with pytest.raises(RequestError, match="retrieval must be one of"):
+        Engine.open(tiny_bundle, retrieval="faiss")
+    with pytest.raises(RequestError, match="variant must be one of"):
+        Engine.open(tiny_bundle, variant="int4")
+    with pytest.raises(RequestError, match="threads"):
+        Engine.open(tiny_bundle, threads=0)
+
+
+def test_cuda_without_cuda_fails_loudly_and_auto_falls_back(tiny_bundle, monkeypatch):
+    import onnxruntime as ort
+
+    from recengine import DeviceError, Engine
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a real CUDA provider is present")
+    with pytest.raises(DeviceError):
+        Engine.open(tiny_bundle, device="cuda")
+    # ORT lists CUDA but sessions land on the CPU (mismatched libraries): cuda fails, auto warns + CPU.
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(DeviceError, match="CUDA"):
+        Engine.open(tiny_bundle, device="cuda")
+    with pytest.warns(RuntimeWarning, match="falling back to the CPU"):
+        eng = Engine.open(tiny_bundle, device="auto", retrieval="exact")
+    assert eng.provider == "CPUExecutionProvider" and eng.device == "cpu"
+    assert len(eng.recommend(user_id=eng.user_ids()[0], k=3)) == 3
+
+
+# ----------------------------------------------------------------------------- parity with export
+
+
+def test_fp32_user_tower_reproduces_stored_user_vectors(fp32, arrays):
+    """users/vectors.npy was computed at export time; the runtime's fp32 user tower must agree."""
+    stages = fp32.stages()
+    users = arrays["user_ids"][:8]
+    got = stages.user_tower(users)
+    want = arrays["user_vectors"][:8]
+    assert np.abs(got - want).max() < 1e-3
+
+
+def test_fp32_encoder_reproduces_export_text_vectors(fp32, arrays):
+    """items/text_embeddings.npy and text_vectors.npy were computed at export time."""
+    texts = arrays["texts"][:16]
+    emb, vec = fp32.stages().encode(texts)
+    assert np.abs(emb - arrays["text_embeddings"][:16]).max() < 1e-3
+    assert np.abs(vec - arrays["text_vectors"][:16]).max() < 1e-3
+
+
+def test_scores_equal_inner_products_for_fixed_users(fp32, arrays):
+    """Without fusion, exact retrieval: the served list is the top-k of u.v over unseen items."""
+    for u in range(5):
+        user = arrays["user_ids"][u]
+        got = fp32.recommend(user_id=user, k=10)
+        scores = arrays["vectors"] @ arrays["user_vectors"][u]
+        seen = [arrays["item_ids"].index(i) for i in seen_ids(arrays, u)]
+        scores[seen] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:10]
+        assert [r.item_id for r in got] == [arrays["item_ids"][i] for i in top]
+        assert np.allclose([r.score for r in got], scores[top], atol=1e-4)
+
+
+def test_int8_engine_agrees_with_fp32(engine, fp32, arrays):
+    """INT8 models change scores slightly; the top of the list should mostly agree."""
+    overlaps = []
+    for user in arrays["user_ids"][:10]:
+        a = {r.item_id for r in engine.recommend(user_id=user, k=20, history=None)}
+        b = {r.item_id for r in fp32.recommend(user_id=user, k=20)}
+        overlaps.append(len(a & b) / 20)
+    assert np.mean(overlaps) > 0.3
+
+
+# ----------------------------------------------------------------------------- recommend
+
+
+def test_recommend_known_user(engine, arrays):
+    user = arrays["user_ids"][0]
+    recs = engine.recommend(user_id=user, k=10)
+    ids = [r.item_id for r in recs]
+    assert len(ids) == 10 and len(set(ids)) == 10
+    assert not set(ids) & seen_ids(arrays, 0)
+    scores = [r.score for r in recs]
+    assert scores == sorted(scores, reverse=True)
+    assert recs.source == "stored" and all(r.reason is None for r in recs)
+    with_seen = engine.recommend(user_id=user, k=50, exclude_seen=False, candidates=400)
+    assert {r.item_id for r in with_seen} & seen_ids(arrays, 0)
+
+
+def test_recommend_from_history_skips_unknown_ids(engine, arrays):
+    history = arrays["item_ids"][:5] + ["no-such-item", "another"]
+    before = engine.stats["unknown_history_items"]
+    recs = engine.recommend(history=history, k=5)
+    assert recs.source == "history" and recs.skipped == ("no-such-item", "another")
+    assert engine.stats["unknown_history_items"] == before + 2
+    assert len(recs) == 5 and not {r.item_id for r in recs} & set(history)
+
+
+def test_cold_paths(engine, arrays):
+    pop = engine.recommend(user_id="never-seen-user", k=5)
+    assert pop.source == "popular" and len(pop) == 5
+    top_pop = np.argsort(-arrays["popularity"], kind="stable")[:5]
+    assert [arrays["popularity"][arrays["item_ids"].index(r.item_id)] for r in pop] == \
+        [arrays["popularity"][i] for i in top_pop]
+    scene_cols = arrays["manifest"]["vocab"]["scene"]["columns"]
+    if scene_cols:
+        col = scene_cols[0]
+        value = arrays["manifest"]["vocab"]["scene"]["values"][col][1]
+        cold = engine.recommend(user_id="never-seen-user", scene={col.removeprefix("ctx_"): value}, k=5)
+        assert cold.source == "cold" and len(cold) == 5
+        known = engine.recommend(user_id=arrays["user_ids"][0], scene={col: value}, k=5)
+        assert known.source == "history" and len(known) == 5
+    empty = engine.recommend(history=["no-such-item"], k=3)
+    assert empty.source == "popular" and len(empty) == 3
+
+
+def test_filter_by_ids_and_small_subset(engine, arrays):
+    user = arrays["user_ids"][1]
+    allowed = [i for i in arrays["item_ids"] if i not in seen_ids(arrays, 1)][:7]
+    recs = engine.recommend(user_id=user, k=5, filter={"ids": allowed})
+    assert len(recs) == 5 and {r.item_id for r in recs} <= set(allowed)
+    big = [i for i in arrays["item_ids"][::2]]
+    recs = engine.recommend(user_id=user, k=10, filter={"ids": big})
+    assert len(recs) == 10 and {r.item_id for r in recs} <= set(big)
+    with pytest.raises(RequestError, match="unknown attribute"):
+        engine.recommend(user_id=user, filter={"attr_colour": "red"})
+
+
+def test_long_tail_lowers_popularity(engine, arrays):
+    pop = dict(zip(arrays["item_ids"], arrays["popularity"].tolist()))
+    plain, boosted = [], []
+    for user in arrays["user_ids"][:10]:
+        plain += [pop[r.item_id] for r in engine.recommend(user_id=user, k=10)]
+        boosted += [pop[r.item_id] for r in engine.recommend(user_id=user, k=10, long_tail=3.0)]
+    assert np.mean(boosted) < np.mean(plain)
+
+
+def test_diversity_lowers_intra_list_similarity(engine, arrays):
+    vecs = arrays["vectors"] / np.linalg.norm(arrays["vectors"], axis=1, keepdims=True)
+    row = {i: r for r, i in enumerate(arrays["item_ids"])}
+    plain, diverse = [], []
+    for user in arrays["user_ids"][:10]:
+        a = [row[r.item_id] for r in engine.recommend(user_id=user, k=10)]
+        b = [row[r.item_id] for r in engine.recommend(user_id=user, k=10, diversity=0.7)]
+        plain.append(intra_list_similarity(vecs[a]))
+        diverse.append(intra_list_similarity(vecs[b]))
+    assert np.mean(diverse) < np.mean(plain)
+
+
+def test_explanations_name_history_items(engine, arrays):
+    recs = engine.recommend(user_id=arrays["user_ids"][2], k=5, explain=True)
+    assert all(r.reason and "in your history" in r.reason for r in recs)
+    cold = engine.recommend(user_id="nobody", k=3, explain=True)
+    assert all(r.reason.startswith("popular") for r in cold)
+
+
+def test_batch_equals_single(engine, arrays):
+    from recengine.engine import RecommendRequest
+
+    reqs = [RecommendRequest(user_id=u, k=7) for u in arrays["user_ids"][:6]]
+    reqs.append(RecommendRequest(history=arrays["item_ids"][3:9], k=7))
+    reqs.append({"user_id": "unknown-user", "k": 4})
+    reqs.append({"user_id": arrays["user_ids"][0], "k": 5, "filter": {"ids": arrays["item_ids"][:40]}})
+    batch = engine.recommend_batch(reqs)
+    for req, got in zip(reqs, batch):
+        kwargs = req if isinstance(req, dict) else req.__dict__
+        single = engine.recommend(**kwargs)
+        assert [r.item_id for r in got] == [r.item_id for r in single]
+        assert np.allclose([r.score for r in got], [r.score for r in single], atol=1e-4)
+    with pytest.raises(RequestError, match="unknown fields"):
+        engine.recommend_batch([{"user": "1"}])
+
+
+@pytest.mark.parametrize("strategy", ["average", "least_misery", "max_pleasure"])
+def test_group_recommendation(engine, arrays, strategy):
+    group = arrays["user_ids"][:3]
+    recs = engine.recommend_group(group, strategy=strategy, k=8)
+    assert len(recs) == 8 and len({r.item_id for r in recs}) == 8
+    seen = set().union(*(seen_ids(arrays, u) for u in range(3)))
+    assert not {r.item_id for r in recs} & seen
+    assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+
+
+def test_group_strategies_differ_and_validate(engine, arrays):
+    group = arrays["user_ids"][:4]
+    lists = {s: [r.item_id for r in engine.recommend_group(group, strategy=s, k=10)]
+             for s in ("average", "least_misery", "max_pleasure")}
+    assert len({tuple(v) for v in lists.values()}) >= 2
+    with pytest.raises(RequestError, match="strategy"):
+        engine.recommend_group(group, strategy="dictator")
+    partly = engine.recommend_group([group[0], "ghost"], k=3)
+    assert partly.skipped == ("ghost",) and len(partly) == 3
+
+
+def test_similar_and_search(engine, arrays):
+    item = arrays["item_ids"][0]
+    sims = engine.similar_items(item, k=5)
+    assert len(sims) == 5 and item not in {r.item_id for r in sims}
+    with pytest.raises(RequestError, match="unknown item_id"):
+        engine.similar_items("no-such-item")
+    # An item's own text is its nearest neighbour in the text space.
+    hits = 0
+    for i in range(0, 40, 4):
+        res = engine.search(arrays["texts"][i], k=3)
+        hits += arrays["item_ids"][i] in {r.item_id for r in res}
+    assert hits >= 8
+    assert engine.search("toy story", k=4)[0].score <= 1.0001
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k": 0}, "k must be between"),
+        ({"k": "5"}, "k must be an integer"),
+        ({"k": True}, "k must be an integer"),
+        ({"user_id": 5}, "user_id must be a string"),
+        ({"history": "1"}, "history must be a list"),
+        ({"history": [1, 2]}, r"history\[0\] must be a string"),
+        ({"scene": {"weather": "rain"}}, "unknown scene key 'weather'"),
+        ({"diversity": 2.0}, "diversity must be between"),
+        ({"long_tail": -1}, "long_tail must be between"),
+        ({"candidates": 0}, "candidates must be between"),
+        ({"filter": ["1"]}, "filter must be a mapping"),
+    ],
+)
+def test_bad_requests_raise_request_error(engine, arrays, kwargs, message):
+    args = {"user_id": arrays["user_ids"][0], **kwargs}
+    with pytest.raises(RequestError, match=message):
+        engine.recommend(**args)
+    assert len(engine.recommend(user_id=arrays["user_ids"][0], k=3)) == 3  # still usable
+
+
+def test_bad_search_and_similar(engine):
+    with pytest.raises(RequestError, match="empty"):
+        engine.search("   ")
+    with pytest.raises(RequestError, match="must be a string"):
+        engine.search(42)
+    with pytest.raises(RequestError, match="item_id must be a string"):
+        engine.similar_items(7)
+    with pytest.raises(RequestError, match="k must be"):
+        engine.similar_items(engine.item_ids()[0], k=-1)
+
+
+def test_corrupted_tampered_and_versioned_bundles(tiny_bundle, tmp_path):
+    from recengine import Engine
+
+    bad = copy_bundle(tiny_bundle, tmp_path / "tampered")
+    with (bad / "items" / "vectors.npy").open("r+b") as fh:
+        fh.seek(-4, 2)
+        fh.write(b"\x00\x01\x02\x03")
+    with pytest.raises(BundleError, match="items/vectors.npy"):
+        Engine.open(bad)
+
+    missing = copy_bundle(tiny_bundle, tmp_path / "missing")
+    (missing / "index" / "items.hnsw").unlink()
+    with pytest.raises(BundleError, match="missing file index/items.hnsw"):
+        Engine.open(missing)
+
+    version = copy_bundle(tiny_bundle, tmp_path / "version")
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["format_version"] = "2.0"
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format version 2.0"):
+        Engine.open(version)
+
+    garbled = copy_bundle(tiny_bundle, tmp_path / "garbled")
+    (garbled / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="corrupted manifest"):
+        Engine.open(garbled)
+
+    with pytest.raises(BundleError, match="no such bundle"):
+        Engine.open(tmp_path / "nothing-here")
+
+
+def test_unverified_open_still_catches_garbled_model(tiny_bundle, tmp_path):
+    from recengine import Engine
+
+    bad = copy_bundle(tiny_bundle, tmp_path / "garbled-model")
+    manifest = json.loads((bad / "manifest.json").read_text())
+    rel = manifest["models"]["encoder"]["variants"]["fp32"]["path"]
+    (bad / rel).write_bytes(b"this is not an onnx model")
+    with pytest.raises(BundleError):
+        Engine.open(bad, variant="fp32", verify=False)
+
+
+# ----------------------------------------------------------------------------- host program & CLI
+
+
+def test_host_example_runs(tiny_bundle):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "host.py"), str(tiny_bundle)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["recommend", "similar", "search", "after update"]
+
+
+def test_cli_commands(tiny_bundle, arrays):
+    from click.testing import CliRunner
+
+    from recengine.cli import cli
+
+    runner = CliRunner()
+    user = arrays["user_ids"][0]
+    res = runner.invoke(cli, ["recommend", str(tiny_bundle), "--user", user, "--k", "4", "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.output)
+    assert payload["provider"] == "CPUExecutionProvider" and len(payload["results"]) == 4
+    res = runner.invoke(cli, ["recommend", str(tiny_bundle), "--user", user, "--explain"])
+    assert res.exit_code == 0 and "in your history" in res.output
+    res = runner.invoke(cli, ["similar", str(tiny_bundle), "--item", arrays["item_ids"][0], "--json"])
+    assert res.exit_code == 0 and len(json.loads(res.output)["results"]) == 10
+    res = runner.invoke(cli, ["search", str(tiny_bundle), "funny animated toys", "--k", "3"])
+    assert res.exit_code == 0 and res.output.count("\n") == 3
+    res = runner.invoke(cli, ["recommend", str(tiny_bundle), "--user", user, "--scene", "weather=rain"])
+    assert res.exit_code == 2 and "error: unknown scene key 'weather'" in res.output
+    res = runner.invoke(cli, ["recommend", str(tiny_bundle), "--user", user, "--scene", "novalue"])
+    assert res.exit_code == 2 and "KEY=VALUE" in res.output
+    res = runner.invoke(cli, ["search", str(tiny_bundle), ""])
+    assert res.exit_code == 2 and "empty" in res.output
+    res = runner.invoke(cli, ["similar", "/no/such/bundle", "--item", "1"])
+    assert res.exit_code == 2 and "no such bundle" in res.output
+
+
+def test_no_warnings_on_plain_cpu_open(tiny_bundle):
+    from recengine import Engine
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Engine.open(tiny_bundle, device="cpu")
