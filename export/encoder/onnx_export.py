@@ -16,7 +16,7 @@ import torch
 
 from recengine.errors import ExportError
 
-from ..onnx_tools import BertOptimization, OnnxModelSpec, ParityConfig, TensorSpec, VariantReport, export_variants
+from ..onnx_tools import BertOptimization, Int8Config, OnnxModelSpec, ParityConfig, TensorSpec, VariantReport, export_variants
 from .tokenizer import TokenizerInfo, tokenize_batch
 from .tower import TextTower, prepare_for_export
 
@@ -42,7 +42,11 @@ def _example_factory(vocab_size: int, pad_id: int):
 
 
 def encoder_onnx_spec(
-    tower: TextTower, pad_id: int = 0, parity: ParityConfig | None = None, optimize: bool = True
+    tower: TextTower,
+    pad_id: int = 0,
+    parity: ParityConfig | None = None,
+    optimize: bool = True,
+    int8: Int8Config | None = None,
 ) -> OnnxModelSpec:
     """The declarative export spec of the text tower (names, dtypes, dynamic B/T, BERT fusion)."""
     config = tower.backbone.config
@@ -62,6 +66,7 @@ def encoder_onnx_spec(
         parity_sizes=({"B": 1, "T": 5}, {"B": 4, "T": 23}, {"B": 7, "T": 40}),
         parity=parity or ParityConfig(),
         optimization=BertOptimization(num_heads=int(heads), hidden_size=tower.text_dim) if optimize else None,
+        int8=int8 or Int8Config(),
     )
 
 
@@ -86,6 +91,7 @@ def export_encoder(
     parity: ParityConfig | None = None,
     device: str = "cpu",
     optimize: bool = True,
+    int8: Int8Config | None = None,
 ) -> VariantReport:
     """Export the (trained) tower to `out_dir/encoder.{fp32,int8,fp16}.onnx` and check parity.
 
@@ -98,7 +104,7 @@ def export_encoder(
         raise ExportError("export_encoder: parity_texts need the tokenizer")
     pad_id = tokenizer_info.pad_id if tokenizer_info is not None else 0
     exported = prepare_for_export(tower)
-    spec = encoder_onnx_spec(exported, pad_id=pad_id, parity=parity, optimize=optimize)
+    spec = encoder_onnx_spec(exported, pad_id=pad_id, parity=parity, optimize=optimize, int8=int8)
     batches = spec.parity_inputs()
     if parity_texts:
         batches = text_batches(tokenizer, list(parity_texts), pad_id=pad_id) + batches
