@@ -161,6 +161,8 @@ class BundleReader:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{manifest_path}: corrupted manifest ({exc})") from None
+        except OSError as exc:
+            raise BundleError(f"{manifest_path}: cannot read the manifest ({exc.strerror or exc})") from None
         if not isinstance(manifest, dict):
             raise BundleError(f"{manifest_path}: corrupted manifest (not a JSON object)")
         missing = [k for k in REQUIRED_KEYS if k not in manifest]
@@ -201,7 +203,11 @@ class BundleReader:
                 raise BundleError(f"{self.root}: missing file {rel}")
             if "bytes" in meta and path.stat().st_size != meta["bytes"]:
                 raise BundleError(f"{self.root}: {rel} has been modified or truncated (size mismatch)")
-            if sha256_file(path) != meta.get("sha256"):
+            try:
+                digest = sha256_file(path)
+            except OSError as exc:
+                raise BundleError(f"{self.root}: cannot read {rel} ({exc.strerror or exc})") from None
+            if digest != meta.get("sha256"):
                 raise BundleError(f"{self.root}: {rel} has been modified or corrupted (sha256 mismatch)")
 
     def _resolve(self, rel: str) -> Path:
