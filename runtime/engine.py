@@ -68,7 +68,7 @@ class RecommendRequest:
     k: int = 10
     exclude_seen: bool = True
     filter: Mapping[str, Any] | None = None
-    candidates: int = 200
+    candidates: int | None = None
     long_tail: float = 0.0
     diversity: float = 0.0
     explain: bool = False
@@ -267,14 +267,15 @@ class Engine:
     # ------------------------------------------------------------------ recommend
     def recommend(self, user_id: str | None = None, history: Sequence[str] | None = None,
                   scene: Mapping[str, Any] | None = None, profile: Mapping[str, Any] | None = None, k: int = 10,
-                  exclude_seen: bool = True, filter: Mapping[str, Any] | None = None, candidates: int = 200,
+                  exclude_seen: bool = True, filter: Mapping[str, Any] | None = None, candidates: int | None = None,
                   long_tail: float = 0.0, diversity: float = 0.0, explain: bool = False) -> Recommendations:
         """Top-`k` items for a user (stored vector), a history of item ids, or neither (cold path).
 
         scene: request context, e.g. {"daypart": "evening"} (keys with or without `ctx_`);
         profile: user attributes (keys with or without `attr_`), overriding a known user's stored profile.
         exclude_seen drops items in the user's history (and in `history`). filter: see `recengine.filters`.
-        candidates: how many items retrieval hands to the fusion head. long_tail >= 0 penalises popular
+        candidates: how many items retrieval hands to the fusion head (default: the number it was trained
+        with, `models.fusion.n_candidates`, else 200). long_tail >= 0 penalises popular
         items; diversity in [0, 1] re-ranks by MMR; explain names the history item behind each result.
         """
         req = RecommendRequest(user_id=user_id, history=history, scene=scene, profile=profile, k=k,
@@ -311,7 +312,7 @@ class Engine:
     def _prepare(self, st: EngineState, req: RecommendRequest) -> _Prepared:
         cat = st.catalogue
         k = _check_int("k", req.k, 1, MAX_K)
-        cands = _check_int("candidates", req.candidates, 1, 100_000)
+        cands = st.default_candidates if req.candidates is None else _check_int("candidates", req.candidates, 1, 100_000)
         _check_float("long_tail", req.long_tail, 0.0, 100.0)
         _check_float("diversity", req.diversity, 0.0, 1.0)
         req = replace(req, k=k, candidates=cands)
@@ -473,7 +474,7 @@ class Engine:
 
     # ------------------------------------------------------------------ group, similar, search
     def recommend_group(self, user_ids: Sequence[str], strategy: str = "average", k: int = 10,
-                        candidates: int = 200, exclude_seen: bool = True) -> Recommendations:
+                        candidates: int | None = None, exclude_seen: bool = True) -> Recommendations:
         """Items for a group: each member's scores (z-normalised) over the union of their candidates,
         aggregated by "average", "least_misery" (the least happy member decides) or "max_pleasure".
         Unknown members are skipped (listed in `.skipped`); a group with no known member gets popular items."""
@@ -483,9 +484,10 @@ class Engine:
         if strategy not in GROUP_STRATEGIES:
             raise RequestError(f"strategy must be one of {', '.join(GROUP_STRATEGIES)}, got {strategy!r}")
         k = _check_int("k", k, 1, MAX_K)
-        candidates = _check_int("candidates", candidates, 1, 100_000)
         with self._lock.read():
             st = self._state
+            candidates = (st.default_candidates if candidates is None
+                          else _check_int("candidates", candidates, 1, 100_000))
             cat = st.catalogue
             rows_u = [st.users.row_of.get(u) for u in ids]
             known = [r for r in rows_u if r is not None]

@@ -88,6 +88,7 @@ class EngineState:
     text_columns: tuple[str, ...]
     cold_item_feats: np.ndarray
     options: ServeOptions
+    default_candidates: int = 200
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,4 +162,5 @@ def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:
         root=reader.root, manifest=reader.manifest, models=models, catalogue=catalogue, users=users,
         scene=scene, profile=profile, items_index=items_index, text_index=text_index, use_fusion=use_fusion,
         text_columns=text_columns, cold_item_feats=cold_feats, options=options,
+        default_candidates=max(1, int(fusion_spec.get("n_candidates", 200) or 200)),
     )
