@@ -18,7 +18,7 @@ EMBEDDED_MOVIELENS = Path(__file__).resolve().parent.parent / "datasets" / "ml_l
 
 def load_dataset(path: str | Path | None = None, options: LoadOptions | None = None) -> Dataset:
     """Load `path` (data-contract directory or MovieLens layout); None means the embedded MovieLens."""
-    directory = EMBEDDED_MOVIELENS if path is None else Path(path)
+    directory = EMBEDDED_MOVIELENS if path is None else Path(path).expanduser()
     if not directory.exists():
         raise DataError(f"{directory}: no such data directory")
     if not directory.is_dir():

@@ -7,9 +7,9 @@ line number for CSV, 0-based row for Parquet) and what is wrong, so the CLI can 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,7 @@ def _check_utf8(path: Path) -> None:
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
-                # exc.start is relative to the decoder's pending bytes + this chunk: approximate by chunk
+                # exc.object = bytes held over from the previous chunk + this chunk
                 bad = max(0, exc.start - (len(exc.object) - len(chunk)))
                 line = lines + chunk[:bad].count(b"\n")
                 raise DataError(
