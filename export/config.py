@@ -113,17 +113,20 @@ class IndexConfig:
 
 @dataclass
 class ParityConfig:
-    """Tolerances checked after the ONNX export; a failure aborts the export."""
+    """Tolerances checked after the ONNX export; a failure aborts the export (ParityError)."""
 
-    fp32_max_abs: float = 1e-4
-    int8_min_cosine: float = 0.90
-    fp16_min_cosine: float = 0.99
+    fp32_atol: float = 1e-4
+    """fp32 ONNX vs torch: max absolute difference of every output."""
+    int8_mean_cos: float = 0.98
+    int8_min_cos: float = 0.90
+    fp16_mean_cos: float = 0.999
+    fp16_min_cos: float = 0.99
     int8_min_ndcg_ratio: float = 0.90
-    """INT8 validation NDCG@10 must reach this share of fp32 (target 0.98; below this the INT8 path is
-    broken, not merely lossy)."""
+    """INT8 pipeline validation NDCG@10 must reach this share of fp32 (the target is 0.98; below this
+    floor the INT8 path is broken, not merely lossy)."""
     fp16_min_ndcg_ratio: float = 0.95
     sample_items: int = 256
-    """Items (texts) used for the tensor-level parity checks."""
+    """Catalogue texts used for the encoder's tensor-level parity checks."""
 
 
 @dataclass
@@ -163,8 +166,9 @@ class ExportConfig:
                                   windows_per_user=2)
             cfg.fusion = FusionConfig(hidden=32, n_candidates=20, epochs=3, patience=1, samples_per_user=2)
             cfg.index = IndexConfig(M=8, ef_construction=50, ef_search=50)
-            cfg.parity = ParityConfig(int8_min_cosine=0.5, int8_min_ndcg_ratio=0.0, fp16_min_ndcg_ratio=0.0,
-                                      sample_items=64)
+            # a random tiny encoder on 80 users: rankings are near-random, so NDCG ratios mean little
+            cfg.parity = ParityConfig(int8_mean_cos=0.9, int8_min_cos=0.5, int8_min_ndcg_ratio=0.0,
+                                      fp16_min_ndcg_ratio=0.0, sample_items=64)
             cfg.ablations = ("frozen_text", "graph_only")
         return cfg
 

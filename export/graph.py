@@ -29,7 +29,8 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
     inv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1.0)), 0.0)
     vals = inv[rows] * inv[cols]
     index = torch.from_numpy(np.stack([rows, cols]))
-    adj = torch.sparse_coo_tensor(index, torch.from_numpy(vals.astype(np.float32)), (n_users + n_items,) * 2)
+    adj = torch.sparse_coo_tensor(index, torch.from_numpy(vals.astype(np.float32)), (n_users + n_items,) * 2,
+                                  check_invariants=False)
     return adj.coalesce()
 
 
@@ -103,7 +104,7 @@ def train_lightgcn(split: Split, dim: int, cfg: GraphConfig, queries: Queries, s
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             score = evaluate()
             bar.set_postfix(loss=f"{total / n:.4f}", val_ndcg10=f"{score:.4f}")

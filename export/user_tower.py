@@ -81,8 +81,8 @@ class UserTower(nn.Module):
         x = self.drop((self.input_map(history) + pos) * mask)
         idx = torch.arange(length, device=history.device)
         causal = idx.unsqueeze(0) <= idx.unsqueeze(1)  # [L(query), L(key)]
-        allowed = causal.unsqueeze(0) & ((history_mask.unsqueeze(1) > 0) | torch.eye(length, dtype=torch.bool,
-                                                                                      device=history.device))
+        itself = idx.unsqueeze(0) == idx.unsqueeze(1)  # every query may see itself: no all-masked rows
+        allowed = causal.unsqueeze(0) & ((history_mask.unsqueeze(1) > 0) | itself.unsqueeze(0))
         bias = torch.where(allowed, 0.0, -1e9).unsqueeze(1).to(history.dtype)  # [B, 1, L, L]
         for block in self.blocks:
             x = block(x, bias) * mask

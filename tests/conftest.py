@@ -38,3 +38,14 @@ def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from recengine.export.tiny_encoder import build_tiny_encoder
 
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder") / "tiny-bert", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, ml_tiny_dir: Path, tiny_encoder_dir: Path) -> Path:
+    """A real bundle exported once per session with the quick profile + the tiny encoder on ml_tiny
+    (all three models in fp32/int8/fp16, hnswlib indexes, metrics, parity, timings). Read-only: copy it
+    to `tmp_path` before modifying anything."""
+    from recengine.export import ExportConfig, run_export
+
+    config = ExportConfig.from_profile("quick").override({"encoder.path": str(tiny_encoder_dir), "quiet": True})
+    return run_export(ml_tiny_dir, tmp_path_factory.mktemp("tiny_bundle") / "bundle", config)

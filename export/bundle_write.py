@@ -1,0 +1,113 @@
+"""Write the trained models, arrays, vocabularies and indexes of a fit into a bundle (docs/bundle.md).
+
+The models are the ones trained on the leave-last-out split (no retrain on all data); the user histories
+stored in the bundle are ALL of each user's deduplicated interactions, chronological, and the stored user
+vectors are computed from them with an unknown scene.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from recengine.bundle import BundleWriter
+from recengine.data.schema import Dataset
+from recengine.split import deduplicate, to_csr
+
+from .fit import FittedRecengine
+from .fusion import ITEM_FEATURE_NAMES
+
+
+def _attr_lists(attrs: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for name, column in attrs.items():
+        values: list[Any] = []
+        for v in column:
+            if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v == ""):
+                values.append(None)
+            elif isinstance(v, (np.floating, float)):
+                values.append(float(v))
+            else:
+                values.append(str(v))
+        out[name] = values
+    return out
+
+
+def user_histories(dataset: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of every user's deduplicated interactions, oldest first."""
+    events = deduplicate(dataset.interactions, seed)
+    return to_csr(events.user, events.item, dataset.n_users)
+
+
+def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine) -> dict[str, Any]:
+    """Item and user arrays; returns the `items`, `users` and `vocab` manifest sections."""
+    arrays = fitted.item_arrays()
+    items = {
+        "ids": w.write_json("items/ids.json", [str(i) for i in dataset.items.ids]),
+        "texts": w.write_json("items/texts.json", list(dataset.items.texts)),
+        "attrs": w.write_json("items/attrs.json", _attr_lists(dataset.items.attrs)),
+        "vectors": w.write_npy("items/vectors.npy", arrays["vectors"].astype(np.float32)),
+        "text_vectors": w.write_npy("items/text_vectors.npy", fitted.text.text_vectors.astype(np.float32)),
+        "text_embeddings": w.write_npy("items/text_embeddings.npy",
+                                       fitted.text.text_embeddings.astype(np.float32)),
+        "popularity": w.write_npy("items/popularity.npy", fitted.popularity.astype(np.int64)),
+        "pop_bucket": w.write_npy("items/pop_bucket.npy", fitted.pop_bucket.astype(np.int64)),
+        "item_feats": w.write_npy("items/item_feats.npy", arrays["item_feats"].astype(np.float32)),
+    }
+    indptr, hist = user_histories(dataset, fitted.config.seed)
+    user_vecs = fitted.user_vectors(np.arange(dataset.n_users), indptr, hist, scene=None)
+    users = {
+        "ids": w.write_json("users/ids.json", [str(u) for u in dataset.user_ids]),
+        "vectors": w.write_npy("users/vectors.npy", user_vecs.astype(np.float32)),
+        "history_indptr": w.write_npy("users/history_indptr.npy", indptr.astype(np.int64)),
+        "history_items": w.write_npy("users/history_items.npy", hist.astype(np.int64)),
+        "profile": w.write_npy("users/profile.npy", fitted.profiles.astype(np.int64)),
+    }
+    vocab = {"scene": fitted.scene_vocab.to_json(), "profile": fitted.profile_vocab.to_json(),
+             "pop_bucket_edges": [float(e) for e in fitted.pop_edges]}
+    return {"items": items, "users": users, "vocab": vocab, "_user_vectors": user_vecs}
+
+
+def write_indexes(w: BundleWriter, vectors: np.ndarray, text_embeddings: np.ndarray, M: int, ef_construction: int,
+                  ef_search: int, seed: int) -> dict[str, Any]:
+    """hnswlib inner-product indexes over every catalogue item (labels = item rows)."""
+    import hnswlib
+
+    out = {}
+    for name, rel, data in (("item", "index/items.hnsw", vectors), ("text", "index/text.hnsw", text_embeddings)):
+        n, dim = data.shape
+        index = hnswlib.Index(space="ip", dim=dim)
+        index.init_index(max_elements=max(n, 1), ef_construction=ef_construction, M=M, random_seed=seed)
+        index.set_num_threads(1)  # deterministic graph construction
+        index.add_items(np.ascontiguousarray(data, dtype=np.float32), np.arange(n))
+        index.save_index(str(w.path(rel)))
+        out[name] = {"path": rel, "library": "hnswlib", "space": "ip", "dim": int(dim), "M": M,
+                     "ef_construction": ef_construction, "ef_search": ef_search, "count": int(n)}
+    return out
+
+
+def data_section(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "name": dataset.name,
+        "fingerprint": dataset.fingerprint,
+        "n_items": dataset.n_items,
+        "n_users": dataset.n_users,
+        "n_interactions": len(dataset.interactions),
+        "text_columns": list(dataset.items.text_columns),
+        "item_attr_columns": sorted(dataset.items.attrs),
+        "context_columns": sorted(dataset.interactions.context),
+        "user_attr_columns": sorted(dataset.user_attrs),
+    }
+
+
+def dims_section(fitted: FittedRecengine) -> dict[str, int]:
+    return {
+        "text": int(fitted.text.text_embeddings.shape[1]),
+        "item": int(fitted.config.item_dim),
+        "scene_slots": fitted.scene_vocab.slots,
+        "profile_slots": fitted.profile_vocab.slots,
+        "item_feats": len(ITEM_FEATURE_NAMES),
+        "max_history": int(fitted.config.user.max_history),
+    }

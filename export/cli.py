@@ -1,0 +1,83 @@
+"""`recengine export [DATA] --out BUNDLE`: the command line of the export stage.
+
+Imports nothing heavy at module level (torch is imported inside the command) so `recengine --help` stays
+fast on a lean runtime install. Errors are `RecengineError`s: the CLI group prints them as one line and
+exits with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    from recengine.errors import ExportError
+
+    out: dict[str, str] = {}
+    for item in values:
+        if "=" not in item:
+            raise ExportError(f"--set expects KEY=VALUE (e.g. user.epochs=50), got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@click.command("export")
+@click.argument("data", required=False, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+@click.option("--profile", type=click.Choice(["standard", "quick"]), default=None,
+              help="standard (default: real MiniLM, tuned epochs) or quick (tiny models, < 60 s).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML file with top-level keys and [encoder], [graph], [user], [fusion], [index], [parity].")
+@click.option("--encoder", "encoder_dir", type=click.Path(path_type=Path), default=None,
+              help="Local Hugging Face BERT-family directory (default: the packaged all-MiniLM-L6-v2).")
+@click.option("--finetune", type=click.Choice(["lora", "full", "none"]), default=None,
+              help="How the text tower is fine-tuned (default lora).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None, help="Training device.")
+@click.option("--dim", "item_dim", type=int, default=None, help="Retrieval space width (default 64).")
+@click.option("--epochs", type=int, default=None, help="Max epochs of the user tower (early stopping decides).")
+@click.option("--graph-epochs", type=int, default=None, help="Max epochs of LightGCN.")
+@click.option("--align-epochs", type=int, default=None, help="Epochs of the text alignment (InfoNCE).")
+@click.option("--max-history", type=int, default=None, help="History length the user tower reads.")
+@click.option("--seed", type=int, default=None, help="Random seed (exports are reproducible per seed).")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (0 = torch default).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any config key, e.g. --set user.dropout=0.3 --set fusion.n_candidates=100 (repeatable).")
+@click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def export_command(data: Path | None, out: Path, profile: str | None, config_path: Path | None,
+                   encoder_dir: Path | None, finetune: str | None, device: str | None, item_dim: int | None,
+                   epochs: int | None, graph_epochs: int | None, align_epochs: int | None, max_history: int | None,
+                   seed: int | None, threads: int | None, sets: tuple[str, ...], force: bool, quiet: bool) -> None:
+    """Train the models on DATA (default: the embedded MovieLens) and write a bundle to --out."""
+    from recengine.errors import ExportError
+
+    from .config import ExportConfig
+
+    if config_path is not None:
+        cfg = ExportConfig.from_toml(config_path, profile=profile)
+    else:
+        cfg = ExportConfig.from_profile(profile or "standard")
+    overrides: dict[str, Any] = {}
+    if encoder_dir is not None:
+        if not encoder_dir.exists():
+            raise ExportError(f"--encoder {encoder_dir}: no such directory")
+        overrides["encoder.path"] = str(encoder_dir.resolve())
+        overrides["encoder.tiny"] = False
+    for key, value in (("encoder.finetune", finetune), ("device", device), ("item_dim", item_dim),
+                       ("user.epochs", epochs), ("graph.epochs", graph_epochs), ("encoder.epochs", align_epochs),
+                       ("user.max_history", max_history), ("seed", seed), ("threads", threads)):
+        if value is not None:
+            overrides[key] = value
+    if quiet:
+        overrides["quiet"] = True
+    overrides.update(_parse_sets(sets))
+    cfg = cfg.override(overrides, source="command line")
+
+    from .pipeline import run_export
+
+    path = run_export(data, out, cfg, force=force)
+    click.echo(str(path))

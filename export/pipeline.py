@@ -1,0 +1,235 @@
+"""`run_export`: data set -> trained models -> ONNX (fp32/int8/fp16) -> verified bundle, atomically.
+
+Stages (each timed into `manifest.timings`): load, split, graph, text_align, user_tower, fusion, ablations,
+onnx_<model>, arrays, index, eval_<variant>. The whole export runs inside a `BundleWriter`, so any failure
+(bad data, a broken encoder, a parity failure, Ctrl-C) leaves nothing at the output path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recengine.bundle import BundleWriter
+from recengine.data import load_dataset
+from recengine.errors import ParityError
+from recengine.split import leave_last_out
+
+from .config import ExportConfig
+from .progress import Progress
+
+
+class DirView:
+    """A BundleReader look-alike over the bundle being written (no manifest on disk yet)."""
+
+    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+        self.root, self.manifest = root, manifest
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def load_npy(self, rel: str) -> np.ndarray:
+        return np.load(self.root / rel, allow_pickle=False)
+
+    def load_json(self, rel: str) -> Any:
+        import json
+
+        return json.loads((self.root / rel).read_text(encoding="utf-8"))
+
+    def section(self, *keys: str) -> Any:
+        node: Any = self.manifest
+        for key in keys:
+            node = node[key]
+        return node
+
+
+def _onnx_parity(cfg: ExportConfig):
+    from .onnx_tools import ParityConfig
+
+    p = cfg.parity
+    return ParityConfig(fp32_atol=p.fp32_atol, int8_mean_cos=p.int8_mean_cos, int8_min_cos=p.int8_min_cos,
+                        fp16_mean_cos=p.fp16_mean_cos, fp16_min_cos=p.fp16_min_cos)
+
+
+def _metric_subset(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if k != "n_queries"}
+
+
+def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | None = None,
+               force: bool = False) -> Path:
+    """Train on `data` (None = embedded MovieLens) and write the bundle to `out`; returns its path.
+
+    Raises `ExportError` (bad encoder, too little data), `ParityError` (an ONNX variant disagrees),
+    `DataError` (bad data) or `BundleError` (`out` exists without `force`); nothing is left at `out` then.
+    """
+    import torch
+
+    from .align import resolve_source
+    from .fit import fit, graph_only_metrics
+
+    cfg = config or ExportConfig.from_profile("standard")
+    cfg.validate()
+    progress = Progress(cfg.quiet)
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    with BundleWriter(out, force=force) as w, tempfile.TemporaryDirectory(prefix="recengine-export-") as tmp:
+        t = time.perf_counter()
+        dataset = load_dataset(data)
+        timings["load"] = time.perf_counter() - t
+        # a broken encoder directory fails here, before any training
+        source = resolve_source(cfg.encoder, Path(tmp), cfg.seed)
+        t = time.perf_counter()
+        split = leave_last_out(dataset.interactions, dataset.n_users, dataset.n_items, seed=cfg.seed)
+        timings["split"] = time.perf_counter() - t
+        progress.message(f"export: {dataset.name}: {dataset.n_items} items, {dataset.n_users} users, "
+                         f"{len(dataset.interactions)} interactions; profile {cfg.profile}, encoder {source.name}")
+
+        fitted = fit(dataset, split, cfg, progress, workdir=Path(tmp), text_source=source)
+        timings.update(fitted.timings)
+
+        # ---------------------------------------------------------------- ablations (torch, validation)
+        t = time.perf_counter()
+        ablations: dict[str, dict[str, float]] = {
+            "full": _metric_subset(fitted.evaluate("valid")),
+            "no_fusion": _metric_subset(fitted.evaluate("valid", use_fusion=False)),
+        }
+        if "graph_only" in cfg.ablations:
+            ablations["graph_only"] = _metric_subset(graph_only_metrics(fitted.graph, split, "valid"))
+        for name, kwargs in (("frozen_text", {"finetune": "none"}), ("text_only", {"use_graph": False})):
+            if name in cfg.ablations:
+                progress.message(f"ablation {name}")
+                other = fit(dataset, split, dataclasses.replace(cfg, quiet=True), Progress(True), workdir=Path(tmp),
+                            graph=fitted.graph, text_source=source, train_fusion_head=False, **kwargs)
+                ablations[name] = _metric_subset(other.evaluate("valid", use_fusion=False))
+        timings["ablations"] = time.perf_counter() - t
+
+        manifest = export_models_and_arrays(w, dataset, fitted, cfg, timings, progress)
+        manifest["metrics"]["ablations"] = ablations
+        manifest["metrics"]["training"] = {k: float(v) for k, v in fitted.metrics.items()}
+        manifest["metrics"]["test"] = {"torch": _metric_subset(fitted.evaluate("test"))}
+
+        # ---------------------------------------------------------------- ONNX pipelines on validation
+        from .onnx_eval import evaluate_bundle
+
+        view = DirView(w.root, manifest)
+        validation: dict[str, dict[str, float]] = {}
+        for variant in cfg.variants:
+            t = time.perf_counter()
+            progress.message(f"evaluating the {variant} ONNX pipeline on validation")
+            validation[variant] = _metric_subset(evaluate_bundle(view, dataset, split, variant, "valid"))  # type: ignore[arg-type]
+            timings[f"eval_{variant}"] = time.perf_counter() - t
+        manifest["metrics"]["validation"] = validation
+        manifest["metrics"]["test"]["fp32"] = _metric_subset(evaluate_bundle(view, dataset, split, "fp32", "test"))  # type: ignore[arg-type]
+        check_pipeline_parity(validation, cfg, manifest["metrics"]["parity"])
+
+        timings["total"] = time.perf_counter() - t_start
+        manifest["timings"] = {k: round(float(v), 3) for k, v in timings.items()}
+        path = w.commit(manifest)
+    progress.message(f"bundle written to {path}")
+    return path
+
+
+def check_pipeline_parity(validation: dict[str, dict[str, float]], cfg: ExportConfig, parity: dict[str, Any]) -> None:
+    """INT8/FP16 pipelines must keep their share of the fp32 validation NDCG@10 (else ParityError)."""
+    base = validation["fp32"]["ndcg@10"]
+    floors = {"int8": cfg.parity.int8_min_ndcg_ratio, "fp16": cfg.parity.fp16_min_ndcg_ratio}
+    pipe = parity.setdefault("pipeline", {})
+    for variant, floor in floors.items():
+        if variant not in validation:
+            continue
+        ratio = validation[variant]["ndcg@10"] / base if base > 0 else 1.0
+        pipe[f"{variant}_ndcg_ratio"] = ratio
+        if ratio < floor:
+            raise ParityError(
+                f"parity check failed for the {variant} pipeline: validation NDCG@10 {validation[variant]['ndcg@10']:.4f}"
+                f" is {ratio:.3f}x fp32 ({base:.4f}); tolerance >= {floor:g}x"
+            )
+
+
+def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig, timings: dict[str, float],
+                             progress: Progress) -> dict[str, Any]:
+    """ONNX models (with tensor parity), arrays, indexes; returns the manifest without validation metrics."""
+    from .bundle_write import data_section, dims_section, write_arrays, write_indexes
+    from .encoder import save_tokenizer
+    from .encoder.onnx_export import export_encoder
+    from .fusion import ITEM_FEATURE_NAMES
+    from .onnx_models import fusion_spec, user_tower_spec
+    from .onnx_tools import export_variants
+
+    parity_cfg = _onnx_parity(cfg)
+    models_dir = w.path("models/.keep").parent
+    rng = np.random.default_rng(cfg.seed)
+    texts = list(dataset.items.texts)
+
+    t = time.perf_counter()
+    arrays = write_arrays(w, dataset, fitted)
+    user_vecs = arrays.pop("_user_vectors")
+    item = fitted.item_arrays()
+    timings["arrays"] = time.perf_counter() - t
+
+    progress.message("exporting ONNX models (fp32, int8, fp16) and checking parity")
+    t = time.perf_counter()
+    sample = rng.choice(len(texts), size=min(cfg.parity.sample_items, len(texts)), replace=False)
+    enc = export_encoder(fitted.text.tower.cpu(), models_dir, fitted.text.tokenizer, fitted.text.tokenizer_info,
+                         parity_texts=[texts[i] for i in sorted(sample)], parity=parity_cfg)
+    timings["onnx_encoder"] = time.perf_counter() - t
+    t = time.perf_counter()
+    variants = tuple(cfg.variants)
+    uspec = user_tower_spec(fitted.tower, fitted.scene_vocab.sizes, fitted.profile_vocab.sizes, parity_cfg, variants,
+                            item["vectors"])
+    user = export_variants(uspec, fitted.tower, models_dir)
+    timings["onnx_user_tower"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fspec = fusion_spec(fitted.fusion, cfg.item_dim, len(ITEM_FEATURE_NAMES), len(fitted.pop_edges) + 2,
+                        fitted.scene_vocab.sizes, fitted.profile_vocab.sizes, parity_cfg, variants, item["vectors"],
+                        item["item_feats"], fitted.pop_bucket, user_vecs)
+    fusion = export_variants(fspec, fitted.fusion, models_dir)
+    timings["onnx_fusion"] = time.perf_counter() - t
+    for report in (enc, user, fusion):
+        for variant, path in report.paths.items():
+            if variant not in variants:
+                path.unlink(missing_ok=True)
+        report.paths = {k: v for k, v in report.paths.items() if k in variants}
+
+    models = {
+        "encoder": enc.manifest_entry(w.root),
+        "user_tower": {**user.manifest_entry(w.root), "max_history": int(cfg.user.max_history)},
+        "fusion": {**fusion.manifest_entry(w.root), "item_feature_names": list(ITEM_FEATURE_NAMES),
+                   "use_by_default": bool(fitted.use_fusion), "n_candidates": int(cfg.fusion.n_candidates)},
+    }
+    models["encoder"]["source"] = fitted.text.source.describe()
+    models["encoder"]["finetune"] = cfg.encoder.finetune
+    parity = {"encoder": enc.parity, "user_tower": user.parity, "fusion": fusion.parity}
+
+    save_tokenizer(fitted.text.tokenizer, w.path("tokenizer.json"))
+    tokenizer = {**fitted.text.tokenizer_info.manifest("tokenizer.json"), "pad_id": int(fitted.text.tokenizer_info.pad_id)}
+
+    t = time.perf_counter()
+    index = write_indexes(w, item["vectors"], fitted.text.text_embeddings, cfg.index.M, cfg.index.ef_construction,
+                          cfg.index.ef_search, cfg.seed)
+    timings["index"] = time.perf_counter() - t
+
+    return {
+        "data": data_section(dataset),
+        "dims": dims_section(fitted),
+        "tokenizer": tokenizer,
+        "models": models,
+        "vocab": arrays["vocab"],
+        "items": arrays["items"],
+        "users": arrays["users"],
+        "index": index,
+        "metrics": {"parity": parity},
+        "config": cfg.to_dict(),
+    }
+
+
+__all__ = ["run_export", "DirView", "check_pipeline_parity"]
+
