@@ -315,7 +315,8 @@ class Engine:
         cands = st.default_candidates if req.candidates is None else _check_int("candidates", req.candidates, 1, 100_000)
         _check_float("long_tail", req.long_tail, 0.0, 100.0)
         _check_float("diversity", req.diversity, 0.0, 1.0)
-        req = replace(req, k=k, candidates=cands)
+        if k != req.k or cands != req.candidates:
+            req = replace(req, k=k, candidates=cands)
         scene = st.scene.encode(req.scene)
         user_row = None
         if req.user_id is not None:
@@ -337,7 +338,12 @@ class Engine:
             history = rows
         else:
             history = stored[cat.alive[stored]] if stored.size else stored
-        exclude = np.unique(np.concatenate([stored, history])) if req.exclude_seen else np.zeros(0, np.int64)
+        if not req.exclude_seen:
+            exclude = np.zeros(0, np.int64)
+        elif req.history is None:
+            exclude = stored
+        else:
+            exclude = np.unique(np.concatenate([stored, history]))
         allowed = build_mask(req.filter, cat.row_of, cat.attrs, cat.n_rows)
         p = _Prepared(req=req, scene=scene, profile=profile, history=history, exclude=exclude, skipped=skipped,
                       allowed=allowed)

@@ -37,10 +37,10 @@ def mmr(scores: np.ndarray, unit_vectors: np.ndarray, k: int, diversity: float) 
     rel = standardize(scores)
     span = rel.max() - rel.min()
     rel = (rel - rel.min()) / span if span > 1e-12 else np.zeros_like(rel)
-    sims = unit_vectors @ unit_vectors.T
     lam = float(diversity)
     chosen = [int(np.argmax(rel))]
-    max_sim = sims[chosen[0]].copy()
+    # one matrix-vector product per pick (k x C x d) instead of the full C x C similarity matrix
+    max_sim = unit_vectors @ unit_vectors[chosen[0]]
     available = np.ones(n, dtype=bool)
     available[chosen[0]] = False
     while len(chosen) < k:
@@ -49,7 +49,7 @@ def mmr(scores: np.ndarray, unit_vectors: np.ndarray, k: int, diversity: float) 
         nxt = int(np.argmax(value))
         chosen.append(nxt)
         available[nxt] = False
-        np.maximum(max_sim, sims[nxt], out=max_sim)
+        np.maximum(max_sim, unit_vectors @ unit_vectors[nxt], out=max_sim)
     return np.asarray(chosen, dtype=np.int64)
 
 

@@ -1,8 +1,9 @@
 """Candidate retrieval by inner product: HNSW, exact numpy, or an exact ONNX MatMul+TopK graph.
 
-Which backend wins depends on where and how much: for one query on a CPU over a large catalogue HNSW is
-sub-linear; for a small catalogue, or a batch of queries (one BLAS GEMM), an exact scan is as fast and
-exact; on a GPU a MatMul+TopK graph over the item matrix kept on the device beats HNSW for batches.
+Which backend wins depends on where and how much: on a CPU HNSW is sub-linear and single-threaded per
+query (batches included: BLAS GEMMs are erratic on a shared host), while for a small catalogue an exact
+numpy scan is as fast and exact; on a GPU a MatMul+TopK graph over the item matrix kept on the device
+beats HNSW, above all for batches.
 `choose_backend` encodes that and every choice is overridable (`Engine.open(..., retrieval=...)`).
 
 All backends see the same catalogue rows (labels = rows of `items/vectors.npy`, including items added
@@ -26,11 +27,10 @@ from .errors import BundleError, RequestError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "hnsw", "exact", "onnx")
-EXACT_MAX_ITEMS = 20_000
-"""Below this many live items an exact numpy scan is used on the CPU (measured ~0.1 ms at d=64)."""
-BATCH_EXACT_MIN = 32
-"""Batches at least this large use exact GEMM on the CPU up to `BATCH_EXACT_MAX_ITEMS` items."""
-BATCH_EXACT_MAX_ITEMS = 200_000
+EXACT_MAX_ITEMS = 2_000
+"""Up to this many live items an exact numpy scan is used on the CPU. Larger scans go through BLAS,
+whose multi-threaded GEMM/GEMV is slow and erratic on a busy host (measured on 2 loaded cores: a
+64 x 400 GEMM took 31 ms with OpenBLAS threads vs 2 ms with one); HNSW stays at ~0.1 ms per query."""
 
 
 def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,8 +263,6 @@ def choose_backend(requested: str, device: str, n_live: int, batch: int = 1, has
     if device == "cuda" and onnx_ok:
         return "onnx"
     if not has_hnsw or n_live <= EXACT_MAX_ITEMS:
-        return "exact"
-    if batch >= BATCH_EXACT_MIN and n_live <= BATCH_EXACT_MAX_ITEMS:
         return "exact"
     return "hnsw"
 

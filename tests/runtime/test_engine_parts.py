@@ -133,9 +133,10 @@ def test_retrieve_respects_tombstones(space):
 
 
 def test_choose_backend_rules():
-    assert choose_backend("auto", "cpu", 5_000) == "exact"
+    assert choose_backend("auto", "cpu", 1_000) == "exact"
     assert choose_backend("auto", "cpu", 1_000_000) == "hnsw"
-    assert choose_backend("auto", "cpu", 100_000, batch=64) == "exact"
+    assert choose_backend("auto", "cpu", 100_000, batch=64) == "hnsw"
+    assert choose_backend("auto", "cpu", 100_000, has_hnsw=False) == "exact"
     assert choose_backend("auto", "cuda", 1_000_000) == "onnx"
     assert choose_backend("auto", "cuda", 1_000_000, onnx_ok=False) == "hnsw"
     assert choose_backend("hnsw", "cpu", 10) == "hnsw"
