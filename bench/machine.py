@@ -1,0 +1,60 @@
+"""Where a benchmark ran: CPU, cores, memory, library versions (recorded in every report)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+_LIBS = ("recengine", "numpy", "onnxruntime", "onnxruntime-gpu", "hnswlib", "tokenizers", "torch", "transformers",
+         "implicit", "scipy")
+
+
+def cpu_model() -> str:
+    """The CPU model name (Linux /proc/cpuinfo; platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """A JSON-able description of this machine and the library versions in use."""
+    versions = {}
+    for lib in _LIBS:
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "hostname": platform.node(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "load_average_at_start": load,
+        "versions": versions,
+    }
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

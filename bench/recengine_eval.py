@@ -1,0 +1,180 @@
+"""recengine inside the quality bench: fit on the bench's split, export a bundle, score every variant.
+
+The models are trained once with `recengine.export.fit.fit` on exactly the split the baselines see
+(`Protocol.split`); the fitted models are written to a real bundle (`export_models_and_arrays`), and the
+ONNX `fp32`/`int8`/`fp16` pipelines of that bundle are scored through ONNX Runtime with the pipeline's own
+`BundleModels` (item texts re-encoded by the variant's encoder, user vectors from the variant's user tower,
+candidates re-scored by the variant's fusion head, as served). `recengine_torch` is the torch fp32 model
+before export, kept as a reference for what the ONNX path costs. Scores are full rows over the catalogue so
+the foundation's `evaluate_full_ranking` ranks them like any baseline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recengine.data.schema import Dataset
+from recengine.split import Split, leave_last_out
+
+from .baselines.base import TrainData
+
+RowScoreFn = Callable[[np.ndarray], np.ndarray]
+VARIANTS = ("fp32", "int8", "fp16")
+
+
+@dataclass(frozen=True)
+class QuerySet:
+    """Who is scored, from which history, in which scene, with which items excluded (one row per query)."""
+
+    users: np.ndarray
+    history: TrainData
+    context: dict[str, np.ndarray]
+    exclude_indptr: np.ndarray
+    exclude_indices: np.ndarray
+
+    def excluded(self, rows: np.ndarray) -> list[np.ndarray]:
+        return [self.exclude_indices[self.exclude_indptr[r]: self.exclude_indptr[r + 1]] for r in rows]
+
+
+def _encode_scene(vocab: Any, context: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Scene codes [n, slots]; no context (e.g. cold queries) = all `<unk>`."""
+    if not context or not vocab.columns:
+        return np.zeros((n, max(1, vocab.slots)), np.int64)
+    return vocab.encode(context, n)
+
+
+def _rerank(base_fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], fuse: Callable[..., np.ndarray] | None,
+            item_vecs: np.ndarray, qs: QuerySet, n_candidates: int) -> RowScoreFn:
+    """Retrieval scores u·v, with the top `n_candidates` (known items skipped) re-scored by `fuse`."""
+    from recengine.export.fusion import rerank_scores, top_candidates
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        u, base = base_fn(rows)
+        if fuse is None:
+            return base
+        cands = top_candidates(u, item_vecs, qs.excluded(rows), n_candidates)
+        return rerank_scores(base, cands, fuse(rows, u, cands))
+
+    return score
+
+
+def torch_scorer(fitted: Any, qs: QuerySet) -> RowScoreFn:
+    """Row scores of the torch fp32 model (before ONNX export)."""
+    import torch
+
+    from recengine.export.fusion import FusionInputs
+
+    scene = _encode_scene(fitted.scene_vocab, qs.context, len(qs.users))
+    u_all = fitted.user_vectors(qs.users, qs.history.indptr, qs.history.indices, scene)
+    arrays = fitted.item_arrays()
+    v = arrays["vectors"]
+    profile = fitted.profiles[qs.users]
+    inputs = FusionInputs(v, arrays["item_feats"], fitted.pop_bucket)
+
+    def fuse(rows: np.ndarray, u: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            iv, f, p = inputs.gather(torch.from_numpy(cands))
+            return fitted.fusion(torch.from_numpy(u), iv, f, p, torch.from_numpy(scene[rows]),
+                                 torch.from_numpy(profile[rows])).numpy()
+
+    return _rerank(lambda rows: (u_all[rows], u_all[rows] @ v.T), fuse if fitted.use_fusion else None, v, qs,
+                   int(fitted.config.fusion.n_candidates))
+
+
+def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0) -> RowScoreFn:
+    """Row scores of a bundle's ONNX `variant` pipeline (ONNX Runtime only, as the runtime serves it)."""
+    from recengine.export.evaluation import left_padded
+    from recengine.export.onnx_eval import BundleModels, vocab_from_manifest
+
+    models = BundleModels.load(bundle, variant, threads)
+    reader = models.reader
+    v = models.item_vectors(reencode=variant != "fp32")
+    scene = _encode_scene(vocab_from_manifest(reader.section("vocab", "scene")), qs.context, len(qs.users))
+    profile = reader.load_npy(reader.section("users", "profile"))[qs.users]
+    hist = left_padded(qs.history.indptr, qs.history.indices, qs.users, int(reader.section("dims", "max_history")))
+    u_all = models.user_vectors(v, hist, scene, profile)
+    fusion = reader.section("models", "fusion")
+    feats = reader.load_npy(reader.section("items", "item_feats"))
+    pops = reader.load_npy(reader.section("items", "pop_bucket"))
+
+    def fuse(rows: np.ndarray, u: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        return models.fuse(u, cands, v, feats, pops, scene[rows], profile[rows])
+
+    use = bool(fusion.get("use_by_default", False))
+    return _rerank(lambda rows: (u_all[rows], u_all[rows] @ v.T), fuse if use else None, v, qs,
+                   int(fusion.get("n_candidates", 50)))
+
+
+@dataclass
+class RecengineFit:
+    """One training of recengine on a split, its bundle, and how long each part took."""
+
+    fitted: Any
+    bundle: Path | None
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RecengineRunner:
+    """Trains recengine the way `recengine export` does (same config and code) on a given split."""
+
+    dataset: Dataset
+    config: Any
+    """recengine.export.ExportConfig."""
+    workdir: Path
+    variants: tuple[str, ...] = VARIANTS
+    quiet: bool = False
+
+    def source(self) -> Any:
+        from recengine.export.align import resolve_source
+
+        if not hasattr(self, "_source"):
+            self._source = resolve_source(self.config.encoder, self.workdir, self.config.seed)
+        return self._source
+
+    def fit(self, split: Split, tag: str) -> RecengineFit:
+        """Fit on `split` and, when ONNX variants are requested, export a bundle to workdir/<tag>."""
+        from recengine.bundle import BundleWriter
+        from recengine.export.fit import fit
+        from recengine.export.pipeline import export_models_and_arrays
+        from recengine.export.progress import Progress
+
+        seconds: dict[str, float] = {}
+        progress = Progress(self.quiet)
+        t = time.perf_counter()
+        fitted = fit(self.dataset, split, self.config, progress, workdir=self.workdir, text_source=self.source())
+        seconds["fit"] = time.perf_counter() - t
+        bundle = None
+        if self.variants:
+            t = time.perf_counter()
+            out = self.workdir / f"bundle-{tag}"
+            cfg = self.config
+            with BundleWriter(out, force=True) as w:
+                manifest = export_models_and_arrays(w, self.dataset, fitted, cfg, dict(fitted.timings), progress)
+                manifest["metrics"]["training"] = {k: float(v) for k, v in fitted.metrics.items()}
+                manifest["timings"] = {k: round(float(v), 3) for k, v in fitted.timings.items()}
+                bundle = w.commit(manifest)
+            seconds["export"] = time.perf_counter() - t
+        return RecengineFit(fitted, bundle, seconds)
+
+    def scorers(self, fit_result: RecengineFit, qs: QuerySet, threads: int = 0) -> dict[str, Callable[[], RowScoreFn]]:
+        """Factories (built lazily: each re-encodes the catalogue) of `recengine_torch` and of
+        `recengine_<variant>` for every exported variant."""
+        out: dict[str, Callable[[], RowScoreFn]] = {"recengine_torch": lambda: torch_scorer(fit_result.fitted, qs)}
+        if fit_result.bundle is not None:
+            bundle = fit_result.bundle
+            for variant in self.variants:
+                out[f"recengine_{variant}"] = (lambda v=variant: onnx_scorer(bundle, v, qs, threads))
+        return out
+
+
+def warm_split(cold_warm: Any, n_users: int, n_items: int, seed: int) -> Split:
+    """The leave-last-out split of the warm interactions (recengine early-stops on its validation part)."""
+    return leave_last_out(cold_warm, n_users, n_items, seed=seed)
