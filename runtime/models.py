@@ -54,6 +54,7 @@ class ModelSet:
     text_dim: int
     max_history: int
     _encoder_graphs: CudaGraphRunner | None = None
+    _config: SessionConfig | None = None
 
     @classmethod
     def load(cls, reader: BundleReader, device: str, config: SessionConfig,
@@ -86,6 +87,7 @@ class ModelSet:
             item_dim=int(dims["item"]),
             text_dim=int(dims["text"]),
             max_history=int(dims["max_history"]),
+            _config=config,
         )
         if out.encoder.cuda_graph:  # pragma: no cover - GPU only
             out._encoder_graphs = CudaGraphRunner(out.encoder, out._encoder_output_shapes)
@@ -117,18 +119,35 @@ class ModelSet:
 
     def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """One encoder run (no re-batching): what `search` and the latency benchmark time."""
-        if self._encoder_graphs is not None and not self._encoder_graphs.disabled:  # pragma: no cover - GPU
-            b = len(texts)
-            pb = bucket(b, BATCH_BUCKETS)
-            batch = self.tokenizer.encode(list(texts) + [""] * (pb - b),
-                                          pad_to=bucket(max(self.tokenizer.lengths(texts)), SEQ_BUCKETS))
-            out = self._encoder_graphs.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
+        if self._encoder_graphs is not None:  # pragma: no cover - GPU only
+            out = self._encode_graph(texts)
             if out is not None:
-                return out["text_embedding"][:b], out["item_vector"][:b]
+                return out
         batch = self.tokenizer.encode(texts)
         text, item = self.encoder.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
                                       ["text_embedding", "item_vector"])
         return np.asarray(text, dtype=np.float32), np.asarray(item, dtype=np.float32)
+
+    def _encode_graph(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:  # pragma: no cover
+        """GPU: pad to a (batch, sequence) bucket and replay that bucket's CUDA graph."""
+        runner = self._encoder_graphs
+        assert runner is not None
+        b = len(texts)
+        if b > BATCH_BUCKETS[-1]:
+            return self.encode(texts, batch_size=BATCH_BUCKETS[-1])
+        if not runner.disabled:
+            pb = bucket(b, BATCH_BUCKETS)
+            longest = int(self.tokenizer.lengths(texts).max())
+            width = min(bucket(longest, SEQ_BUCKETS), max(self.tokenizer.max_length, longest))
+            batch = self.tokenizer.encode(list(texts) + [""] * (pb - b), pad_to=width)
+            out = runner.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
+            if out is not None:
+                return out["text_embedding"][:b], out["item_vector"][:b]
+        # Capture failed: a session created with enable_cuda_graph must not serve plain runs, so swap in
+        # a plain CUDA session once and serve from it from now on.
+        self.encoder = make_session(self.encoder.name, self.encoder.path, "cuda", self._config, cuda_graph=False)
+        self._encoder_graphs = None
+        return None
 
     # --- user tower ---
     def history_tensor(self, histories: Sequence[np.ndarray], item_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -222,7 +222,8 @@ class CudaGraphRunner:
                 run_options = rt.RunOptions()
                 run_options.add_run_config_entry("gpu_graph_id", str(cap.graph_id))
                 self.session.session.run_with_iobinding(cap.binding, run_options)
-                return {name: value.numpy() for name, value in cap.outputs.items()}
+                # outputs come back in binding order (the order of `output_shapes`)
+                return dict(zip(cap.outputs, cap.binding.copy_outputs_to_cpu()))
         except Exception as exc:  # pragma: no cover - GPU only
             log.warning("%s: CUDA graph replay failed (%s); using plain runs from now on", self.session.name, exc)
             self.disabled = True

@@ -106,6 +106,7 @@ def test_open_rejects_bad_arguments(tiny_bundle):
         Engine.open(tiny_bundle, threads=0)
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
 def test_cuda_without_cuda_fails_loudly_and_auto_falls_back(tiny_bundle, monkeypatch):
     import onnxruntime as ort
 
