@@ -80,6 +80,9 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
+    from .fit import resolve_training_device
+
+    resolve_training_device(cfg.device)  # --device cuda without a GPU fails before any work
     with BundleWriter(out, force=force) as w, tempfile.TemporaryDirectory(prefix="recengine-export-") as tmp:
         t = time.perf_counter()
         dataset = load_dataset(data)

@@ -1,0 +1,213 @@
+"""End-to-end export tests on the tiny MovieLens fixture with the quick profile and the tiny encoder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recengine.bundle import open_bundle
+from recengine.errors import BundleError, ExportError, ParityError
+
+
+def _onnx(bundle, model: str, variant: str = "fp32"):
+    import onnxruntime as ort
+
+    path = bundle.path(bundle.manifest["models"][model]["variants"][variant]["path"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_bundle_has_every_documented_part(tiny_bundle: Path, ml_tiny_dataset):
+    b = open_bundle(tiny_bundle)  # verifies every checksum
+    m = b.manifest
+    n, d = ml_tiny_dataset.n_items, m["dims"]["item"]
+    assert m["data"]["n_items"] == n and m["data"]["n_users"] == ml_tiny_dataset.n_users
+    assert m["data"]["fingerprint"] == ml_tiny_dataset.fingerprint
+    for model in ("encoder", "user_tower", "fusion"):
+        assert set(m["models"][model]["variants"]) == {"fp32", "int8", "fp16"}
+        for spec in m["models"][model]["variants"].values():
+            assert b.has(spec["path"])
+    assert b.load_npy(m["items"]["vectors"]).shape == (n, d)
+    assert b.load_npy(m["items"]["text_vectors"]).shape == (n, d)
+    assert b.load_npy(m["items"]["text_embeddings"]).shape == (n, m["dims"]["text"])
+    assert b.load_npy(m["items"]["item_feats"]).shape == (n, m["dims"]["item_feats"])
+    assert len(b.load_json(m["items"]["ids"])) == n
+    assert b.load_npy(m["users"]["vectors"]).shape == (ml_tiny_dataset.n_users, d)
+    indptr = b.load_npy(m["users"]["history_indptr"])
+    assert indptr[-1] == len(b.load_npy(m["users"]["history_items"]))
+    for name in ("item", "text"):
+        assert m["index"][name]["count"] == n and m["index"][name]["space"] == "ip"
+    # metrics: ONNX pipelines on validation, parity, ablations; timings per stage
+    for variant in ("fp32", "int8", "fp16"):
+        assert 0.0 <= m["metrics"]["validation"][variant]["ndcg@10"] <= 1.0
+    assert 0.0 <= m["metrics"]["test"]["fp32"]["ndcg@10"] <= 1.0
+    for model in ("encoder", "user_tower", "fusion"):
+        assert m["metrics"]["parity"][model]["fp32_max_abs"] <= 1e-4
+        assert m["metrics"]["parity"][model]["int8_mean_cos"] > 0.9
+    assert {"full", "no_fusion", "graph_only", "frozen_text"} <= set(m["metrics"]["ablations"])
+    for stage in ("graph", "text_align", "user_tower", "fusion", "onnx_encoder", "index", "eval_int8", "total"):
+        assert m["timings"][stage] >= 0
+    assert m["config"]["profile"] == "quick"
+    assert isinstance(m["models"]["fusion"]["use_by_default"], bool)
+
+
+def test_every_item_is_indexed_and_cold_items_get_text_vectors(tiny_bundle: Path):
+    import hnswlib
+
+    b = open_bundle(tiny_bundle)
+    m = b.manifest
+    vectors = b.load_npy(m["items"]["vectors"])
+    text = b.load_npy(m["items"]["text_vectors"])
+    pop = b.load_npy(m["items"]["popularity"])
+    cold = np.flatnonzero(pop == 0)
+    warm = np.flatnonzero(pop > 0)
+    assert len(cold) > 0, "ml_tiny has items nobody interacted with in train"
+    np.testing.assert_array_equal(vectors[cold], text[cold])
+    assert np.all(np.linalg.norm(text[cold], axis=1) > 0)
+    assert not np.allclose(vectors[warm], text[warm])
+    assert np.all(b.load_npy(m["items"]["pop_bucket"])[cold] == 0)
+    spec = m["index"]["item"]
+    index = hnswlib.Index(space=spec["space"], dim=spec["dim"])
+    index.load_index(str(b.path(spec["path"])))
+    index.set_ef(max(spec["ef_search"], 50))
+    assert index.get_current_count() == len(vectors)
+    labels, _ = index.knn_query(vectors[cold[:5]], k=10)
+    exact = np.argsort(-(vectors[cold[:5]] @ vectors.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(labels, exact)])
+    assert overlap >= 0.8
+
+
+def test_text_vectors_come_from_the_onnx_encoder(tiny_bundle: Path):
+    from tokenizers import Tokenizer
+
+    b = open_bundle(tiny_bundle)
+    m = b.manifest
+    tok = Tokenizer.from_file(str(b.path(m["tokenizer"]["path"])))
+    tok.enable_truncation(max_length=m["tokenizer"]["max_length"])
+    texts = b.load_json(m["items"]["texts"])[:8]
+    enc = tok.encode_batch(texts)
+    width = max(len(e.ids) for e in enc)
+    ids = np.zeros((len(enc), width), np.int64)
+    mask = np.zeros((len(enc), width), np.int64)
+    for i, e in enumerate(enc):
+        ids[i, : len(e.ids)] = e.ids
+        mask[i, : len(e.ids)] = 1
+    text_emb, item_vec = _onnx(b, "encoder").run(None, {"input_ids": ids, "attention_mask": mask})
+    np.testing.assert_allclose(item_vec, b.load_npy(m["items"]["text_vectors"])[:8], atol=1e-4)
+    np.testing.assert_allclose(text_emb, b.load_npy(m["items"]["text_embeddings"])[:8], atol=1e-4)
+
+
+def test_stored_user_vectors_equal_the_onnx_user_tower(tiny_bundle: Path):
+    b = open_bundle(tiny_bundle)
+    m = b.manifest
+    vectors = b.load_npy(m["items"]["vectors"])
+    indptr = b.load_npy(m["users"]["history_indptr"])
+    items = b.load_npy(m["users"]["history_items"])
+    profile = b.load_npy(m["users"]["profile"])
+    stored = b.load_npy(m["users"]["vectors"])
+    session = _onnx(b, "user_tower")
+    for u in (0, 7, 42):
+        seq = items[indptr[u]:indptr[u + 1]][-m["dims"]["max_history"]:]
+        (out,) = session.run(None, {
+            "history": vectors[seq][None].astype(np.float32),
+            "history_mask": np.ones((1, len(seq)), np.float32),
+            "scene": np.zeros((1, m["dims"]["scene_slots"]), np.int64),
+            "profile": profile[u:u + 1],
+        })
+        np.testing.assert_allclose(out[0], stored[u], atol=1e-4)
+
+
+def test_evaluate_bundle_reproduces_the_manifest_metrics(tiny_bundle: Path, ml_tiny_dataset):
+    from recengine.export import evaluate_bundle
+    from recengine.split import leave_last_out
+
+    b = open_bundle(tiny_bundle)
+    split = leave_last_out(ml_tiny_dataset.interactions, ml_tiny_dataset.n_users, ml_tiny_dataset.n_items,
+                           seed=b.manifest["config"]["seed"])
+    for variant in ("fp32", "int8"):
+        got = evaluate_bundle(b, ml_tiny_dataset, split, variant, "valid")
+        assert got["ndcg@10"] == pytest.approx(b.manifest["metrics"]["validation"][variant]["ndcg@10"], abs=1e-9)
+
+
+def test_export_is_reproducible_under_a_fixed_seed(tiny_bundle: Path, ml_tiny_dir: Path, tiny_encoder_dir: Path,
+                                                   tmp_path: Path):
+    from recengine.export import ExportConfig, run_export
+
+    # same training config as the tiny_bundle fixture; the cheaper tail (no ablations) does not touch training
+    cfg = ExportConfig.from_profile("quick").override(
+        {"encoder.path": str(tiny_encoder_dir), "quiet": True, "ablations": ""})
+    again = open_bundle(run_export(ml_tiny_dir, tmp_path / "again", cfg))
+    first = open_bundle(tiny_bundle)
+    for section, key in (("items", "vectors"), ("items", "text_vectors"), ("users", "vectors")):
+        np.testing.assert_allclose(again.load_npy(again.manifest[section][key]),
+                                   first.load_npy(first.manifest[section][key]), atol=1e-6, rtol=0)
+    assert again.manifest["metrics"]["validation"]["fp32"] == first.manifest["metrics"]["validation"]["fp32"]
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir())
+
+
+def test_existing_output_is_refused_before_training(tiny_bundle: Path, tmp_path: Path):
+    from recengine.export import ExportConfig, run_export
+
+    out = tmp_path / "exists"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(BundleError, match="already exists"):
+        run_export(None, out, ExportConfig.from_profile("quick").override({"quiet": True}))
+    assert (out / "keep.txt").read_text() == "mine"
+    assert _leftovers(tmp_path) == ["exists"]
+
+
+def test_broken_encoder_directory_fails_cleanly(ml_tiny_dir: Path, tmp_path: Path):
+    from recengine.export import ExportConfig, run_export
+
+    broken = tmp_path / "broken-encoder"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    out_parent = tmp_path / "out"
+    out_parent.mkdir()
+    cfg = ExportConfig.from_profile("quick").override({"encoder.path": str(broken), "quiet": True})
+    with pytest.raises(ExportError):
+        run_export(ml_tiny_dir, out_parent / "bundle", cfg)
+    assert _leftovers(out_parent) == []
+
+
+def test_too_small_data_set_is_refused(ml_tiny_dir: Path, tiny_encoder_dir: Path, tmp_path: Path):
+    from recengine.export import ExportConfig, run_export
+
+    small = tmp_path / "small"
+    small.mkdir()
+    shutil.copy(ml_tiny_dir / "movies.csv", small / "movies.csv")
+    lines = (ml_tiny_dir / "ratings.csv").read_text().splitlines()
+    user = lines[1].split(",")[0]
+    (small / "ratings.csv").write_text("\n".join([lines[0]] + [ln for ln in lines[1:] if ln.split(",")[0] == user][:6])
+                                       + "\n")
+    out_parent = tmp_path / "out"
+    out_parent.mkdir()
+    cfg = ExportConfig.from_profile("quick").override({"encoder.path": str(tiny_encoder_dir), "quiet": True})
+    with pytest.raises(ExportError, match="too little data"):
+        run_export(small, out_parent / "bundle", cfg)
+    assert _leftovers(out_parent) == []
+
+
+def test_a_failure_mid_export_leaves_nothing(ml_tiny_dir: Path, tiny_encoder_dir: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch):
+    from recengine.export import ExportConfig, fit as fit_module, pipeline
+
+    def failing_export(*args, **kwargs):
+        raise ParityError("parity check failed for model 'encoder', variant 'int8': simulated")
+
+    monkeypatch.setattr(pipeline, "export_models_and_arrays", failing_export)
+    cfg = ExportConfig.from_profile("quick").override(
+        {"encoder.path": str(tiny_encoder_dir), "quiet": True, "ablations": "", "user.epochs": 1,
+         "graph.epochs": 1, "encoder.epochs": 1, "fusion.epochs": 1})
+    out_parent = tmp_path / "out"
+    out_parent.mkdir()
+    with pytest.raises(ParityError, match="simulated"):
+        pipeline.run_export(ml_tiny_dir, out_parent / "bundle", cfg)
+    assert _leftovers(out_parent) == []
+    assert fit_module is not None
