@@ -128,6 +128,16 @@ class ModelSet:
                                       ["text_embedding", "item_vector"])
         return np.asarray(text, dtype=np.float32), np.asarray(item, dtype=np.float32)
 
+    def bucketed_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Encoder inputs padded to a (batch, sequence) bucket: extra rows are empty texts, extra columns
+        padding (mask 0), so the real rows' outputs are unchanged while the set of shapes stays small."""
+        b = len(texts)
+        pb = bucket(b, BATCH_BUCKETS)
+        longest = int(self.tokenizer.lengths(texts).max())
+        width = min(bucket(longest, SEQ_BUCKETS), max(self.tokenizer.max_length, longest))
+        batch = self.tokenizer.encode(list(texts) + [""] * (pb - b), pad_to=width)
+        return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+
     def _encode_graph(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:  # pragma: no cover
         """GPU: pad to a (batch, sequence) bucket and replay that bucket's CUDA graph."""
         runner = self._encoder_graphs
@@ -136,11 +146,7 @@ class ModelSet:
         if b > BATCH_BUCKETS[-1]:
             return self.encode(texts, batch_size=BATCH_BUCKETS[-1])
         if not runner.disabled:
-            pb = bucket(b, BATCH_BUCKETS)
-            longest = int(self.tokenizer.lengths(texts).max())
-            width = min(bucket(longest, SEQ_BUCKETS), max(self.tokenizer.max_length, longest))
-            batch = self.tokenizer.encode(list(texts) + [""] * (pb - b), pad_to=width)
-            out = runner.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
+            out = runner.run(self.bucketed_inputs(texts))
             if out is not None:
                 return out["text_embedding"][:b], out["item_vector"][:b]
         # Capture failed: a session created with enable_cuda_graph must not serve plain runs, so swap in

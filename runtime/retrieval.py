@@ -260,8 +260,8 @@ def choose_backend(requested: str, device: str, n_live: int, batch: int = 1, has
         if requested == "onnx" and not onnx_ok:
             return "exact"
         return requested
-    if device == "cuda" and onnx_ok:
-        return "onnx"
+    if device == "cuda" and onnx_ok and (batch > 1 or n_live > EXACT_MAX_ITEMS):
+        return "onnx"  # one host->device copy of the queries beats everything but a tiny scan
     if not has_hnsw or n_live <= EXACT_MAX_ITEMS:
         return "exact"
     return "hnsw"

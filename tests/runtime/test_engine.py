@@ -146,6 +146,19 @@ def test_fp32_encoder_reproduces_export_text_vectors(fp32, arrays):
     assert np.abs(vec - arrays["text_vectors"][:16]).max() < 1e-4
 
 
+def test_bucket_padding_leaves_encoder_outputs_unchanged(fp32, arrays):
+    """The GPU path pads batches to (batch, sequence) buckets for CUDA graphs; padding must not change
+    the real rows (checked on the CPU with the same models)."""
+    models = fp32._state.models
+    texts = arrays["texts"][:3]
+    feeds = models.bucketed_inputs(texts)
+    assert feeds["input_ids"].shape[0] == 4 and feeds["input_ids"].shape[1] in (16, 32, 64, 128, 256, 512,
+                                                                                 models.tokenizer.max_length)
+    emb, vec = models.encoder.run(feeds, ["text_embedding", "item_vector"])
+    ref_emb, ref_vec = models.encode_batch(texts)
+    assert np.abs(emb[:3] - ref_emb).max() < 1e-5 and np.abs(vec[:3] - ref_vec).max() < 1e-5
+
+
 def test_scores_equal_inner_products_for_fixed_users(fp32, arrays):
     """Without fusion, exact retrieval: the served list is the top-k of u.v over unseen items."""
     for u in range(5):

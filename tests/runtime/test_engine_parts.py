@@ -138,6 +138,8 @@ def test_choose_backend_rules():
     assert choose_backend("auto", "cpu", 100_000, batch=64) == "hnsw"
     assert choose_backend("auto", "cpu", 100_000, has_hnsw=False) == "exact"
     assert choose_backend("auto", "cuda", 1_000_000) == "onnx"
+    assert choose_backend("auto", "cuda", 1_000, batch=64) == "onnx"
+    assert choose_backend("auto", "cuda", 1_000, batch=1) == "exact"
     assert choose_backend("auto", "cuda", 1_000_000, onnx_ok=False) == "hnsw"
     assert choose_backend("hnsw", "cpu", 10) == "hnsw"
     assert choose_backend("hnsw", "cpu", 10, has_hnsw=False) == "exact"
