@@ -70,16 +70,18 @@ class UserConfig:
     heads: int = 1
     dropout: float = 0.2
     epochs: int = 150
-    patience: int = 5
+    patience: int = 6
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 128
     item_dropout: float = 0.15
     """DropoutNet: share of items whose vector is replaced by its text-only vector per batch, so text-only
     vectors of cold items stay in the same space."""
-    loss: str = "full"
-    """full (softmax over every item) | sampled (shared uniform negatives; catalogues > 200k items)."""
-    n_negatives: int = 4096
+    loss: str = "sampled"
+    """sampled (softmax over the target + `n_negatives` shared uniform negatives) | full (softmax over every
+    item). Measured on ML-small (9.7k items, 128 windows x 50 positions per batch, 1 CPU thread): full CE
+    costs 2.1 s per batch against 0.68 s for 2048 sampled negatives, so the standard profile samples."""
+    n_negatives: int = 2048
     windows_per_user: int = 2
     """Training sequences per user: the most recent `max_history`+1 items plus earlier non-overlapping
     windows (up to this many in all), so long histories are not wasted."""
