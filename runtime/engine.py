@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,8 @@ class _Prepared:
     source: str = "stored"
     allowed: np.ndarray | None = None
     needs_tower: bool = False
+    k: int = 10
+    cands: int = 200
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,11 @@ class Stages:
     user_tower: Any
     retrieve: Any
     score: Any
+
+
+def _rows(vectors: list[np.ndarray]) -> np.ndarray:
+    """Stack per-request vectors into a batch (no copy loop for the common single request)."""
+    return vectors[0][None, :] if len(vectors) == 1 else np.stack(vectors)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
@@ -315,8 +322,6 @@ class Engine:
         cands = st.default_candidates if req.candidates is None else _check_int("candidates", req.candidates, 1, 100_000)
         _check_float("long_tail", req.long_tail, 0.0, 100.0)
         _check_float("diversity", req.diversity, 0.0, 1.0)
-        if k != req.k or cands != req.candidates:
-            req = replace(req, k=k, candidates=cands)
         scene = st.scene.encode(req.scene)
         user_row = None
         if req.user_id is not None:
@@ -346,7 +351,7 @@ class Engine:
             exclude = np.unique(np.concatenate([stored, history]))
         allowed = build_mask(req.filter, cat.row_of, cat.attrs, cat.n_rows)
         p = _Prepared(req=req, scene=scene, profile=profile, history=history, exclude=exclude, skipped=skipped,
-                      allowed=allowed)
+                      allowed=allowed, k=k, cands=cands)
         contextual = bool(req.scene) or bool(req.profile)
         if req.history is not None:
             p.source, p.needs_tower = "history", True
@@ -368,7 +373,7 @@ class Engine:
         if not todo:
             return
         vectors = st.models.user_vectors([p.history for p in todo], st.catalogue.array("vectors"),
-                                         np.stack([p.scene for p in todo]), np.stack([p.profile for p in todo]))
+                                         _rows([p.scene for p in todo]), _rows([p.profile for p in todo]))
         for p, v in zip(todo, vectors):
             if np.all(np.isfinite(v)) and float(np.abs(v).sum()) > 0:
                 p.vector = v
@@ -384,20 +389,20 @@ class Engine:
         retrieved: dict[int, Retrieved] = {}
         plain = [i for i in with_vec if prepared[i].allowed is None]
         if plain:
-            n_fetch = max(max(prepared[i].req.candidates, prepared[i].req.k) for i in plain)
-            queries = np.stack([prepared[i].vector for i in plain]).astype(np.float32)
+            n_fetch = max(max(prepared[i].cands, prepared[i].k) for i in plain)
+            queries = _rows([prepared[i].vector for i in plain]).astype(np.float32, copy=False)
             backend = st.items_index.backend(cat.n_alive, len(plain))
             got = retrieve(backend, st.items_index.exact, matrix, cat.alive, queries, n_fetch,
                            exclude=[prepared[i].exclude for i in plain])
             for i, r in zip(plain, got):
-                c = max(prepared[i].req.candidates, prepared[i].req.k)
+                c = max(prepared[i].cands, prepared[i].k)
                 retrieved[i] = Retrieved(r.rows[:c], r.scores[:c])
         for i in with_vec:
             p = prepared[i]
             if p.allowed is not None:
                 backend = st.items_index.backend(cat.n_alive, 1)
                 (r,) = retrieve(backend, st.items_index.exact, matrix, cat.alive, p.vector[None, :].astype(np.float32),
-                                max(p.req.candidates, p.req.k), allowed=p.allowed, exclude=[p.exclude])
+                                max(p.cands, p.k), allowed=p.allowed, exclude=[p.exclude])
                 retrieved[i] = r
         # Fusion: one run over all requests, candidates padded to the longest list.
         scored: dict[int, np.ndarray] = {i: r.scores.astype(np.float64) for i, r in retrieved.items()}
@@ -409,8 +414,8 @@ class Engine:
                 r = retrieved[i].rows
                 rows[j, : r.size] = r
                 rows[j, r.size :] = r[0]
-            fused = self._fusion(st, np.stack([prepared[i].vector for i in fuse]), rows,
-                                 np.stack([prepared[i].scene for i in fuse]), np.stack([prepared[i].profile for i in fuse]))
+            fused = self._fusion(st, _rows([prepared[i].vector for i in fuse]), rows,
+                                 _rows([prepared[i].scene for i in fuse]), _rows([prepared[i].profile for i in fuse]))
             for j, i in enumerate(fuse):
                 scored[i] = fused[j, : retrieved[i].rows.size].astype(np.float64)
         for i, p in enumerate(prepared):
@@ -437,7 +442,7 @@ class Engine:
             ok[p.exclude] = False
         pop = cat.array("popularity").astype(np.float64)
         score = np.where(ok, np.log1p(pop), -np.inf)
-        c = max(p.req.candidates, p.req.k)
+        c = max(p.cands, p.k)
         idx, vals = topk_rows(score[None, :], c)
         keep = np.isfinite(vals[0])
         rows, vals = idx[0][keep], vals[0][keep]
@@ -456,9 +461,9 @@ class Engine:
         if req.long_tail > 0:
             adjusted = long_tail_boost(scores, cat.array("popularity")[rows], req.long_tail)
         if req.diversity > 0:
-            order = mmr(adjusted, cat.unit_vectors[rows], req.k, req.diversity)
+            order = mmr(adjusted, cat.unit_vectors[rows], p.k, req.diversity)
         else:
-            order = np.argsort(-adjusted, kind="stable")[: req.k]
+            order = np.argsort(-adjusted, kind="stable")[: p.k]
         final_rows = rows[order]
         final_scores = adjusted[order]
         reasons: list[str | None] = [None] * final_rows.size
@@ -501,7 +506,8 @@ class Engine:
             if not known:
                 p = _Prepared(req=RecommendRequest(k=k, candidates=candidates), scene=st.scene.encode(None),
                               profile=np.zeros(st.profile.slots, np.int64), history=np.zeros(0, np.int64),
-                              exclude=np.zeros(0, np.int64), skipped=skipped, source="popular")
+                              exclude=np.zeros(0, np.int64), skipped=skipped, source="popular", k=k,
+                              cands=candidates)
                 out = self._popular(st, p)
                 out.skipped = skipped
                 return out

@@ -176,8 +176,9 @@ class ModelSet:
                      profile: np.ndarray) -> np.ndarray:
         """User vectors [B, item] from histories (item rows, oldest first), scene and profile codes."""
         hist, mask = self.history_tensor(histories, item_vectors)
-        (out,) = self.user_tower.run({"history": hist, "history_mask": mask, "scene": scene.astype(np.int64),
-                                      "profile": profile.astype(np.int64)}, ["user_vector"])
+        (out,) = self.user_tower.run({"history": hist, "history_mask": mask,
+                                      "scene": scene.astype(np.int64, copy=False),
+                                      "profile": profile.astype(np.int64, copy=False)}, ["user_vector"])
         return np.asarray(out, dtype=np.float32)
 
     # --- fusion ---
@@ -185,11 +186,11 @@ class ModelSet:
                       scene: np.ndarray, profile: np.ndarray) -> np.ndarray:
         """Scores [B, C] for candidates `items` [B, C, d] of users `user` [B, d]."""
         (out,) = self.fusion.run({
-            "user": user.astype(np.float32),
-            "items": items.astype(np.float32),
-            "item_feats": item_feats.astype(np.float32),
-            "pop_bucket": pop_bucket.astype(np.int64),
-            "scene": scene.astype(np.int64),
-            "profile": profile.astype(np.int64),
+            "user": user.astype(np.float32, copy=False),
+            "items": items.astype(np.float32, copy=False),
+            "item_feats": item_feats.astype(np.float32, copy=False),
+            "pop_bucket": pop_bucket.astype(np.int64, copy=False),
+            "scene": scene.astype(np.int64, copy=False),
+            "profile": profile.astype(np.int64, copy=False),
         }, ["scores"])
         return np.asarray(out, dtype=np.float32)

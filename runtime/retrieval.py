@@ -39,6 +39,11 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, n)
     if k <= 0:
         return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
+    if scores.shape[0] == 1:  # the common single-request case, without take_along_axis overhead
+        row = scores[0]
+        part = np.argpartition(-row, k - 1)[:k] if k < n else np.arange(n)
+        order = part[np.argsort(-row[part], kind="stable")]
+        return order[None, :].astype(np.int64, copy=False), row[order][None, :]
     if k < n:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     else:
@@ -262,9 +267,16 @@ def choose_backend(requested: str, device: str, n_live: int, batch: int = 1, has
         return requested
     if device == "cuda" and onnx_ok and (batch > 1 or n_live > EXACT_MAX_ITEMS):
         return "onnx"  # one host->device copy of the queries beats everything but a tiny scan
-    if not has_hnsw or n_live <= EXACT_MAX_ITEMS:
-        return "exact"
+    if not has_hnsw or (n_live <= EXACT_MAX_ITEMS and batch == 1):
+        return "exact"  # batches would be one BLAS GEMM: see EXACT_MAX_ITEMS
     return "hnsw"
+
+
+def _flags(rows: np.ndarray, n: int) -> np.ndarray:
+    """Boolean [n] membership mask of `rows` (much faster than np.isin for short candidate lists)."""
+    flags = np.zeros(n, dtype=bool)
+    flags[rows] = True
+    return flags
 
 
 @dataclass(frozen=True)
@@ -298,7 +310,7 @@ def retrieve(backend: Backend, exact: ExactBackend, matrix: np.ndarray, alive: n
         for b in range(n_queries):
             s = sub[b : b + 1].copy()
             if exclude[b].size:
-                s[0, np.isin(rows, exclude[b])] = -np.inf
+                s[0, _flags(exclude[b], alive.shape[0])[rows]] = -np.inf
             idx, vals = topk_rows(s, k)
             keep = np.isfinite(vals[0])
             results.append(Retrieved(rows[idx[0][keep]], vals[0][keep].astype(np.float32)))
@@ -327,7 +339,7 @@ def retrieve(backend: Backend, exact: ExactBackend, matrix: np.ndarray, alive: n
             ok = lab >= 0
             ok[ok] &= live[lab[ok]]
             if exclude[b].size:
-                ok &= ~np.isin(lab, exclude[b])
+                ok[ok] &= ~_flags(exclude[b], alive.shape[0])[lab[ok]]
             if ok.sum() >= k:
                 results[b] = Retrieved(lab[ok][:k], val[ok][:k])
             else:

@@ -134,6 +134,7 @@ def test_retrieve_respects_tombstones(space):
 
 def test_choose_backend_rules():
     assert choose_backend("auto", "cpu", 1_000) == "exact"
+    assert choose_backend("auto", "cpu", 1_000, batch=8) == "hnsw"
     assert choose_backend("auto", "cpu", 1_000_000) == "hnsw"
     assert choose_backend("auto", "cpu", 100_000, batch=64) == "hnsw"
     assert choose_backend("auto", "cpu", 100_000, has_hnsw=False) == "exact"
