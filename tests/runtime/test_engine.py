@@ -107,6 +107,15 @@ def test_open_rejects_bad_arguments(tiny_bundle):
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
+def test_missing_onnxruntime_names_the_extra(tiny_bundle, monkeypatch):
+    from recengine import DependencyError, Engine
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    with pytest.raises(DependencyError, match=r"recengine\[cpu\]"):
+        Engine.open(tiny_bundle, device="cpu")
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
 def test_cuda_without_cuda_fails_loudly_and_auto_falls_back(tiny_bundle, monkeypatch):
     import onnxruntime as ort
 
