@@ -29,15 +29,15 @@ class ALS(Recommender):
     def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "ALS":
         als = implicit_module("als")
         p = self.params
-        model = als.AlternatingLeastSquares(
-            factors=int(p.get("factors", 64)),
-            regularization=float(p.get("regularization", 0.05)),
-            alpha=float(p.get("alpha", 1.0)),
-            iterations=int(p.get("iterations", 15)),
-            random_state=data.seed,
-            num_threads=0,
-        )
         with single_blas_thread():
+            model = als.AlternatingLeastSquares(
+                factors=int(p.get("factors", 64)),
+                regularization=float(p.get("regularization", 0.05)),
+                alpha=float(p.get("alpha", 1.0)),
+                iterations=int(p.get("iterations", 15)),
+                random_state=data.seed,
+                num_threads=0,
+            )
             model.fit(data.user_item_matrix(), show_progress=False)
         self._users = np.asarray(model.user_factors, dtype=np.float32)
         self._items = np.asarray(model.item_factors, dtype=np.float32)

@@ -29,15 +29,15 @@ class BPR(Recommender):
     def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "BPR":
         bpr = implicit_module("bpr")
         p = self.params
-        model = bpr.BayesianPersonalizedRanking(
-            factors=int(p.get("factors", 64)),
-            learning_rate=float(p.get("learning_rate", 0.01)),
-            regularization=float(p.get("regularization", 0.01)),
-            iterations=int(p.get("iterations", 100)),
-            random_state=data.seed,
-            num_threads=0,
-        )
         with single_blas_thread():
+            model = bpr.BayesianPersonalizedRanking(
+                factors=int(p.get("factors", 64)),
+                learning_rate=float(p.get("learning_rate", 0.01)),
+                regularization=float(p.get("regularization", 0.01)),
+                iterations=int(p.get("iterations", 100)),
+                random_state=data.seed,
+                num_threads=1,  # multi-threaded BPR is Hogwild SGD: not reproducible under a seed
+            )
             model.fit(data.user_item_matrix(), show_progress=False)
         self._users = np.asarray(model.user_factors, dtype=np.float32)
         self._items = np.asarray(model.item_factors, dtype=np.float32)

@@ -26,7 +26,7 @@ def normalized_adjacency(data: TrainData) -> Any:
     inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1.0)), 0.0)
     vals = (inv_sqrt[rows] * inv_sqrt[cols]).astype(np.float32)
     index = torch.from_numpy(np.stack([rows, cols]))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(vals), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(index, torch.from_numpy(vals), (n, n), check_invariants=False).coalesce()
 
 
 class LightGCN(Recommender):

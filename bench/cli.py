@@ -1,0 +1,145 @@
+"""`recengine bench latency` and `recengine bench quality` (click group `bench_group`).
+
+Imports no torch/matplotlib at module level: the heavy modules load inside the commands, so
+`recengine --help` works on a lean runtime install.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from recengine.errors import RequestError
+
+
+def _ints(value: str, option: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise RequestError(f"{option} expects comma-separated integers, got {value!r}") from None
+    if not out:
+        raise RequestError(f"{option} is empty")
+    return out
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as typed when run from a shell, else a reconstruction from the parsed options."""
+    argv0 = Path(sys.argv[0]).name if sys.argv else ""
+    if argv0 in ("recengine", "__main__.py") and len(sys.argv) > 1 and sys.argv[1] == "bench":
+        return "recengine " + shlex.join(sys.argv[1:])
+    opts = " ".join(f"--{k.replace('_', '-')}={v}" for k, v in ctx.params.items() if v not in (None, False, ()))
+    return f"{ctx.command_path} {opts}".strip()
+
+
+def _emit(report: dict[str, Any], json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
+    from .report import latency_markdown, quality_markdown, write_json, write_report_dir
+
+    if json_out is not None:
+        write_json(report, json_out)
+    if report_dir is not None:
+        files = write_report_dir(report, report_dir)
+        if not quiet:
+            click.echo(f"report written to {report_dir} ({', '.join(sorted(p.name for p in files.values()))})",
+                       err=True)
+    if not quiet:
+        md = quality_markdown(report) if report["kind"] == "quality" else latency_markdown(report)
+        click.echo(md)
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Benchmarks: latency per stage and end to end, and quality against baselines (same run)."""
+
+
+@bench_group.command("latency")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="cuda fails with a clear error where no CUDA provider is really active.")
+@click.option("--batch", "batch", default="1,8,64,256", show_default=True,
+              help="Batch sizes; batch 1 is timed on one thread, one request at a time.")
+@click.option("--synthetic-items", type=int, default=0, show_default=True,
+              help="Pad the catalogue with N synthetic vectors for the retrieval stage (e.g. 1000000).")
+@click.option("--requests", type=int, default=200, show_default=True, help="Timed calls per measurement.")
+@click.option("--duration", type=float, default=10.0, show_default=True,
+              help="Seconds per measurement at most (whichever of --requests/--duration ends first).")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls before each measurement.")
+@click.option("--ef", "efs", default="16,32,64,128,256", show_default=True, help="HNSW ef values to sweep.")
+@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--variants", default="fp32,int8,fp16", show_default=True)
+@click.option("--stages", default="tokenize,encode,user_tower,retrieve,score,recommend", show_default=True)
+@click.option("--no-torch", is_flag=True, help="Skip the torch-eager baseline.")
+@click.option("--torch-encoder", type=click.Path(path_type=Path), default=None,
+              help="HF encoder directory for the torch-eager baseline (default: the manifest's source).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Write JSON + Markdown + PNG plots into this directory.")
+@click.option("--quiet", is_flag=True, help="No progress bars, no summary on stdout.")
+def latency_command(bundle: Path, device: str, batch: str, synthetic_items: int, requests: int, duration: float,
+                    warmup: int, efs: str, k: int, variants: str, stages: str, no_torch: bool,
+                    torch_encoder: Path | None, seed: int, json_out: Path | None, report_dir: Path | None,
+                    quiet: bool) -> None:
+    """Latency (p50/p95/p99) and throughput of every serving stage of BUNDLE, vs torch eager."""
+    from .latency import LatencyConfig, run_latency
+    from .timing import Budget
+
+    cfg = LatencyConfig(
+        bundle=bundle, device=device, batches=_ints(batch, "--batch"), synthetic_items=synthetic_items,
+        budget=Budget(requests=requests, duration=duration, warmup=warmup), efs=_ints(efs, "--ef"), k=k,
+        variants=_names(variants), stages=_names(stages), torch_baseline=not no_torch, torch_encoder=torch_encoder,
+        seed=seed, command=_command_line(click.get_current_context()), quiet=quiet,
+    )
+    _emit(run_latency(cfg), json_out, report_dir, quiet)
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise RequestError(f"--set expects KEY=VALUE (e.g. user.epochs=50), got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@bench_group.command("quality")
+@click.argument("data", required=False, type=click.Path(path_type=Path))
+@click.option("--profile", type=click.Choice(["quick", "standard"]), default="standard", show_default=True,
+              help="quick: tiny grids and the tiny encoder (tests); standard: tuned grids, real MiniLM.")
+@click.option("--models", default="popularity,itemknn,als,bpr,lightgcn,sasrec,frozen_text,recengine",
+              show_default=True)
+@click.option("--variants", default="fp32,int8,fp16", show_default=True, help="recengine ONNX variants.")
+@click.option("--encoder", type=click.Path(path_type=Path), default=None,
+              help="Local HF encoder directory for recengine and frozen_text (default: the profile's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=0, show_default=True, help="torch/ORT threads (0 = default).")
+@click.option("--no-cold", is_flag=True, help="Skip the cold-item protocol.")
+@click.option("--cold-fraction", type=float, default=0.1, show_default=True)
+@click.option("--set", "sets", multiple=True, help="recengine export override KEY=VALUE (e.g. user.epochs=50).")
+@click.option("--workdir", type=click.Path(path_type=Path), default=None,
+              help="Keep recengine's bundles here (default: a temporary directory).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Write JSON + Markdown + PNG plots into this directory.")
+@click.option("--quiet", is_flag=True, help="No progress bars, no summary on stdout.")
+def quality_command(data: Path | None, profile: str, models: str, variants: str, encoder: Path | None, seed: int,
+                    threads: int, no_cold: bool, cold_fraction: float, sets: tuple[str, ...], workdir: Path | None,
+                    json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
+    """Quality of recengine vs baselines on DATA (default: embedded MovieLens), same split, same run."""
+    from .quality import QualityConfig, run_quality
+
+    cfg = QualityConfig(
+        data=None if data is None else str(data), profile=profile, models=_names(models),
+        variants=_names(variants), seed=seed, encoder=None if encoder is None else str(encoder), cold=not no_cold,
+        cold_fraction=cold_fraction, threads=threads, export_overrides=_parse_sets(sets), workdir=workdir,
+        quiet=quiet, command=_command_line(click.get_current_context()),
+    )
+    _emit(run_quality(cfg), json_out, report_dir, quiet)
