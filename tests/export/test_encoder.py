@@ -340,3 +340,36 @@ def test_real_minilm_encodes_and_exports_with_parity(tmp_path) -> None:
     report = export_encoder(tower, tmp_path, tokenizer, info, parity_texts=texts)
     assert report.parity["fp32_max_abs"] <= 1e-4 and report.parity["int8_mean_cos"] >= 0.98
     assert report.graph["fused_ops"]["Attention"] == 6 and report.graph["nodes_after"] < 100
+
+
+def _tiny_other_family(kind: str, directory: Path, tiny_encoder_dir: Path) -> Path:
+    """A tiny seeded RoBERTa/DistilBERT directory reusing the tiny WordPiece tokenizer."""
+    from transformers import DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+    vocab = len(tiny_vocabulary())
+    if kind == "roberta":
+        model = RobertaModel(RobertaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=2, intermediate_size=64,
+                                           max_position_embeddings=130, pad_token_id=0, type_vocab_size=1))
+    else:
+        model = DistilBertModel(DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                                 max_position_embeddings=128, pad_token_id=0))
+    model.save_pretrained(directory)
+    shutil.copy(tiny_encoder_dir / "tokenizer.json", directory / "tokenizer.json")
+    return directory
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert"])
+def test_other_bert_family_encoders_export_with_parity(tmp_path, tiny_encoder_dir, kind) -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        directory = _tiny_other_family(kind, tmp_path / kind, tiny_encoder_dir)
+    source = resolve_encoder(directory)
+    assert source.model_type == kind and source.hidden_size == 32 and source.num_heads == 2
+    tokenizer, info = load_tokenizer(source, 32)
+    tower = build_text_tower(source, TextTowerConfig(item_dim=8))
+    assert len(tower.trainable_parameters()) > 1  # LoRA found this architecture's attention projections
+    _perturb_lora(tower)
+    report = export_encoder(tower, tmp_path / "onnx", tokenizer, info, parity_texts=TEXTS)
+    assert report.parity["fp32_max_abs"] <= 1e-4
+    assert report.graph["fused_ops"].get("Attention") == 2
