@@ -540,6 +540,7 @@ def export_variants(
     `<name>.fp16.onnx` (those listed in `spec.variants`). Parity runs on `parity_inputs` (real data,
     e.g. tokenised item texts) or, if None, on `spec.parity_inputs()`; fp32 vs torch runs on `device`,
     fp16 on `device` (its target), int8 on the CPU. Raises `ParityError` on a failed check.
+    The module is moved to `device` and left in eval mode (as `nn.Module.to` does, in place).
     """
     import torch
 

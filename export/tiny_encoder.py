@@ -90,7 +90,7 @@ def tiny_vocabulary() -> list[str]:
 
 
 def _build_tokenizer_json(vocab: list[str], path: Path, max_length: int) -> None:
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
 
     token_to_id = {tok: i for i, tok in enumerate(vocab)}
@@ -104,8 +104,6 @@ def _build_tokenizer_json(vocab: list[str], path: Path, max_length: int) -> None
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", token_to_id["[CLS]"]), ("[SEP]", token_to_id["[SEP]"])],
     )
-    from tokenizers import decoders
-
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     tokenizer.enable_truncation(max_length=max_length)
     tokenizer.no_padding()
