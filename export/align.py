@@ -48,6 +48,17 @@ def resolve_source(cfg: EncoderConfig, workdir: Path | None, seed: int) -> Any:
     return resolve_encoder(cfg.path)
 
 
+def lora_targets(source: Any, last_layers: int) -> tuple[str, ...] | None:
+    """LoRA target module names restricted to the last `last_layers` layers (None = the tower's default:
+    every layer). Names are matched by suffix, e.g. `layer.5.attention.self.query`."""
+    if last_layers <= 0 or last_layers >= source.num_layers:
+        return None
+    layers = range(source.num_layers - last_layers, source.num_layers)
+    if source.model_type == "distilbert":
+        return tuple(f"layer.{i}.attention.{k}" for i in layers for k in ("q_lin", "k_lin", "v_lin"))
+    return tuple(f"layer.{i}.attention.self.{k}" for i in layers for k in ("query", "key", "value"))
+
+
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE between matching rows of `a` and `b` (cosine similarity / temperature)."""
     logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
@@ -65,6 +76,7 @@ def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.n
     tokenizer, tok_info = load_tokenizer(source, max_length=cfg.max_length)
     tower = build_text_tower(source, TextTowerConfig(item_dim=item_dim, finetune=finetune, lora_r=cfg.lora_r,
                                                      lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                                     lora_targets=lora_targets(source, cfg.lora_layers),
                                                      full_last_layers=cfg.full_layers, seed=seed), device)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)

@@ -150,11 +150,13 @@ def _timed(timings: dict[str, float], name: str):
 
 def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress | None = None,
         workdir: Path | None = None, finetune: str | None = None, use_graph: bool = True,
-        graph: GraphResult | None = None, text_source: Any = None, train_fusion_head: bool = True) -> FittedRecengine:
+        graph: GraphResult | None = None, text_source: Any = None, train_fusion_head: bool = True,
+        text: TextResult | None = None) -> FittedRecengine:
     """Train all models on `split` (early stopping on `split.valid`) and return them with their metrics.
 
     `finetune` overrides `config.encoder.finetune` (the frozen_text ablation); `use_graph=False` trains
-    text-only item vectors (the text_only ablation); `graph` reuses an already trained LightGCN.
+    text-only item vectors (the text_only ablation); `graph` reuses an already trained LightGCN and `text`
+    an already trained text tower (ablations that only change the later stages).
     """
     progress = progress or Progress(config.quiet)
     if config.threads:
@@ -180,9 +182,10 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
     if graph is None:
         with _timed(timings, "graph"):
             graph = train_lightgcn(split, d, config.graph, valid_q, seed, device, progress)
-    with _timed(timings, "text_align"):
-        text = train_text_tower(list(dataset.items.texts), graph.item_emb, pop, d, config.encoder, finetune, seed,
-                                device, progress, workdir=workdir, source=text_source)
+    if text is None:
+        with _timed(timings, "text_align"):
+            text = train_text_tower(list(dataset.items.texts), graph.item_emb, pop, d, config.encoder, finetune,
+                                    seed, device, progress, workdir=workdir, source=text_source)
     with _timed(timings, "user_tower"):
         torch.manual_seed(seed)
         items = ItemVectors(text.text_vectors, graph.item_emb, pop if use_graph else np.zeros_like(pop)).to(device)

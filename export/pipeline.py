@@ -106,7 +106,8 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         }
         if "graph_only" in cfg.ablations:
             ablations["graph_only"] = _metric_subset(graph_only_metrics(fitted.graph, split, "valid"))
-        for name, kwargs in (("frozen_text", {"finetune": "none"}), ("text_only", {"use_graph": False})):
+        for name, kwargs in (("frozen_text", {"finetune": "none"}), ("text_only", {"use_graph": False,
+                                                                                   "text": fitted.text})):
             if name in cfg.ablations:
                 progress.message(f"ablation {name}")
                 other = fit(dataset, split, dataclasses.replace(cfg, quiet=True), Progress(True), workdir=Path(tmp),
