@@ -436,7 +436,7 @@ def _fail(model: str, variant: str, metric: str, value: float, tolerance: str) -
 def check_parity(
     torch_fn: Callable[..., Any],
     onnx_path: str | Path,
-    inputs: Sequence[Mapping[str, "torch.Tensor"]],
+    inputs: Sequence[Mapping[str, "torch.Tensor"]] | Mapping[str, "torch.Tensor"],
     tolerance: float | ParityConfig = 1e-4,
     *,
     model: str | None = None,
@@ -452,6 +452,8 @@ def check_parity(
     """
     import torch
 
+    if isinstance(inputs, Mapping):  # one batch given as a plain dict
+        inputs = [inputs]
     cfg = tolerance if isinstance(tolerance, ParityConfig) else ParityConfig(fp32_atol=float(tolerance))
     do_raise = cfg.raise_on_failure if raise_on_failure is None else raise_on_failure
     name = model or Path(onnx_path).name.split(".")[0]
@@ -480,7 +482,7 @@ def check_parity(
 def compare_onnx(
     reference_path: str | Path,
     variant_path: str | Path,
-    inputs: Sequence[Mapping[str, Any]],
+    inputs: Sequence[Mapping[str, Any]] | Mapping[str, Any],
     variant: str,
     config: ParityConfig | None = None,
     *,
@@ -493,6 +495,8 @@ def compare_onnx(
     Returns `{"<variant>_mean_cos", "<variant>_min_cos", "<variant>_max_abs", "per_output": {...}}`
     (the worst output decides); raises `ParityError` below the configured thresholds.
     """
+    if isinstance(inputs, Mapping):  # one batch given as a plain dict
+        inputs = [inputs]
     cfg = config or ParityConfig()
     do_raise = cfg.raise_on_failure if raise_on_failure is None else raise_on_failure
     mean_tol, min_tol = cfg.cosine_thresholds(variant)

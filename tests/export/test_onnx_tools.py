@@ -152,6 +152,7 @@ def test_check_parity_raises_naming_model_variant_metric_and_tolerance(exported)
     lenient = check_parity(off_by_a_bit, report.paths["fp32"], batches, 1e-4, raise_on_failure=False)
     assert lenient["fp32_max_abs"] == pytest.approx(1e-3, rel=0.05)
     assert check_parity(module, report.paths["fp32"], batches, 1e-4)["fp32_max_abs"] <= 1e-4
+    assert check_parity(module, report.paths["fp32"], batches[0], 1e-4)["fp32_max_abs"] <= 1e-4  # one dict
 
 
 def test_compare_onnx_thresholds_are_configurable(exported) -> None:
