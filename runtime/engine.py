@@ -25,7 +25,7 @@ import numpy as np
 from .errors import RequestError
 from .filters import build_mask
 from .rerank import explain, long_tail_boost, mmr
-from .retrieval import Retrieved, retrieve, topk_rows
+from .retrieval import Retrieved, inner_products, retrieve, topk_rows
 from .rwlock import RWLock
 from .state import EngineState, ServeOptions, load_state
 from .tokenize import TokenBatch
@@ -525,7 +525,7 @@ class Engine:
                 scene = np.zeros((len(known), st.scene.slots), np.int64)
                 member_scores = self._fusion(st, vecs, np.ascontiguousarray(rows), scene, st.users.profiles[known])
             else:
-                member_scores = vecs @ cat.array("vectors")[union].T
+                member_scores = inner_products(vecs, cat.array("vectors")[union])
             z = np.stack([(s - s.mean()) / (s.std() + 1e-9) for s in member_scores.astype(np.float64)])
             agg = {"average": z.mean(axis=0), "least_misery": z.min(axis=0), "max_pleasure": z.max(axis=0)}[strategy]
             order = np.argsort(-agg, kind="stable")[:k]
@@ -700,7 +700,7 @@ class Engine:
             params = space.params
             rebuilt[space.name] = HnswBackend.build(cat.array(key), live, M=int(params.get("M", 16)),
                                                     ef_construction=int(params.get("ef_construction", 200)),
-                                                    ef=space.hnsw.ef)
+                                                    ef=space.hnsw.ef, augment=space.hnsw.max_norm is not None)
         with self._lock.write():
             for space in (st.items_index, st.text_index):
                 if space.name in rebuilt:

@@ -72,13 +72,18 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
                 continue
             rel = spec["path"]
             if space.hnsw is not None and cat.n_dead == 0:
-                space.hnsw.index.save_index(str(writer.path(rel)))
+                space.hnsw.index.save_index(str(writer.path(rel)))  # rows unchanged: save as served
+                spec.update(space.hnsw.spec())
             else:
                 built = HnswBackend.build(np.ascontiguousarray(cat.array(key)[live]), np.arange(live.size),
                                           M=int(spec.get("M", 16)),
                                           ef_construction=int(spec.get("ef_construction", 200)),
-                                          ef=int(spec.get("ef_search", 100)))
+                                          ef=int(spec.get("ef_search", 100)),
+                                          augment=spec.get("transform") == "mips_augment")
                 built.index.save_index(str(writer.path(rel)))
+                spec.pop("transform", None)
+                spec.pop("max_norm", None)
+                spec.update(built.spec())
             spec["count"] = int(live.size)
         data = manifest.setdefault("data", {})
         data["n_items"] = int(live.size)

@@ -100,12 +100,20 @@ def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarra
     params: dict[str, Any] = {}
     if isinstance(spec, dict) and spec.get("path"):
         params = dict(spec)
-        if int(spec.get("dim", matrix.shape[1])) != matrix.shape[1]:
-            raise BundleError(f"{reader.root}: index.{name}.dim {spec.get('dim')} != vector width {matrix.shape[1]}")
+        max_norm = None
+        width = matrix.shape[1]
+        if spec.get("transform") is not None:
+            if spec.get("transform") != "mips_augment" or not isinstance(spec.get("max_norm"), (int, float)):
+                raise BundleError(f"{reader.root}: index.{name}: unknown transform {spec.get('transform')!r} "
+                                  "(this runtime knows 'mips_augment' with a numeric max_norm)")
+            max_norm = float(spec["max_norm"])
+            width += 1
+        if int(spec.get("dim", width)) != width:
+            raise BundleError(f"{reader.root}: index.{name}.dim {spec.get('dim')} does not fit vectors of width "
+                              f"{matrix.shape[1]}" + (" (+1 for mips_augment)" if max_norm is not None else ""))
         if options.retrieval in ("auto", "hnsw"):
             ef = int(options.ef or spec.get("ef_search", 100))
-            hnsw = HnswBackend.load(str(reader.path(spec["path"])), matrix.shape[1], ef, int(alive.sum()),
-                                    max_elements=None)
+            hnsw = HnswBackend.load(str(reader.path(spec["path"])), width, ef, int(alive.sum()), max_norm=max_norm)
             count = int(hnsw.index.get_current_count())
             if count != matrix.shape[0]:
                 raise BundleError(f"{reader.root}: index.{name} holds {count} items, the catalogue {matrix.shape[0]}")

@@ -223,6 +223,51 @@ def test_fused_batch_equals_single(fused, arrays):
         assert np.allclose([r.score for r in got], [r.score for r in single], atol=1e-4)
 
 
+def test_retrieval_backends_agree(tiny_bundle, fp32, arrays):
+    """The ONNX Gemm+TopK graph (the GPU backend, run here on the CPU) is exact; HNSW approximate."""
+    from recengine import Engine
+
+    pytest.importorskip("onnx")
+    onnx_engine = Engine.open(tiny_bundle, device="cpu", variant="fp32", retrieval="onnx", rescore=False)
+    hnsw_engine = Engine.open(tiny_bundle, device="cpu", variant="fp32", retrieval="hnsw", rescore=False, ef=200)
+    assert onnx_engine.retrieval_backend() == "onnx" and hnsw_engine.retrieval_backend() == "hnsw"
+    overlap = []
+    for user in arrays["user_ids"][:10]:
+        want = [r.item_id for r in fp32.recommend(user_id=user, k=10)]
+        assert [r.item_id for r in onnx_engine.recommend(user_id=user, k=10)] == want
+        overlap.append(len(set(want) & {r.item_id for r in hnsw_engine.recommend(user_id=user, k=10)}) / 10)
+    assert np.mean(overlap) >= 0.8  # a plain inner-product graph misses some (see the augmented test)
+    text = arrays["texts"][7]
+    assert onnx_engine.search(text, k=1)[0].item_id == fp32.search(text, k=1)[0].item_id
+
+
+def test_mips_augmented_index_bundle(tiny_bundle, fp32, arrays, tmp_path):
+    """A bundle whose item index is MIPS-augmented (docs/bundle.md, Indexes) loads and serves; on these
+    vectors it finds the exact top-10 far better than the plain inner-product graph."""
+    from recengine import Engine
+    from recengine.bundle import sha256_file
+    from recengine.retrieval import HnswBackend
+
+    bundle = copy_bundle(tiny_bundle, tmp_path / "augmented")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    spec = manifest["index"]["item"]
+    rows = np.arange(len(arrays["item_ids"]))
+    built = HnswBackend.build(arrays["vectors"], rows, M=spec["M"], ef_construction=spec["ef_construction"],
+                              ef=spec["ef_search"], augment=True)
+    built.index.save_index(str(bundle / spec["path"]))
+    spec.update(built.spec())
+    manifest["files"][spec["path"]] = {"sha256": sha256_file(bundle / spec["path"]),
+                                       "bytes": (bundle / spec["path"]).stat().st_size}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    recall = {}
+    for name, path in (("plain", tiny_bundle), ("augmented", bundle)):
+        eng = Engine.open(path, device="cpu", variant="fp32", retrieval="hnsw", rescore=False)
+        recall[name] = np.mean([
+            len({r.item_id for r in eng.recommend(user_id=u, k=10)} & {r.item_id for r in fp32.recommend(user_id=u, k=10)}) / 10
+            for u in arrays["user_ids"][:20]])
+    assert recall["augmented"] >= 0.95 and recall["augmented"] >= recall["plain"]
+
+
 def test_int8_engine_agrees_with_fp32(engine, fp32, arrays):
     """INT8 models change scores slightly; the top of the list should mostly agree."""
     overlaps = []

@@ -162,6 +162,10 @@ def test_save_after_removals_drops_them(engine, tmp_path):
     assert not set(gone) & set(again.history(user))
     assert [r.item_id for r in again.recommend(user_id=user, k=10)] == \
         [r.item_id for r in engine.recommend(user_id=user, k=10)]
+    # the index was rebuilt in the form it was loaded in
+    spec = again.manifest["index"]["item"]
+    assert spec["count"] == again.n_items
+    assert spec["dim"] == again.manifest["dims"]["item"] + (1 if spec.get("transform") == "mips_augment" else 0)
 
 
 def test_reload_swaps_without_dropping_requests(engine, tiny_bundle):

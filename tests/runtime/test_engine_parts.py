@@ -66,6 +66,23 @@ def test_hnsw_backend_recall_and_scores(space):
     assert np.allclose(scores, np.einsum("bkd,bd->bk", matrix[labels], queries), atol=1e-4)
 
 
+def test_mips_augmented_hnsw_keeps_scores_and_recall():
+    """The augmented index stores [v, sqrt(M^2-|v|^2)] and searches [q, 0]: scores stay exact inner
+    products and a well-built graph finds the true top-k; live adds (even longer vectors) keep working."""
+    rng = np.random.default_rng(5)
+    matrix = (rng.standard_normal((3000, 16)) * rng.uniform(1.0, 1.8, (3000, 1))).astype(np.float32)
+    queries = rng.standard_normal((40, 16)).astype(np.float32)
+    aug = HnswBackend.build(matrix, np.arange(matrix.shape[0]), M=16, ef_construction=200, ef=200, augment=True)
+    assert aug.spec()["transform"] == "mips_augment" and aug.spec()["dim"] == 17
+    labels, scores = aug.search(queries, 10)
+    assert np.allclose(scores, np.einsum("bkd,bd->bk", matrix[labels], queries), atol=1e-3)
+    recall = np.mean([len(set(labels[b]) & set(brute(matrix, q, 10))) / 10 for b, q in enumerate(queries)])
+    assert recall >= 0.95
+    grown = np.concatenate([matrix, 10 * queries[:1]])
+    aug.refresh(grown, np.ones(grown.shape[0], dtype=bool), added=np.array([3000]))
+    assert aug.search(queries[:1], 1)[0][0, 0] == 3000
+
+
 def test_hnsw_ef_raised_to_k(space):
     matrix, queries, alive = space
     hnsw = HnswBackend.build(matrix, np.arange(matrix.shape[0]), ef=10)
@@ -133,10 +150,9 @@ def test_retrieve_respects_tombstones(space):
 
 
 def test_choose_backend_rules():
-    assert choose_backend("auto", "cpu", 1_000) == "exact"
-    assert choose_backend("auto", "cpu", 1_000, batch=8) == "hnsw"
+    assert choose_backend("auto", "cpu", 10_000) == "exact"
+    assert choose_backend("auto", "cpu", 10_000, batch=8) == "hnsw"
     assert choose_backend("auto", "cpu", 1_000_000) == "hnsw"
-    assert choose_backend("auto", "cpu", 100_000, batch=64) == "hnsw"
     assert choose_backend("auto", "cpu", 100_000, has_hnsw=False) == "exact"
     assert choose_backend("auto", "cuda", 1_000_000) == "onnx"
     assert choose_backend("auto", "cuda", 1_000, batch=64) == "onnx"
@@ -146,6 +162,16 @@ def test_choose_backend_rules():
     assert choose_backend("hnsw", "cpu", 10, has_hnsw=False) == "exact"
     with pytest.raises(RequestError, match="retrieval must be one of"):
         choose_backend("faiss", "cpu", 10)
+
+
+def test_inner_products_match_matmul():
+    from recengine.retrieval import inner_products
+
+    rng = np.random.default_rng(3)
+    for n in (100, 5000):
+        m = rng.standard_normal((n, 24)).astype(np.float32)
+        q = rng.standard_normal((3, 24)).astype(np.float32)
+        assert np.allclose(inner_products(q, m), q @ m.T, atol=1e-4)
 
 
 def test_filters_ids_and_attributes():
