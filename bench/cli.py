@@ -126,13 +126,15 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--set", "sets", multiple=True, help="recengine export override KEY=VALUE (e.g. user.epochs=50).")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Keep recengine's bundles here (default: a temporary directory).")
+@click.option("--jobs", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="2: train recengine in a second process while the baselines train.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
               help="Write JSON + Markdown + PNG plots into this directory.")
 @click.option("--quiet", is_flag=True, help="No progress bars, no summary on stdout.")
 def quality_command(data: Path | None, profile: str, models: str, variants: str, encoder: Path | None, seed: int,
                     threads: int, no_cold: bool, cold_fraction: float, sets: tuple[str, ...], workdir: Path | None,
-                    json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
+                    jobs: int, json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
     """Quality of recengine vs baselines on DATA (default: embedded MovieLens), same split, same run."""
     from .quality import QualityConfig, run_quality
 
@@ -140,6 +142,6 @@ def quality_command(data: Path | None, profile: str, models: str, variants: str,
         data=None if data is None else str(data), profile=profile, models=_names(models),
         variants=_names(variants), seed=seed, encoder=None if encoder is None else str(encoder), cold=not no_cold,
         cold_fraction=cold_fraction, threads=threads, export_overrides=_parse_sets(sets), workdir=workdir,
-        quiet=quiet, command=_command_line(click.get_current_context()),
+        jobs=jobs, quiet=quiet, command=_command_line(click.get_current_context()),
     )
     _emit(run_quality(cfg), json_out, report_dir, quiet)

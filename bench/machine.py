@@ -32,6 +32,22 @@ def memory_gib() -> float | None:
         return None
 
 
+def git_revision() -> str | None:
+    """The recengine source commit (plus "-dirty" with local changes) when running from a git checkout."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}-dirty" if dirty else rev
+
+
 def machine_info() -> dict[str, Any]:
     """A JSON-able description of this machine and the library versions in use."""
     versions = {}
@@ -53,6 +69,7 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "load_average_at_start": load,
         "versions": versions,
+        "git_revision": git_revision(),
     }
 
 

@@ -55,6 +55,8 @@ class QualityConfig:
     """Dotted ExportConfig overrides for recengine (`{"user.epochs": 50}`)."""
     workdir: Path | None = None
     """Where recengine's bundles are written (kept); None = a temporary directory (deleted)."""
+    jobs: int = 1
+    """2 = train recengine in a second process while the baselines train (same split, same run)."""
     quiet: bool = False
     command: str = ""
 
@@ -67,6 +69,8 @@ class QualityConfig:
         bad = [v for v in self.variants if v not in RECENGINE_VARIANTS]
         if bad:
             raise RequestError(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(RECENGINE_VARIANTS)}")
+        if self.jobs not in (1, 2):
+            raise RequestError(f"--jobs must be 1 or 2, got {self.jobs}")
         if not 0.0 < self.cold_fraction < 1.0:
             raise RequestError(f"--cold-fraction must be in (0, 1), got {self.cold_fraction}")
 
@@ -228,13 +232,11 @@ class QualityRun:
         self.timings["recengine_cold"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ run
-    def run(self) -> dict[str, Any]:
+    def prepare(self) -> tuple[Any, Protocol, ColdProtocol | None]:
+        """Load the data and derive the split and the cold protocol (deterministic under the seed)."""
         from recengine.data import load_dataset
 
         cfg = self.cfg
-        t_start = time.perf_counter()
-        started = utc_now()
-        machine = machine_info()
         if cfg.threads:
             try:
                 import torch
@@ -244,23 +246,38 @@ class QualityRun:
                 pass
         dataset = load_dataset(cfg.data)
         protocol = Protocol.build(dataset, seed=cfg.seed)
-        self.progress.message(f"quality bench: {dataset.name}: {dataset.n_items} items, {dataset.n_users} users, "
-                              f"{len(dataset.interactions)} interactions; {len(protocol.valid)} validation and "
-                              f"{len(protocol.test)} test queries")
         cold = None
         if cfg.cold:
             cold = cold_protocol(dataset, cfg.cold_fraction, cfg.cold_min_interactions, cfg.seed)
             if not len(cold.users):
                 self.notes.append("cold-item protocol skipped: no item qualifies for the cold share")
                 cold = None
+        return dataset, protocol, cold
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        started = utc_now()
+        machine = machine_info()
+        dataset, protocol, cold = self.prepare()
+        self.progress.message(f"quality bench: {dataset.name}: {dataset.n_items} items, {dataset.n_users} users, "
+                              f"{len(dataset.interactions)} interactions; {len(protocol.valid)} validation and "
+                              f"{len(protocol.test)} test queries")
         tmp = None
         workdir = cfg.workdir
         if workdir is None:
             tmp = tempfile.TemporaryDirectory(prefix="recengine-bench-")
             workdir = Path(tmp.name)
         workdir.mkdir(parents=True, exist_ok=True)
+        pool = future = None
         try:
             runner, text = self._text_and_runner(dataset, workdir)
+            if "recengine" in cfg.models and runner is not None and cfg.jobs > 1:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                future = pool.submit(recengine_job, cfg, str(workdir / "recengine"), _split_digest(protocol))
             for name in cfg.models:
                 if name == "recengine":
                     continue
@@ -273,11 +290,21 @@ class QualityRun:
             if "recengine" in cfg.models:
                 if runner is None:
                     self.notes.append("recengine_* omitted: the export extra (torch) is not installed")
+                elif future is not None:
+                    self.progress.message("waiting for the recengine worker process")
+                    outcomes, timings, notes = future.result()
+                    self.outcomes.update(outcomes)
+                    self.timings.update(timings)
+                    self.notes.extend(notes)
+                    self.notes.append("recengine was trained in a second process concurrently with the baselines "
+                                      "(--jobs 2), on the identical split (checked by digest)")
                 else:
                     self.run_recengine(protocol, cold, runner)
             if text is not None and getattr(text, "seconds", 0.0):
                 self.timings["frozen_text_encode"] = text.seconds
         finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
             if tmp is not None:
                 tmp.cleanup()
         self.timings["total"] = time.perf_counter() - t_start
@@ -355,6 +382,33 @@ class QualityRun:
             "notes": self.notes,
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
         }
+
+
+def _split_digest(protocol: Protocol) -> str:
+    """A digest of the split (users, targets, exclusions) to prove two processes evaluate the same queries."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for arr in (protocol.valid.users, protocol.valid.targets, protocol.test.users, protocol.test.targets,
+                protocol.test.exclude_indptr, protocol.test.exclude_indices):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def recengine_job(cfg: QualityConfig, workdir: str, digest: str) -> tuple[dict[str, ModelOutcome], dict[str, float],
+                                                                         list[str]]:
+    """Worker-process entry (--jobs 2): rebuild the same split, train and score recengine, return outcomes."""
+    run = QualityRun(cfg)
+    dataset, protocol, cold = run.prepare()
+    if _split_digest(protocol) != digest:
+        raise RuntimeError("the recengine worker derived a different split than the main process")
+    from .recengine_eval import RecengineRunner
+
+    path = Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    runner = RecengineRunner(dataset, _export_config(cfg), path, tuple(cfg.variants), quiet=cfg.quiet)
+    run.run_recengine(protocol, cold, runner)
+    return run.outcomes, run.timings, run.notes
 
 
 def run_quality(cfg: QualityConfig) -> dict[str, Any]:

@@ -81,7 +81,8 @@ def _machine_line(report: dict[str, Any]) -> str:
     m = report.get("machine", {})
     load = m.get("load_average_at_start")
     return (f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, {m.get('memory_gib', '?')} GiB RAM, "
-            f"{m.get('os', '?')}, Python {m.get('python', '?')}" + (f"; load average at start {load}" if load else ""))
+            f"{m.get('os', '?')}, Python {m.get('python', '?')}" + (f"; load average at start {load}" if load else "")
+            + (f"; recengine git {m['git_revision']}" if m.get("git_revision") else ""))
 
 
 def quality_table(report: dict[str, Any]) -> str:

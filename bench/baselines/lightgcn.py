@@ -14,8 +14,10 @@ from .base import Recommender, TrainData, ValidateFn
 
 
 def normalized_adjacency(data: TrainData) -> Any:
-    """Symmetric-normalised bipartite adjacency D^-1/2 A D^-1/2 as a torch sparse [U+I, U+I] matrix."""
-    torch = torch_module()
+    """Symmetric-normalised bipartite adjacency D^-1/2 A D^-1/2 as a scipy CSR [U+I, U+I] matrix."""
+    from recengine._deps import require
+
+    sparse = require("scipy.sparse", "The LightGCN baseline")
     mat = data.user_item_matrix().tocoo()
     users = mat.row.astype(np.int64)
     items = mat.col.astype(np.int64) + data.n_users
@@ -25,8 +27,28 @@ def normalized_adjacency(data: TrainData) -> Any:
     deg = np.bincount(rows, minlength=n).astype(np.float64)
     inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1.0)), 0.0)
     vals = (inv_sqrt[rows] * inv_sqrt[cols]).astype(np.float32)
-    index = torch.from_numpy(np.stack([rows, cols]))
-    return torch.sparse_coo_tensor(index, torch.from_numpy(vals), (n, n), check_invariants=False).coalesce()
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+
+
+def _propagate_fn() -> Any:
+    """A @ X as an autograd function over a symmetric scipy matrix (backward = A @ grad).
+
+    torch's CPU sparse matmul backward is ~50x slower than scipy's CSR product on this graph, which made
+    one LightGCN epoch on MovieLens-small take ~12 s instead of well under one.
+    """
+    torch = torch_module()
+
+    class SymmetricSpMM(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any, adj: Any) -> Any:  # type: ignore[override]
+            ctx.adj = adj
+            return torch.from_numpy(np.asarray(adj @ x.detach().numpy(), dtype=np.float32))
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:  # type: ignore[override]
+            return torch.from_numpy(np.asarray(ctx.adj @ grad.numpy(), dtype=np.float32)), None
+
+    return SymmetricSpMM.apply
 
 
 class LightGCN(Recommender):
@@ -38,19 +60,16 @@ class LightGCN(Recommender):
     def grid(cls, profile: str) -> list[dict[str, Any]]:
         if profile == "quick":
             return [{"dim": 16, "layers": 2, "reg": 1e-4, "lr": 1e-2, "epochs": 10, "eval_every": 2}]
-        base = {"dim": 64, "lr": 5e-3, "batch": 4096, "epochs": 300, "eval_every": 5, "patience": 4}
-        return [
-            {**base, "layers": 3, "reg": 1e-4},
-            {**base, "layers": 2, "reg": 1e-4},
-            {**base, "layers": 3, "reg": 1e-3},
-        ]
+        base = {"dim": 64, "lr": 2e-2, "batch": 4096, "epochs": 200, "eval_every": 5, "patience": 3, "reg": 1e-4}
+        return [{**base, "layers": 3}, {**base, "layers": 2}]
 
     def _propagate(self, adj: Any, emb: Any) -> Any:
         torch = torch_module()
+        spmm = _propagate_fn()
         layers = [emb]
         x = emb
         for _ in range(int(self.params.get("layers", 3))):
-            x = torch.sparse.mm(adj, x)
+            x = spmm(x, adj)
             layers.append(x)
         return torch.stack(layers).mean(0)
 

@@ -67,13 +67,11 @@ class SASRec(Recommender):
         if profile == "quick":
             return [{"dim": 32, "max_len": 20, "blocks": 1, "heads": 1, "dropout": 0.1, "lr": 3e-3,
                      "epochs": 30, "eval_every": 5, "batch": 64}]
-        base = {"dim": 64, "blocks": 2, "heads": 1, "lr": 1e-3, "batch": 128, "epochs": 200,
-                "eval_every": 4, "patience": 4}
-        return [
-            {**base, "max_len": 100, "dropout": 0.2},
-            {**base, "max_len": 100, "dropout": 0.5},
-            {**base, "max_len": 50, "dropout": 0.3},
-        ]
+        # lr 3e-3 / batch 64 reaches the plateau of lr 1e-3 / batch 128 in a third of the epochs (measured on
+        # MovieLens-small: valid NDCG@10 0.0515 at epoch 15); the grid varies the regularisation
+        base = {"dim": 64, "blocks": 2, "heads": 1, "lr": 3e-3, "batch": 64, "epochs": 60, "max_len": 50,
+                "eval_every": 3, "patience": 3}
+        return [{**base, "dropout": 0.2}, {**base, "dropout": 0.5}]
 
     def _windows(self, data: TrainData, max_len: int, all_windows: bool) -> tuple[np.ndarray, np.ndarray]:
         """Each user's last max_len+1 items (the SASRec recipe) or, with `all_windows`, the whole history

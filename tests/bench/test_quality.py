@@ -19,7 +19,8 @@ ALL = ("popularity", "itemknn", "als", "bpr", "lightgcn", "sasrec", "frozen_text
 
 @pytest.fixture(scope="module")
 def quality_report(ml_tiny_dir: Path, tiny_encoder_dir: Path) -> dict:
-    cfg = QualityConfig(data=str(ml_tiny_dir), profile="quick", encoder=str(tiny_encoder_dir), threads=1, quiet=True)
+    cfg = QualityConfig(data=str(ml_tiny_dir), profile="quick", encoder=str(tiny_encoder_dir), threads=1, quiet=True,
+                        jobs=2)  # recengine trains in a worker process, as in the committed runs
     return run_quality(cfg)
 
 
