@@ -37,6 +37,9 @@ def git_revision() -> str | None:
     import subprocess
     from pathlib import Path
 
+    pinned = os.environ.get("RECENGINE_GIT_REVISION")
+    if pinned:  # a run from an exported snapshot (git archive) names its commit this way
+        return pinned
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
