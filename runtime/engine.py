@@ -176,7 +176,7 @@ class Engine:
     def open(cls, bundle: str | Path, device: str = "auto", threads: int | None = None, *,
              variant: str | dict[str, str] | None = None, retrieval: str = "auto", ef: int | None = None,
              rescore: bool | None = None, verify: bool = True, gpu_mem_limit: int = 2 * 1024**3,
-             cuda_graphs: bool = True) -> "Engine":
+             cuda_graphs: bool = True, augment_index: bool | None = None) -> "Engine":
         """Load and verify a bundle.
 
         device: "auto" (CUDA if it really works, else CPU with a warning), "cpu", or "cuda" (DeviceError
@@ -184,13 +184,16 @@ class Engine:
         variant: "fp32"/"int8"/"fp16" (or a dict per model); default int8 on CPU, fp16 on GPU.
         retrieval: "auto", "hnsw", "exact" or "onnx" (exact MatMul+TopK graph). ef: HNSW ef_search
         (default: the manifest's). rescore: use the fusion head (default: `models.fusion.use_by_default`).
+        augment_index: rebuild a plain inner-product item index MIPS-augmented on first HNSW use (None:
+        when vector norms vary and the catalogue has <= 100k items; see `recengine.state.ServeOptions`).
         """
         if threads is not None:
             _check_int("threads", threads, 1, 1024)
         if ef is not None:
             _check_int("ef", ef, 1, 100_000)
         options = ServeOptions(device=device, threads=threads, variant=variant, retrieval=retrieval, ef=ef,
-                               rescore=rescore, verify=verify, gpu_mem_limit=gpu_mem_limit, cuda_graphs=cuda_graphs)
+                               rescore=rescore, verify=verify, gpu_mem_limit=gpu_mem_limit, cuda_graphs=cuda_graphs,
+                               augment_index=augment_index)
         from .retrieval import BACKENDS
         from .sessions import validate_device
 

@@ -261,11 +261,29 @@ def test_mips_augmented_index_bundle(tiny_bundle, fp32, arrays, tmp_path):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     recall = {}
     for name, path in (("plain", tiny_bundle), ("augmented", bundle)):
-        eng = Engine.open(path, device="cpu", variant="fp32", retrieval="hnsw", rescore=False)
+        eng = Engine.open(path, device="cpu", variant="fp32", retrieval="hnsw", rescore=False, augment_index=False)
         recall[name] = np.mean([
             len({r.item_id for r in eng.recommend(user_id=u, k=10)} & {r.item_id for r in fp32.recommend(user_id=u, k=10)}) / 10
             for u in arrays["user_ids"][:20]])
     assert recall["augmented"] >= 0.95 and recall["augmented"] >= recall["plain"]
+
+
+def test_plain_index_is_augmented_on_first_use(tiny_bundle, fp32, arrays):
+    """Item vectors of varying norm: the plain inner-product index is rebuilt augmented when HNSW is
+    first used (not at open), the unit-norm text index is left alone, and augment_index=False keeps it."""
+    from recengine import Engine
+
+    eng = Engine.open(tiny_bundle, device="cpu", variant="fp32", retrieval="hnsw", rescore=False)
+    assert eng._state.items_index.hnsw.max_norm is None
+    recall = np.mean([
+        len({r.item_id for r in eng.recommend(user_id=u, k=10)} & {r.item_id for r in fp32.recommend(user_id=u, k=10)}) / 10
+        for u in arrays["user_ids"][:20]])
+    assert eng._state.items_index.hnsw.max_norm is not None and recall >= 0.95
+    eng.search("toy story", k=3)
+    assert eng._state.text_index.hnsw.max_norm is None
+    kept = Engine.open(tiny_bundle, device="cpu", retrieval="hnsw", augment_index=False)
+    kept.recommend(user_id=arrays["user_ids"][0], k=3)
+    assert kept._state.items_index.hnsw.max_norm is None
 
 
 def test_int8_engine_agrees_with_fp32(engine, fp32, arrays):
