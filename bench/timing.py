@@ -13,7 +13,8 @@ import numpy as np
 @dataclass(frozen=True)
 class Budget:
     """How long to measure one (stage, variant, batch): `requests` timed calls or `duration` seconds,
-    whichever ends first (at least `min_requests` calls), after `warmup` untimed calls."""
+    whichever ends first (at least `min_requests` calls), after `warmup` untimed calls (cut short after a
+    quarter of `duration`, keeping at least one, so slow batched calls do not spend minutes warming up)."""
 
     requests: int = 200
     duration: float = 10.0
@@ -50,8 +51,11 @@ class Timing:
 
 def measure(fn: Callable[[int], Any], batch: int, budget: Budget) -> Timing:
     """Time `fn(i)` for i = 0, 1, ... (the caller rotates inputs by i so no call reuses a cached result)."""
+    warm_deadline = time.perf_counter() + budget.duration / 4
     for i in range(budget.warmup):
         fn(i)
+        if time.perf_counter() > warm_deadline:
+            break
     samples: list[float] = []
     deadline = time.perf_counter() + budget.duration
     i = budget.warmup
