@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from recengine.errors import DependencyError, RecengineError, RequestError
+from recengine.errors import DependencyError, RequestError
 
 from .baselines import BASELINES, Recommender, create
 from .machine import machine_info, utc_now
