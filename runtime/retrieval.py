@@ -124,8 +124,6 @@ class HnswBackend:
     def __init__(self, index: Any, ef: int, n_live: int, max_norm: float | None = None) -> None:
         self.index = index
         self.ef = int(ef)
-        self._current_ef = self.ef
-        self._ef_lock = threading.Lock()
         index.set_ef(self.ef)  # hnswlib does not persist ef: set it after every load
         self.n_live = int(n_live)
         self.max_norm = None if max_norm is None else float(max_norm)
@@ -177,11 +175,8 @@ class HnswBackend:
         k = min(int(k), self.n_live)
         if k <= 0:
             return np.zeros((queries.shape[0], 0), np.int64), np.zeros((queries.shape[0], 0), np.float32)
-        if k > self._current_ef:
-            with self._ef_lock:  # ef must be >= k; raising it is a plain field write in hnswlib
-                if k > self._current_ef:
-                    self.index.set_ef(k)
-                    self._current_ef = k
+        # No need to raise ef for a large k: hnswlib searches with max(ef, k) itself, and a global set_ef
+        # would slow every later query.
         try:
             labels, dist = self.index.knn_query(self._queries(queries), k=k, num_threads=1)
         except RuntimeError:
@@ -373,8 +368,10 @@ def retrieve(backend: Backend, exact: ExactBackend, matrix: np.ndarray, alive: n
         return [Retrieved(idx[b][np.isfinite(vals[b])], vals[b][np.isfinite(vals[b])].astype(np.float32))
                 for b in range(n_queries)]
     fraction = n_ok / max(1, n_live_total)
+    # Start small (most excluded items - a user's history - are not near the top) and widen 4x for the
+    # queries that come back short: a heavy user's 2,000-item history must not make every query fetch 2,000.
     max_excl = max((e.size for e in exclude), default=0)
-    fetch = int(np.ceil((k + max_excl) / fraction * 1.2)) + 8
+    fetch = int(np.ceil((k + min(max_excl, k)) / fraction * 1.2)) + 8
     pending = list(range(n_queries))
     results: list[Retrieved | None] = [None] * n_queries
     while pending:

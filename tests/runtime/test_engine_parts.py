@@ -83,10 +83,10 @@ def test_mips_augmented_hnsw_keeps_scores_and_recall():
     assert aug.search(queries[:1], 1)[0][0, 0] == 3000
 
 
-def test_hnsw_ef_raised_to_k(space):
+def test_hnsw_k_larger_than_ef(space):
     matrix, queries, alive = space
     hnsw = HnswBackend.build(matrix, np.arange(matrix.shape[0]), ef=10)
-    labels, _ = hnsw.search(queries[:1], 300)  # k > ef must still return k results
+    labels, _ = hnsw.search(queries[:1], 300)  # k > ef must still return k results (hnswlib uses max(ef, k))
     assert labels.shape == (1, 300) and len(set(labels[0].tolist())) == 300
 
 
