@@ -40,7 +40,7 @@ def mmr(scores: np.ndarray, unit_vectors: np.ndarray, k: int, diversity: float) 
     lam = float(diversity)
     chosen = [int(np.argmax(rel))]
     # one matrix-vector product per pick (k x C x d) instead of the full C x C similarity matrix
-    max_sim = unit_vectors @ unit_vectors[chosen[0]]
+    max_sim = np.einsum("ij,j->i", unit_vectors, unit_vectors[chosen[0]])  # BLAS-free: see inner_products
     available = np.ones(n, dtype=bool)
     available[chosen[0]] = False
     while len(chosen) < k:
@@ -49,7 +49,7 @@ def mmr(scores: np.ndarray, unit_vectors: np.ndarray, k: int, diversity: float) 
         nxt = int(np.argmax(value))
         chosen.append(nxt)
         available[nxt] = False
-        np.maximum(max_sim, unit_vectors @ unit_vectors[nxt], out=max_sim)
+        np.maximum(max_sim, np.einsum("ij,j->i", unit_vectors, unit_vectors[nxt]), out=max_sim)
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -66,6 +66,6 @@ def explain(result_unit: np.ndarray, history_unit: np.ndarray) -> tuple[np.ndarr
     """For each result, the index of the most similar history item and that cosine."""
     if history_unit.shape[0] == 0 or result_unit.shape[0] == 0:
         return np.full(result_unit.shape[0], -1, np.int64), np.zeros(result_unit.shape[0])
-    sims = result_unit @ history_unit.T
+    sims = np.einsum("ij,kj->ik", result_unit, history_unit)  # BLAS-free (see retrieval.inner_products)
     best = sims.argmax(axis=1)
     return best.astype(np.int64), sims[np.arange(sims.shape[0]), best]
