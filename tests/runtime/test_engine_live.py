@@ -197,9 +197,12 @@ def test_reload_swaps_without_dropping_requests(engine, tiny_bundle):
     assert [r.item_id for r in engine.recommend(user_id=user, k=5)] == expected  # still serving
 
 
-def test_concurrent_readers_and_writers(engine):
-    """Readers recommend/search/similar while writers add, remove and update; no errors, consistent
-    results (never a removed item, never a duplicate, always k results)."""
+def test_concurrent_readers_and_writers(tiny_bundle):
+    """Readers recommend/search/similar while writers add, remove (up to a compaction) and update; no
+    errors, consistent results (never a removed item, never a duplicate, always k results)."""
+    from recengine import Engine
+
+    engine = Engine.open(tiny_bundle, device="cpu", threads=1, retrieval="hnsw")
     users = engine.user_ids()[:10]
     removable = engine.item_ids()[-40:]
     removed: set[str] = set()
@@ -233,10 +236,15 @@ def test_concurrent_readers_and_writers(engine):
             for i in range(8):
                 engine.add_items([{"item_id": f"stress-{i}", "title": f"Stress Test Movie {i}", "genres": "Drama"}])
                 victim = removable[i * 5 : i * 5 + 5]
-                with removed_lock:
-                    removed.update(victim)
                 engine.remove_items(victim)
+                with removed_lock:  # only after the removal returned: readers then must not see them
+                    removed.update(victim)
                 engine.update_user(users[i % len(users)], [f"stress-{i}"])
+            # a big removal past the compaction threshold: the indexes are rebuilt while readers run
+            bulk = [i for i in engine.item_ids()[: engine.n_items // 4] if not i.startswith("stress-")]
+            engine.remove_items(bulk)
+            with removed_lock:
+                removed.update(bulk)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -252,3 +260,4 @@ def test_concurrent_readers_and_writers(engine):
     assert not errors, repr(errors[:3])
     assert not set(engine.item_ids()) & removed
     assert {f"stress-{i}" for i in range(8)} <= set(engine.item_ids())
+    assert engine._state.catalogue.compacted_dead > 0  # the compaction happened under load
