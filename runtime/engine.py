@@ -25,7 +25,7 @@ import numpy as np
 from .errors import RequestError
 from .filters import build_mask
 from .rerank import explain, long_tail_boost, mmr
-from .retrieval import Retrieved, inner_products, retrieve, topk_rows
+from .retrieval import EXACT_BUDGET, Retrieved, inner_products, retrieve, topk_rows
 from .rwlock import RWLock
 from .state import EngineState, ServeOptions, load_state
 from .tokenize import TokenBatch
@@ -537,7 +537,12 @@ class Engine:
             return out
 
     def similar_items(self, item_id: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> Recommendations:
-        """Items closest to `item_id` in the retrieval space (inner product with its vector)."""
+        """Items most similar to `item_id`: cosine similarity of retrieval vectors (score = cosine).
+
+        Cosine rather than inner product: with inner products the most popular items (largest vectors)
+        would be "similar" to everything. Small catalogues are scanned exactly; large ones take
+        20 x k inner-product candidates from the index and re-rank them by cosine.
+        """
         _check_id("item_id", item_id)
         k = _check_int("k", k, 1, MAX_K)
         with self._lock.read():
@@ -547,10 +552,25 @@ class Engine:
             if row is None or not cat.alive[row]:
                 raise RequestError(f"unknown item_id {item_id!r}")
             allowed = build_mask(filter, cat.row_of, cat.attrs, cat.n_rows)
-            q = cat.array("vectors")[row][None, :].astype(np.float32)
-            (r,) = retrieve(st.items_index.backend(cat.n_alive, 1), st.items_index.exact, cat.array("vectors"),
-                            cat.alive, q, k, allowed=allowed, exclude=[np.array([row], np.int64)])
-            out = Recommendations(Recommendation(cat.ids[int(i)], float(s)) for i, s in zip(r.rows, r.scores))
+            unit = cat.unit_vectors
+            me = np.array([row], np.int64)
+            if cat.n_alive <= EXACT_BUDGET:
+                ok = cat.alive.copy()
+                ok[row] = False
+                if allowed is not None:
+                    ok &= allowed
+                cos = np.where(ok, inner_products(unit[row][None, :], unit)[0], -np.inf)
+                idx, vals = topk_rows(cos[None, :], k)
+                keep = np.isfinite(vals[0])
+                rows, scores = idx[0][keep], vals[0][keep]
+            else:
+                q = cat.array("vectors")[row][None, :].astype(np.float32)
+                (r,) = retrieve(st.items_index.backend(cat.n_alive, 1), st.items_index.exact, cat.array("vectors"),
+                                cat.alive, q, 20 * k, allowed=allowed, exclude=[me])
+                cos = unit[r.rows] @ unit[row]
+                order = np.argsort(-cos, kind="stable")[:k]
+                rows, scores = r.rows[order], cos[order]
+            out = Recommendations(Recommendation(cat.ids[int(i)], float(s)) for i, s in zip(rows, scores))
             out.source = "item"
             return out
 

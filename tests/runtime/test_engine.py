@@ -421,6 +421,27 @@ def test_group_strategies_differ_and_validate(engine, arrays):
     assert partly.skipped == ("ghost",) and len(partly) == 3
 
 
+def test_similar_items_rank_by_cosine(engine, arrays, monkeypatch):
+    vecs = arrays["vectors"] / np.linalg.norm(arrays["vectors"], axis=1, keepdims=True)
+    item = arrays["item_ids"][5]
+    got = engine.similar_items(item, k=8)
+    cos = vecs @ vecs[5]
+    cos[5] = -np.inf
+    top = np.argsort(-cos, kind="stable")[:8]
+    assert [r.item_id for r in got] == [arrays["item_ids"][i] for i in top]
+    assert np.allclose([r.score for r in got], cos[top], atol=1e-5)
+    # the large-catalogue path (index candidates, cosine re-rank) agrees closely
+    import recengine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "EXACT_BUDGET", 0)
+    big = engine.similar_items(item, k=8)
+    assert item not in {r.item_id for r in big}
+    assert [r.score for r in big] == sorted((r.score for r in big), reverse=True)
+    assert len({r.item_id for r in big} & {r.item_id for r in got}) >= 6
+    only = engine.similar_items(item, k=3, filter={"ids": arrays["item_ids"][100:110]})
+    assert {r.item_id for r in only} <= set(arrays["item_ids"][100:110])
+
+
 def test_similar_and_search(engine, arrays):
     item = arrays["item_ids"][0]
     sims = engine.similar_items(item, k=5)
