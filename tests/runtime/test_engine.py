@@ -275,6 +275,9 @@ def test_plain_index_is_augmented_on_first_use(tiny_bundle, fp32, arrays):
 
     eng = Engine.open(tiny_bundle, device="cpu", variant="fp32", retrieval="hnsw", rescore=False)
     assert eng._state.items_index.hnsw.max_norm is None
+    warmed = Engine.open(tiny_bundle, device="cpu", retrieval="hnsw")
+    warmed.warmup()
+    assert warmed._state.items_index.hnsw.max_norm is not None
     recall = np.mean([
         len({r.item_id for r in eng.recommend(user_id=u, k=10)} & {r.item_id for r in fp32.recommend(user_id=u, k=10)}) / 10
         for u in arrays["user_ids"][:20]])
