@@ -174,6 +174,18 @@ class Catalogue:
             self.row_of[item_id] = start + offset
         return np.arange(start, self.n_rows, dtype=np.int64)
 
+    def ensure_attrs(self, names: set[str]) -> None:
+        """Add attribute columns first seen on items added live (missing for every earlier item)."""
+        for name in sorted(set(names) - set(self.attr_names)):
+            self.attr_names = self.attr_names + (name,)
+            self._attr_lists[name] = [None] * self.n_rows
+        self._attr_cache = None
+
+    def attr_values(self, name: str, rows: np.ndarray) -> list[Any]:
+        """Raw attribute values (JSON-ready) of `rows`, for saving."""
+        values = self._attr_lists[name]
+        return [values[r] for r in rows.tolist()]
+
     def remove(self, rows: np.ndarray) -> np.ndarray:
         """Tombstone rows; returns the rows that were alive."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -645,9 +645,7 @@ class Engine:
             }
             with self._lock.write():
                 cat = st.catalogue
-                for name in sorted({k for a in attrs for k in a} - set(cat.attr_names)):
-                    cat.attr_names = cat.attr_names + (name,)
-                    cat._attr_lists[name] = [None] * cat.n_rows
+                cat.ensure_attrs({k for a in attrs for k in a})
                 replaced = np.asarray([cat.row_of[i] for i in ids if i in cat.row_of and cat.alive[cat.row_of[i]]],
                                       dtype=np.int64)
                 new_rows = cat.append(ids, texts, attrs, arrays)  # tombstones the replaced rows

@@ -55,8 +55,7 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
             shutil.copyfile(st.root / rel, writer.path(rel))
         writer.write_json(items_spec["ids"], [cat.ids[r] for r in live.tolist()])
         writer.write_json(items_spec["texts"], [cat.texts[r] for r in live.tolist()])
-        writer.write_json(items_spec["attrs"], {name: [cat._attr_lists[name][r] for r in live.tolist()]
-                                                 for name in cat.attr_names})
+        writer.write_json(items_spec["attrs"], {name: cat.attr_values(name, live) for name in cat.attr_names})
         for key in cat.ARRAYS:
             writer.write_npy(items_spec[key], np.ascontiguousarray(cat.array(key)[live]))
         indptr, hist = users.csr(row_map)

@@ -55,6 +55,22 @@ def test_added_item_is_scored_by_its_text_vector(tiny_bundle, text_columns):
     assert abs(rec.score - float(item_vec[0] @ user_vec)) < 1e-3
 
 
+def test_added_attributes_are_filterable_and_saved(engine, tmp_path):
+    from recengine import Engine
+
+    engine.add_items([
+        {"item_id": "attr-1", "title": "Old Western", "attr_year": 1950, "attr_lang": "en"},
+        {"item_id": "attr-2", "title": "New Western", "attr_year": 2020, "attr_lang": "fr"},
+    ])
+    user = engine.user_ids()[0]
+    recs = engine.recommend(user_id=user, k=5, filter={"year": {"gte": 2000}})
+    assert [r.item_id for r in recs] == ["attr-2"]
+    recs = engine.recommend(user_id=user, k=5, filter={"attr_lang": ["en", "fr"]})
+    assert {r.item_id for r in recs} == {"attr-1", "attr-2"}
+    again = Engine.open(engine.save(tmp_path / "with-attrs"), device="cpu")
+    assert [r.item_id for r in again.recommend(user_id=user, k=5, filter={"lang": "fr"})] == ["attr-2"]
+
+
 def test_add_items_bad_input(engine):
     with pytest.raises(RequestError, match="no text"):
         engine.add_items([{"item_id": "x"}])
