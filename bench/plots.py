@@ -82,8 +82,12 @@ def latency_plots(report: dict[str, Any], directory: Path) -> list[Path]:
     curve = report.get("recall_curve", [])
     if curve:
         k = next((key for key in curve[0] if key.startswith("recall@")), "recall@10")
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([c["ef"] for c in curve], [c[k] for c in curve], marker="o", label=k)
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        forms = sorted({c.get("index", "hnsw") for c in curve})
+        for form in forms:
+            pts = [c for c in curve if c.get("index", "hnsw") == form]
+            ax.plot([c["ef"] for c in pts], [c[k] for c in pts], marker="o", label=f"{k} ({form})")
+        ax.legend(fontsize=8, loc="lower right")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("HNSW ef")
         ax.set_ylabel(f"{k} vs exact")
@@ -91,9 +95,11 @@ def latency_plots(report: dict[str, Any], directory: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         if any("p50_ms_batch1" in c for c in curve):
             ax2 = ax.twinx()
-            ax2.plot([c["ef"] for c in curve], [c.get("p50_ms_batch1") for c in curve], color="tab:orange",
-                     marker="s", label="p50 ms (batch 1)")
-            ax2.set_ylabel("p50 ms (batch 1)")
+            for form in forms:
+                pts = [c for c in curve if c.get("index", "hnsw") == form]
+                ax2.plot([c["ef"] for c in pts], [c.get("p50_ms_batch1") for c in pts], linestyle="--",
+                         marker="s", alpha=0.6)
+            ax2.set_ylabel("p50 ms, batch 1 (dashed)")
         ax.set_title(f"HNSW recall vs ef ({curve[0]['n_items']} items)")
         fig.tight_layout()
         path = Path(directory) / "recall_vs_ef.png"

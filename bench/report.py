@@ -23,12 +23,12 @@ Latency JSON (`schema` = "recengine-bench-latency/1"):
   fusion_by_default}, `config` {batches, requests, duration_s, warmup, k, efs, synthetic_items, variants,
   stages}
 - `results[]` = {stage (tokenize | encode | user_tower | retrieve | score | recommend), variant (fp32 |
-  int8 | fp16 | torch_eager | tokenizers | hnsw_ef<N> | exact_numpy | exact_onnx | <variant>/stored |
+  int8 | fp16 | torch_eager | tokenizers | hnsw_<index form>_ef<N> | exact_numpy | exact_onnx | <variant>/stored |
   <variant>/history), batch, mode ("single" = batch 1 on one thread | "batched" = all cores), threads,
   p50_ms, p95_ms, p99_ms, mean_ms, throughput_per_s (items per second), n_requests, + stage extras (ef,
   recall@k, n_items, candidates, request, retrieval, fusion)}
 - `speedups[]` = {stage, variant, batch, baseline "torch_eager", speedup_p50, speedup_p99},
-  `recall_curve[]` = {ef, recall@k, n_items, p50_ms_batch<b>}, `targets`, `notes`, `seconds`,
+  `recall_curve[]` = {index (plain_ip | mips_augment), ef, recall@k, n_items, p50_ms_batch<b>}, `targets`, `notes`, `seconds`,
   `samples_ms` {"stage|variant|batch": [per-call ms]} (for the CDF plots)
 """
 
@@ -207,9 +207,10 @@ def latency_markdown(report: dict[str, Any], plots: list[str] | None = None) -> 
     curve = report.get("recall_curve", [])
     if curve:
         k = next((key for key in curve[0] if key.startswith("recall@")), "recall@10")
-        out += [f"## HNSW recall vs ef ({curve[0]['n_items']} items)", "", f"| ef | {k} | p50 ms (batch 1) |",
-                "|---|---|---|"]
-        out += [f"| {c['ef']} | {_fmt(c[k])} | {_fmt(c.get('p50_ms_batch1'), 3)} |" for c in curve]
+        out += [f"## HNSW recall vs ef ({curve[0]['n_items']} items)", "",
+                f"| index | ef | {k} | p50 ms (batch 1) |", "|---|---|---|---|"]
+        out += [f"| {c.get('index', 'hnsw')} | {c['ef']} | {_fmt(c[k])} | {_fmt(c.get('p50_ms_batch1'), 3)} |"
+                for c in curve]
         out.append("")
     if report.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]

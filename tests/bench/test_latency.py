@@ -43,6 +43,7 @@ def test_latency_schema(latency_run: tuple[dict, Path]) -> None:
         assert ("encode", v) in variants and ("user_tower", v) in variants and ("score", v) in variants
     assert ("recommend", "int8/stored") in variants and ("recommend", "int8/history") in variants
     assert ("retrieve", "exact_numpy") in variants
+    assert any(v.startswith("hnsw_") and v.endswith("_ef16") for s, v in variants if s == "retrieve")
 
 
 def test_speedups_and_recall_curve(latency_run: tuple[dict, Path]) -> None:
@@ -53,9 +54,13 @@ def test_speedups_and_recall_curve(latency_run: tuple[dict, Path]) -> None:
         assert s["speedup_p50"] == pytest.approx(base["p50_ms"] / mine["p50_ms"], rel=0.02)
     assert {(s["stage"], s["batch"]) for s in report["speedups"]} >= {("encode", 1), ("encode", 4)}
     curve = report["recall_curve"]
-    assert [c["ef"] for c in curve] == [16, 64]
-    assert all(0.0 < c["recall@10"] <= 1.0 for c in curve)
-    assert curve[1]["recall@10"] >= curve[0]["recall@10"]
+    forms = {c["index"] for c in curve}
+    assert "mips_augment" in forms  # the form the runtime serves on ML-like vectors (stored or rebuilt)
+    for form in forms:
+        points = [c for c in curve if c["index"] == form]
+        assert [c["ef"] for c in points] == [16, 64]
+        assert all(0.0 < c["recall@10"] <= 1.0 for c in points)
+        assert points[1]["recall@10"] >= points[0]["recall@10"]
     assert set(report["targets"]) == {"int8_encoder_speedup_batch1", "recommend_p99_ms_batch1"}
 
 
