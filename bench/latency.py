@@ -21,7 +21,7 @@ import numpy as np
 
 from recengine.errors import RecengineError, RequestError
 
-from .machine import machine_info, utc_now
+from .machine import load_average, machine_info, utc_now
 from .progress import Progress
 from .timing import Budget, measure
 
@@ -349,6 +349,7 @@ class LatencyRun:
         }
         for stage in self.progress.bar(cfg.stages, "stages"):
             runners[stage]()
+        machine["load_average_at_end"] = load_average()
         return self._report(fx, started, machine, provider, time.perf_counter() - t_start)
 
     def _torch_baselines(self, fx: Fixture) -> tuple[Any, Any, Any]:

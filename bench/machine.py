@@ -76,5 +76,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load averages: on a shared machine they say how much other work the timings competed with."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

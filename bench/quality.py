@@ -19,7 +19,7 @@ import numpy as np
 from recengine.errors import DependencyError, RequestError
 
 from .baselines import BASELINES, Recommender, create
-from .machine import machine_info, utc_now
+from .machine import load_average, machine_info, utc_now
 from .progress import Progress
 from .protocol import ColdProtocol, Protocol, cold_protocol, evaluate, evaluate_rows, scene_metrics
 
@@ -308,6 +308,7 @@ class QualityRun:
             if tmp is not None:
                 tmp.cleanup()
         self.timings["total"] = time.perf_counter() - t_start
+        machine["load_average_at_end"] = load_average()
         return self._report(dataset, protocol, cold, started, machine)
 
     def _text_and_runner(self, dataset: Any, workdir: Path) -> tuple[Any, Any]:

@@ -80,8 +80,10 @@ def ordered_models(models: dict[str, Any]) -> list[str]:
 def _machine_line(report: dict[str, Any]) -> str:
     m = report.get("machine", {})
     load = m.get("load_average_at_start")
+    end = m.get("load_average_at_end")
     return (f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, {m.get('memory_gib', '?')} GiB RAM, "
             f"{m.get('os', '?')}, Python {m.get('python', '?')}" + (f"; load average at start {load}" if load else "")
+            + (f", at end {end}" if end else "")
             + (f"; recengine git {m['git_revision']}" if m.get("git_revision") else ""))
 
 
