@@ -72,7 +72,9 @@ class UserConfig:
     max_history: int = 50
     layers: int = 2
     heads: int = 1
-    dropout: float = 0.2
+    dropout: float = 0.3
+    """Measured on ML-small (tiny text tower, sampled CE): dropout 0.3 with every window of each user reached
+    validation NDCG@10 0.044 against 0.039 for dropout 0.2 with the latest two windows."""
     epochs: int = 150
     patience: int = 6
     lr: float = 1e-3
@@ -86,7 +88,7 @@ class UserConfig:
     item). Measured on ML-small (9.7k items, 128 windows x 50 positions per batch, 1 CPU thread): full CE
     costs 2.1 s per batch against 0.68 s for 2048 sampled negatives, so the standard profile samples."""
     n_negatives: int = 2048
-    windows_per_user: int = 2
+    windows_per_user: int = 8
     """Training sequences per user: the most recent `max_history`+1 items plus earlier non-overlapping
     windows (up to this many in all), so long histories are not wasted."""
     eval_every: int = 1
@@ -149,7 +151,8 @@ class ExportConfig:
     with other work, LightGCN epochs took 40 s with 2 threads against 5 s with 1 (threads spin-wait on each
     other); raise it on a dedicated machine."""
     quiet: bool = False
-    ablations: tuple[str, ...] = ("frozen_text", "graph_only", "text_only", "no_fusion")
+    ablations: tuple[str, ...] = ("frozen_text", "graph_only", "no_fusion")
+    """`text_only` (no graph part: one more user-tower training) is opt-in."""
     variants: tuple[str, ...] = ("fp32", "int8", "fp16")
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
