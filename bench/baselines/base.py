@@ -110,7 +110,7 @@ class Recommender(ABC):
 
     def use_history(self, data: TrainData) -> None:
         """Score from `data`'s histories without refitting (only models with `reads_history`)."""
-        raise NotImplementedError(f"{self.name} cannot swap histories; refit it instead")
+        raise TypeError(f"{self.name} cannot swap histories; refit it instead")
 
     def refit_params(self) -> dict[str, Any]:
         """Parameters for the final fit on more data: the tuned ones, with the early-stopped epoch count."""
