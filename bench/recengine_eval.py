@@ -1,10 +1,12 @@
 """recengine inside the quality bench: fit on the bench's split, export a bundle, score every variant.
 
-The models are trained once with `recengine.export.fit.fit` on exactly the split the baselines see
-(`Protocol.split`); the fitted models are written to a real bundle (`export_models_and_arrays`), and the
+The models are trained with `recengine.export.fit.fit` on exactly the split the baselines see
+(`Protocol.split`, early stopping on its validation events) and then, like every baseline, refitted on
+train+valid for the early-stopped epoch counts (`recengine.export.fit.refit`); the fitted models are written to a real bundle (`export_models_and_arrays`), and the
 ONNX `fp32`/`int8`/`fp16` pipelines of that bundle are scored through ONNX Runtime with the pipeline's own
-`BundleModels` (item texts re-encoded by the variant's encoder, user vectors from the variant's user tower,
-candidates re-scored by the variant's fusion head, as served). `recengine_torch` is the torch fp32 model
+`BundleModels` as served: stored vectors for items with training interactions, the variant's encoder for items
+without any (the ones a live system adds later), user vectors from the variant's user tower, candidates
+re-scored by the variant's fusion head. `recengine_torch` is the torch fp32 model
 before export, kept as a reference for what the ONNX path costs. Scores are full rows over the catalogue so
 the foundation's `evaluate_full_ranking` ranks them like any baseline.
 """
@@ -94,7 +96,10 @@ def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0) -> R
 
     models = BundleModels.load(bundle, variant, threads)
     reader = models.reader
-    v = models.item_vectors(reencode=variant != "fp32")
+    # as served: catalogue items keep their stored vectors; items nobody interacted with in training (the cold
+    # items of the cold protocol) are the ones a live system adds later, through this variant's encoder
+    pop = reader.load_npy(reader.section("items", "popularity"))
+    v = models.item_vectors(np.flatnonzero(pop <= 0) if variant != "fp32" else False)
     scene = _encode_scene(vocab_from_manifest(reader.section("vocab", "scene")), qs.context, len(qs.users))
     profile = reader.load_npy(reader.section("users", "profile"))[qs.users]
     hist = left_padded(qs.history.indptr, qs.history.indices, qs.users, int(reader.section("dims", "max_history")))
@@ -139,18 +144,23 @@ class RecengineRunner:
             self._source = resolve_source(self.config.encoder, self.workdir, self.config.seed)
         return self._source
 
-    def fit(self, split: Split, tag: str) -> RecengineFit:
-        """Fit on `split` and, when ONNX variants are requested, export a bundle to workdir/<tag>."""
+    def fit(self, split: Split, tag: str, include_test: bool = False) -> RecengineFit:
+        """Fit on `split` (early stopping on its validation part), refit on train+valid (+test with
+        `include_test`) for the early-stopped epoch counts, the way the bench refits every baseline, and, when
+        ONNX variants are requested, export the refitted models to a bundle in workdir/<tag>."""
         from recengine.bundle import BundleWriter
-        from recengine.export.fit import fit
+        from recengine.export.fit import fit, refit
         from recengine.export.pipeline import export_models_and_arrays
         from recengine.export.progress import Progress
 
         seconds: dict[str, float] = {}
         progress = Progress(self.quiet)
         t = time.perf_counter()
-        fitted = fit(self.dataset, split, self.config, progress, workdir=self.workdir, text_source=self.source())
+        first = fit(self.dataset, split, self.config, progress, workdir=self.workdir, text_source=self.source())
         seconds["fit"] = time.perf_counter() - t
+        t = time.perf_counter()
+        fitted = refit(first, progress, include_test=include_test)
+        seconds["refit"] = time.perf_counter() - t
         bundle = None
         if self.variants:
             t = time.perf_counter()

@@ -137,6 +137,24 @@ class FittedRecengine:
         return evaluate_queries(fn, q).metrics
 
 
+def fold_text_scale(text: TextResult, items: ItemVectors) -> TextResult:
+    """Fold the learned text scale of `items` into a copy of the text tower's projection and the text vectors
+    (and reset it to 1 in `items`), so the exported encoder's `item_vector` is what the user tower was trained
+    with: items added at serving time get the same vectors as cold catalogue items."""
+    import copy
+    import dataclasses as dc
+
+    scale = items.text_scale()
+    if scale == 1.0:
+        return text
+    tower = copy.deepcopy(text.tower)
+    with torch.no_grad():
+        tower.projection.weight.mul_(scale)
+        items.text.mul_(scale)
+        items.log_text_scale.zero_()
+    return dc.replace(text, tower=tower, text_vectors=(text.text_vectors * scale).astype(np.float32))
+
+
 def _timed(timings: dict[str, float], name: str):
     class _T:
         def __enter__(self):
@@ -196,6 +214,8 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
         result = train_user_tower(tower, items, split, windows, profiles, valid_q, scenes["valid"], ucfg, seed,
                                   device, progress, item_dropout=ucfg.item_dropout if use_graph else 0.0)
         tower, items = tower.cpu().eval(), items.cpu()
+        text_scale = items.text_scale()
+        text = fold_text_scale(text, items)
     fitted = FittedRecengine(config=config, split=split, scene_vocab=svocab, profile_vocab=pvocab, profiles=profiles,
                              scenes=scenes, popularity=pop, pop_edges=edges, pop_bucket=buckets, text=text,
                              graph=graph, items=items, tower=tower, fusion=None, use_fusion=False,  # type: ignore[arg-type]
@@ -211,23 +231,104 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
     valid_u = fitted.user_vectors(valid_q.users, vindptr, vindices, valid_scene)
     inputs = FusionInputs(arrays["vectors"], arrays["item_feats"], buckets)
     retrieval = fused = float("nan")
+    fusion_epoch = 0
     if train_fusion_head:
         with _timed(timings, "fusion"):
             scorer = UserScorer(tower, items, profiles, torch.device("cpu"))
             data = fusion_train_data(split, scenes["train"], profiles, scorer.user_vectors, arrays["vectors"], fcfg,
                                      ucfg.max_history, seed)
-            retrieval, fused, _ = train_fusion(head, inputs, data, valid_u, valid_q, valid_scene,
+            retrieval, fused, fusion_epoch = train_fusion(head, inputs, data, valid_u, valid_q, valid_scene,
                                                profiles[valid_q.users], fcfg, seed, progress)
         fitted.use_fusion = bool(fused > retrieval)
     fitted.metrics = {
         "graph_val_ndcg@10": graph.best_ndcg,
         "user_tower_val_ndcg@10": result.best_ndcg,
         "user_tower_epochs": result.epochs_run,
+        "user_tower_best_epoch": result.best_epoch,
+        "fusion_best_epoch": fusion_epoch,
         "align_infonce": text.align_loss,
+        "text_scale": text_scale,
         "fusion_val_ndcg@10": fused,
         "retrieval_val_ndcg@10": retrieval,
     }
     return fitted
+
+
+def train_valid_split(split: Split, include_test: bool = False) -> Split:
+    """`split` with each user's validation event (and, with `include_test`, test event) appended to their train
+    events, in chronological order, and an empty validation part (and test part, with `include_test`): the
+    data of the refit that scores the test (or, with every event, a model of all the data)."""
+    from recengine.data.schema import Interactions
+
+    parts = [split.train, split.valid] + ([split.test] if include_test else [])
+
+    def cat(name: str) -> np.ndarray | None:
+        arrays = [getattr(p, name) for p in parts]
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+    keys = [k for k in split.train.context if all(k in p.context for p in parts)]
+    both = Interactions(user=cat("user"), item=cat("item"), timestamp=cat("timestamp"), weight=cat("weight"),  # type: ignore[arg-type]
+                        context={k: np.concatenate([p.context[k] for p in parts]) for k in keys})
+    # parts are in time order per user (train < valid < test): a stable sort by user keeps it
+    merged = both.subset(np.argsort(both.user, kind="stable"))
+    empty = split.valid.subset(np.zeros(0, np.int64))
+    return Split(train=merged, valid=empty, test=empty if include_test else split.test, n_users=split.n_users,
+                 n_items=split.n_items)
+
+
+def refit(fitted: FittedRecengine, progress: Progress | None = None, include_test: bool = False) -> FittedRecengine:
+    """Retrain the user tower, item vectors and (when used) fusion head on train+valid, for the epoch counts the
+    first fit early-stopped at; the graph and text towers are reused (they only initialise the item vectors).
+
+    This is how the bench refits every baseline before scoring the test events, so recengine's test metrics
+    see the same data as theirs: each user's most recent training event is the validation one. The returned
+    model's split has an empty validation part; score it on "test". With `include_test` the test events are
+    trained on too (a model of every interaction, e.g. the cold-item protocol's warm data).
+    """
+    config = fitted.config
+    progress = progress or Progress(config.quiet)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_training_device(config.device)
+    seed = config.seed
+    split = train_valid_split(fitted.split, include_test)
+    scenes = {"train": encode_scene(fitted.scene_vocab, split.train), "valid": fitted.scenes["valid"][:0],
+              "test": fitted.scenes["test"][:0] if include_test else fitted.scenes["test"]}
+    pop = split.item_popularity()
+    edges = pop_bucket_edges(pop, config.fusion.pop_buckets)
+    buckets = pop_buckets(pop, edges)
+    d, ucfg = config.item_dim, config.user
+    timings: dict[str, float] = {}
+    epochs = max(1, int(fitted.metrics.get("user_tower_best_epoch", 0)) or ucfg.epochs)
+    with _timed(timings, "refit_user_tower"):
+        torch.manual_seed(seed)
+        items = ItemVectors(fitted.text.text_vectors, fitted.graph.item_emb, pop).to(device)
+        tower = UserTower(d, ucfg.max_history, ucfg.layers, ucfg.heads, ucfg.dropout, fitted.scene_vocab.sizes,
+                          fitted.profile_vocab.sizes).to(device)
+        windows = make_windows(split, scenes["train"], ucfg.max_history, ucfg.windows_per_user)
+        train_user_tower(tower, items, split, windows, fitted.profiles, None, None, ucfg, seed,  # type: ignore[arg-type]
+                         device, progress, fixed_epochs=epochs)
+        tower, items = tower.cpu().eval(), items.cpu()
+        text = fold_text_scale(fitted.text, items)
+    out = FittedRecengine(config=config, split=split, scene_vocab=fitted.scene_vocab,
+                          profile_vocab=fitted.profile_vocab, profiles=fitted.profiles, scenes=scenes, popularity=pop,
+                          pop_edges=edges, pop_bucket=buckets, text=text, graph=fitted.graph, items=items,
+                          tower=tower, fusion=fitted.fusion, use_fusion=fitted.use_fusion,
+                          metrics={**fitted.metrics, "refit_user_tower_epochs": epochs}, timings=timings)
+    if fitted.use_fusion:
+        fcfg = config.fusion
+        torch.manual_seed(seed)
+        head = FusionHead(d, len(ITEM_FEATURE_NAMES), len(edges) + 2, fitted.scene_vocab.sizes,
+                          fitted.profile_vocab.sizes, fcfg.hidden, fcfg.dropout)
+        arrays = out.item_arrays()
+        with _timed(timings, "refit_fusion"):
+            scorer = UserScorer(tower, items, fitted.profiles, torch.device("cpu"))
+            data = fusion_train_data(split, scenes["train"], fitted.profiles, scorer.user_vectors, arrays["vectors"],
+                                     fcfg, ucfg.max_history, seed)
+            train_fusion(head, FusionInputs(arrays["vectors"], arrays["item_feats"], buckets), data, None, None, None,
+                         None, fcfg, seed, progress, fixed_epochs=max(1, int(fitted.metrics.get("fusion_best_epoch", 1))))
+        out.fusion = head
+    return out
 
 
 def graph_only_metrics(graph: GraphResult, split: Split, stage: str) -> dict[str, float]:

@@ -169,20 +169,32 @@ def evaluate_with_fusion(head: FusionHead, inputs: FusionInputs, user_vecs: np.n
     return evaluate_queries(score, queries).metrics
 
 
-def train_fusion(head: FusionHead, inputs: FusionInputs, data: FusionData, valid_user_vecs: np.ndarray,
-                 queries: Queries, valid_scene: np.ndarray, valid_profile: np.ndarray, cfg: FusionConfig,
-                 seed: int, progress: Progress) -> tuple[float, float, int]:
-    """Listwise CE (positive at column 0); returns (retrieval-only NDCG@10, best fused NDCG@10, epochs)."""
+def train_fusion(head: FusionHead, inputs: FusionInputs, data: FusionData, valid_user_vecs: np.ndarray | None,
+                 queries: Queries | None, valid_scene: np.ndarray | None, valid_profile: np.ndarray | None,
+                 cfg: FusionConfig, seed: int, progress: Progress,
+                 fixed_epochs: int | None = None) -> tuple[float, float, int]:
+    """Listwise CE (positive at column 0); returns (retrieval-only NDCG@10, best fused NDCG@10, best epoch).
+
+    The best epoch is 0 when no epoch beat retrieval alone (the zero-initialised head is kept). With
+    `fixed_epochs` it trains that many epochs without validation (the refit on train+valid) and returns NaNs.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr)
-    base = evaluate_with_fusion(head, inputs, valid_user_vecs, queries, valid_scene, valid_profile,
-                                cfg.n_candidates)["ndcg@10"]  # zero-initialised head = retrieval only
-    best, best_state, bad, epoch = base, {k: v.clone() for k, v in head.state_dict().items()}, 0, 0
+    validate = fixed_epochs is None
+    assert not validate or (valid_user_vecs is not None and queries is not None and valid_scene is not None
+                            and valid_profile is not None)
+
+    def evaluate() -> float:
+        return evaluate_with_fusion(head, inputs, valid_user_vecs, queries, valid_scene, valid_profile,  # type: ignore[arg-type]
+                                    cfg.n_candidates)["ndcg@10"]
+
+    base = evaluate() if validate else float("nan")  # zero-initialised head = retrieval only
+    best, best_state, bad, best_epoch = base, {k: v.clone() for k, v in head.state_dict().items()}, 0, 0
     user = torch.from_numpy(data.user)
     cands = torch.from_numpy(data.cands)
     scene, prof = torch.from_numpy(data.scene), torch.from_numpy(data.profile)
-    bar = progress.bar(range(cfg.epochs), "fusion")
+    bar = progress.bar(range(cfg.epochs if validate else int(fixed_epochs or 0)), "fusion")
     for epoch in bar:
         head.train()
         perm = torch.randperm(len(user), generator=gen)
@@ -196,11 +208,14 @@ def train_fusion(head: FusionHead, inputs: FusionInputs, data: FusionData, valid
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        score = evaluate_with_fusion(head, inputs, valid_user_vecs, queries, valid_scene, valid_profile,
-                                     cfg.n_candidates)["ndcg@10"]
+        if not validate:
+            bar.set_postfix(loss=f"{total / max(len(user), 1):.4f}")
+            best_state, best_epoch = {k: v.clone() for k, v in head.state_dict().items()}, epoch + 1
+            continue
+        score = evaluate()
         bar.set_postfix(loss=f"{total / max(len(user), 1):.4f}", val_ndcg10=f"{score:.4f}", retrieval=f"{base:.4f}")
         if score > best:
-            best, bad = score, 0
+            best, bad, best_epoch = score, 0, epoch + 1
             best_state = {k: v.clone() for k, v in head.state_dict().items()}
         else:
             bad += 1
@@ -208,4 +223,4 @@ def train_fusion(head: FusionHead, inputs: FusionInputs, data: FusionData, valid
                 break
     head.load_state_dict(best_state)
     head.eval()
-    return base, best, epoch + 1
+    return base, best, best_epoch

@@ -1,9 +1,16 @@
-"""Gated item vectors: v_i = t_i + gate_i * g_i, with t_i the text tower's vector and g_i a graph/ID vector.
+"""Gated item vectors: v_i = s * t_i + gate_i * g_i, with t_i the text tower's vector and g_i a graph/ID vector.
 
 gate_i = sigmoid(w . [log1p(pop_i), 1]) is learned, so popular items lean on their collaborative vector and
 long-tail items on their text. Items with no training interactions have no g_i: v_i = t_i, which is also
 what a cold or newly added item gets at serving time. DropoutNet-style item dropout (replace v_i by t_i for a
 random share of items in each batch) keeps text-only vectors usable in the same space.
+
+s is one learned scale of the text part. Since g_i is free for every warm item, s changes what warm items can
+express not at all; what it sets is how a text-only vector (a cold item, or a warm one dropped out) scores
+against full vectors. Trained through item dropout, it calibrates the probability mass the softmax gives
+text-only items, which a fixed s = 1 leaves far too low (measured: no cold item ever reached a top 20). After
+training it is folded into the text tower's projection (`fold_text_scale`), so the exported encoder's
+`item_vector` is s * t and the bundle needs no extra field.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from torch import nn
 class ItemVectors(nn.Module):
     def __init__(self, text_vectors: np.ndarray, graph_init: np.ndarray, popularity: np.ndarray) -> None:
         super().__init__()
-        t = torch.from_numpy(np.ascontiguousarray(text_vectors, dtype=np.float32))
-        g = torch.from_numpy(np.ascontiguousarray(graph_init, dtype=np.float32))
+        # copies: the module must never write through to the caller's arrays
+        t = torch.from_numpy(np.array(text_vectors, dtype=np.float32, copy=True))
+        g = torch.from_numpy(np.array(graph_init, dtype=np.float32, copy=True))
         has_graph = torch.from_numpy(popularity > 0)
         # bring the graph vectors to the text vectors' scale so neither part dominates at the start
         t_norm = t.norm(dim=1).mean().clamp_min(1e-6)
@@ -27,6 +35,10 @@ class ItemVectors(nn.Module):
         self.register_buffer("log_pop", torch.from_numpy(np.log1p(popularity).astype(np.float32)))
         self.graph = nn.Parameter(g * (t_norm / g_norm) * has_graph.float().unsqueeze(1))
         self.gate_w = nn.Parameter(torch.tensor([0.5, 0.0]))
+        self.log_text_scale = nn.Parameter(torch.zeros(()))
+
+    def text_scale(self) -> float:
+        return float(self.log_text_scale.detach().exp())
 
     def gate(self) -> torch.Tensor:
         """Per-item weight of the graph part (0 for items without training interactions)."""
@@ -38,12 +50,12 @@ class ItemVectors(nn.Module):
         if item_dropout > 0:
             keep = (torch.rand(gate.shape, generator=generator) >= item_dropout).to(gate)
             gate = gate * keep.to(gate.device)
-        return self.text + self.graph * gate.unsqueeze(1)
+        return self.text * self.log_text_scale.exp() + self.graph * gate.unsqueeze(1)
 
     def export_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(vectors, graph part, gate) as numpy float32, in eval form (no dropout)."""
         with torch.no_grad():
             gate = self.gate()
-            vectors = self.text + self.graph * gate.unsqueeze(1)
+            vectors = self.text * self.log_text_scale.exp() + self.graph * gate.unsqueeze(1)
         return (vectors.cpu().numpy().astype(np.float32), (self.graph * self.has_graph.unsqueeze(1)).detach().cpu()
                 .numpy().astype(np.float32), gate.cpu().numpy().astype(np.float32))

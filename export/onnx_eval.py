@@ -1,10 +1,11 @@
 """Evaluate a written bundle's ONNX pipeline (fp32 / int8 / fp16) on a split, through ONNX Runtime only.
 
-For a variant, item text vectors are recomputed with that variant's encoder and the item vectors become
-v_i = t_i(variant) + (v_i - t_i(fp32)) (the graph part is data, not a model); user vectors come from the
-variant's user tower and candidate scores from the variant's fusion head. This is how the export measures
-what quantisation costs in ranking quality (`metrics.validation.<variant>`), and what the bench calls for
-`recengine_fp32/int8/fp16`.
+As served, a variant ranks the catalogue with the bundle's stored item vectors (the runtime encodes only items
+added after export and text queries), user vectors from the variant's user tower and candidate scores from the
+variant's fusion head: that is `metrics.validation.<variant>`. With `reencode`, item text vectors are
+recomputed with the variant's encoder and the item vectors become v_i = t_i(variant) + (v_i - t_i(fp32)) (the
+graph part is data, not a model): what every item would get had it been added through that encoder at serving
+time (`metrics.validation_reencoded.<variant>`), the worst case of what quantising the encoder costs.
 """
 
 from __future__ import annotations
@@ -85,16 +86,23 @@ class BundleModels:
         pad = tok.token_to_id("[PAD]")
         return tok, int(spec.get("pad_id", pad if pad is not None else 0))
 
-    def item_vectors(self, reencode: bool) -> np.ndarray:
-        """Retrieval vectors of this variant (texts re-encoded with its encoder when `reencode`)."""
+    def item_vectors(self, reencode: bool | np.ndarray) -> np.ndarray:
+        """Retrieval vectors of this variant: the stored ones, with the texts of every item (`reencode=True`)
+        or of the items at the given rows (an index array) re-encoded with this variant's encoder."""
         vectors = self.reader.load_npy(self.reader.section("items", "vectors"))
-        if not reencode:
+        if isinstance(reencode, (bool, np.bool_)):
+            rows = np.arange(len(vectors)) if reencode else np.zeros(0, np.int64)
+        else:
+            rows = np.asarray(reencode, np.int64)
+        if len(rows) == 0:
             return vectors
         text_fp32 = self.reader.load_npy(self.reader.section("items", "text_vectors"))
         texts = self.reader.load_json(self.reader.section("items", "texts"))
         tok, pad = self.tokenizer()
-        _, text_var = encode_texts_onnx(self.encoder, tok, texts, pad_id=pad)
-        return (text_var + (vectors - text_fp32)).astype(np.float32)
+        _, text_var = encode_texts_onnx(self.encoder, tok, [texts[i] for i in rows], pad_id=pad)
+        out = vectors.copy()
+        out[rows] = text_var + (vectors[rows] - text_fp32[rows])
+        return out.astype(np.float32)
 
     def user_vectors(self, item_vecs: np.ndarray, hist_rows: np.ndarray, scene: np.ndarray, profile: np.ndarray,
                      batch_size: int = 256) -> np.ndarray:
@@ -128,13 +136,13 @@ def _check_same_data(reader: BundleReader, dataset: Dataset) -> None:
 
 
 def evaluate_bundle(bundle: str | Path | BundleReader, dataset: Dataset, split: Split, variant: str = "fp32",
-                    stage: str = "valid", use_fusion: bool | None = None, reencode: bool | None = None,
+                    stage: str = "valid", use_fusion: bool | None = None, reencode: bool = False,
                     threads: int = 1, item_vectors: np.ndarray | None = None) -> dict[str, float]:
     """Full-ranking metrics of the bundle's `variant` pipeline on `stage` of `split` (ONNX Runtime only).
 
-    `use_fusion` None = the manifest's `models.fusion.use_by_default`. `reencode` None = re-encode item texts
-    for int8/fp16 (fp32 ONNX equals the stored vectors within the 1e-4 parity tolerance). `dataset` must be
-    the data the bundle was exported from (same item and user ids).
+    `use_fusion` None = the manifest's `models.fusion.use_by_default`. `reencode` = re-encode every item text
+    with the variant's encoder instead of serving the stored vectors (see the module docstring). `dataset` must
+    be the data the bundle was exported from (same item and user ids).
     """
     models = BundleModels.load(bundle, variant, threads)
     reader = models.reader
@@ -142,7 +150,7 @@ def evaluate_bundle(bundle: str | Path | BundleReader, dataset: Dataset, split: 
     if use_fusion is None:
         use_fusion = bool(reader.manifest.get("models", {}).get("fusion", {}).get("use_by_default", False))
     if item_vectors is None:
-        item_vectors = models.item_vectors(variant != "fp32" if reencode is None else reencode)
+        item_vectors = models.item_vectors(reencode)
     scene_vocab = vocab_from_manifest(reader.section("vocab", "scene"))
     profile = reader.load_npy(reader.section("users", "profile"))
     q = make_queries(split, stage)

@@ -100,12 +100,19 @@ class UserTrainResult:
     best_ndcg: float
     epochs_run: int
     history: list[dict[str, float]]
+    best_epoch: int = 0
+    """Epoch whose weights were kept (the refit on train+valid trains for this many epochs)."""
 
 
 def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows: Windows, profiles: np.ndarray,
-                     valid_queries: Queries, valid_scenes: np.ndarray, cfg: UserConfig, seed: int,
-                     device: torch.device, progress: Progress, item_dropout: float | None = None) -> UserTrainResult:
-    """AdamW on next-item CE; evaluates validation NDCG@10 every `eval_every` epochs and keeps the best."""
+                     valid_queries: Queries | None, valid_scenes: np.ndarray | None, cfg: UserConfig, seed: int,
+                     device: torch.device, progress: Progress, item_dropout: float | None = None,
+                     fixed_epochs: int | None = None) -> UserTrainResult:
+    """AdamW on next-item CE; evaluates validation NDCG@10 every `eval_every` epochs and keeps the best.
+
+    With `fixed_epochs`, trains exactly that many epochs with no validation (the refit on train+valid, whose
+    epoch count was early-stopped on the first fit); `valid_queries` is then unused.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     p_drop = cfg.item_dropout if item_dropout is None else item_dropout
@@ -115,7 +122,8 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
     targets = torch.from_numpy(windows.targets)
     scenes = torch.from_numpy(windows.scenes)
     prof = torch.from_numpy(profiles[windows.users])
-    hist_q, scene_q, prof_q = query_inputs(split, "valid", valid_queries, valid_scenes, profiles, cfg.max_history)
+    if fixed_epochs is None:
+        hist_q, scene_q, prof_q = query_inputs(split, "valid", valid_queries, valid_scenes, profiles, cfg.max_history)
     scorer = UserScorer(tower, items, profiles, device)
     n_items = split.n_items
 
@@ -124,9 +132,10 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
         v = scorer.item_vectors()
         return evaluate_queries(lambda q: u[q] @ v.T, valid_queries).metrics["ndcg@10"]
 
-    best, best_state, bad, log = -1.0, None, 0, []
+    best, best_state, bad, log, best_epoch = -1.0, None, 0, [], 0
     epoch = 0
-    bar = progress.bar(range(cfg.epochs), "user tower")
+    n_epochs = cfg.epochs if fixed_epochs is None else fixed_epochs
+    bar = progress.bar(range(n_epochs), "user tower")
     for epoch in bar:
         tower.train()
         perm = torch.randperm(len(inputs), generator=gen)
@@ -157,12 +166,14 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
             total += float(loss.detach()) * len(y)
             count += len(y)
         entry = {"epoch": epoch + 1, "loss": total / max(count, 1)}
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+        if fixed_epochs is not None:
+            bar.set_postfix(loss=f"{entry['loss']:.4f}")
+        elif (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             score = evaluate()
             entry["val_ndcg@10"] = score
             bar.set_postfix(loss=f"{entry['loss']:.4f}", val_ndcg10=f"{score:.4f}", best=f"{max(best, score):.4f}")
             if score > best:
-                best, bad = score, 0
+                best, bad, best_epoch = score, 0, epoch + 1
                 best_state = ({k: v.detach().clone() for k, v in tower.state_dict().items()},
                               {k: v.detach().clone() for k, v in items.state_dict().items()})
             else:
@@ -175,4 +186,7 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
         tower.load_state_dict(best_state[0])
         items.load_state_dict(best_state[1])
     tower.eval()
-    return UserTrainResult(best_ndcg=max(best, 0.0), epochs_run=epoch + 1, history=log)
+    if fixed_epochs is not None:
+        best_epoch = n_epochs
+    return UserTrainResult(best_ndcg=max(best, 0.0), epochs_run=epoch + 1 if n_epochs else 0, history=log,
+                           best_epoch=best_epoch)
