@@ -93,6 +93,9 @@ class UserConfig:
     """Training sequences per user: the most recent `max_history`+1 items plus earlier non-overlapping
     windows (up to this many in all), so long histories are not wasted."""
     eval_every: int = 1
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights, per optimizer step (0 = off). Validation and the
+    exported model use the averaged weights, which smooths the epoch-to-epoch noise of the ranking metrics."""
 
 
 @dataclass
@@ -240,6 +243,7 @@ class ExportConfig:
             (self.user.heads >= 1 and self.item_dim % self.user.heads == 0, "user.heads", "a divisor of item_dim"),
             (0.0 <= self.user.item_dropout < 1.0, "user.item_dropout", "in [0, 1)"),
             (0.0 <= self.user.dropout < 1.0, "user.dropout", "in [0, 1)"),
+            (0.0 <= self.user.ema < 1.0, "user.ema", "in [0, 1)"),
             (self.fusion.n_candidates >= 2, "fusion.n_candidates", ">= 2"),
             (self.encoder.temperature > 0, "encoder.temperature", "> 0"),
             (all(v in ("fp32", "int8", "fp16") for v in self.variants) and "fp32" in self.variants,

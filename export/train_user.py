@@ -118,6 +118,17 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
     p_drop = cfg.item_dropout if item_dropout is None else item_dropout
     params = list(tower.parameters()) + list(items.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    shadow = [p.detach().clone() for p in params] if cfg.ema > 0 else None
+
+    def swap_average() -> None:
+        """Exchange the live weights and their moving average (called in pairs around an evaluation)."""
+        assert shadow is not None
+        with torch.no_grad():
+            for p, e in zip(params, shadow):
+                live = p.detach().clone()
+                p.copy_(e)
+                e.copy_(live)
+
     inputs = torch.from_numpy(windows.inputs)
     targets = torch.from_numpy(windows.targets)
     scenes = torch.from_numpy(windows.scenes)
@@ -163,12 +174,18 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if shadow is not None:
+                with torch.no_grad():
+                    torch._foreach_mul_(shadow, cfg.ema)
+                    torch._foreach_add_(shadow, [p.detach() for p in params], alpha=1.0 - cfg.ema)
             total += float(loss.detach()) * len(y)
             count += len(y)
         entry = {"epoch": epoch + 1, "loss": total / max(count, 1)}
         if fixed_epochs is not None:
             bar.set_postfix(loss=f"{entry['loss']:.4f}")
         elif (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            if shadow is not None:
+                swap_average()  # evaluate (and keep, if best) the averaged weights
             score = evaluate()
             entry["val_ndcg@10"] = score
             bar.set_postfix(loss=f"{entry['loss']:.4f}", val_ndcg10=f"{score:.4f}", best=f"{max(best, score):.4f}")
@@ -178,10 +195,14 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
                               {k: v.detach().clone() for k, v in items.state_dict().items()})
             else:
                 bad += 1
-                if bad >= cfg.patience:
-                    log.append(entry)
-                    break
+            if shadow is not None:
+                swap_average()
+            if bad >= cfg.patience:
+                log.append(entry)
+                break
         log.append(entry)
+    if fixed_epochs is not None and shadow is not None:
+        swap_average()  # the refit keeps the averaged weights of its last epoch
     if best_state is not None:
         tower.load_state_dict(best_state[0])
         items.load_state_dict(best_state[1])

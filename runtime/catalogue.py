@@ -174,6 +174,19 @@ class Catalogue:
             self.row_of[item_id] = start + offset
         return np.arange(start, self.n_rows, dtype=np.int64)
 
+    def count_interactions(self, rows: np.ndarray, bucket_edges: np.ndarray | None) -> None:
+        """Add one interaction to each of `rows` (repeats count repeatedly) and move them to their new
+        popularity bucket (docs/bundle.md: 0 for none, else 1 + searchsorted(edges, count, "right")), so the
+        popularity fallback, the long-tail boost and the fusion head see live events."""
+        if rows.size == 0:
+            return
+        pop = self.array("popularity")
+        np.add.at(pop, rows, 1)
+        if bucket_edges is not None:
+            counts = pop[rows]
+            self.array("pop_bucket")[rows] = np.where(
+                counts > 0, 1 + np.searchsorted(bucket_edges, counts, side="right"), 0)
+
     def ensure_attrs(self, names: set[str]) -> None:
         """Add attribute columns first seen on items added live (missing for every earlier item)."""
         for name in sorted(set(names) - set(self.attr_names)):

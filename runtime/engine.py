@@ -670,7 +670,8 @@ class Engine:
 
     def update_user(self, user_id: str, events: Sequence[str | Mapping[str, Any]]) -> UpdateResult:
         """Append events (item ids, or mappings with "item_id") to a user's history and refresh the
-        stored user vector at once (unknown scene, stored profile). Unknown users are created."""
+        stored user vector at once (unknown scene, stored profile). Unknown users are created. Items new to the
+        user's history gain one interaction of popularity (as the export counts distinct user-item pairs)."""
         _check_id("user_id", user_id)
         if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
             raise RequestError("events must be a list of item ids (or mappings with 'item_id')")
@@ -697,6 +698,8 @@ class Engine:
                 else:
                     st.users.set_vector(row, vector)
                 st.users.set_history(row, history)
+                first_time = np.unique(rows[~np.isin(rows, old)])
+                st.catalogue.count_interactions(first_time, st.pop_bucket_edges)
         if unknown:
             self._count("unknown_history_items", len(unknown))
         return UpdateResult(user_id, int(rows.size), tuple(unknown), int(history.size), created)

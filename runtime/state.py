@@ -117,6 +117,8 @@ class EngineState:
     text_columns: tuple[str, ...]
     cold_item_feats: np.ndarray
     options: ServeOptions
+    pop_bucket_edges: np.ndarray | None = None
+    """vocab.pop_bucket_edges of the bundle (None when absent): live popularity updates re-bucket with it."""
     default_candidates: int = 200
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -205,4 +207,6 @@ def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:
         scene=scene, profile=profile, items_index=items_index, text_index=text_index, use_fusion=use_fusion,
         text_columns=text_columns, cold_item_feats=cold_feats, options=options,
         default_candidates=max(1, int(fusion_spec.get("n_candidates", 200) or 200)),
+        pop_bucket_edges=(np.asarray(vocab["pop_bucket_edges"], dtype=np.float64)
+                          if isinstance(vocab.get("pop_bucket_edges"), list) else None),
     )

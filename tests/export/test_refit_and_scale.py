@@ -104,3 +104,38 @@ def test_bundle_records_as_served_and_reencoded_pipeline_metrics(tiny_bundle: Pa
         assert pipe["int8_ndcg_ratio"] == pytest.approx(m["metrics"]["validation"]["int8"]["ndcg@10"] / base)
         assert pipe["int8_reencoded_ndcg_ratio"] == pytest.approx(
             m["metrics"]["validation_reencoded"]["int8"]["ndcg@10"] / base)
+
+
+def _tiny_user_training(ml_tiny_dataset, ema: float):
+    from recengine.export.config import UserConfig
+    from recengine.export.evaluation import make_queries
+    from recengine.export.features import encode_profiles, encode_scene, profile_vocab, scene_vocab
+    from recengine.export.progress import Progress
+    from recengine.export.train_user import make_windows, train_user_tower
+    from recengine.export.user_tower import UserTower
+
+    d = ml_tiny_dataset
+    split = leave_last_out(d.interactions, d.n_users, d.n_items, seed=0)
+    sv, pv = scene_vocab(d), profile_vocab(d)
+    rng = np.random.default_rng(0)
+    items = ItemVectors(rng.normal(size=(d.n_items, 8)).astype(np.float32),
+                        rng.normal(size=(d.n_items, 8)).astype(np.float32), split.item_popularity())
+    torch.manual_seed(0)
+    tower = UserTower(8, 10, 1, 1, 0.0, sv.sizes, pv.sizes)
+    cfg = UserConfig(max_history=10, layers=1, epochs=2, lr=1e-2, batch_size=32, windows_per_user=1, ema=ema)
+    start = [p.detach().clone() for p in tower.parameters()]
+    windows = make_windows(split, encode_scene(sv, split.train), 10, 1)
+    result = train_user_tower(tower, items, split, windows, encode_profiles(pv, d), make_queries(split, "valid"),
+                              encode_scene(sv, split.valid), cfg, 0, torch.device("cpu"), Progress(True),
+                              fixed_epochs=2)
+    moved = max(float((p.detach() - s).abs().max()) for p, s in zip(tower.parameters(), start))
+    return result, moved
+
+
+def test_weight_averaging_keeps_the_averaged_weights(ml_tiny_dataset):
+    plain, moved_plain = _tiny_user_training(ml_tiny_dataset, ema=0.0)
+    slow, moved_slow = _tiny_user_training(ml_tiny_dataset, ema=0.9999)
+    assert plain.best_epoch == slow.best_epoch == 2
+    assert moved_plain > 1e-3
+    # a decay of 0.9999 over a handful of steps keeps the average next to the initial weights
+    assert moved_slow < moved_plain / 50

@@ -277,3 +277,19 @@ def test_concurrent_readers_and_writers(tiny_bundle):
     assert not set(engine.item_ids()) & removed
     assert {f"stress-{i}" for i in range(8)} <= set(engine.item_ids())
     assert engine._state.catalogue.compacted_dead > 0  # the compaction happened under load
+
+
+def test_update_user_counts_first_interactions_into_popularity(engine):
+    engine.add_items([{**NEW, "item_id": "live-pop"}])
+    cat = engine._state.catalogue  # white-box: popularity has no public accessor
+    row = cat.row_of["live-pop"]
+    assert cat.array("popularity")[row] == 0 and cat.array("pop_bucket")[row] == 0
+    users = engine.user_ids()[:2]
+    engine.update_user(users[0], ["live-pop", "live-pop"])
+    assert cat.array("popularity")[row] == 1  # a distinct (user, item) pair counts once
+    engine.update_user(users[0], ["live-pop"])
+    assert cat.array("popularity")[row] == 1
+    engine.update_user(users[1], ["live-pop"])
+    assert cat.array("popularity")[row] == 2
+    edges = np.asarray(engine._state.manifest["vocab"]["pop_bucket_edges"])
+    assert cat.array("pop_bucket")[row] == 1 + np.searchsorted(edges, 2, side="right")
