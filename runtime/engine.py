@@ -488,10 +488,13 @@ class Engine:
 
     # ------------------------------------------------------------------ group, similar, search
     def recommend_group(self, user_ids: Sequence[str], strategy: str = "average", k: int = 10,
-                        candidates: int | None = None, exclude_seen: bool = True) -> Recommendations:
+                        candidates: int | None = None, exclude_seen: bool = True,
+                        scene: Mapping[str, Any] | None = None) -> Recommendations:
         """Items for a group: each member's scores (z-normalised) over the union of their candidates,
         aggregated by "average", "least_misery" (the least happy member decides) or "max_pleasure".
-        Unknown members are skipped (listed in `.skipped`); a group with no known member gets popular items."""
+        With a `scene` (e.g. {"daypart": "evening"}: the group's shared context) every member's vector is
+        recomputed by the user tower with it, and the fusion head scores in it. Unknown members are skipped
+        (listed in `.skipped`); a group with no known member gets popular items."""
         ids = _check_ids("user_ids", user_ids)
         if not ids:
             raise RequestError("recommend_group needs at least one user id")
@@ -502,6 +505,7 @@ class Engine:
             st = self._state
             candidates = (st.default_candidates if candidates is None
                           else _check_int("candidates", candidates, 1, 100_000))
+            scene_codes = st.scene.encode(scene)  # bad scene keys raise RequestError, like recommend
             cat = st.catalogue
             rows_u = [st.users.row_of.get(u) for u in ids]
             known = [r for r in rows_u if r is not None]
@@ -515,6 +519,12 @@ class Engine:
                 out.skipped = skipped
                 return out
             vecs = st.users.vectors[known].astype(np.float32)
+            if scene:  # stored vectors assume an unknown scene: recompute every member's in this one
+                scenes = np.broadcast_to(scene_codes, (len(known), scene_codes.size)).copy()
+                fresh = st.models.user_vectors([st.users.history(r) for r in known], cat.array("vectors"), scenes,
+                                               st.users.profiles[known]).astype(np.float32)
+                usable = np.all(np.isfinite(fresh), axis=1) & (np.abs(fresh).sum(axis=1) > 0)
+                vecs = np.where(usable[:, None], fresh, vecs)
             seen = (np.unique(np.concatenate([st.users.history(r) for r in known]))
                     if exclude_seen else np.zeros(0, np.int64))
             backend = st.items_index.backend(cat.n_alive, len(known))
@@ -525,8 +535,9 @@ class Engine:
                 return Recommendations()
             rows = np.broadcast_to(union, (len(known), union.size))
             if st.use_fusion:
-                scene = np.zeros((len(known), st.scene.slots), np.int64)
-                member_scores = self._fusion(st, vecs, np.ascontiguousarray(rows), scene, st.users.profiles[known])
+                member_scene = np.broadcast_to(scene_codes, (len(known), scene_codes.size)).copy()
+                member_scores = self._fusion(st, vecs, np.ascontiguousarray(rows), member_scene,
+                                             st.users.profiles[known])
             else:
                 member_scores = inner_products(vecs, cat.array("vectors")[union])
             z = np.stack([(s - s.mean()) / (s.std() + 1e-9) for s in member_scores.astype(np.float64)])

@@ -583,3 +583,18 @@ def test_no_warnings_on_plain_cpu_open(tiny_bundle):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Engine.open(tiny_bundle, device="cpu")
+
+
+def test_group_recommendation_in_a_scene(engine, arrays):
+    scene_cols = arrays["manifest"]["vocab"]["scene"]["columns"]
+    if not scene_cols:
+        pytest.skip("the fixture bundle has no scene columns")
+    col = scene_cols[0]
+    value = arrays["manifest"]["vocab"]["scene"]["values"][col][1]
+    user = arrays["user_ids"][0]
+    alone = engine.recommend_group([user], k=10, scene={col: value})
+    direct = engine.recommend(user_id=user, k=10, scene={col: value})
+    # a one-member group in a scene ranks like that member's own request in the scene
+    assert [r.item_id for r in alone] == [r.item_id for r in direct]
+    with pytest.raises(RequestError, match="unknown scene key"):
+        engine.recommend_group([user], scene={"weather": "rain"})
