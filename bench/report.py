@@ -10,10 +10,11 @@ Quality JSON (`schema` = "recengine-bench-quality/1"):
 - `models.<name>` for name in popularity, itemknn, als, bpr, lightgcn, sasrec, frozen_text,
   recengine_fp32, recengine_int8, recengine_fp16 (+ recengine_torch, the torch model before export):
   {hr@10, ndcg@10, hr@20, ndcg@20, mrr, coverage@10, tail_share@10, cold_recall@20, n_queries, kind
-  ("baseline" | "recengine"), params, valid_ndcg@10, seconds}; a model that could not run is absent and
-  `notes` says why
+  ("baseline" | "recengine"), params, valid_ndcg@10, seconds, ndcg@10_se (standard error over the test
+  queries)}; a model that could not run is absent and `notes` says why
 - `best_baseline` {name, ndcg@10} (highest test NDCG@10 among baselines); `ratios.<name>.<metric>` =
-  model / best baseline; `target` {metric, target_ratio, recengine_fp32_ratio, met}
+  model / best baseline; `target` {metric, target_ratio, recengine_fp32_ratio, met, ratio_ci95 [lo, hi]: paired
+  bootstrap 95 % interval of that ratio over the test queries}
 - `tuning.<name>` = [{params, valid_ndcg@10, best_epoch, epochs_run, fit_seconds}], `scenes.<ctx column>.
   <value>.<model>` = {n_queries, hr@10, ndcg@10, hr@20, ndcg@20, mrr}, `notes` [str], `timings` {seconds}
 
@@ -128,6 +129,10 @@ def quality_markdown(report: dict[str, Any], plots: list[str] | None = None) -> 
         out.append(f"Best baseline: **{best.get('name')}** (NDCG@10 {_fmt(best.get('ndcg@10'))}). "
                    f"recengine_fp32 NDCG@10 = **{_fmt(target['recengine_fp32_ratio'], 3)}x** the best baseline; "
                    f"target >= {target['target_ratio']}x: **{verdict}**.")
+        if target.get("ratio_ci95"):
+            lo, hi = target["ratio_ci95"]
+            out.append(f"95% interval of that ratio (paired bootstrap over the test queries): "
+                       f"[{_fmt(lo, 3)}, {_fmt(hi, 3)}].")
         out.append("")
     scenes = report.get("scenes", {})
     if scenes:

@@ -50,6 +50,30 @@ def test_ratios_are_relative_to_the_best_baseline(quality_report: dict) -> None:
     assert t["met"] == (t["recengine_fp32_ratio"] >= 1.10)
 
 
+def test_standard_errors_and_the_ratio_interval(quality_report: dict) -> None:
+    models = quality_report["models"]
+    for name in ALL:
+        assert models[name]["ndcg@10_se"] >= 0.0
+    t = quality_report["target"]
+    if models[quality_report["best_baseline"]["name"]]["ndcg@10"] > 0:
+        lo, hi = t["ratio_ci95"]
+        assert lo <= hi
+
+
+def test_paired_bootstrap_ratio_on_known_cases() -> None:
+    import numpy as np
+
+    from recengine.bench.quality import paired_bootstrap_ratio, query_ndcg
+
+    np.testing.assert_allclose(query_ndcg(np.array([1, 3, 10, 11])), [1.0, 0.5, 1 / np.log2(11), 0.0])
+    a = np.random.default_rng(1).random(500)
+    lo, hi = paired_bootstrap_ratio(2 * a, a)  # perfectly paired: the ratio is exactly 2 in every resample
+    assert lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+    b = np.random.default_rng(2).random(500)
+    lo, hi = paired_bootstrap_ratio(a, b)
+    assert lo < a.mean() / b.mean() < hi and hi - lo > 0.05  # independent noise: a real interval
+
+
 def test_tuning_and_scenes_are_recorded(quality_report: dict) -> None:
     for name in ("itemknn", "frozen_text"):
         trials = quality_report["tuning"][name]
