@@ -247,7 +247,7 @@ class QualityRun:
         t = time.perf_counter()
         self.progress.message("recengine: fitting on the warm items for the cold-item protocol")
         wsplit = warm_split(cold.split.warm, protocol.dataset.n_users, protocol.dataset.n_items, self.cfg.seed)
-        cold_fit = runner.fit(wsplit, "cold", include_test=True)  # baselines refit on every warm interaction
+        cold_fit = runner.fit(wsplit, "cold", refit_all=True)  # baselines refit on every warm interaction
         cqs = QuerySet(cold.users, cold.data, {}, cold.exclude_indptr, cold.exclude_indices)
         for name, factory in runner.scorers(cold_fit, cqs, threads=self.cfg.threads).items():
             if name in self.outcomes:
@@ -375,11 +375,12 @@ class QualityRun:
             self.notes.append("recengine_torch is the torch fp32 model before ONNX export (reference only); "
                               "recengine_fp32/int8/fp16 are the exported ONNX pipelines as served")
         if any(n.startswith("recengine") for n in models):
-            self.notes.append("recengine is tuned like every model: fitted on split.train with early stopping on "
-                              "split.valid, then its user tower (and fusion head, when used) refitted on train+valid "
-                              "for the early-stopped epoch count (recengine.export.fit.refit; the graph and text "
-                              "towers are reused); for the cold protocol it early-stops on a leave-last-out split of "
-                              "the warm interactions and is refitted on all of them")
+            self.notes.append("recengine is tuned like SASRec, the other model that reads histories: fitted on "
+                              "split.train with early stopping on split.valid, the early-stopped model reading the "
+                              "train+valid history at test time; for the cold protocol it early-stops on a "
+                              "leave-last-out split of the warm interactions and its user tower is then refitted on "
+                              "all of them for the early-stopped epoch count (recengine.export.fit.refit), as every "
+                              "baseline is refitted on all warm interactions")
             self.notes.append("recengine_int8/fp16 serve the stored catalogue vectors; items without training "
                               "interactions (the cold items) are re-encoded by the variant's encoder, as items added "
                               "at serving time are")

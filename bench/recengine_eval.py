@@ -1,8 +1,9 @@
 """recengine inside the quality bench: fit on the bench's split, export a bundle, score every variant.
 
 The models are trained with `recengine.export.fit.fit` on exactly the split the baselines see
-(`Protocol.split`, early stopping on its validation events) and then, like every baseline, refitted on
-train+valid for the early-stopped epoch counts (`recengine.export.fit.refit`); the fitted models are written to a real bundle (`export_models_and_arrays`), and the
+(`Protocol.split`, early stopping on its validation events; like SASRec, the early-stopped model reads the
+train+valid history at test time; in the cold protocol it is refitted on every warm interaction, as every
+baseline is, with `recengine.export.fit.refit`); the fitted models are written to a real bundle (`export_models_and_arrays`), and the
 ONNX `fp32`/`int8`/`fp16` pipelines of that bundle are scored through ONNX Runtime with the pipeline's own
 `BundleModels` as served: stored vectors for items with training interactions, the variant's encoder for items
 without any (the ones a live system adds later), user vectors from the variant's user tower, candidates
@@ -144,10 +145,14 @@ class RecengineRunner:
             self._source = resolve_source(self.config.encoder, self.workdir, self.config.seed)
         return self._source
 
-    def fit(self, split: Split, tag: str, include_test: bool = False) -> RecengineFit:
-        """Fit on `split` (early stopping on its validation part), refit on train+valid (+test with
-        `include_test`) for the early-stopped epoch counts, the way the bench refits every baseline, and, when
-        ONNX variants are requested, export the refitted models to a bundle in workdir/<tag>."""
+    def fit(self, split: Split, tag: str, refit_all: bool = False) -> RecengineFit:
+        """Fit on `split` (early stopping on its validation part) and, when ONNX variants are requested,
+        export the models to a bundle in workdir/<tag>.
+
+        Like the bench's other history-reading model (SASRec), the early-stopped model is kept and reads the
+        train+valid history at test time. With `refit_all` (the cold-item protocol, where every baseline is
+        refitted on all warm interactions) the user tower is then refitted on every event of `split` for the
+        early-stopped epoch count (`recengine.export.fit.refit`)."""
         from recengine.bundle import BundleWriter
         from recengine.export.fit import fit, refit
         from recengine.export.pipeline import export_models_and_arrays
@@ -156,11 +161,12 @@ class RecengineRunner:
         seconds: dict[str, float] = {}
         progress = Progress(self.quiet)
         t = time.perf_counter()
-        first = fit(self.dataset, split, self.config, progress, workdir=self.workdir, text_source=self.source())
+        fitted = fit(self.dataset, split, self.config, progress, workdir=self.workdir, text_source=self.source())
         seconds["fit"] = time.perf_counter() - t
-        t = time.perf_counter()
-        fitted = refit(first, progress, include_test=include_test)
-        seconds["refit"] = time.perf_counter() - t
+        if refit_all:
+            t = time.perf_counter()
+            fitted = refit(fitted, progress, include_test=True)
+            seconds["refit"] = time.perf_counter() - t
         bundle = None
         if self.variants:
             t = time.perf_counter()
