@@ -155,9 +155,10 @@ class ExportConfig:
     """cpu | cuda | auto (training device; ONNX models are always exported for CPU and GPU)."""
     item_dim: int = 64
     threads: int = 0
-    """torch intra-op threads (0 = torch's default, one per core). Use 1 on a machine shared with other work:
-    there, on 2 cores, LightGCN epochs took 40 s with 2 threads against 5 s with 1 (threads spin-wait on each
-    other)."""
+    """torch intra-op threads (0 = torch's default, one per core; the quick profile uses 1). Use 1 on a machine
+    shared with other work (there, on 2 cores, LightGCN epochs took 40 s with 2 threads against 5 s with 1:
+    threads spin-wait on each other) and for bit-for-bit reproducibility (with several threads, reruns under
+    the same seed agree to ~1e-5)."""
     quiet: bool = False
     ablations: tuple[str, ...] = ("frozen_text", "graph_only", "no_fusion")
     """`text_only` (no graph part: one more user-tower training) is opt-in."""
@@ -177,6 +178,9 @@ class ExportConfig:
             raise ExportError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
         cfg = cls(profile=profile)
         if profile == "quick":
+            # one thread: tiny models gain nothing from more, and results are then bit-for-bit reproducible
+            # (multi-threaded sparse/scatter kernels sum in a varying order: ~1e-5 run-to-run differences)
+            cfg.threads = 1
             cfg.item_dim = 32
             cfg.encoder = EncoderConfig(tiny=True, max_length=32, epochs=2, batch_size=64, lr=3e-3,
                                         max_align_items=2000)

@@ -132,8 +132,9 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
             validation[variant] = _metric_subset(evaluate_bundle(view, dataset, split, variant, "valid"))  # type: ignore[arg-type]
             if variant in cfg.parity.reencode_variants and variant != "fp32":
                 progress.message(f"re-encoding the catalogue with the {variant} encoder")
+                # the only heavy evaluation (the encoder over the whole catalogue): every configured thread
                 reencoded[variant] = _metric_subset(evaluate_bundle(view, dataset, split, variant, "valid",  # type: ignore[arg-type]
-                                                                    reencode=True))
+                                                                    reencode=True, threads=cfg.threads))
             timings[f"eval_{variant}"] = time.perf_counter() - t
         manifest["metrics"]["validation"] = validation
         manifest["metrics"]["validation_reencoded"] = reencoded
