@@ -110,5 +110,6 @@ def pop_bucket_edges(popularity: np.ndarray, n_buckets: int) -> np.ndarray:
 
 def pop_buckets(popularity: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """docs/bundle.md: 0 for no train interactions, else 1 + searchsorted(edges, count, side='right')."""
-    b = 1 + np.searchsorted(edges, popularity, side="right")
-    return np.where(popularity > 0, b, 0).astype(np.int64)
+    from recengine.catalogue import pop_buckets as rule
+
+    return rule(popularity, edges)

@@ -280,10 +280,11 @@ def refit(fitted: FittedRecengine, progress: Progress | None = None, include_tes
     """Retrain the user tower, item vectors and (when used) fusion head on train+valid, for the epoch counts the
     first fit early-stopped at; the graph and text towers are reused (they only initialise the item vectors).
 
-    This is how the bench refits every baseline before scoring the test events, so recengine's test metrics
-    see the same data as theirs: each user's most recent training event is the validation one. The returned
-    model's split has an empty validation part; score it on "test". With `include_test` the test events are
-    trained on too (a model of every interaction, e.g. the cold-item protocol's warm data).
+    A model of more (and more recent) data without a validation set to stop on. The bench uses it with
+    `include_test` in its cold-item protocol, where every baseline is refitted on all warm interactions; on the
+    main split it keeps the early-stopped model, like SASRec (a train+valid refit scored lower on test there).
+    The returned model's split has an empty validation part; score it on "test" (with `include_test` the test
+    events are trained on too).
     """
     config = fitted.config
     progress = progress or Progress(config.quiet)

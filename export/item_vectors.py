@@ -7,9 +7,9 @@ random share of items in each batch) keeps text-only vectors usable in the same 
 
 s is one learned scale of the text part. Since g_i is free for every warm item, s changes what warm items can
 express not at all; what it sets is how a text-only vector (a cold item, or a warm one dropped out) scores
-against full vectors. Trained through item dropout, it calibrates the probability mass the softmax gives
-text-only items, which a fixed s = 1 leaves far too low (measured: no cold item ever reached a top 20). After
-training it is folded into the text tower's projection (`fold_text_scale`), so the exported encoder's
+against full vectors, trained through item dropout. Measured on ML-small: validation NDCG@10 0.0492 -> 0.0571
+with it; it did not, however, lift cold items into users' top 20 (cold Recall@20 stayed 0: text-only scores
+remain about 10x below warm ones, a calibration still to be done). After training it is folded into the text tower's projection (`fold_text_scale`), so the exported encoder's
 `item_vector` is s * t and the bundle needs no extra field.
 """
 

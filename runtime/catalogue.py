@@ -41,6 +41,13 @@ class Growable:
         self.n = need
 
 
+def pop_buckets(popularity: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """docs/bundle.md: bucket 0 for no interactions, else 1 + searchsorted(edges, count, side="right") (the one
+    definition, shared by the export and the live updates)."""
+    b = 1 + np.searchsorted(edges, popularity, side="right")
+    return np.where(popularity > 0, b, 0).astype(np.int64)
+
+
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -183,9 +190,7 @@ class Catalogue:
         pop = self.array("popularity")
         np.add.at(pop, rows, 1)
         if bucket_edges is not None:
-            counts = pop[rows]
-            self.array("pop_bucket")[rows] = np.where(
-                counts > 0, 1 + np.searchsorted(bucket_edges, counts, side="right"), 0)
+            self.array("pop_bucket")[rows] = pop_buckets(pop[rows], bucket_edges)
 
     def ensure_attrs(self, names: set[str]) -> None:
         """Add attribute columns first seen on items added live (missing for every earlier item)."""
