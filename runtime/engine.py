@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .attributes import check_item_attrs
 from .errors import RequestError
 from .filters import build_mask
 from .rerank import explain, long_tail_boost, mmr
@@ -641,7 +642,7 @@ class Engine:
                 raise RequestError(f"item {item_id!r} has no text (give one of: {cols})")
             ids.append(item_id)
             texts.append(text)
-            attrs.append({k: v for k, v in item.items() if isinstance(k, str) and k.startswith("attr_")})
+            attrs.append(check_item_attrs(item, f"item {item_id!r}"))  # refuse what save() could not write
         with self._writer:
             st = self._state
             text_emb, item_vec = st.models.encode(texts, batch_size=batch_size)  # outside the exclusive lock
