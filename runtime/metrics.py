@@ -3,6 +3,11 @@
 Every model is scored on all items; the user's known items are excluded; the one held-out item is ranked.
 Ties are broken pessimistically (an item scored equal to the target counts as ranked above it), so a model
 that scores everything alike cannot look good.
+
+Cold items (items with no training interaction) have two protocols (`evaluate_cold`):
+- *hybrid*: all items are ranked (the user's warm items excluded); relevant = the user's cold items;
+- *cold-only*: only the cold items are ranked (the "cold" setting of the cold-start literature), which asks
+  whether a model puts a new item in front of the right users at all, whatever the warm items score.
 """
 
 from __future__ import annotations
@@ -183,3 +188,80 @@ def evaluate_cold_recall(
         mask_excluded(scores, rows, exclude_indptr, exclude_indices)
         topk[rows, : min(k, n_items)] = topk_indices(scores, k)
     return recall_at_k(topk, relevant, k)
+
+
+def multi_ranks(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """1-based pessimistic rank of each `relevant` item in one score row: the number of items scored at
+    least as high (itself included). Excluded items must already be -inf; a relevant item scored -inf ranks
+    behind every item of the row."""
+    rel_scores = scores[relevant]
+    return (scores[None, :] >= rel_scores[:, None]).sum(axis=1).astype(np.int64)
+
+
+def recall_from_ranks(ranks: np.ndarray, k: int) -> float:
+    """|relevant items ranked <= k| / |relevant| for one query (0 for a query without relevant items)."""
+    return float(np.mean(ranks <= k)) if len(ranks) else 0.0
+
+
+def ndcg_from_ranks(ranks: np.ndarray, k: int) -> float:
+    """Binary-gain NDCG@k of one query with several relevant items, from their (pessimistic) ranks:
+    DCG = sum over relevant items ranked <= k of 1/log2(rank+1); IDCG = the same with the relevant items at
+    ranks 1..min(|relevant|, k). Tied relevant items share the worst rank of their tie."""
+    if not len(ranks):
+        return 0.0
+    dcg = float(np.sum(np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)))
+    idcg = float(np.sum(1.0 / np.log2(np.arange(1, min(len(ranks), k) + 1) + 1.0)))
+    return dcg / idcg
+
+
+COLD_PROTOCOLS: tuple[str, ...] = ("cold", "coldonly")
+"""Metric-name prefixes of the two cold protocols: `cold_*` = hybrid, `coldonly_*` = cold-only."""
+
+
+def evaluate_cold(
+    score_fn: ScoreFn,
+    relevant: list[np.ndarray],
+    exclude_indptr: np.ndarray,
+    exclude_indices: np.ndarray,
+    n_items: int,
+    cold_items: np.ndarray,
+    k: int = 20,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Both cold-item protocols from the same full score rows (pessimistic ties, as the warm metrics).
+
+    Query `q` relates to the cold items `relevant[q]` (a subset of `cold_items`); its excluded (warm, known)
+    items are `exclude_indices[indptr[q]:indptr[q+1]]`.
+    - hybrid (`cold_recall@k`, `cold_ndcg@k`): every item except the excluded ones is ranked;
+    - cold-only (`coldonly_recall@k`, `coldonly_ndcg@k`): only `cold_items` (minus excluded) are ranked,
+      i.e. the row restricted to the cold columns, so any scorer of full rows serves both protocols.
+    Recall@k = mean over queries of |relevant ranked <= k| / |relevant|; NDCG@k as `ndcg_from_ranks`.
+    Queries without relevant items are skipped (`n_queries` counts the others).
+    """
+    cold_items = np.unique(np.asarray(cold_items, dtype=np.int64))
+    if len(cold_items) and (cold_items[0] < 0 or cold_items[-1] >= n_items):
+        raise RequestError(f"cold_items must lie in [0, {n_items}), got {cold_items[0]}..{cold_items[-1]}")
+    n_queries = len(relevant)
+    values: dict[str, list[float]] = {f"{p}_{m}@{k}": [] for p in COLD_PROTOCOLS for m in ("recall", "ndcg")}
+    for start in range(0, n_queries, batch_size):
+        rows = np.arange(start, min(start + batch_size, n_queries))
+        scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
+        if scores.shape != (len(rows), n_items):
+            raise RequestError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
+        scores[~np.isfinite(scores)] = -np.inf
+        mask_excluded(scores, rows, exclude_indptr, exclude_indices)
+        cold_scores = scores[:, cold_items]
+        for b, q in enumerate(rows):
+            rel = np.unique(np.asarray(relevant[q], dtype=np.int64))
+            if not len(rel):
+                continue
+            pos = np.searchsorted(cold_items, rel)
+            if np.any(pos >= len(cold_items)) or np.any(cold_items[np.minimum(pos, len(cold_items) - 1)] != rel):
+                raise RequestError(f"query {q}: relevant items {rel.tolist()} are not all cold items")
+            for prefix, row, idx in (("cold", scores[b], rel), ("coldonly", cold_scores[b], pos)):
+                ranks = multi_ranks(row, idx)
+                values[f"{prefix}_recall@{k}"].append(recall_from_ranks(ranks, k))
+                values[f"{prefix}_ndcg@{k}"].append(ndcg_from_ranks(ranks, k))
+    out = {name: float(np.mean(v)) if v else 0.0 for name, v in values.items()}
+    out["n_queries"] = float(len(values[f"cold_recall@{k}"]))
+    return out

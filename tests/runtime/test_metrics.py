@@ -10,13 +10,17 @@ import pytest
 from recengine.errors import RequestError
 from recengine.metrics import (
     coverage,
+    evaluate_cold,
     evaluate_cold_recall,
     evaluate_full_ranking,
     hit_rate,
     mrr,
+    multi_ranks,
     ndcg,
+    ndcg_from_ranks,
     popular_mask,
     recall_at_k,
+    recall_from_ranks,
     tail_share,
     target_ranks,
     topk_indices,
@@ -142,6 +146,68 @@ def test_evaluate_cold_recall_hand_computed() -> None:
         n_items=N_ITEMS, k=2,
     )
     assert recall == pytest.approx(0.75)
+
+
+def test_multi_rank_metrics_hand_computed() -> None:
+    row = np.array([5.0, 4.0, 4.0, 1.0, -np.inf])
+    assert multi_ranks(row, np.array([0, 2, 4])).tolist() == [1, 3, 5]  # the tie at 4.0 ranks pessimistically
+    ranks = np.array([1, 3, 30])
+    assert recall_from_ranks(ranks, 20) == pytest.approx(2 / 3)
+    assert ndcg_from_ranks(ranks, 20) == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3) + 1 / math.log2(4)))
+    assert ndcg_from_ranks(np.array([2]), 20) == pytest.approx(1 / math.log2(3))  # IDCG of one relevant item = 1
+    assert ndcg_from_ranks(np.array([1, 2]), 1) == pytest.approx(1.0)  # IDCG capped at k
+    assert recall_from_ranks(np.zeros(0, np.int64), 5) == ndcg_from_ranks(np.zeros(0, np.int64), 5) == 0.0
+
+
+def test_evaluate_cold_both_protocols_hand_computed() -> None:
+    # 8 items, cold items {5, 6, 7}.
+    # q0: item j scores 8-j, item 0 excluded, relevant {5, 7}.
+    #   hybrid: 5 is behind 1..4 -> rank 5; 7 -> rank 7.  cold-only: 5 -> rank 1, 7 -> rank 3.
+    # q1: constant scores, relevant {6}: hybrid rank 8 (all tie), cold-only rank 3 (ties with the 2 other cold items)
+    # q2: no relevant item -> skipped.
+    # q3: item j scores j but the relevant item 6 is NaN (-> -inf): hybrid rank 8, cold-only rank 3
+    scores = np.stack([8.0 - np.arange(8), np.zeros(8), np.arange(8.0), np.arange(8.0)])
+    scores[3, 6] = np.nan
+    relevant = [np.array([5, 7]), np.array([6]), np.array([], np.int64), np.array([6])]
+    indptr, indices = np.array([0, 1, 1, 1, 1]), np.array([0])
+    l2, l3, l4, l6 = (1 / math.log2(x) for x in (2, 3, 4, 6))
+
+    out = evaluate_cold(lambda rows: scores[rows], relevant, indptr, indices, 8, np.array([7, 5, 6]), k=5,
+                        batch_size=3)
+    assert out["n_queries"] == 3
+    assert out["cold_recall@5"] == pytest.approx((0.5 + 0 + 0) / 3)
+    assert out["cold_ndcg@5"] == pytest.approx((l6 / (l2 + l3)) / 3)
+    assert out["coldonly_recall@5"] == pytest.approx((1 + 1 + 1) / 3)
+    assert out["coldonly_ndcg@5"] == pytest.approx(((l2 + l4) / (l2 + l3) + l4 + l4) / 3)
+
+    out = evaluate_cold(lambda rows: scores[rows], relevant, indptr, indices, 8, np.array([5, 6, 7]), k=2)
+    assert out["cold_recall@2"] == 0.0 and out["cold_ndcg@2"] == 0.0
+    assert out["coldonly_recall@2"] == pytest.approx(0.5 / 3)
+    assert out["coldonly_ndcg@2"] == pytest.approx((l2 / (l2 + l3)) / 3)
+
+
+def test_evaluate_cold_hybrid_recall_matches_evaluate_cold_recall_without_ties() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.random((6, 30))
+    cold = np.arange(20, 30)
+    relevant = [rng.choice(cold, size=1 + q % 3, replace=False) for q in range(6)]
+    indptr = np.arange(0, 13, 2)
+    indices = rng.integers(0, 20, 12)
+    ours = evaluate_cold(lambda rows: scores[rows], relevant, indptr, indices, 30, cold, k=5)
+    theirs = evaluate_cold_recall(lambda rows: scores[rows], relevant, indptr, indices, 30, k=5)
+    assert ours["cold_recall@5"] == pytest.approx(theirs)
+    only = evaluate_cold_recall(lambda rows: np.where(np.isin(np.arange(30), cold), scores[rows], -np.inf),
+                                relevant, indptr, indices, 30, k=5)
+    assert ours["coldonly_recall@5"] == pytest.approx(only)
+
+
+def test_evaluate_cold_rejects_relevant_items_that_are_not_cold() -> None:
+    with pytest.raises(RequestError, match="not all cold"):
+        evaluate_cold(lambda rows: np.zeros((len(rows), 4)), [np.array([1])], np.array([0, 0]),
+                      np.zeros(0, np.int64), 4, np.array([2, 3]))
+    with pytest.raises(RequestError, match="expected"):
+        evaluate_cold(lambda rows: np.zeros((len(rows), 3)), [np.array([3])], np.array([0, 0]),
+                      np.zeros(0, np.int64), 4, np.array([3]))
 
 
 def test_wrong_score_shape_is_a_clear_error() -> None:
