@@ -129,10 +129,18 @@ class HnswBackend:
         self.max_norm = None if max_norm is None else float(max_norm)
 
     @classmethod
-    def load(cls, path: str, dim: int, ef: int, n_live: int, max_norm: float | None = None) -> "HnswBackend":
-        """Load a saved index; `dim` is the stored width (item width + 1 when `max_norm` is set)."""
+    def load(cls, path: str, dim: int, ef: int, n_live: int, max_norm: float | None = None, *,
+             count: int | None = None, M: int | None = None) -> "HnswBackend":
+        """Load a saved index; `dim` is the stored width (item width + 1 when `max_norm` is set).
+
+        The file is checked first (`recengine.hnsw_file`, against `dim` and the manifest's `count`/`M` when
+        given): hnswlib trusts it and a malformed one would kill the interpreter instead of raising.
+        """
         import hnswlib
 
+        from .hnsw_file import check_hnsw_file
+
+        check_hnsw_file(path, dim=int(dim), count=count, M=M)
         index = hnswlib.Index(space="ip", dim=int(dim))
         try:
             index.load_index(str(path))
