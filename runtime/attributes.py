@@ -35,7 +35,7 @@ def check_attr_value(name: str, value: Any, where: str = "item") -> str | bool |
         try:
             float(number)
         except OverflowError:
-            raise RequestError(f"{where}: attribute {name!r} = {value!r} is too large (it must fit a float64)") from None
+            raise RequestError(f"{where}: attribute {name!r} is an integer too large for a float64") from None
         return number
     if isinstance(value, (float, np.floating)):
         number = float(value)

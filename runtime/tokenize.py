@@ -16,6 +16,26 @@ import numpy as np
 from .errors import BundleError, RequestError
 
 
+def check_texts(texts: Sequence[object]) -> None:
+    """Refuse anything the tokenizer cannot take, as a `RequestError` naming the text.
+
+    Why: `tokenizers` raises a plain `TypeError` on a `str` that is not valid Unicode - a lone surrogate
+    such as "\\ud800", which Python strings may hold (e.g. from `surrogateescape`-decoded bytes or a JSON
+    `"\\ud800"` escape) but UTF-8 cannot encode. This is the one place serving-time text is tokenised, so the
+    check lives here and covers `search`, `add_items` and the CLI alike.
+    """
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise RequestError(f"text {i} is {type(text).__name__}, not str")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RequestError(
+                f"text {i} is not valid Unicode: {exc.reason} at character {exc.start} "
+                f"({text[exc.start:exc.end].encode('utf-8', 'backslashreplace').decode('ascii')})"
+            ) from None
+
+
 @dataclass(frozen=True)
 class TokenBatch:
     """`input_ids` and `attention_mask`, int64 [B, T], ready to feed the encoder."""
@@ -58,9 +78,7 @@ class TextTokenizer:
             raise RequestError("encode expects a list of texts, got a single string")
         if len(texts) == 0:
             raise RequestError("encode needs at least one text")
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise RequestError(f"text {i} is {type(text).__name__}, not str")
+        check_texts(texts)
         # Lower-casing (manifest `lowercase`) is the tokenizer's own normaliser's job, as at export time.
         encodings = self._tok.encode_batch(list(texts))
         longest = max(len(e.ids) for e in encodings)
@@ -76,4 +94,5 @@ class TextTokenizer:
 
     def lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Token count of each text (after truncation), for sorting texts into similar-length batches."""
+        check_texts(texts)
         return np.array([len(e.ids) for e in self._tok.encode_batch(list(texts))], dtype=np.int64)
