@@ -1,0 +1,67 @@
+"""`recengine serve BUNDLE`: the engine over HTTP (extra `serve`).
+
+The server modules are imported inside the command, so `recengine --help` works (and names the extra)
+where Starlette/uvicorn are not installed.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.util import find_spec
+
+import click
+
+from ..errors import DependencyError
+
+_SERVE_PACKAGES = ("starlette", "uvicorn", "pydantic")
+
+
+def _require_serve_extra() -> None:
+    missing = [name for name in _SERVE_PACKAGES if find_spec(name) is None]
+    if missing:
+        raise DependencyError(f"recengine serve needs {', '.join(missing)}, which is not installed: "
+                              "pip install 'recengine[serve]'")
+
+
+@click.command("serve")
+@click.argument("bundle", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; 0.0.0.0 exposes the server to the network (put a proxy with TLS in front).")
+@click.option("--port", type=int, default=8000, show_default=True, help="TCP port (0 = any free port).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Execution device; cuda fails if CUDA is not really active.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="ONNX Runtime threads per model run (concurrent requests already use the cores).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Processes, each with its own engine (memory x N; writes stay in the worker that took them).")
+@click.option("--pool", "pool_size", type=int, default=None,
+              help="Threads per process running engine calls (default: max(4, 2 x cores)).")
+@click.option("--admin-token", envvar="RECENGINE_ADMIN_TOKEN", default=None,
+              help="Enable /admin/save and /admin/reload behind 'Authorization: Bearer TOKEN' "
+                   "(or set RECENGINE_ADMIN_TOKEN). Without it they answer 403.")
+@click.option("--max-body-bytes", type=int, default=1 << 20, show_default=True, help="Request body size limit.")
+@click.option("--graceful-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds shutdown waits for in-flight requests.")
+@click.option("--access-log", is_flag=True, help="Log every request (costs latency).")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True)
+@click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit (nothing is loaded).")
+def serve_command(bundle: str, host: str, port: int, device: str, threads: int, workers: int, pool_size: int | None,
+                  admin_token: str | None, max_body_bytes: int, graceful_timeout: float, access_log: bool,
+                  log_level: str, print_openapi: bool) -> None:
+    """Serve BUNDLE over HTTP: /recommend, /search, /items, /users/{id}/events, /metrics, ... (docs/serve.md)."""
+    _require_serve_extra()
+    from ..server.config import ServerConfig
+
+    extra = {} if pool_size is None else {"pool_size": pool_size}
+    config = ServerConfig(bundle=bundle, host=host, port=port, device=device, threads=threads, workers=workers,
+                          admin_token=admin_token or None, max_body_bytes=max_body_bytes,
+                          graceful_timeout_s=graceful_timeout, access_log=access_log, log_level=log_level, **extra)
+    if print_openapi:
+        from ..server.openapi import openapi_document
+
+        click.echo(json.dumps(openapi_document(config), indent=1))
+        return
+    from ..server.runner import serve
+
+    serve(config)
