@@ -23,6 +23,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("recengine.cli.serve", "similar_command"),
     ("recengine.cli.serve", "search_command"),
     ("recengine.cli.info", "info_command"),
+    ("recengine.cli.http", "serve_command"),
     ("recengine.bench.cli", "bench_group"),
 )
 
