@@ -1,17 +1,32 @@
 """Write bundles atomically and read them back safely.
 
 Writers fill a temporary sibling directory and rename it into place only when everything succeeded, so a
-failed export leaves nothing behind. Readers check the format version, verify checksums, refuse paths that
-leave the bundle directory and never unpickle (`np.load(..., allow_pickle=False)`, JSON only).
+failed export leaves nothing behind. Readers check the format version and the manifest's schema
+(`schema.py`), verify checksums, check every `.npy` header against the manifest and the file size before
+loading it, refuse paths that leave the bundle directory and never unpickle (`allow_pickle=False`, JSON
+only).
+
+Leftovers (docs/bundle.md "Writing safely"): a writer killed outright (SIGKILL, a power cut) cannot clean up,
+so every temporary directory beside the target is named `.NAME.<kind>-<host>-<pid>-<random>`; the next
+writer of the same target removes those whose process is gone. `--force` swaps the new bundle in with one
+atomic exchange where the OS has it (Linux `renameat2(RENAME_EXCHANGE)`), else with two renames whose
+backup the next open or write puts back if the process died between them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -22,6 +37,10 @@ import numpy as np
 from .._version import __version__
 from ..errors import BundleError
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, REQUIRED_KEYS, major
+from .schema import array_spec, check_depth, sections, validate_manifest
+
+MAX_MANIFEST_BYTES = 64 << 20
+"""A manifest is a few KB to a few MB (it lists every file): anything larger is refused unread."""
 
 
 def sha256_file(path: Path) -> str:
@@ -64,24 +83,138 @@ def dumps_json(obj: Any, what: str = "manifest") -> str:
         raise BundleError(f"{what}: cannot be written as JSON ({exc})") from None
 
 
+# ----------------------------------------------------------------------------------- leftovers
+_KINDS = ("tmp", "old", "work")
+"""Temporary siblings of a bundle: `tmp` the bundle being written, `old` the replaced bundle during a
+`--force` commit, `work` scratch space of the writer (e.g. the export's training files)."""
+
+
+def _host() -> str:
+    """This machine's name reduced to [A-Za-z0-9] (a pid only identifies a process on its own host)."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+
+
+def _owner_prefix(out: Path, kind: str) -> str:
+    return f".{out.name}.{kind}-{_host()}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+def leftovers(out: str | Path, kinds: tuple[str, ...] = _KINDS) -> list[Path]:
+    """Temporary siblings of `out` left by writers on this host that are gone (dead pid), newest first.
+
+    Directories of a live process, of another host, or without the owner tag are never returned."""
+    out = Path(out)
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.({'|'.join(kinds)})-([A-Za-z0-9]+)-(\d+)-")
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return []
+    host = _host()
+    found = []
+    for path in entries:
+        match = pattern.match(path.name)
+        if match and match.group(2) == host and not _pid_alive(int(match.group(3))) and path.is_dir():
+            found.append(path)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def recover_stranded(out: str | Path) -> bool:
+    """If `out` is missing but a dead writer left the bundle it was replacing (`.NAME.old-...`: killed
+    between the two renames of a non-atomic `--force` commit), move that bundle back. Returns whether it
+    did. Best effort: a read-only parent leaves things as they are."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        return False
+    for backup in leftovers(out, ("old",)):
+        if (backup / MANIFEST_NAME).is_file():
+            try:
+                os.rename(backup, out)
+            except OSError:
+                return False
+            return True
+    return False
+
+
+def clean_leftovers(out: str | Path) -> list[Path]:
+    """Remove the temporary siblings of `out` whose writer is gone (call `recover_stranded` first)."""
+    removed = []
+    for path in leftovers(out):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+    return removed
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it (else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux `renameat2(RENAME_EXCHANGE)`); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 class BundleWriter:
     """Fill a bundle in a temporary directory, then `commit()` it into place atomically.
 
     Use as a context manager: leaving the block with an exception (or without `commit()`) removes the
-    temporary directory, so no half-written bundle ever appears at `out`.
+    temporary directory, so no half-written bundle ever appears at `out`. Creating a writer first puts
+    back a bundle stranded by a killed `--force` commit and removes leftovers of dead writers of the same
+    target. The bundle directory gets the usual permissions (0777 minus the umask), not mkdtemp's 0700.
     """
 
     def __init__(self, out: str | Path, force: bool = False) -> None:
         self.out = Path(out).resolve()
         self.force = force
+        parent = self.out.parent
+        if parent.is_dir():
+            recover_stranded(self.out)
+            clean_leftovers(self.out)
         if self.out.exists() and not force:
             raise BundleError(f"{self.out}: output path already exists (pass --force to replace it)")
         if self.out.exists() and not self.out.is_dir():
             raise BundleError(f"{self.out}: exists and is not a directory")
-        parent = self.out.parent
         if not parent.is_dir():
             raise BundleError(f"{parent}: parent directory of the output does not exist")
-        self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=parent))
+        try:
+            self.root = Path(tempfile.mkdtemp(prefix=_owner_prefix(self.out, "tmp"), dir=parent))
+            os.chmod(self.root, 0o777 & ~_umask())
+        except OSError as exc:
+            raise BundleError(f"{parent}: cannot write the bundle there ({exc.strerror or exc})") from None
+        self._scratch: list[Path] = []
         self._committed = False
 
     def __enter__(self) -> "BundleWriter":
@@ -93,8 +226,28 @@ class BundleWriter:
             self.abort()
 
     def abort(self) -> None:
-        """Remove the temporary directory (idempotent)."""
+        """Remove the temporary directory and any scratch directory (idempotent)."""
         shutil.rmtree(self.root, ignore_errors=True)
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        for path in self._scratch:
+            shutil.rmtree(path, ignore_errors=True)
+        self._scratch.clear()
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[str]:
+        """A scratch directory beside the target for files that are not part of the bundle (training
+        checkpoints, ...), removed on leaving the block, on `abort`/`commit`, and - if this process is
+        killed - by the next writer of the same target (unlike a directory in the system temp dir)."""
+        path = Path(tempfile.mkdtemp(prefix=_owner_prefix(self.out, "work"), dir=self.out.parent))
+        self._scratch.append(path)
+        try:
+            yield str(path)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+            if path in self._scratch:
+                self._scratch.remove(path)
 
     def path(self, rel: str) -> Path:
         """Absolute path of `rel` inside the bundle being written (parents created)."""
@@ -118,8 +271,7 @@ class BundleWriter:
         self.path(rel).write_bytes(data)
         return rel
 
-    def commit(self, manifest: dict[str, Any]) -> Path:
-        """Checksum every file, write manifest.json, and move the bundle into place."""
+    def _seal(self, manifest: dict[str, Any]) -> None:
         files: dict[str, dict[str, Any]] = {}
         for path in sorted(self.root.rglob("*")):
             if path.is_file() and path.name != MANIFEST_NAME:
@@ -134,23 +286,74 @@ class BundleWriter:
             "files": files,
         }
         (self.root / MANIFEST_NAME).write_text(dumps_json(full, MANIFEST_NAME), encoding="utf-8")
-        old: Path | None = None
-        if self.out.exists():
-            old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-            os.replace(self.out, old)
-        os.replace(self.root, self.out)
+
+    def preview(self, manifest: dict[str, Any]) -> Path:
+        """Seal the bundle as it stands (checksums + manifest.json) without moving it into place, and
+        return its temporary directory: the export opens it with the real reader and engine to measure
+        what it wrote. A later `commit` (with the final manifest) seals it again."""
+        self._seal(manifest)
+        return self.root
+
+    def commit(self, manifest: dict[str, Any]) -> Path:
+        """Checksum every file, write manifest.json, and move the bundle into place."""
+        self._seal(manifest)
+        self._remove_scratch()
+        old = self._swap_in() if self.out.exists() else None
+        if old is None:
+            os.replace(self.root, self.out)
         self._committed = True
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.out
 
+    def _swap_in(self) -> Path:
+        """Replace the existing bundle at `out` by ours with no moment where `out` is missing; returns
+        where the old bundle now is (to be removed)."""
+        if _exchange(self.root, self.out):
+            return self.root  # the old bundle now sits in our owner-tagged temporary directory
+        backup = Path(tempfile.mkdtemp(prefix=_owner_prefix(self.out, "old"), dir=self.out.parent))
+        os.rmdir(backup)  # a unique owner-tagged name for the old bundle
+        os.rename(self.out, backup)
+        try:
+            os.rename(self.root, self.out)
+        except BaseException:
+            if not self.out.exists():
+                os.rename(backup, self.out)  # killed before this line: `recover_stranded` puts it back
+            raise
+        return backup
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (strict JSON has no NaN/Infinity)")
+
+
+def loads_json(raw: bytes) -> Any:
+    """Strict UTF-8 JSON (no NaN/Infinity, as `dumps_json` writes) with bounded nesting; a ValueError
+    saying what is wrong otherwise (a 100k-deep document is refused, never a RecursionError)."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    try:
+        check_depth(value, "document")
+    except BundleError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
 
 class BundleReader:
-    """A verified, read-only view of a bundle directory."""
+    """A verified, read-only view of a bundle directory.
 
-    def __init__(self, root: str | Path, verify: bool = True) -> None:
+    Opening checks the manifest (format, version, schema: `schema.validate_manifest`), the HNSW index
+    headers against it, and - unless `verify=False` - the size and sha256 of every listed file. Without
+    verification a changed or truncated file is only caught by the content checks (`.npy` headers, index
+    structure, JSON syntax), not a changed value inside it. `check_schema=False` is for tools that show a
+    manifest as it is (`recengine info`): only the format, version and file list are checked then.
+    """
+
+    def __init__(self, root: str | Path, verify: bool = True, check_schema: bool = True) -> None:
         self.root = Path(root).resolve()
-        if not self.root.exists():
+        if not self.root.exists() and not recover_stranded(self.root):
             raise BundleError(f"{root}: no such bundle directory")
         if not self.root.is_dir():
             raise BundleError(f"{root}: a bundle is a directory (with manifest.json), not a file")
@@ -158,11 +361,17 @@ class BundleReader:
         if not manifest_path.is_file():
             raise BundleError(f"{root}: not a recengine bundle (no {MANIFEST_NAME})")
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleError(f"{manifest_path}: corrupted manifest ({exc})") from None
+            size = manifest_path.stat().st_size
+            if size > MAX_MANIFEST_BYTES:
+                raise BundleError(f"{manifest_path}: corrupted manifest ({size} bytes, more than the "
+                                  f"{MAX_MANIFEST_BYTES >> 20} MiB a manifest may have)")
+            raw = manifest_path.read_bytes()
         except OSError as exc:
             raise BundleError(f"{manifest_path}: cannot read the manifest ({exc.strerror or exc})") from None
+        try:
+            manifest = loads_json(raw)
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise BundleError(f"{manifest_path}: corrupted manifest ({exc})") from None
         if not isinstance(manifest, dict):
             raise BundleError(f"{manifest_path}: corrupted manifest (not a JSON object)")
         missing = [k for k in REQUIRED_KEYS if k not in manifest]
@@ -187,9 +396,31 @@ class BundleReader:
                 raise BundleError(f"{manifest_path}: 'files' must not list {MANIFEST_NAME} itself")
             if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
                 raise BundleError(f"{manifest_path}: files[{rel!r}] lacks a sha256 checksum")
-        self.manifest: dict[str, Any] = manifest
+        if check_schema:
+            try:
+                validate_manifest(manifest)
+            except BundleError as exc:
+                raise BundleError(f"{root}: {exc}") from None
+        self.manifest: dict[str, Any] = sections(manifest, str(self.root))
         if verify:
             self.verify()
+        if check_schema:
+            self._check_index_headers()
+
+    def _check_index_headers(self) -> None:
+        """Each listed hnswlib index's header against the manifest (96 bytes each; the full structural
+        check runs when the index is loaded, `recengine.hnsw_file`)."""
+        from ..hnsw_file import check_header, read_header
+
+        index = self.manifest.get("index")
+        if not isinstance(index, dict):
+            return
+        for name, spec in index.items():
+            if not isinstance(spec, dict) or "path" not in spec or "dim" not in spec:
+                continue
+            path = self.path(spec["path"])
+            check_header(read_header(path), f"{self.root}: index.{name} ({spec['path']})", spec["dim"],
+                         spec.get("count"), spec.get("M"))
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
@@ -226,19 +457,72 @@ class BundleReader:
     def has(self, rel: str) -> bool:
         return rel in self.files
 
+    def array_header(self, rel: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of a listed .npy file from its header alone, checked against the file size and
+        against what the manifest implies (`schema.array_spec`): a header that declares a huge shape is
+        refused before anything is allocated."""
+        path = self.path(rel)
+
+        def bad(reason: str) -> BundleError:
+            return BundleError(f"{self.root}: {rel} is not a plain numeric .npy array ({reason})")
+
+        try:
+            with path.open("rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+                elif version in ((2, 0), (3, 0)):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+                else:
+                    raise bad(f"unknown .npy version {version}")
+                offset = handle.tell()
+            size = path.stat().st_size
+        except (ValueError, EOFError, OSError, SyntaxError) as exc:
+            raise bad(" ".join(str(exc).split())) from None
+        if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
+            raise bad(f"dtype {dtype} is not a plain number type")
+        if fortran and len(shape) > 1:
+            raise bad("Fortran order; bundles store C order")
+        if any(not isinstance(n, int) or n < 0 for n in shape):
+            raise bad(f"invalid shape {shape}")
+        expected_bytes = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if expected_bytes != size:
+            raise bad(f"header declares shape {shape} of {dtype} ({expected_bytes} bytes with the header), "
+                      f"the file has {size} bytes")
+        spec = array_spec(self.manifest, rel)
+        if spec is not None:
+            kinds, want = spec
+            if dtype.kind not in kinds:
+                raise bad(f"dtype {dtype}, the format stores {'floats' if kinds == 'f' else 'integers'} here")
+            if want is not None and (len(shape) != len(want) or any(w is not None and w != n
+                                                                    for n, w in zip(shape, want))):
+                shown = tuple("?" if w is None else w for w in want)
+                raise bad(f"shape {shape}, the manifest (data.n_items/n_users, dims) implies {shown}")
+        return tuple(shape), dtype
+
     def load_npy(self, rel: str, mmap: bool = False) -> np.ndarray:
-        """A listed .npy array, never unpickled (object arrays are refused)."""
+        """A listed .npy array, never unpickled, its header checked first (`array_header`); float arrays
+        must be finite (a NaN vector would score NaN and silently drop out of every ranking)."""
+        self.array_header(rel)
         path = self.path(rel)
         try:
-            return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+            array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
         except (ValueError, EOFError, OSError) as exc:
             reason = " ".join(str(exc).split())
             raise BundleError(f"{self.root}: {rel} is not a plain numeric .npy array ({reason})") from None
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise BundleError(f"{self.root}: {rel} holds non-finite values (NaN or inf)")
+        return array
 
     def load_json(self, rel: str) -> Any:
+        """A listed JSON file, strict (no NaN/Infinity) and with bounded nesting."""
         try:
-            return json.loads(self.path(rel).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = self.path(rel).read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{self.root}: cannot read {rel} ({exc.strerror or exc})") from None
+        try:
+            return loads_json(raw)
+        except ValueError as exc:
             raise BundleError(f"{self.root}: {rel} is corrupted ({exc})") from None
 
     def section(self, *keys: str) -> Any:
@@ -251,6 +535,6 @@ class BundleReader:
         return node
 
 
-def open_bundle(path: str | Path, verify: bool = True) -> BundleReader:
-    """Open and (by default) verify a bundle directory."""
-    return BundleReader(path, verify=verify)
+def open_bundle(path: str | Path, verify: bool = True, check_schema: bool = True) -> BundleReader:
+    """Open and (by default) verify a bundle directory (see `BundleReader`)."""
+    return BundleReader(path, verify=verify, check_schema=check_schema)

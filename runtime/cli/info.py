@@ -72,7 +72,8 @@ def summarize(manifest: dict[str, Any]) -> list[str]:
 @click.option("--no-verify", is_flag=True, help="Skip checksum verification (faster on large bundles).")
 def info_command(bundle: str, as_json: bool, no_verify: bool) -> None:
     """Print a bundle's manifest summary: data, models, index, metrics, timings."""
-    reader = open_bundle(bundle, verify=not no_verify)
+    # check_schema=False: info shows a manifest as it is, odd sections included (they print as empty)
+    reader = open_bundle(bundle, verify=not no_verify, check_schema=False)
     if as_json:
         click.echo(json.dumps(reader.manifest, indent=2))
         return

@@ -1,0 +1,338 @@
+"""The manifest's schema, checked once when a bundle is opened (plain Python, no dependency).
+
+Why: every part of the runtime reads manifest fields with `int(dims["item"])`, `spec["path"]`, ... A
+hand-edited or hostile manifest (`dims.item` = "abc", `ef_search` = -5, `M` = "x", `pop_bucket_edges` as
+strings, a 100k-deep nested object) used to surface as a raw `ValueError`/`KeyError`/`RecursionError`
+deep inside loading, or as a traceback from the CLI. Checking the types and ranges of every field the
+runtime uses, here, turns each of those into a `BundleError` that names the field.
+
+The rules: a section or field that is present must have the documented type and range (unknown keys are
+allowed: a minor format bump only adds optional fields, docs/bundle.md). Whether a field is *required*
+depends on the caller (`recengine info` shows partial manifests), so the parsed manifest is made of
+`Section` dicts whose missing keys raise `MissingKey` - a `BundleError` (and a `KeyError`, for code that
+already catches one) that names the full path, e.g. "manifest lacks dims.item".
+
+`array_spec` gives the dtype kind and shape every known `.npy` array must have according to the
+manifest, so readers can check an array's header before loading it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import BundleError
+
+MAX_DEPTH = 64
+"""Deepest nesting a manifest may have (real ones reach ~6): refuses 100k-deep JSON before recursing."""
+MAX_M = 10_000
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class MissingKey(BundleError, KeyError):
+    """A required manifest field is absent (a `KeyError` too, so existing `except KeyError` still work)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "manifest lacks a field"
+
+
+class Section(dict):  # type: ignore[type-arg]
+    """A manifest object whose missing keys raise `MissingKey` naming their full path."""
+
+    path: str = ""
+    root: str = ""
+
+    def __missing__(self, key: Any) -> Any:
+        where = f"{self.path}.{key}" if self.path else str(key)
+        prefix = f"{self.root}: " if self.root else ""
+        raise MissingKey(f"{prefix}manifest lacks {where}")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Section":
+        import copy
+
+        out = Section((k, copy.deepcopy(v, memo)) for k, v in self.items())
+        out.path, out.root = self.path, self.root
+        return out
+
+
+def sections(node: Any, root: str = "", path: str = "") -> Any:
+    """`node` with every dict turned into a `Section` (depth already bounded by `check_depth`)."""
+    if isinstance(node, dict):
+        out = Section((k, sections(v, root, f"{path}.{k}" if path else str(k))) for k, v in node.items())
+        out.path, out.root = path, root
+        return out
+    if isinstance(node, list):
+        return [sections(v, root, path) for v in node]
+    return node
+
+
+def check_depth(node: Any, where: str, limit: int = MAX_DEPTH) -> None:
+    """BundleError if `node` nests deeper than `limit` (iterative: no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(node, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise BundleError(f"{where}: nested deeper than {limit} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+# ------------------------------------------------------------------------------------------- field rules
+Rule = Callable[[Any], str | None]
+"""A field rule returns None when the value is fine, else what is wrong with it."""
+
+
+def integer(low: int = 0, high: int | None = None) -> Rule:
+    def rule(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"must be an integer, got {v!r}"
+        if v < low or (high is not None and v > high):
+            return f"must be in {low}..{high if high is not None else 'inf'}, got {v}"
+        return None
+    return rule
+
+
+def number(positive: bool = False) -> Rule:
+    def rule(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"must be a finite number, got {v!r}"
+        if positive and v <= 0:
+            return f"must be > 0, got {v!r}"
+        return None
+    return rule
+
+
+def string(v: Any) -> str | None:
+    return None if isinstance(v, str) else f"must be a string, got {type(v).__name__}"
+
+
+def boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else f"must be true or false, got {v!r}"
+
+
+def one_of(*allowed: str) -> Rule:
+    def rule(v: Any) -> str | None:
+        return None if v in allowed else f"must be one of {', '.join(map(repr, allowed))}, got {v!r}"
+    return rule
+
+
+def list_of(item: Rule) -> Rule:
+    def rule(v: Any) -> str | None:
+        if not isinstance(v, list):
+            return f"must be a list, got {type(v).__name__}"
+        for i, x in enumerate(v):
+            problem = item(x)
+            if problem:
+                return f"[{i}] {problem}"
+        return None
+    return rule
+
+
+def sorted_numbers(v: Any) -> str | None:
+    problem = list_of(number())(v)
+    if problem:
+        return problem
+    if any(b < a for a, b in zip(v, v[1:])):
+        return "must be sorted ascending"
+    return None
+
+
+def relpath(v: Any) -> str | None:
+    from .io import safe_relpath
+
+    if not isinstance(v, str):
+        return f"must be a bundle-relative path string, got {type(v).__name__}"
+    try:
+        safe_relpath(v)
+    except BundleError as exc:
+        return str(exc)
+    return None
+
+
+def shape_axes(v: Any) -> str | None:
+    return list_of(lambda a: None if (isinstance(a, str) or (isinstance(a, int) and not isinstance(a, bool)
+                                                              and a >= 0)) else f"bad axis {a!r}")(v)
+
+
+def check_fields(node: Any, where: str, rules: Mapping[str, Rule], required: tuple[str, ...] = ()) -> None:
+    """`node` must be an object; each present key in `rules` must pass its rule; `required` keys exist."""
+    if not isinstance(node, dict):
+        raise BundleError(f"manifest {where} must be an object, got {type(node).__name__}")
+    for key in required:
+        if key not in node:
+            raise BundleError(f"manifest lacks {where}.{key}")
+    for key, rule in rules.items():
+        if key in node:
+            problem = rule(node[key])
+            if problem:
+                raise BundleError(f"manifest {where}.{key} {problem}")
+
+
+# ------------------------------------------------------------------------------------------- sections
+DIMS = {"text": integer(1), "item": integer(1), "scene_slots": integer(1), "profile_slots": integer(1),
+        "item_feats": integer(0), "max_history": integer(1)}
+DATA = {"name": string, "fingerprint": string, "n_items": integer(0), "n_users": integer(0),
+        "n_interactions": integer(0), "text_columns": list_of(string), "item_attr_columns": list_of(string),
+        "context_columns": list_of(string), "user_attr_columns": list_of(string)}
+TOKENIZER = {"path": relpath, "max_length": integer(2, 1_000_000), "lowercase": boolean, "pad_id": integer(0)}
+INDEX = {"path": relpath, "library": one_of("hnswlib"), "space": one_of("ip"), "dim": integer(1),
+         "M": integer(2, MAX_M), "ef_construction": integer(1), "ef_search": integer(1), "count": integer(0),
+         "transform": one_of("mips_augment"), "max_norm": number(positive=True)}
+TENSOR = {"name": string, "dtype": string, "shape": shape_axes}
+VARIANT = {"path": relpath, "bytes": integer(0)}
+MODEL = {"item_feature_names": list_of(string), "n_candidates": integer(1), "use_by_default": boolean,
+         "max_history": integer(1)}
+
+
+def _files(manifest: dict[str, Any]) -> None:
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        raise BundleError("manifest 'files' must map paths to checksums")
+    for rel, meta in files.items():
+        where = f"files[{rel!r}]"
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or not _SHA256.match(meta["sha256"]):
+            raise BundleError(f"manifest {where} lacks a sha256 checksum (64 lowercase hex digits)")
+        if "bytes" in meta:
+            problem = integer(0)(meta["bytes"])
+            if problem:
+                raise BundleError(f"manifest {where}.bytes {problem}")
+
+
+def _models(models: Any) -> None:
+    check_fields(models, "models", {})
+    for name, spec in models.items():
+        where = f"models.{name}"
+        check_fields(spec, where, MODEL)
+        for io in ("inputs", "outputs"):
+            if io in spec:
+                problem = list_of(lambda t: None if isinstance(t, dict) else "must be an object")(spec[io])
+                if problem:
+                    raise BundleError(f"manifest {where}.{io}{problem}")
+                for i, tensor in enumerate(spec[io]):
+                    check_fields(tensor, f"{where}.{io}[{i}]", TENSOR)
+        if "variants" in spec:
+            check_fields(spec["variants"], f"{where}.variants", {})
+            for variant, entry in spec["variants"].items():
+                if isinstance(entry, str):  # the short form `{"fp32": "models/x.onnx"}`
+                    problem = relpath(entry)
+                    if problem:
+                        raise BundleError(f"manifest {where}.variants.{variant} {problem}")
+                    continue
+                check_fields(entry, f"{where}.variants.{variant}", VARIANT)
+
+
+def _vocab(vocab: Any) -> None:
+    check_fields(vocab, "vocab", {"pop_bucket_edges": sorted_numbers})
+    for name in ("scene", "profile"):
+        if name not in vocab or vocab[name] is None:
+            continue
+        where = f"vocab.{name}"
+        node = vocab[name]
+        check_fields(node, where, {"columns": list_of(string)})
+        if "values" in node:
+            check_fields(node["values"], f"{where}.values", {k: list_of(string) for k in node["values"]})
+        if "numeric_edges" in node:
+            check_fields(node["numeric_edges"], f"{where}.numeric_edges",
+                         {k: sorted_numbers for k in node["numeric_edges"]})
+
+
+def validate_manifest(manifest: dict[str, Any]) -> None:
+    """Check every known section that is present (see the module docstring); BundleError on the first
+    problem. `manifest` is the parsed JSON object (depth already bounded)."""
+    for key in ("format", "format_version", "recengine_version", "created_at"):
+        if key in manifest and not isinstance(manifest[key], str):
+            raise BundleError(f"manifest {key} must be a string, got {manifest[key]!r}")
+    _files(manifest)
+    files = manifest["files"]
+    if "data" in manifest:
+        check_fields(manifest["data"], "data", DATA)
+    if "dims" in manifest:
+        check_fields(manifest["dims"], "dims", DIMS, required=("text", "item"))
+    if "tokenizer" in manifest:
+        check_fields(manifest["tokenizer"], "tokenizer", TOKENIZER)
+    if "models" in manifest:
+        _models(manifest["models"])
+    if "vocab" in manifest:
+        _vocab(manifest["vocab"])
+    for section in ("items", "users"):
+        if section in manifest:
+            node = manifest[section]
+            if not isinstance(node, dict):
+                raise BundleError(f"manifest {section} must be an object, got {type(node).__name__}")
+            if section == "items" and "cold_item_feats" in node:
+                problem = list_of(number())(node["cold_item_feats"])
+                if problem:
+                    raise BundleError(f"manifest items.cold_item_feats {problem}")
+            for key, rel in node.items():
+                if key == "cold_item_feats":
+                    continue
+                problem = relpath(rel)
+                if problem:
+                    raise BundleError(f"manifest {section}.{key} {problem}")
+                if rel not in files:
+                    raise BundleError(f"manifest {section}.{key} names {rel}, which is not listed in 'files'")
+    if "index" in manifest:
+        _index(manifest)
+
+
+def _index(manifest: dict[str, Any]) -> None:
+    index = manifest["index"]
+    check_fields(index, "index", {})
+    dims = manifest.get("dims") if isinstance(manifest.get("dims"), dict) else {}
+    data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
+    for name, spec in index.items():
+        where = f"index.{name}"
+        check_fields(spec, where, INDEX)
+        if ("transform" in spec) != ("max_norm" in spec):
+            raise BundleError(f"manifest {where}: transform and max_norm go together")
+        if "path" in spec and spec["path"] not in manifest["files"]:
+            raise BundleError(f"manifest {where}.path names {spec['path']}, which is not listed in 'files'")
+        width = dims.get({"item": "item", "text": "text"}.get(name, ""))
+        if "dim" in spec and isinstance(width, int):
+            expected = width + (1 if "transform" in spec else 0)
+            if spec["dim"] != expected:
+                raise BundleError(f"manifest {where}.dim is {spec['dim']}, dims.{name} says {expected}"
+                                  + (" (+1 for mips_augment)" if "transform" in spec else ""))
+        n_items = data.get("n_items")
+        if "count" in spec and isinstance(n_items, int) and spec["count"] != n_items:
+            raise BundleError(f"manifest {where}.count is {spec['count']}, data.n_items {n_items}")
+
+
+# ------------------------------------------------------------------------------------------- arrays
+def array_spec(manifest: Mapping[str, Any], rel: str) -> tuple[str, tuple[int | None, ...] | None] | None:
+    """(dtype kinds, shape) the manifest implies for the array at `rel`, None for an unknown file.
+
+    Kinds are numpy `dtype.kind` letters ("f" float, "iu" integer); a None axis is not fixed by the
+    manifest. A None shape allows any rank (1-D or 2-D `users/profile.npy`)."""
+    dims = manifest.get("dims") if isinstance(manifest.get("dims"), dict) else {}
+    data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
+    n_items, n_users = data.get("n_items"), data.get("n_users")
+    n1 = None if n_users is None else n_users + 1
+    items: dict[str, tuple[str, tuple[int | None, ...] | None]] = {
+        "vectors": ("f", (n_items, dims.get("item"))),
+        "text_vectors": ("f", (n_items, dims.get("item"))),
+        "text_embeddings": ("f", (n_items, dims.get("text"))),
+        "popularity": ("iu", (n_items,)),
+        "pop_bucket": ("iu", (n_items,)),
+        "item_feats": ("f", (n_items, dims.get("item_feats"))),
+    }
+    users: dict[str, tuple[str, tuple[int | None, ...] | None]] = {
+        "vectors": ("f", (n_users, dims.get("item"))),
+        "profile": ("iu", None),
+        "history_indptr": ("iu", (n1,)),
+        "history_items": ("iu", (None,)),
+    }
+    for section, table in (("items", items), ("users", users)):
+        node = manifest.get(section)
+        if isinstance(node, dict):
+            for key, expected in table.items():
+                if node.get(key) == rel:
+                    return expected
+    return None
+
+
+__all__ = ["MissingKey", "Section", "sections", "check_depth", "validate_manifest", "array_spec", "MAX_DEPTH"]
