@@ -13,6 +13,7 @@ from recengine.errors import RequestError
 from .als import ALS
 from .base import FitInfo, Recommender, TrainData, ValidateFn
 from .bpr import BPR
+from .ease import EASE
 from .frozen_text import FrozenText, TextSource
 from .itemknn import ItemKNN
 from .lightgcn import LightGCN
@@ -20,7 +21,7 @@ from .popularity import Popularity
 from .sasrec import SASRec
 
 BASELINES: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (Popularity, ItemKNN, ALS, BPR, LightGCN, SASRec, FrozenText)
+    cls.name: cls for cls in (Popularity, ItemKNN, EASE, ALS, BPR, LightGCN, SASRec, FrozenText)
 }
 
 
@@ -37,6 +38,6 @@ def create(name: str, params: dict[str, Any], text: TextSource | None = None) ->
 
 
 __all__ = [
-    "ALS", "BASELINES", "BPR", "FitInfo", "FrozenText", "ItemKNN", "LightGCN", "Popularity", "Recommender",
+    "ALS", "BASELINES", "BPR", "EASE", "FitInfo", "FrozenText", "ItemKNN", "LightGCN", "Popularity", "Recommender",
     "SASRec", "TextSource", "TrainData", "ValidateFn", "create",
 ]

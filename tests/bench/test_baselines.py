@@ -61,14 +61,76 @@ def test_popularity_recovers_the_most_popular_item() -> None:
     assert list(np.argsort(-scores[0])[:2]) == [3, 1]
 
 
-def test_itemknn_recovers_co_occurrence() -> None:
+@pytest.mark.parametrize("weighting", ["none", "tfidf", "bm25"])
+@pytest.mark.parametrize("shrink", [0.0, 10.0])
+def test_itemknn_recovers_co_occurrence(weighting: str, shrink: float) -> None:
     data = pairs()
-    scores = make("itemknn", data, K=5).score(np.array([data.n_users - 1]))[0]
+    scores = make("itemknn", data, K=5, weighting=weighting, shrink=shrink).score(np.array([data.n_users - 1]))[0]
     scores[0] = -np.inf  # the probe's own item
     assert int(np.argmax(scores)) == 1
 
 
-@pytest.mark.parametrize("name", ["als", "bpr", "lightgcn", "itemknn", "frozen_text"])
+def test_itemknn_similarity_hand_computed() -> None:
+    from scipy import sparse
+
+    from recengine.bench.baselines.itemknn import knn_similarity
+
+    # items 0, 1, 2 over 3 users: columns (1,1,0), (1,0,0), (0,1,1): dots 0.1 = 1, 0.2 = 1, 1.2 = 0
+    x = sparse.csr_matrix(np.array([[1, 1, 0], [1, 0, 1], [0, 0, 1]], dtype=np.float64))
+    norms = np.sqrt([2.0, 1.0, 2.0])
+    sim = knn_similarity(x, k=2, shrink=1.0).toarray()
+    expected = np.array([[0, 1 / (norms[0] * norms[1] + 1), 1 / (norms[0] * norms[2] + 1)],
+                         [1 / (norms[0] * norms[1] + 1), 0, 0],
+                         [1 / (norms[0] * norms[2] + 1), 0, 0]])
+    np.testing.assert_allclose(sim, expected, rtol=1e-6)
+    top1 = knn_similarity(x, k=1, shrink=0.0).toarray()  # item 0's nearest is item 1 (cos 0.707 > 0.5)
+    np.testing.assert_allclose(top1[0], [0, 1 / norms[0], 0], rtol=1e-6)
+
+
+def block_diagonal(n_blocks: int = 3, items_per_block: int = 8, users_per_block: int = 10, per_user: int = 5,
+                   seed: int = 0) -> tuple[TrainData, np.ndarray]:
+    """A block-diagonal interaction matrix: users of block b only touch items of block b."""
+    rng = np.random.default_rng(seed)
+    block = np.repeat(np.arange(n_blocks), users_per_block)
+    hist = [list(rng.choice(items_per_block, per_user, replace=False) + b * items_per_block) for b in block]
+    return from_histories(hist, n_blocks * items_per_block, seed), block
+
+
+@pytest.mark.parametrize("lam", [0.5, 10.0, 100.0])
+def test_ease_recovers_the_blocks(lam: float) -> None:
+    data, block = block_diagonal()
+    model = make("ease", data, **{"lambda": lam})
+    b = model._b
+    item_block = np.arange(data.n_items) // 8
+    cross = item_block[:, None] != item_block[None, :]
+    assert np.all(b[cross] == 0.0)  # the inverse of a block-diagonal Gram matrix is block-diagonal
+    assert np.all(np.diag(b) == 0.0) and np.any(b[~cross] != 0.0)
+    scores = model.score(np.arange(data.n_users))
+    for u in range(data.n_users):
+        row = scores[u].copy()
+        row[data.history(u)] = -np.inf
+        own = item_block == block[u]
+        assert np.all(row[~own] == 0.0)  # out-of-block items get exactly nothing
+        assert item_block[int(np.argmax(row))] == block[u]
+        if lam >= 10.0:  # with enough shrinkage every unseen item of the user's block outranks the other blocks
+            assert np.all(row[own & np.isfinite(row)] > 0.0)
+
+
+def test_ease_matches_the_closed_form() -> None:
+    rng = np.random.default_rng(1)
+    hist = [list(rng.choice(12, 4, replace=False)) for _ in range(30)]
+    data = from_histories(hist + [[]], 14)  # items 12, 13: nobody touched them
+    model = make("ease", data, **{"lambda": 3.0})
+    x = data.user_item_matrix().toarray().astype(np.float64)
+    p = np.linalg.inv(x.T @ x + 3.0 * np.eye(14))
+    expected = np.eye(14) - p / np.diag(p)[None, :]  # B = I - P diag(1/diag(P))
+    np.testing.assert_allclose(model.score(np.arange(31)), x @ expected, rtol=1e-4, atol=1e-5)
+    assert np.all(model.score(np.arange(31))[:, 12:] == 0.0)
+    with pytest.raises(ValueError, match="lambda"):
+        make("ease", data, **{"lambda": 0.0})
+
+
+@pytest.mark.parametrize("name", ["als", "bpr", "lightgcn", "itemknn", "ease", "frozen_text"])
 def test_community_models_rank_the_users_own_half_first(name: str) -> None:
     data, group = blocks()
     overrides = {"epochs": 40, "lr": 0.05} if name == "lightgcn" else {}
@@ -114,3 +176,24 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     assert model.info.best_epoch == 2 and model.info.best_valid == 0.5
     assert model.info.epochs_run == 4  # two evaluations without a gain after epoch 2
     assert model.refit_params()["epochs"] == 2
+
+
+@pytest.mark.parametrize("name", ["als", "bpr"])
+def test_implicit_models_early_stop_on_iterations_and_keep_the_best_factors(name: str) -> None:
+    data, _ = blocks()
+    seen: list[float] = []
+    rows: list[np.ndarray] = []
+
+    def validate(score) -> float:
+        value = [0.1, 0.5, 0.2, 0.1, 0.05][len(seen)] if len(seen) < 5 else 0.0
+        seen.append(value)
+        rows.append(score(np.arange(4)).copy())
+        return value
+
+    model = create(name, quick(name, iterations=30, eval_every=3, patience=2)).fit(data, validate)
+    assert model.info.best_epoch == 6 and model.info.best_valid == 0.5  # chunk 2 of 3 iterations
+    assert model.info.epochs_run == 12  # two chunks without a gain after iteration 6
+    np.testing.assert_array_equal(model.score(np.arange(4)), rows[1])  # the factors of the best chunk
+    assert model.refit_params()["iterations"] == 6
+    refit = create(name, model.refit_params()).fit(data)  # no validation: exactly the chosen iteration count
+    assert refit.info.epochs_run == 6 and refit.info.best_epoch is None
