@@ -53,7 +53,10 @@ def export_command(data: Path | None, out: Path, profile: str | None, config_pat
                    epochs: int | None, graph_epochs: int | None, align_epochs: int | None, max_history: int | None,
                    seed: int | None, threads: int | None, sets: tuple[str, ...], force: bool, quiet: bool) -> None:
     """Train the models on DATA (default: the embedded MovieLens) and write a bundle to --out."""
+    from recengine.cli.paths import check_bundle_out
     from recengine.errors import ExportError
+
+    check_bundle_out(out, "--out", force)  # before any training: a bad --out fails in a second, not at the end
 
     from .config import ExportConfig
 

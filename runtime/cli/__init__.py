@@ -2,13 +2,23 @@
 
 Each stage contributes its commands from its own module (listed in `_COMMANDS`); the modules must import
 without torch so `recengine --help` works on a lean runtime install, and import heavy libraries inside the
-command body. A `RecengineError` becomes one line on stderr and exit code 2, never a traceback.
+command body. A `RecengineError` becomes one line on stderr and exit code 2, never a traceback; so does an
+`OSError` from the host (a full disk, standard output on `/dev/full`, an unreadable file): it is the
+environment's problem, not a bug, and the user needs its one-line reason.
+
+SIGTERM (the ordinary service stop) is handled like Ctrl-C: it raises `Terminated` (a `KeyboardInterrupt`)
+in the main thread, so every `with` block unwinds - the export's and `Engine.save`'s temporary directories
+are removed - and the command exits with code 2 and one line.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import signal
 import sys
+from types import FrameType
 from typing import Any
 
 import click
@@ -34,16 +44,60 @@ def fail(message: str) -> "click.exceptions.Exit":
     return click.exceptions.Exit(2)
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (see the module docstring)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's final flush of undeliverable output cannot print a
+    second error (or turn the exit code into 120)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: what failed and on which file."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO) and exc.filename is None:
+        return f"cannot write the output ({reason})"
+    return f"{reason}: {exc.filename}" if exc.filename is not None else reason
+
+
 class RecengineGroup(click.Group):
-    """A click group that turns `RecengineError` into exit code 2 with a one-line message."""
+    """A click group that turns `RecengineError` (and host `OSError`s) into exit code 2 with a one-line
+    message, and SIGTERM into the same clean exit as Ctrl-C."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:
+            pass  # not the main thread (an embedding application): its own handler stays
         try:
             return super().invoke(ctx)
         except RecengineError as exc:
             raise fail(str(exc)) from None
+        except Terminated:
+            raise fail("terminated (SIGTERM)") from None
         except KeyboardInterrupt:
             raise fail("interrupted") from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # the reader went away (`| head`): click exits quietly
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+                _silence_stdout()
+            raise fail(describe_os_error(exc)) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
@@ -71,11 +125,19 @@ _load_commands(cli)
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
+    code = 0
     try:
         cli.main(args=argv, prog_name="recengine", standalone_mode=True)
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        code = int(exc.code or 0)
+    try:
+        sys.stdout.flush()  # output still buffered must reach its destination before we report success
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            click.echo(f"error: {describe_os_error(exc)}", err=True)
+            code = code or 2
+        _silence_stdout()
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,9 +17,27 @@ from ..errors import RequestError
 _DEVICE = click.Choice(["auto", "cpu", "cuda"])
 
 
+def _text(value: str | None, option: str) -> str | None:
+    """`value` if it is valid Unicode. Arguments that are not valid UTF-8 reach Python as lone surrogates
+    (`surrogateescape`), which no tokenizer, JSON writer or terminal accepts: say so in one line."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(f"{option} is not valid UTF-8 text (undecodable byte at character {exc.start})") from None
+    return value
+
+
+def _printable(text: str) -> str:
+    """`text` with anything the output cannot encode (lone surrogates from a bundle's ids) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _parse_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
+        _text(pair, option)
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise RequestError(f"{option} expects KEY=VALUE, got {pair!r}")
@@ -43,14 +61,14 @@ def _emit(engine: Any, results: Any, as_json: bool, header: dict[str, Any]) -> N
             "results": [{"item_id": r.item_id, "score": r.score, **({"reason": r.reason} if r.reason else {})}
                         for r in results],
         }
-        click.echo(json.dumps(payload, ensure_ascii=False))
+        click.echo(_printable(json.dumps(payload, ensure_ascii=False)))
         return
     for rank, r in enumerate(results, 1):
         title = engine.item_title(r.item_id)
         line = f"{rank:>3}. {r.item_id:<12} {r.score:>9.4f}  {title}"
         if r.reason:
             line += f"  [{r.reason}]"
-        click.echo(line)
+        click.echo(_printable(line))
     if not results:
         click.echo("(no results)")
 
@@ -80,7 +98,17 @@ def recommend_command(bundle: str, user_id: str | None, history: tuple[str, ...]
                       profile: tuple[str, ...], long_tail: float, diversity: float, explain: bool,
                       include_seen: bool, k: int, device: str, variant: str | None, as_json: bool) -> None:
     """Recommend items for a user (--user), a history (--history ...), or a cold request."""
+    _text(user_id, "--user")
+    for item in history:
+        _text(item, "--history")
     engine = _open(bundle, device, variant)
+    if user_id is not None:
+        try:
+            engine.history(user_id)
+        except RequestError:
+            # Not an error (a new user gets cold recommendations), but a mistyped id must not pass silently.
+            click.echo(f"warning: unknown user {_printable(repr(user_id))}: the results are for a new user "
+                       "(no stored history)", err=True)
     results = engine.recommend(
         user_id=user_id, history=list(history) if history else None,
         scene=_parse_pairs(scene, "--scene") or None, profile=_parse_pairs(profile, "--profile") or None,
@@ -95,6 +123,7 @@ def recommend_command(bundle: str, user_id: str | None, history: tuple[str, ...]
 @_common
 def similar_command(bundle: str, item_id: str, k: int, device: str, variant: str | None, as_json: bool) -> None:
     """Items similar to --item in the retrieval space."""
+    _text(item_id, "--item")
     engine = _open(bundle, device, variant)
     _emit(engine, engine.similar_items(item_id, k=k), as_json, {"command": "similar", "item_id": item_id})
 
@@ -105,5 +134,6 @@ def similar_command(bundle: str, item_id: str, k: int, device: str, variant: str
 @_common
 def search_command(bundle: str, text: str, k: int, device: str, variant: str | None, as_json: bool) -> None:
     """Items whose text best matches TEXT (encoded by the bundle's ONNX encoder)."""
+    _text(text, "TEXT")
     engine = _open(bundle, device, variant)
     _emit(engine, engine.search(text, k=k), as_json, {"command": "search", "text": text})
