@@ -39,6 +39,16 @@ def _command_line(ctx: click.Context) -> str:
     return f"{ctx.command_path} {opts}".strip()
 
 
+def _check_outputs(json_out: Path | None, report_dir: Path | None) -> None:
+    """Refuse unwritable --json/--report paths before the benchmark runs, not after (exit 2, one line)."""
+    from recengine.cli.paths import check_output_dir, check_output_file
+
+    if json_out is not None:
+        check_output_file(json_out, "--json")
+    if report_dir is not None:
+        check_output_dir(report_dir, "--report")
+
+
 def _emit(report: dict[str, Any], json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
     from .report import latency_markdown, quality_markdown, write_json, write_report_dir
 
@@ -88,6 +98,7 @@ def latency_command(bundle: Path, device: str, batch: str, synthetic_items: int,
                     torch_encoder: Path | None, seed: int, json_out: Path | None, report_dir: Path | None,
                     quiet: bool) -> None:
     """Latency (p50/p95/p99) and throughput of every serving stage of BUNDLE, vs torch eager."""
+    _check_outputs(json_out, report_dir)
     from .latency import LatencyConfig, run_latency
     from .timing import Budget
 
@@ -136,6 +147,11 @@ def quality_command(data: Path | None, profile: str, models: str, variants: str,
                     threads: int, no_cold: bool, cold_fraction: float, sets: tuple[str, ...], workdir: Path | None,
                     jobs: int, json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
     """Quality of recengine vs baselines on DATA (default: embedded MovieLens), same split, same run."""
+    _check_outputs(json_out, report_dir)
+    if workdir is not None:
+        from recengine.cli.paths import check_output_dir
+
+        check_output_dir(workdir, "--workdir")
     from .quality import QualityConfig, run_quality
 
     cfg = QualityConfig(
