@@ -21,11 +21,12 @@ def _plt() -> Any:
 
 
 def quality_plots(report: dict[str, Any], directory: Path) -> list[Path]:
-    """quality_bars.png: test NDCG@10, HR@10 and cold Recall@20 per model."""
+    """quality_bars.png: test NDCG@10, HR@10 and cold Recall@20 (hybrid and cold-only) per model."""
     plt = _plt()
     models = report["models"]
     names = ordered_models(models)
-    metrics = [m for m in ("ndcg@10", "hr@10", "cold_recall@20") if any(m in models[n] for n in names)]
+    metrics = [m for m in ("ndcg@10", "hr@10", "cold_recall@20", "coldonly_recall@20")
+               if any(m in models[n] for n in names)]
     fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(names) + 2), 4.5))
     width = 0.8 / max(1, len(metrics))
     x = np.arange(len(names))

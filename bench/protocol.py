@@ -7,7 +7,9 @@
   test item against the full catalogue minus the user's train+valid items, so every model sees exactly the
   same events before the test event.
 - Cold items: `recengine.split.cold_item_split` removes a seeded share of items from training; models are
-  refitted on the warm interactions and `evaluate_cold_recall` counts held-out cold items in each user's top 20.
+  refitted on the warm interactions and `recengine.metrics.evaluate_cold` scores two protocols from the same
+  score rows: *hybrid* (all items ranked, the user's warm items excluded; relevant = the user's cold items)
+  and *cold-only* (only the cold items ranked), Recall@20 and NDCG@20 for each.
 - Per scene: test queries grouped by the test event's `ctx_*` value; metrics from the same ranks.
 Metrics are never recomputed here: `recengine.metrics` does all of it.
 """
@@ -20,7 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recengine.data.schema import Dataset, Interactions
-from recengine.metrics import RankingResult, evaluate_cold_recall, evaluate_full_ranking, hit_rate, mrr, ndcg
+from recengine.metrics import (
+    RankingResult, evaluate_cold, evaluate_cold_recall, evaluate_full_ranking, hit_rate, mrr, ndcg,
+)
 from recengine.split import ColdItemSplit, Split, cold_item_split, leave_last_out, to_csr
 
 from .baselines.base import TrainData
@@ -142,9 +146,28 @@ class ColdProtocol:
             "n_cold_items": int(len(self.split.cold_items)),
             "n_cold_interactions": int(len(self.split.cold)),
             "n_queries": int(len(self.users)),
-            "metric": "cold_recall@20 = mean over users of |top-20 ∩ their cold items| / |their cold items|, "
-                      "all items ranked, the user's warm items excluded (recengine.metrics.evaluate_cold_recall)",
+            "metric": "hybrid (cold_recall@20, cold_ndcg@20): all items ranked, the user's warm items excluded, "
+                      "relevant = the user's cold items; cold-only (coldonly_recall@20, coldonly_ndcg@20): only "
+                      "the cold items ranked; Recall@20 = mean over users of |their cold items ranked <= 20| / "
+                      "|their cold items|, NDCG@20 with binary gains; pessimistic ties "
+                      "(recengine.metrics.evaluate_cold)",
+            "protocols": {
+                "hybrid": "all items ranked, the user's warm items excluded, relevant = the user's cold items",
+                "cold_only": "only the cold items ranked (the cold setting of the cold-start literature)",
+            },
         }
+
+    def evaluate(self, score: UserScoreFn, k: int = 20, batch_size: int = 256) -> dict[str, float]:
+        """Both cold protocols of `score` (users -> full rows): cold_/coldonly_ recall@k and ndcg@k."""
+        return self.evaluate_rows(lambda rows: score(self.users[rows]), k, batch_size)
+
+    def evaluate_rows(self, score_rows: UserScoreFn, k: int = 20, batch_size: int = 256) -> dict[str, float]:
+        """Both cold protocols of a score function indexed by query row (full rows over the catalogue: the
+        cold-only protocol ranks their cold columns, so any full-row scorer serves it unchanged)."""
+        out = evaluate_cold(score_rows, self.relevant, self.exclude_indptr, self.exclude_indices,
+                            self.data.n_items, self.split.cold_items, k=k, batch_size=batch_size)
+        out.pop("n_queries", None)
+        return out
 
     def recall_rows(self, score_rows: UserScoreFn, k: int = 20, batch_size: int = 256) -> float:
         """Cold-item Recall@k of a score function indexed by query row."""

@@ -2,8 +2,15 @@
 
 Flow: load the data -> `Protocol.build` (leave-last-out split) -> per baseline: grid on validation, refit
 (or history swap for sequence models), test -> recengine: fit once with the export code, export a bundle,
-score torch fp32 and every ONNX variant -> cold-item protocol (every model refitted on the warm items) ->
-per-scene breakdown -> ratios to the best baseline. The report schema is documented in `report.py`.
+score torch fp32 and every ONNX variant -> both cold-item protocols (hybrid and cold-only; every model
+refitted on the warm items) -> per-scene breakdown -> ratios to the best baseline. The report schema is
+documented in `report.py`.
+
+Tuning never sees test events: grid points are fitted on `protocol.train` and ranked by `protocol.valid`
+only; `protocol.test` is read once, by the selected setting (tests/bench/test_quality.py poisons the test
+split and checks that the tuned settings do not move). `tune_budget_s` caps each model's grid by time: grid
+points are tried in order (the most promising first) and the grid stops once the model's tuning time
+exceeds the budget; the report records how many points ran.
 """
 
 from __future__ import annotations
@@ -23,12 +30,16 @@ from .machine import load_average, machine_info, utc_now
 from .progress import Progress
 from .protocol import ColdProtocol, Protocol, cold_protocol, evaluate, evaluate_rows, scene_metrics
 
-BASELINE_NAMES: tuple[str, ...] = ("popularity", "itemknn", "als", "bpr", "lightgcn", "sasrec", "frozen_text")
+BASELINE_NAMES: tuple[str, ...] = ("popularity", "itemknn", "ease", "als", "bpr", "lightgcn", "sasrec",
+                                   "frozen_text")
 RECENGINE_VARIANTS: tuple[str, ...] = ("fp32", "int8", "fp16")
 MODEL_CHOICES: tuple[str, ...] = BASELINE_NAMES + ("recengine",)
 REPORT_METRICS: tuple[str, ...] = (
-    "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "coverage@10", "tail_share@10", "cold_recall@20",
+    "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "coverage@10", "tail_share@10",
+    "cold_recall@20", "cold_ndcg@20", "coldonly_recall@20", "coldonly_ndcg@20",
 )
+COLD_METRICS: tuple[str, ...] = ("cold_recall@20", "cold_ndcg@20", "coldonly_recall@20", "coldonly_ndcg@20")
+"""Hybrid (`cold_*`: all items ranked) and cold-only (`coldonly_*`: only the cold items ranked) protocols."""
 NDCG_TARGET = 1.10
 """Issue #5 quality target: recengine NDCG@10 >= 1.10x the best baseline."""
 
@@ -57,6 +68,9 @@ class QualityConfig:
     """Where recengine's bundles are written (kept); None = a temporary directory (deleted)."""
     jobs: int = 1
     """2 = train recengine in a second process while the baselines train (same split, same run)."""
+    tune_budget_s: float = 0.0
+    """Per-model tuning time budget in seconds (0 = the whole grid): grid points run in order and the grid
+    stops once the model's tuning time exceeds it (the report says how many points ran)."""
     quiet: bool = False
     command: str = ""
 
@@ -71,6 +85,8 @@ class QualityConfig:
             raise RequestError(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(RECENGINE_VARIANTS)}")
         if self.jobs not in (1, 2):
             raise RequestError(f"--jobs must be 1 or 2, got {self.jobs}")
+        if self.tune_budget_s < 0:
+            raise RequestError(f"--tune-budget must be >= 0 seconds, got {self.tune_budget_s}")
         if not 0.0 < self.cold_fraction < 1.0:
             raise RequestError(f"--cold-fraction must be in (0, 1), got {self.cold_fraction}")
 
@@ -110,6 +126,8 @@ class ModelOutcome:
     query_ndcg: np.ndarray | None = None
     """NDCG@10 of every test query (same query order for every model): standard errors and paired
     bootstrap intervals of ratios between models."""
+    grid_size: int | None = None
+    """Points in the model's grid (more than `len(trials)` when the tuning budget cut it)."""
 
     def entry(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: float(self.metrics[k]) for k in REPORT_METRICS if k in self.metrics}
@@ -119,8 +137,30 @@ class ModelOutcome:
         out["kind"] = self.kind
         out["params"] = self.params
         out["valid_ndcg@10"] = self.valid_ndcg
+        if self.grid_size is not None:
+            out["grid_points"] = {"tried": len(self.trials), "in_grid": self.grid_size}
         out["seconds"] = {k: round(v, 2) for k, v in self.seconds.items()}
         return out
+
+
+SIMD_FLAGS: tuple[str, ...] = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                               "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "neon",
+                               "asimd", "sve")
+
+
+def instruction_sets() -> list[str]:
+    """The CPU's SIMD instruction sets that matter to BLAS and ONNX Runtime kernels (Linux /proc/cpuinfo
+    flags; empty where unavailable): AVX2 vs AVX-512/VNNI/AMX machines run different kernels."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key = line.split(":", 1)[0].strip().lower()
+                if key in ("flags", "features"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [f for f in SIMD_FLAGS if f in flags]
+    except OSError:
+        pass
+    return []
 
 
 def query_ndcg(ranks: np.ndarray, k: int = 10) -> np.ndarray:
@@ -179,7 +219,12 @@ class QualityRun:
         best: Recommender | None = None
         t0 = time.perf_counter()
         grid = cls.grid(self.cfg.profile)
+        budget = self.cfg.tune_budget_s
         for params in self.progress.bar(grid, f"{name} grid", total=len(grid)):
+            if budget and trials and time.perf_counter() - t0 > budget:
+                self.notes.append(f"{name}: tuning budget {budget:g} s reached after {len(trials)} of {len(grid)} "
+                                  "grid points; the rest were not tried")
+                break
             t = time.perf_counter()
             model = create(name, params, text).fit(protocol.train, validate)
             value = model.info.best_valid
@@ -203,10 +248,11 @@ class QualityRun:
         outcome = ModelOutcome(name, "baseline", dict(result.metrics), best.refit_params(), best.info.best_valid,
                                trials, {"tune": tune_s, "refit_and_test": test_s},
                                scene_metrics(result, protocol.test), query_ndcg(result.ranks))
+        outcome.grid_size = len(grid)
         if cold is not None:
             t = time.perf_counter()
             cold_model = create(name, best.refit_params(), text).fit(cold.data)
-            outcome.metrics["cold_recall@20"] = cold.recall(cold_model.score, k=20)
+            outcome.metrics.update(cold.evaluate(cold_model.score, k=20))
             outcome.seconds["cold"] = time.perf_counter() - t
         self.outcomes[name] = outcome
         self.progress.message(
@@ -250,8 +296,8 @@ class QualityRun:
         cold_fit = runner.fit(wsplit, "cold", refit_all=True)  # baselines refit on every warm interaction
         cqs = QuerySet(cold.users, cold.data, {}, cold.exclude_indptr, cold.exclude_indices)
         for name, factory in runner.scorers(cold_fit, cqs, threads=self.cfg.threads).items():
-            if name in self.outcomes:
-                self.outcomes[name].metrics["cold_recall@20"] = cold.recall_rows(factory(), k=20)
+            if name in self.outcomes:  # full score rows: the cold-only protocol ranks their cold columns
+                self.outcomes[name].metrics.update(cold.evaluate_rows(factory(), k=20))
         self.timings["recengine_cold"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ run
@@ -282,6 +328,7 @@ class QualityRun:
         t_start = time.perf_counter()
         started = utc_now()
         machine = machine_info()
+        machine.setdefault("instruction_sets", instruction_sets())
         dataset, protocol, cold = self.prepare()
         self.progress.message(f"quality bench: {dataset.name}: {dataset.n_items} items, {dataset.n_users} users, "
                               f"{len(dataset.interactions)} interactions; {len(protocol.valid)} validation and "
@@ -357,6 +404,7 @@ class QualityRun:
                 machine: dict[str, Any]) -> dict[str, Any]:
         models = {name: o.entry() for name, o in self.outcomes.items()}
         baselines = {n: m for n, m in models.items() if m["kind"] == "baseline"}
+        # every baseline run (ease, the widened grids included) competes for "best baseline"
         best_name = max(baselines, key=lambda n: baselines[n]["ndcg@10"]) if baselines else None
         ratios: dict[str, dict[str, float | None]] = {}
         if best_name is not None:
@@ -414,6 +462,7 @@ class QualityRun:
             "ratios": ratios,
             "target": target,
             "tuning": {name: o.trials for name, o in self.outcomes.items() if o.trials},
+            "tune_budget_s": self.cfg.tune_budget_s,
             "scenes": scenes,
             "notes": self.notes,
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
@@ -452,5 +501,5 @@ def run_quality(cfg: QualityConfig) -> dict[str, Any]:
     return QualityRun(cfg).run()
 
 
-__all__ = ["QualityConfig", "QualityRun", "run_quality", "BASELINE_NAMES", "MODEL_CHOICES", "REPORT_METRICS",
-           "RECENGINE_VARIANTS"]
+__all__ = ["QualityConfig", "QualityRun", "run_quality", "BASELINE_NAMES", "COLD_METRICS", "MODEL_CHOICES",
+           "REPORT_METRICS", "RECENGINE_VARIANTS", "instruction_sets"]

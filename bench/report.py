@@ -2,21 +2,24 @@
 
 Quality JSON (`schema` = "recengine-bench-quality/1"):
 - `kind` "quality", `created_at` (UTC ISO 8601), `command`, `machine` {cpu, cpu_count, memory_gib, os,
-  python, load_average_at_start, versions}, `data` {name, fingerprint, n_users, n_items, n_interactions,
+  python, load_average_at_start, load_average_at_end, instruction_sets (SIMD flags), versions, git_revision}, `data` {name, fingerprint, n_users, n_items, n_interactions,
   context_columns}
 - `protocol` {split, seed, ranking, tuning, test_fit, n_users, n_items, n_train_events, n_valid_queries,
-  n_test_queries, profile, cold {split, n_cold_items, n_cold_interactions, n_queries, metric, fraction,
-  min_interactions}}
-- `models.<name>` for name in popularity, itemknn, als, bpr, lightgcn, sasrec, frozen_text,
+  n_test_queries, profile, cold {split, n_cold_items, n_cold_interactions, n_queries, metric, protocols
+  {hybrid, cold_only}, fraction, min_interactions}}
+- `models.<name>` for name in popularity, itemknn, ease, als, bpr, lightgcn, sasrec, frozen_text,
   recengine_fp32, recengine_int8, recengine_fp16 (+ recengine_torch, the torch model before export):
-  {hr@10, ndcg@10, hr@20, ndcg@20, mrr, coverage@10, tail_share@10, cold_recall@20, n_queries, kind
-  ("baseline" | "recengine"), params, valid_ndcg@10, seconds, ndcg@10_se (standard error over the test
-  queries)}; a model that could not run is absent and `notes` says why
+  {hr@10, ndcg@10, hr@20, ndcg@20, mrr, coverage@10, tail_share@10, n_queries, kind ("baseline" |
+  "recengine"), params, valid_ndcg@10, seconds, ndcg@10_se (standard error over the test queries),
+  grid_points {tried, in_grid} (baselines), and with the cold protocol: cold_recall@20 and cold_ndcg@20
+  (hybrid: all items ranked, the user's warm items excluded), coldonly_recall@20 and coldonly_ndcg@20
+  (only the cold items ranked)}; a model that could not run is absent and `notes` says why
 - `best_baseline` {name, ndcg@10} (highest test NDCG@10 among baselines); `ratios.<name>.<metric>` =
   model / best baseline; `target` {metric, target_ratio, recengine_fp32_ratio, met, ratio_ci95 [lo, hi]: paired
   bootstrap 95 % interval of that ratio over the test queries}
 - `tuning.<name>` = [{params, valid_ndcg@10, best_epoch, epochs_run, fit_seconds}], `scenes.<ctx column>.
-  <value>.<model>` = {n_queries, hr@10, ndcg@10, hr@20, ndcg@20, mrr}, `notes` [str], `timings` {seconds}
+  <value>.<model>` = {n_queries, hr@10, ndcg@10, hr@20, ndcg@20, mrr}, `tune_budget_s` (per-model tuning
+  budget, 0 = whole grids), `notes` [str], `timings` {seconds}
 
 Latency JSON (`schema` = "recengine-bench-latency/1"):
 - `kind` "latency", `created_at`, `command`, `device` ("cpu" | "cuda"), `provider` (the ONNX Runtime
@@ -42,8 +45,11 @@ from typing import Any
 
 from recengine.errors import RequestError
 
-QUALITY_COLUMNS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "coverage@10", "tail_share@10", "cold_recall@20")
-MODEL_ORDER = ("popularity", "itemknn", "als", "bpr", "lightgcn", "sasrec", "frozen_text", "recengine_torch",
+QUALITY_COLUMNS = ("ndcg@10", "coverage@10", "tail_share@10", "hr@10", "hr@20", "ndcg@20", "mrr")
+"""Headline table: NDCG@10 (± its standard error) with the long-tail metrics next to it."""
+COLD_COLUMNS = ("cold_recall@20", "cold_ndcg@20", "coldonly_recall@20", "coldonly_ndcg@20")
+"""Cold table: hybrid (all items ranked) then cold-only (only the cold items ranked)."""
+MODEL_ORDER = ("popularity", "itemknn", "ease", "als", "bpr", "lightgcn", "sasrec", "frozen_text", "recengine_torch",
                "recengine_fp32", "recengine_int8", "recengine_fp16")
 
 
@@ -85,21 +91,43 @@ def _machine_line(report: dict[str, Any]) -> str:
     return (f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, {m.get('memory_gib', '?')} GiB RAM, "
             f"{m.get('os', '?')}, Python {m.get('python', '?')}" + (f"; load average at start {load}" if load else "")
             + (f", at end {end}" if end else "")
+            + (f"; instruction sets {', '.join(m['instruction_sets'])}" if m.get("instruction_sets") else "")
             + (f"; recengine git {m['git_revision']}" if m.get("git_revision") else ""))
 
 
+def _ndcg_cell(m: dict[str, Any]) -> str:
+    se = m.get("ndcg@10_se")
+    return _fmt(m.get("ndcg@10")) + (f" ± {_fmt(se)}" if se is not None else "")
+
+
 def quality_table(report: dict[str, Any]) -> str:
-    """The headline table: every model's test metrics and its NDCG@10 ratio to the best baseline."""
+    """The headline table: every model's test NDCG@10 ± standard error, long-tail metrics (coverage@10,
+    tail share@10) next to it, the other ranking metrics, and its NDCG@10 ratio to the best baseline."""
     models, ratios = report["models"], report.get("ratios", {})
-    head = "| model | " + " | ".join(QUALITY_COLUMNS) + " | NDCG@10 / best baseline |"
+    head = "| model | ndcg@10 ± se | " + " | ".join(QUALITY_COLUMNS[1:]) + " | NDCG@10 / best baseline |"
     lines = [head, "|" + "---|" * (len(QUALITY_COLUMNS) + 2)]
     best = report.get("best_baseline", {}).get("name")
     for name in ordered_models(models):
         m = models[name]
         label = f"**{name}**" if name == best or name == "recengine_fp32" else name
         ratio = ratios.get(name, {}).get("ndcg@10")
-        lines.append(f"| {label} | " + " | ".join(_fmt(m.get(c)) for c in QUALITY_COLUMNS)
+        lines.append(f"| {label} | {_ndcg_cell(m)} | " + " | ".join(_fmt(m.get(c)) for c in QUALITY_COLUMNS[1:])
                      + f" | {_fmt(ratio, 2)}{'x' if ratio is not None else ''} |")
+    return "\n".join(lines)
+
+
+def cold_table(report: dict[str, Any]) -> str | None:
+    """Both cold protocols per model, next to the same model's warm test NDCG@10 (None without cold data)."""
+    models = report["models"]
+    names = [n for n in ordered_models(models) if any(c in models[n] for c in COLD_COLUMNS)]
+    if not names:
+        return None
+    lines = ["| model | warm test ndcg@10 | hybrid recall@20 | hybrid ndcg@20 | cold-only recall@20 | "
+             "cold-only ndcg@20 |", "|---|---|---|---|---|---|"]
+    for name in names:
+        m = models[name]
+        lines.append(f"| {name} | {_fmt(m.get('ndcg@10'))} | " + " | ".join(_fmt(m.get(c)) for c in COLD_COLUMNS)
+                     + " |")
     return "\n".join(lines)
 
 
@@ -121,7 +149,10 @@ def quality_markdown(report: dict[str, Any], plots: list[str] | None = None) -> 
         c = p["cold"]
         out.append(f"- cold items: {c['n_cold_items']} items ({c['fraction']:.0%} of those with >= "
                    f"{c['min_interactions']} interactions) held out, {c['n_queries']} users; {c['metric']}")
-    out += ["", "## Test metrics (full ranking)", "", quality_table(report), ""]
+    out += ["", "## Test metrics (full ranking)", "",
+            "NDCG@10 ± its standard error over the test queries; coverage@10 = share of the catalogue in at least "
+            "one top 10, tail_share@10 = share of top-10 slots outside the 20 % most popular items.", "",
+            quality_table(report), ""]
     best = report.get("best_baseline", {})
     target = report.get("target")
     if target:
@@ -134,6 +165,14 @@ def quality_markdown(report: dict[str, Any], plots: list[str] | None = None) -> 
             out.append(f"95% interval of that ratio (paired bootstrap over the test queries): "
                        f"[{_fmt(lo, 3)}, {_fmt(hi, 3)}].")
         out.append("")
+    cold = cold_table(report)
+    if cold:
+        out += ["## Cold items (both protocols, models refitted on the warm interactions)", "",
+                "- hybrid: all items ranked, the user's warm items excluded, relevant = the user's cold items "
+                "(JSON `cold_recall@20`, `cold_ndcg@20`);",
+                "- cold-only: only the cold items ranked (JSON `coldonly_recall@20`, `coldonly_ndcg@20`);",
+                "- warm test NDCG@10 is the same model's main-protocol figure, so a cold gain that costs warm "
+                "accuracy shows.", "", cold, ""]
     scenes = report.get("scenes", {})
     if scenes:
         out += ["## Per scene (test NDCG@10, queries grouped by the test event's context)", ""]
@@ -150,12 +189,19 @@ def quality_markdown(report: dict[str, Any], plots: list[str] | None = None) -> 
             out.append("")
     tuning = report.get("tuning", {})
     if tuning:
-        out += ["## Tuning (validation NDCG@10 per grid point; the best is refitted and tested)", ""]
+        budget = report.get("tune_budget_s")
+        out += ["## Tuning (validation NDCG@10 per grid point; the best is refitted and tested)", "",
+                f"Per-model tuning budget: {f'{budget:g} s' if budget else 'none (whole grids)'}. Models with "
+                "epochs or iterations early-stop on validation; the chosen count is refitted on train+valid.", ""]
         for name, trials in tuning.items():
             best_t = max(trials, key=lambda t: t["valid_ndcg@10"])
-            out.append(f"- **{name}**: {len(trials)} settings; chosen {json.dumps(best_t['params'])} "
+            points = report["models"].get(name, {}).get("grid_points") or {}
+            size = f" of {points['in_grid']}" if points.get("in_grid", len(trials)) != len(trials) else ""
+            refit = report["models"].get(name, {}).get("params")
+            out.append(f"- **{name}**: {len(trials)}{size} settings; chosen {json.dumps(best_t['params'])} "
                        f"(valid NDCG@10 {_fmt(best_t['valid_ndcg@10'])}"
-                       + (f", best epoch {best_t['best_epoch']}" if best_t.get("best_epoch") else "") + ")")
+                       + (f", best epoch {best_t['best_epoch']}" if best_t.get("best_epoch") else "") + ")"
+                       + (f"; refitted as {json.dumps(refit)}" if refit and refit != best_t["params"] else ""))
         out.append("")
     if report.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]

@@ -12,8 +12,9 @@ from recengine.bench.quality import QualityConfig, run_quality
 from recengine.bench.report import write_report_dir
 from recengine.cli import cli
 
-METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "coverage@10", "tail_share@10", "cold_recall@20")
-ALL = ("popularity", "itemknn", "als", "bpr", "lightgcn", "sasrec", "frozen_text", "recengine_fp32",
+METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "coverage@10", "tail_share@10", "cold_recall@20",
+           "cold_ndcg@20", "coldonly_recall@20", "coldonly_ndcg@20")
+ALL = ("popularity", "itemknn", "ease", "als", "bpr", "lightgcn", "sasrec", "frozen_text", "recengine_fp32",
        "recengine_int8", "recengine_fp16")
 
 
@@ -96,7 +97,96 @@ def test_report_files(quality_report: dict, tmp_path: Path) -> None:
     assert data["models"].keys() == quality_report["models"].keys()
     md = files["markdown"].read_text()
     assert "| recengine_int8 |" in md and "NDCG@10 / best baseline" in md
+    # NDCG@10 ± se with coverage@10 and tail share@10 right next to it, for every model
+    assert "| model | ndcg@10 ± se | coverage@10 | tail_share@10 |" in md
+    ease = data["models"]["ease"]
+    assert f"| ease | {ease['ndcg@10']:.4f} ± {ease['ndcg@10_se']:.4f} | {ease['coverage@10']:.4f} | " \
+           f"{ease['tail_share@10']:.4f} |" in md
+    # both cold protocols stated, next to the warm test NDCG@10 of the same model
+    assert "hybrid: all items ranked" in md and "cold-only: only the cold items ranked" in md
+    ft = data["models"]["frozen_text"]
+    assert (f"| frozen_text | {ft['ndcg@10']:.4f} | {ft['cold_recall@20']:.4f} | {ft['cold_ndcg@20']:.4f} | "
+            f"{ft['coldonly_recall@20']:.4f} | {ft['coldonly_ndcg@20']:.4f} |") in md
+    assert set(data["protocol"]["cold"]["protocols"]) == {"hybrid", "cold_only"}
     assert files["quality_bars"].stat().st_size > 1000
+
+
+def test_cold_protocols_are_consistent(quality_report: dict) -> None:
+    models = quality_report["models"]
+    for name in ALL:
+        m = models[name]
+        # ranking fewer items can only lift a cold item: cold-only recall >= hybrid recall, model by model
+        assert m["coldonly_recall@20"] >= m["cold_recall@20"] - 1e-12, name
+    # an ID-only model scores every cold item alike (it never saw them): pessimistic ties give it nothing, even
+    # in the cold-only protocol (the quick toy set has more cold items than 20)
+    assert quality_report["protocol"]["cold"]["n_cold_items"] > 20
+    for name in ("popularity", "ease", "itemknn", "als"):
+        assert models[name]["cold_recall@20"] == 0.0 and models[name]["coldonly_recall@20"] == 0.0, name
+    assert models["frozen_text"]["coldonly_recall@20"] > 0.0  # text reaches cold items
+
+
+def test_best_baseline_includes_the_new_baselines(quality_report: dict) -> None:
+    models = quality_report["models"]
+    assert models["ease"]["kind"] == "baseline"
+    assert quality_report["ratios"]["ease"]["ndcg@10"] == pytest.approx(
+        models["ease"]["ndcg@10"] / quality_report["best_baseline"]["ndcg@10"])
+    assert all(quality_report["ratios"][n]["ndcg@10"] <= 1.0 + 1e-12 for n in models if models[n]["kind"] == "baseline")
+    assert models["ease"]["grid_points"] == {"tried": 2, "in_grid": 2}
+
+
+def _poisoned(protocol, seed: int = 7):
+    """The same protocol with every test answer (and the split's test events) replaced by another item."""
+    import dataclasses
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_items = protocol.dataset.n_items
+    targets = (protocol.test.targets + rng.integers(1, n_items, len(protocol.test.targets))) % n_items
+    split_test = dataclasses.replace(protocol.split.test, item=targets.astype(protocol.split.test.item.dtype))
+    return dataclasses.replace(protocol, test=dataclasses.replace(protocol.test, targets=targets),
+                               split=dataclasses.replace(protocol.split, test=split_test))
+
+
+TUNED = ("itemknn", "ease", "als", "bpr", "sasrec")
+
+
+def test_tuning_never_reads_the_test_split(ml_tiny_dir: Path) -> None:
+    from recengine.bench.quality import QualityRun
+
+    cfg = QualityConfig(data=str(ml_tiny_dir), profile="quick", models=TUNED, cold=False, threads=1, quiet=True)
+    clean_run, poisoned_run = QualityRun(cfg), QualityRun(cfg)
+    _, protocol, _ = clean_run.prepare()
+    poisoned = _poisoned(protocol)
+    assert (poisoned.test.targets != protocol.test.targets).all()
+    for name in TUNED:
+        clean_run.run_baseline(name, protocol, None, None)
+        poisoned_run.run_baseline(name, poisoned, None, None)
+    changed = 0
+    for name in TUNED:
+        a, b = clean_run.outcomes[name], poisoned_run.outcomes[name]
+        assert len(a.trials) >= 1
+        strip = [{k: t[k] for k in ("params", "valid_ndcg@10", "best_epoch", "epochs_run")} for t in a.trials]
+        assert strip == [{k: t[k] for k in ("params", "valid_ndcg@10", "best_epoch", "epochs_run")}
+                         for t in b.trials], f"{name}: tuning moved when the test split changed"
+        assert a.params == b.params and a.valid_ndcg == b.valid_ndcg
+        changed += a.metrics["ndcg@10"] != b.metrics["ndcg@10"]
+    assert changed >= 3  # the poison reached the test metrics, so the check above was not vacuous
+
+
+def test_tuning_budget_cuts_the_grid_and_says_so(ml_tiny_dir: Path) -> None:
+    from recengine.bench.quality import QualityRun
+
+    cfg = QualityConfig(data=str(ml_tiny_dir), profile="quick", models=("itemknn",), cold=False, quiet=True,
+                        tune_budget_s=1e-9)
+    run = QualityRun(cfg)
+    _, protocol, _ = run.prepare()
+    run.run_baseline("itemknn", protocol, None, None)
+    entry = run.outcomes["itemknn"].entry()
+    assert entry["grid_points"] == {"tried": 1, "in_grid": 2}
+    assert any("budget" in n and "1 of 2" in n for n in run.notes)
+    with pytest.raises(Exception, match="tune-budget"):
+        QualityConfig(models=("itemknn",), tune_budget_s=-1.0).validate()
 
 
 def test_cli_quality_subset(ml_tiny_dir: Path, tmp_path: Path) -> None:
