@@ -125,8 +125,10 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.argument("data", required=False, type=click.Path(path_type=Path))
 @click.option("--profile", type=click.Choice(["quick", "standard"]), default="standard", show_default=True,
               help="quick: tiny grids and the tiny encoder (tests); standard: tuned grids, real MiniLM.")
-@click.option("--models", default="popularity,itemknn,als,bpr,lightgcn,sasrec,frozen_text,recengine",
-              show_default=True)
+@click.option("--models", default="popularity,itemknn,ease,als,bpr,lightgcn,sasrec,frozen_text,recengine",
+              show_default=True, help="Models to run; leave out recengine for a baselines-only run.")
+@click.option("--tune-budget", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Per-model tuning budget in seconds (0 = whole grid); grid points run most promising first.")
 @click.option("--variants", default="fp32,int8,fp16", show_default=True, help="recengine ONNX variants.")
 @click.option("--encoder", type=click.Path(path_type=Path), default=None,
               help="Local HF encoder directory for recengine and frozen_text (default: the profile's).")
@@ -145,7 +147,8 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--quiet", is_flag=True, help="No progress bars, no summary on stdout.")
 def quality_command(data: Path | None, profile: str, models: str, variants: str, encoder: Path | None, seed: int,
                     threads: int, no_cold: bool, cold_fraction: float, sets: tuple[str, ...], workdir: Path | None,
-                    jobs: int, json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
+                    jobs: int, json_out: Path | None, report_dir: Path | None, quiet: bool,
+                    tune_budget: float) -> None:
     """Quality of recengine vs baselines on DATA (default: embedded MovieLens), same split, same run."""
     _check_outputs(json_out, report_dir)
     if workdir is not None:
@@ -158,6 +161,6 @@ def quality_command(data: Path | None, profile: str, models: str, variants: str,
         data=None if data is None else str(data), profile=profile, models=_names(models),
         variants=_names(variants), seed=seed, encoder=None if encoder is None else str(encoder), cold=not no_cold,
         cold_fraction=cold_fraction, threads=threads, export_overrides=_parse_sets(sets), workdir=workdir,
-        jobs=jobs, quiet=quiet, command=_command_line(click.get_current_context()),
+        jobs=jobs, quiet=quiet, command=_command_line(click.get_current_context()), tune_budget_s=tune_budget,
     )
     _emit(run_quality(cfg), json_out, report_dir, quiet)
