@@ -1,4 +1,4 @@
-"""`recengine bench latency` and `recengine bench quality` (click group `bench_group`).
+"""`recengine bench latency`, `recengine bench quality` and `recengine bench serve` (click group `bench_group`).
 
 Imports no torch/matplotlib at module level: the heavy modules load inside the commands, so
 `recengine --help` works on a lean runtime install.
@@ -164,3 +164,46 @@ def quality_command(data: Path | None, profile: str, models: str, variants: str,
         jobs=jobs, quiet=quiet, command=_command_line(click.get_current_context()), tune_budget_s=tune_budget,
     )
     _emit(run_quality(cfg), json_out, report_dir, quiet)
+
+
+@bench_group.command("serve")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--concurrency", default="1,8,32,64", show_default=True, help="Concurrent clients to measure.")
+@click.option("--endpoints", default="recommend_user,recommend_history,similar,search", show_default=True)
+@click.option("--duration", type=float, default=5.0, show_default=True,
+              help="Seconds per (endpoint, concurrency) at most.")
+@click.option("--requests", type=int, default=5000, show_default=True,
+              help="Requests per (endpoint, concurrency) at most.")
+@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed requests before each measurement.")
+@click.option("--in-process-requests", type=int, default=1000, show_default=True,
+              help="Timed in-process calls per endpoint (same inputs, one at a time).")
+@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Server processes (recengine serve --workers).")
+@click.option("--threads", type=int, default=1, show_default=True, help="ONNX Runtime threads (server and in-process).")
+@click.option("--pool", type=int, default=None, help="Server thread pool size (default: the server's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Write serve.json + serve.md into this directory.")
+@click.option("--quiet", is_flag=True, help="No progress lines, no summary on stdout.")
+def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: float, requests: int, warmup: int,
+                  in_process_requests: int, k: int, workers: int, threads: int, pool: int | None, seed: int,
+                  json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
+    """`recengine serve BUNDLE` in a child process under an asyncio HTTP client at each concurrency:
+    p50/p95/p99 and requests/s per endpoint, errors, and the same calls in-process (HTTP overhead)."""
+    from .report import write_json
+    from .serve import ServeBenchConfig, run_serve_bench, serve_markdown, write_serve_report
+
+    cfg = ServeBenchConfig(
+        bundle=bundle, concurrency=_ints(concurrency, "--concurrency"), endpoints=_names(endpoints),
+        duration=duration, requests=requests, warmup=warmup, in_process_requests=in_process_requests, k=k,
+        workers=workers, threads=threads, pool=pool, seed=seed, command=_command_line(click.get_current_context()),
+        quiet=quiet,
+    )
+    report = run_serve_bench(cfg)
+    if json_out is not None:
+        write_json(report, json_out)
+    if report_dir is not None:
+        write_serve_report(report, report_dir)
+    if not quiet:
+        click.echo(serve_markdown(report))
