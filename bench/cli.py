@@ -181,13 +181,16 @@ def quality_command(data: Path | None, profile: str, models: str, variants: str,
 @click.option("--workers", type=int, default=1, show_default=True, help="Server processes (recengine serve --workers).")
 @click.option("--threads", type=int, default=1, show_default=True, help="ONNX Runtime threads (server and in-process).")
 @click.option("--pool", type=int, default=None, help="Server thread pool size (default: the server's).")
+@click.option("--server-arg", "server_args", multiple=True,
+              help="Extra `recengine serve` argument (repeat), e.g. --server-arg=--switch-interval --server-arg=0.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
               help="Write serve.json + serve.md into this directory.")
 @click.option("--quiet", is_flag=True, help="No progress lines, no summary on stdout.")
 def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: float, requests: int, warmup: int,
-                  in_process_requests: int, k: int, workers: int, threads: int, pool: int | None, seed: int,
+                  in_process_requests: int, k: int, workers: int, threads: int, pool: int | None,
+                  server_args: tuple[str, ...], seed: int,
                   json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
     """`recengine serve BUNDLE` in a child process under an asyncio HTTP client at each concurrency:
     p50/p95/p99 and requests/s per endpoint, errors, and the same calls in-process (HTTP overhead)."""
@@ -197,7 +200,7 @@ def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: floa
     cfg = ServeBenchConfig(
         bundle=bundle, concurrency=_ints(concurrency, "--concurrency"), endpoints=_names(endpoints),
         duration=duration, requests=requests, warmup=warmup, in_process_requests=in_process_requests, k=k,
-        workers=workers, threads=threads, pool=pool, seed=seed, command=_command_line(click.get_current_context()),
+        workers=workers, threads=threads, pool=pool, server_args=server_args, seed=seed, command=_command_line(click.get_current_context()),
         quiet=quiet,
     )
     report = run_serve_bench(cfg)

@@ -56,6 +56,8 @@ class ServeBenchConfig:
     workers: int = 1
     threads: int = 1
     pool: int | None = None
+    server_args: tuple[str, ...] = ()
+    """Further `recengine serve` options, e.g. ("--switch-interval", "0")."""
     seed: int = 0
     command: str = ""
     quiet: bool = False
@@ -253,6 +255,7 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
     args = ["--threads", str(cfg.threads), "--workers", str(cfg.workers), "--log-level", "warning"]
     if cfg.pool is not None:
         args += ["--pool", str(cfg.pool)]
+    args += list(cfg.server_args)
     results = []
     _event_loop_policy()
     server = ServerProcess(cfg.bundle, args)

@@ -273,7 +273,12 @@ def app_from_env() -> Starlette:
 
     from .config import ENV_CONFIG
 
+    import sys
+
     text = os.environ.get(ENV_CONFIG)
     if not text:
         raise RecengineError(f"{ENV_CONFIG} is not set: start workers through `recengine serve`")
-    return create_app(ServerConfig.from_json(text))
+    config = ServerConfig.from_json(text)
+    if config.switch_interval_s is not None:
+        sys.setswitchinterval(config.switch_interval_s)
+    return create_app(config)

@@ -57,6 +57,9 @@ class ServerConfig:
     keep the cores busy, and several multi-threaded ORT runs at once spin against each other).
     pool_size: threads that run engine calls (CPU-bound work never runs on the event loop).
     graceful_timeout_s: how long shutdown waits for in-flight requests before closing their connections.
+    switch_interval_s: the interpreter's GIL switch interval in the server process (None: Python's 5 ms).
+    The event loop and the pool threads hand the GIL back and forth on every request; with the default
+    5 ms a thread that wants it can wait that long behind a busy one, which shows up directly in p99.
     """
 
     bundle: str
@@ -69,6 +72,7 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     pool_size: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
     graceful_timeout_s: float = 30.0
+    switch_interval_s: float | None = 0.0005
     access_log: bool = False
     log_level: str = "info"
 
@@ -89,6 +93,8 @@ class ServerConfig:
             raise RequestError(f"max body bytes must be between 1 KiB and 1 GiB, got {self.max_body_bytes}")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise RequestError("admin token must be at least 8 characters (or leave it out to disable /admin)")
+        if self.switch_interval_s is not None and not (1e-6 <= self.switch_interval_s <= 1.0):
+            raise RequestError(f"switch interval must be between 1e-6 and 1 s, got {self.switch_interval_s}")
         if self.graceful_timeout_s <= 0:
             raise RequestError(f"graceful timeout must be > 0 s, got {self.graceful_timeout_s}")
 

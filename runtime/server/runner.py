@@ -50,6 +50,8 @@ def serve(config: ServerConfig) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
+    if config.switch_interval_s is not None:
+        sys.setswitchinterval(config.switch_interval_s)  # inherited by spawned workers via app_from_env
     if config.workers == 1:
         from .app import create_app, load_engine
 
