@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from recengine.bundle.format import history_inputs, left_pad
+
 from recengine.errors import RecengineError, RequestError
 
 from .machine import load_average, machine_info, utc_now
@@ -191,8 +193,8 @@ class LatencyRun:
                 self._set_torch_threads(threads)
 
                 def eager(i: int, batches: list[np.ndarray] = user_batches) -> Any:
-                    hist, mask = left_pad([fx.histories[u] for u in batches[i % len(batches)]], fx.item_vectors,
-                                          max_len)
+                    hist, mask = history_inputs(left_pad([fx.histories[u] for u in batches[i % len(batches)]],
+                                                         max_len), fx.item_vectors)
                     n = hist.shape[0]
                     return run_module(tower, {"history": hist, "history_mask": mask,
                                               "scene": np.zeros((n, scene_slots), np.int64),
@@ -246,41 +248,31 @@ class LatencyRun:
                                 retrieval=engine.retrieval_backend(b), fusion=bool(engine.uses_fusion))
 
     def _hnsw_indexes(self, fx: Fixture, matrix: np.ndarray) -> list[tuple[str, Any, float | None]]:
-        """(label, hnswlib index, max_norm) of every index form timed.
-
-        The bundle's index is timed as stored; a plain inner-product index is also timed MIPS-augmented,
-        the form the runtime rebuilds it into on first use for catalogues of varying vector norm (plain IP
-        graphs lose recall there). Synthetic catalogues get both forms (the runtime augments only up to
-        `AUGMENT_MAX_ITEMS`; past that it serves the plain one).
-        """
+        """(label, hnswlib index, max_norm) of every index form timed: the bundle's index as stored (and
+        served), or, for a synthetic catalogue, both forms built by `HnswBackend.build` on all cores."""
         from recengine.bundle import open_bundle
+        from recengine.bundle.format import IndexSpec
+        from recengine.index_io import open_index
         from recengine.retrieval import HnswBackend
 
-        spec = fx.manifest["index"]["item"]
-        M, efc = int(spec.get("M", 16)), int(spec.get("ef_construction", 200))
         n = matrix.shape[0]
         out: list[tuple[str, Any, float | None]] = []
+        spec = IndexSpec.from_manifest("item", fx.manifest["index"]["item"], fx.item_vectors.shape[1])
         if self.cfg.synthetic_items:
-            forms = [False, True] if n <= 300_000 else [False]
-            for augment in forms:
+            for augment in ([False, True] if n <= 300_000 else [False]):
                 t = time.perf_counter()
-                index, max_norm = build_hnsw(matrix, M, efc, augment, self.progress)
+                built = HnswBackend.build(matrix, np.arange(n), M=spec.M, ef_construction=spec.ef_construction,
+                                          ef=self.cfg.efs[0], augment=augment, num_threads=os.cpu_count() or 1)
                 label = "mips_augment" if augment else "plain_ip"
                 self.notes.append(f"synthetic {label} HNSW index over {n} items built in "
-                                  f"{time.perf_counter() - t:.1f} s on all cores (M={M}, ef_construction={efc})")
-                out.append((label, index, max_norm))
+                                  f"{time.perf_counter() - t:.1f} s on all cores (M={spec.M}, "
+                                  f"ef_construction={spec.ef_construction})")
+                out.append((label, built.index, built.max_norm))
             return out
         reader = open_bundle(self.cfg.bundle)
-        max_norm = float(spec["max_norm"]) if spec.get("transform") == "mips_augment" else None
-        stored = HnswBackend.load(str(reader.path(spec["path"])), int(spec["dim"]), self.cfg.efs[0], n, max_norm)
-        out.append(("bundle_mips_augment" if max_norm is not None else "bundle_plain_ip", stored.index, max_norm))
-        if max_norm is None:
-            t = time.perf_counter()
-            index, norm = build_hnsw(matrix, M, efc, True, self.progress)
-            self.notes.append(f"the bundle's item index is plain inner product; the MIPS-augmented form the runtime "
-                              f"rebuilds on first use was built here in {time.perf_counter() - t:.1f} s and is "
-                              "timed as hnsw_mips_augment_ef<N>")
-            out.append(("mips_augment", index, norm))
+        stored = open_index(str(reader.path(spec.path)), spec, self.cfg.efs[0], n)
+        out.append(("bundle_mips_augment" if stored.max_norm is not None else "bundle_plain_ip", stored.index,
+                    stored.max_norm))
         return out
 
     def stage_retrieve(self, fx: Fixture) -> None:
@@ -452,44 +444,11 @@ class LatencyRun:
         }
 
 
-def left_pad(histories: list[np.ndarray], item_vectors: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded history [B, L, d] and mask [B, L] (docs/bundle.md user_tower inputs)."""
-    L = max(1, min(max_len, max((len(h) for h in histories), default=1)))
-    hist = np.zeros((len(histories), L, item_vectors.shape[1]), np.float32)
-    mask = np.zeros((len(histories), L), np.float32)
-    for b, rows in enumerate(histories):
-        rows = rows[-L:]
-        if len(rows):
-            hist[b, L - len(rows):] = item_vectors[rows]
-            mask[b, L - len(rows):] = 1.0
-    return hist, mask
-
-
 def pad_synthetic(matrix: np.ndarray, n_extra: int, rng: np.random.Generator) -> np.ndarray:
     """Append `n_extra` Gaussian vectors with the real vectors' per-dimension mean and std."""
     mean, std = matrix.mean(0), matrix.std(0) + 1e-6
     extra = (rng.standard_normal((n_extra, matrix.shape[1]), dtype=np.float32) * std + mean).astype(np.float32)
     return np.ascontiguousarray(np.concatenate([matrix, extra]))
-
-
-def build_hnsw(matrix: np.ndarray, M: int, ef_construction: int, augment: bool,
-               progress: Progress) -> tuple[Any, float | None]:
-    """An hnswlib inner-product index over `matrix` (labels = rows) built on all cores, optionally
-    MIPS-augmented exactly like `recengine.retrieval.HnswBackend.build` (which builds on one thread)."""
-    import hnswlib
-
-    from recengine.retrieval import HnswBackend
-
-    max_norm = float(np.sqrt(np.einsum("ij,ij->i", matrix, matrix).max())) if augment else None
-    dim = matrix.shape[1] + (1 if augment else 0)
-    index = hnswlib.Index(space="ip", dim=int(dim))
-    index.init_index(max_elements=matrix.shape[0], M=M, ef_construction=ef_construction, random_seed=0)
-    step = 50_000
-    for start in progress.bar(range(0, matrix.shape[0], step), "hnsw build", total=-(-matrix.shape[0] // step)):
-        rows = np.arange(start, min(start + step, matrix.shape[0]))
-        data = HnswBackend.augment(matrix[rows], max_norm) if max_norm is not None else matrix[rows]
-        index.add_items(data, rows, num_threads=os.cpu_count() or 1)
-    return index, max_norm
 
 
 def run_latency(cfg: LatencyConfig) -> dict[str, Any]:

@@ -3,12 +3,12 @@
 The models are trained with `recengine.export.fit.fit` on exactly the split the baselines see
 (`Protocol.split`, early stopping on its validation events; like SASRec, the early-stopped model reads the
 train+valid history at test time; in the cold protocol it is refitted on every warm interaction, as every
-baseline is, with `recengine.export.fit.refit`); the fitted models are written to a real bundle (`export_models_and_arrays`), and the
-ONNX `fp32`/`int8`/`fp16` pipelines of that bundle are scored through ONNX Runtime with the pipeline's own
-`BundleModels` as served: stored vectors for items with training interactions, the variant's encoder for items
-without any (the ones a live system adds later), user vectors from the variant's user tower, candidates
-re-scored by the variant's fusion head. `recengine_torch` is the torch fp32 model
-before export, kept as a reference for what the ONNX path costs. Scores are full rows over the catalogue so
+baseline is, with `recengine.export.fit.refit`); the fitted models are written to a real bundle
+(`export_models_and_arrays`), and the `fp32`/`int8`/`fp16` variants of that bundle are scored by
+`recengine.Engine` itself (`Engine.score_catalogue`: the serving pipeline with exact retrieval), as served:
+stored vectors for items with training interactions, the variant's encoder for items without any (the ones a
+live system adds later). `recengine_torch` is the torch fp32 model before export, kept as a reference for
+what the ONNX path costs. Scores are full rows over the catalogue so
 the foundation's `evaluate_full_ranking` ranks them like any baseline.
 """
 
@@ -90,31 +90,26 @@ def torch_scorer(fitted: Any, qs: QuerySet) -> RowScoreFn:
                    int(fitted.config.fusion.n_candidates))
 
 
-def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0) -> RowScoreFn:
-    """Row scores of a bundle's ONNX `variant` pipeline (ONNX Runtime only, as the runtime serves it)."""
-    from recengine.export.evaluation import left_padded
-    from recengine.export.onnx_eval import BundleModels, vocab_from_manifest
+def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0,
+                cold_items: np.ndarray | None = None) -> RowScoreFn:
+    """Row scores of a bundle's ONNX `variant` as served, through `recengine.Engine.score_catalogue` (the
+    serving pipeline with exact retrieval: the same code as `Engine.recommend`).
 
-    models = BundleModels.load(bundle, variant, threads)
-    reader = models.reader
-    # as served: catalogue items keep their stored vectors; items nobody interacted with in training (the cold
-    # items of the cold protocol) are the ones a live system adds later, through this variant's encoder
-    pop = reader.load_npy(reader.section("items", "popularity"))
-    v = models.item_vectors(np.flatnonzero(pop <= 0) if variant != "fp32" else False)
-    scene = _encode_scene(vocab_from_manifest(reader.section("vocab", "scene")), qs.context, len(qs.users))
-    profile = reader.load_npy(reader.section("users", "profile"))[qs.users]
-    hist = left_padded(qs.history.indptr, qs.history.indices, qs.users, int(reader.section("dims", "max_history")))
-    u_all = models.user_vectors(v, hist, scene, profile)
-    fusion = reader.section("models", "fusion")
-    feats = reader.load_npy(reader.section("items", "item_feats"))
-    pops = reader.load_npy(reader.section("items", "pop_bucket"))
+    As served: catalogue items keep their stored vectors; `cold_items` (rows nobody interacted with in
+    training: the cold items of the cold protocol) are what a live system adds later, through this
+    variant's encoder, so a quantised variant re-encodes them (`Engine.reencode_items`)."""
+    from recengine.evaluation import engine_row_scorer
+    from recengine.export.validation import open_variant
 
-    def fuse(rows: np.ndarray, u: np.ndarray, cands: np.ndarray) -> np.ndarray:
-        return models.fuse(u, cands, v, feats, pops, scene[rows], profile[rows])
-
-    use = bool(fusion.get("use_by_default", False))
-    return _rerank(lambda rows: (u_all[rows], u_all[rows] @ v.T), fuse if use else None, v, qs,
-                   int(fusion.get("n_candidates", 50)))
+    engine = open_variant(bundle, variant, threads)
+    if variant != "fp32" and cold_items is not None and len(cold_items):
+        ids = engine.item_ids()
+        engine.reencode_items([ids[int(r)] for r in cold_items])
+    scene = engine.encode_scenes(qs.context, len(qs.users)) if qs.context else \
+        np.zeros((len(qs.users), engine.scene_slots), np.int64)
+    return engine_row_scorer(engine, [qs.history.indices[qs.history.indptr[u]:qs.history.indptr[u + 1]]
+                                      for u in qs.users],
+                             scene, engine.user_profiles(qs.users), qs.excluded(np.arange(len(qs.users))))
 
 
 @dataclass
@@ -187,7 +182,8 @@ class RecengineRunner:
         if fit_result.bundle is not None:
             bundle = fit_result.bundle
             for variant in self.variants:
-                out[f"recengine_{variant}"] = (lambda v=variant: onnx_scorer(bundle, v, qs, threads))
+                cold = np.flatnonzero(np.asarray(fit_result.fitted.popularity) <= 0)
+                out[f"recengine_{variant}"] = (lambda v=variant, c=cold: onnx_scorer(bundle, v, qs, threads, c))
         return out
 
 

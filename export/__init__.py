@@ -6,7 +6,7 @@ Public API (imported lazily, so `import recengine.export` and the CLI stay free 
 - `fit(dataset, split, config) -> FittedRecengine` (`.score_fn(stage)`, `.evaluate(stage)`, `.user_vectors`,
   `.item_arrays()`): train on any split, score in torch fp32 (the bench's `recengine` model)
 - `evaluate_bundle(bundle, dataset, split, variant, stage) -> metrics`: a written bundle's fp32/int8/fp16
-  ONNX pipeline on a split, through ONNX Runtime only
+  pipeline on a split, through `recengine.Engine` (the code that serves it)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _LAZY = {
     "run_export": ("pipeline", "run_export"),
     "fit": ("fit", "fit"),
     "FittedRecengine": ("fit", "FittedRecengine"),
-    "evaluate_bundle": ("onnx_eval", "evaluate_bundle"),
+    "evaluate_bundle": ("validation", "evaluate_bundle"),
 }
 
 __all__ = sorted(_LAZY)

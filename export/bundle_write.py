@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from recengine.bundle import BundleWriter
+from recengine.bundle.format import INDEX_FILES, ITEM_FILES, USER_FILES
 from recengine.data.schema import Dataset
 from recengine.split import deduplicate, to_csr
 
@@ -44,26 +45,27 @@ def user_histories(dataset: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]
 def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine) -> dict[str, Any]:
     """Item and user arrays; returns the `items`, `users` and `vocab` manifest sections."""
     arrays = fitted.item_arrays()
+    f = ITEM_FILES
     items = {
-        "ids": w.write_json("items/ids.json", [str(i) for i in dataset.items.ids]),
-        "texts": w.write_json("items/texts.json", list(dataset.items.texts)),
-        "attrs": w.write_json("items/attrs.json", _attr_lists(dataset.items.attrs)),
-        "vectors": w.write_npy("items/vectors.npy", arrays["vectors"].astype(np.float32)),
-        "text_vectors": w.write_npy("items/text_vectors.npy", fitted.text.text_vectors.astype(np.float32)),
-        "text_embeddings": w.write_npy("items/text_embeddings.npy",
-                                       fitted.text.text_embeddings.astype(np.float32)),
-        "popularity": w.write_npy("items/popularity.npy", fitted.popularity.astype(np.int64)),
-        "pop_bucket": w.write_npy("items/pop_bucket.npy", fitted.pop_bucket.astype(np.int64)),
-        "item_feats": w.write_npy("items/item_feats.npy", arrays["item_feats"].astype(np.float32)),
+        "ids": w.write_json(f["ids"], [str(i) for i in dataset.items.ids]),
+        "texts": w.write_json(f["texts"], list(dataset.items.texts)),
+        "attrs": w.write_json(f["attrs"], _attr_lists(dataset.items.attrs)),
+        "vectors": w.write_npy(f["vectors"], arrays["vectors"].astype(np.float32)),
+        "text_vectors": w.write_npy(f["text_vectors"], fitted.text.text_vectors.astype(np.float32)),
+        "text_embeddings": w.write_npy(f["text_embeddings"], fitted.text.text_embeddings.astype(np.float32)),
+        "popularity": w.write_npy(f["popularity"], fitted.popularity.astype(np.int64)),
+        "pop_bucket": w.write_npy(f["pop_bucket"], fitted.pop_bucket.astype(np.int64)),
+        "item_feats": w.write_npy(f["item_feats"], arrays["item_feats"].astype(np.float32)),
     }
     indptr, hist = user_histories(dataset, fitted.config.seed)
     user_vecs = fitted.user_vectors(np.arange(dataset.n_users), indptr, hist, scene=None)
+    u = USER_FILES
     users = {
-        "ids": w.write_json("users/ids.json", [str(u) for u in dataset.user_ids]),
-        "vectors": w.write_npy("users/vectors.npy", user_vecs.astype(np.float32)),
-        "history_indptr": w.write_npy("users/history_indptr.npy", indptr.astype(np.int64)),
-        "history_items": w.write_npy("users/history_items.npy", hist.astype(np.int64)),
-        "profile": w.write_npy("users/profile.npy", fitted.profiles.astype(np.int64)),
+        "ids": w.write_json(u["ids"], [str(x) for x in dataset.user_ids]),
+        "vectors": w.write_npy(u["vectors"], user_vecs.astype(np.float32)),
+        "history_indptr": w.write_npy(u["history_indptr"], indptr.astype(np.int64)),
+        "history_items": w.write_npy(u["history_items"], hist.astype(np.int64)),
+        "profile": w.write_npy(u["profile"], fitted.profiles.astype(np.int64)),
     }
     vocab = {"scene": fitted.scene_vocab.to_json(), "profile": fitted.profile_vocab.to_json(),
              "pop_bucket_edges": [float(e) for e in fitted.pop_edges]}
@@ -72,20 +74,13 @@ def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine) -> 
 
 def write_indexes(w: BundleWriter, vectors: np.ndarray, text_embeddings: np.ndarray, M: int, ef_construction: int,
                   ef_search: int, seed: int) -> dict[str, Any]:
-    """hnswlib inner-product indexes over every catalogue item (labels = item rows)."""
-    import hnswlib
+    """hnswlib indexes over every catalogue item (labels = item rows), in the form the runtime serves
+    (`recengine.index_io.write_index`: the same code `Engine.save` writes with)."""
+    from recengine.index_io import write_index
 
-    out = {}
-    for name, rel, data in (("item", "index/items.hnsw", vectors), ("text", "index/text.hnsw", text_embeddings)):
-        n, dim = data.shape
-        index = hnswlib.Index(space="ip", dim=dim)
-        index.init_index(max_elements=max(n, 1), ef_construction=ef_construction, M=M, random_seed=seed)
-        index.set_num_threads(1)  # deterministic graph construction
-        index.add_items(np.ascontiguousarray(data, dtype=np.float32), np.arange(n))
-        index.save_index(str(w.path(rel)))
-        out[name] = {"path": rel, "library": "hnswlib", "space": "ip", "dim": int(dim), "M": M,
-                     "ef_construction": ef_construction, "ef_search": ef_search, "count": int(n)}
-    return out
+    return {name: write_index(w, name, INDEX_FILES[name], data, M=M, ef_construction=ef_construction,
+                              ef_search=ef_search, seed=seed)
+            for name, data in (("item", vectors), ("text", text_embeddings))}
 
 
 def data_section(dataset: Dataset) -> dict[str, Any]:

@@ -45,20 +45,11 @@ class Vocab:
         return out
 
     def encode(self, table: dict[str, np.ndarray], n: int) -> np.ndarray:
-        """Encode `n` rows of the columns in `table` into int64 [n, slots]."""
-        out = np.zeros((n, self.slots), dtype=np.int64)
-        for j, col in enumerate(self.columns):
-            if col not in table:
-                continue
-            column = table[col]
-            if col in self.numeric_edges:
-                x = np.asarray(column, dtype=np.float64)
-                codes = 1 + np.searchsorted(np.asarray(self.numeric_edges[col]), x)
-                out[:, j] = np.where(np.isnan(x), 0, codes)
-            else:
-                index = {v: i for i, v in enumerate(self.values[col])}
-                out[:, j] = [index.get(str(v), 0) if v is not None and str(v) != "" else 0 for v in column]
-        return out
+        """Encode `n` rows of the columns in `table` into int64 [n, slots] (the runtime's rule:
+        `recengine.vocab.SlotVocab.encode_table`)."""
+        from recengine.vocab import SlotVocab
+
+        return SlotVocab.from_manifest("vocab", "", self.to_json(), self.slots).encode_table(table, n)
 
 
 def build_vocab(table: dict[str, np.ndarray], max_values: int = 1000, numeric_buckets: int = 8) -> Vocab:

@@ -21,7 +21,8 @@ from recengine.split import Split
 
 from .align import TextResult, train_text_tower
 from .config import ExportConfig
-from .evaluation import Queries, evaluate_queries, histories, left_padded, make_queries
+from recengine.bundle.format import left_pad
+from recengine.evaluation import Queries, csr_rows, evaluate_queries, histories, make_queries
 from .features import (Vocab, encode_profiles, encode_scene, pop_bucket_edges, pop_buckets, profile_vocab,
                        scene_vocab)
 from .fusion import (ITEM_FEATURE_NAMES, FusionHead, FusionInputs, evaluate_with_fusion, fusion_train_data,
@@ -94,7 +95,7 @@ class FittedRecengine:
 
         `scene` is int64 [len(users), scene_slots]; None = unknown scene (all `<unk>`).
         """
-        hist = left_padded(indptr, indices, np.asarray(users, np.int64), self.config.user.max_history)
+        hist = left_pad(csr_rows(indptr, indices, users), self.config.user.max_history, fixed=True)
         if scene is None:
             scene = np.zeros((len(users), self.scene_vocab.slots), np.int64)
         scorer = UserScorer(self.tower, self.items, self.profiles, torch.device("cpu"))

@@ -18,7 +18,7 @@ from torch import nn
 from recengine.split import Split, to_csr
 
 from .config import FusionConfig
-from .evaluation import Queries, evaluate_queries, left_padded
+from recengine.evaluation import Queries, evaluate_queries
 from .progress import Progress
 
 ITEM_FEATURE_NAMES = ("text_graph_agreement", "no_graph", "graph_gate")

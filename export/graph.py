@@ -15,7 +15,7 @@ from torch import nn
 from recengine.split import Split
 
 from .config import GraphConfig
-from .evaluation import Queries, evaluate_queries
+from recengine.evaluation import Queries, evaluate_queries
 from .progress import Progress
 
 

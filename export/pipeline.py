@@ -24,30 +24,6 @@ from .config import ExportConfig
 from .progress import Progress
 
 
-class DirView:
-    """A BundleReader look-alike over the bundle being written (no manifest on disk yet)."""
-
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
-        self.root, self.manifest = root, manifest
-
-    def path(self, rel: str) -> Path:
-        return self.root / rel
-
-    def load_npy(self, rel: str) -> np.ndarray:
-        return np.load(self.root / rel, allow_pickle=False)
-
-    def load_json(self, rel: str) -> Any:
-        import json
-
-        return json.loads((self.root / rel).read_text(encoding="utf-8"))
-
-    def section(self, *keys: str) -> Any:
-        node: Any = self.manifest
-        for key in keys:
-            node = node[key]
-        return node
-
-
 def _onnx_parity(cfg: ExportConfig):
     from .onnx_tools import ParityConfig
 
@@ -121,24 +97,24 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         manifest["metrics"]["test"] = {"torch": _metric_subset(fitted.evaluate("test"))}
 
         # ---------------------------------------------------------------- ONNX pipelines on validation
-        from .onnx_eval import evaluate_bundle
+        from .validation import evaluate_bundle
 
-        view = DirView(w.root, manifest)
+        written = w.preview(manifest)  # sealed in place: measured through the real reader and engine
         validation: dict[str, dict[str, float]] = {}
         reencoded: dict[str, dict[str, float]] = {}
         for variant in cfg.variants:
             t = time.perf_counter()
             progress.message(f"evaluating the {variant} ONNX pipeline on validation")
-            validation[variant] = _metric_subset(evaluate_bundle(view, dataset, split, variant, "valid"))  # type: ignore[arg-type]
+            validation[variant] = _metric_subset(evaluate_bundle(written, dataset, split, variant, "valid"))
             if variant in cfg.parity.reencode_variants and variant != "fp32":
                 progress.message(f"re-encoding the catalogue with the {variant} encoder")
                 # the only heavy evaluation (the encoder over the whole catalogue): every configured thread
-                reencoded[variant] = _metric_subset(evaluate_bundle(view, dataset, split, variant, "valid",  # type: ignore[arg-type]
+                reencoded[variant] = _metric_subset(evaluate_bundle(written, dataset, split, variant, "valid",
                                                                     reencode=True, threads=cfg.threads))
             timings[f"eval_{variant}"] = time.perf_counter() - t
         manifest["metrics"]["validation"] = validation
         manifest["metrics"]["validation_reencoded"] = reencoded
-        manifest["metrics"]["test"]["fp32"] = _metric_subset(evaluate_bundle(view, dataset, split, "fp32", "test"))  # type: ignore[arg-type]
+        manifest["metrics"]["test"]["fp32"] = _metric_subset(evaluate_bundle(written, dataset, split, "fp32", "test"))
         check_pipeline_parity(validation, cfg, manifest["metrics"]["parity"], reencoded)
 
         timings["total"] = time.perf_counter() - t_start
@@ -251,5 +227,5 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     }
 
 
-__all__ = ["run_export", "DirView", "check_pipeline_parity"]
+__all__ = ["run_export", "check_pipeline_parity"]
 

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from recengine.split import Split, to_csr
 
 from .config import UserConfig
-from .evaluation import Queries, evaluate_queries, histories, left_padded
+from recengine.bundle.format import left_pad
+from recengine.evaluation import Queries, csr_rows, evaluate_queries, histories
 from .item_vectors import ItemVectors
 from .progress import Progress
 from .user_tower import UserTower
@@ -91,7 +92,7 @@ def query_inputs(split: Split, stage: str, queries: Queries, scenes: np.ndarray,
                  max_history: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """History rows, scene and profile codes of every query of `stage` (scene of the held-out event)."""
     indptr, indices = histories(split, stage)
-    hist = left_padded(indptr, indices, queries.users, max_history)
+    hist = left_pad(csr_rows(indptr, indices, queries.users), max_history, fixed=True)
     return hist, scenes[queries.scene_rows], profiles[queries.users]
 
 

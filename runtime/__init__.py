@@ -29,9 +29,11 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Engine, Recommendation
+    from .engine import Engine
+    from .requests import Recommendation, Recommendations, RecommendRequest, RowQuery, UpdateResult
 
-_LAZY = {"Engine": "engine", "Recommendation": "engine"}
+_LAZY = {"Engine": "engine", "Recommendation": "requests", "Recommendations": "requests",
+         "RecommendRequest": "requests", "RowQuery": "requests", "UpdateResult": "requests"}
 
 
 def __getattr__(name: str) -> Any:
@@ -48,6 +50,10 @@ __all__ = [
     "__version__",
     "Engine",
     "Recommendation",
+    "Recommendations",
+    "RecommendRequest",
+    "RowQuery",
+    "UpdateResult",
     "RecengineError",
     "DataError",
     "BundleError",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import BundleReader
+from .bundle.format import ITEM_ARRAYS
 from .errors import BundleError
 from .filters import attr_column
 
@@ -56,7 +57,7 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
 class Catalogue:
     """Every item the engine can serve, including those added live."""
 
-    ARRAYS = ("vectors", "text_vectors", "text_embeddings", "popularity", "pop_bucket", "item_feats")
+    ARRAYS = tuple(ITEM_ARRAYS)
 
     def __init__(self, ids: Sequence[str], texts: Sequence[str], attrs: Mapping[str, Sequence[Any]],
                  arrays: Mapping[str, np.ndarray]) -> None:
@@ -85,6 +86,9 @@ class Catalogue:
         self.n_dead = 0
         self.compacted_dead = 0
         """Tombstones already dropped from the indexes by the last compaction."""
+        self._current = Growable(np.arange(n, dtype=np.int64))
+        """Row -> the row its id lives at now (an id re-added or replaced gets a new row; histories keep
+        naming the old one, and exclusions must still catch it)."""
         self._unit = Growable(unit_rows(self.array("vectors")))
         self._text_unit = Growable(unit_rows(self.array("text_embeddings")))
 
@@ -102,12 +106,7 @@ class Catalogue:
             raise BundleError(f"{reader.root}: items/ids.json must be a list of strings")
         if not isinstance(attrs, dict):
             raise BundleError(f"{reader.root}: items/attrs.json must map attribute -> values")
-        arrays["vectors"] = arrays["vectors"].astype(np.float32)
-        arrays["text_vectors"] = arrays["text_vectors"].astype(np.float32)
-        arrays["text_embeddings"] = arrays["text_embeddings"].astype(np.float32)
-        arrays["item_feats"] = arrays["item_feats"].astype(np.float32)
-        arrays["popularity"] = arrays["popularity"].astype(np.int64)
-        arrays["pop_bucket"] = arrays["pop_bucket"].astype(np.int64)
+        arrays = {key: arr.astype(ITEM_ARRAYS[key], copy=False) for key, arr in arrays.items()}
         return cls(ids, texts, attrs, arrays)
 
     # --- views (valid until the next write) ---
@@ -154,6 +153,11 @@ class Catalogue:
                 rows.append(r)
         return np.asarray(rows, dtype=np.int64), unknown
 
+    def current_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The rows where the items of `rows` live now (the same rows unless an id was re-added)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return self._current.view[rows] if rows.size else rows
+
     def title(self, row: int) -> str:
         """First line of an item's text without its "column: " prefix (for explanations)."""
         first = self.texts[row].split("\n", 1)[0]
@@ -163,13 +167,21 @@ class Catalogue:
     def append(self, ids: Sequence[str], texts: Sequence[str], attrs: Sequence[Mapping[str, Any]],
                arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         """Append new rows; an id that already exists is tombstoned first (upsert). Returns the new rows."""
-        replaced = [self.row_of[i] for i in ids if i in self.row_of and self.alive[self.row_of[i]]]
+        start = self.n_rows
+        previous = [(self.row_of[i], start + j) for j, i in enumerate(ids) if i in self.row_of]
+        replaced = [old for old, _ in previous if self.alive[old]]
         if replaced:
             self.remove(np.asarray(replaced, dtype=np.int64))
-        start = self.n_rows
         for key in self.ARRAYS:
             self._arrays[key].append(arrays[key])
         self._alive.append(np.ones(len(ids), dtype=bool))
+        self._current.append(np.arange(start, start + len(ids), dtype=np.int64))
+        if previous:  # every earlier row of a re-added id now points at its new row
+            old_rows, new_rows = (np.asarray(x, dtype=np.int64) for x in zip(*previous))
+            lookup = np.arange(self.n_rows + len(ids), dtype=np.int64)
+            lookup[old_rows] = new_rows
+            cur = self._current.view
+            cur[:] = lookup[cur]
         self._unit.append(unit_rows(np.asarray(arrays["vectors"], dtype=np.float32)))
         self._text_unit.append(unit_rows(np.asarray(arrays["text_embeddings"], dtype=np.float32)))
         for name in self.attr_names:
@@ -180,6 +192,15 @@ class Catalogue:
             self.texts.append(text)
             self.row_of[item_id] = start + offset
         return np.arange(start, self.n_rows, dtype=np.int64)
+
+    def replace_vectors(self, rows: np.ndarray, vectors: np.ndarray, text_vectors: np.ndarray,
+                        text_embeddings: np.ndarray) -> None:
+        """Overwrite the vectors of existing rows in place (same rows, same ids)."""
+        self.array("vectors")[rows] = vectors
+        self.array("text_vectors")[rows] = text_vectors
+        self.array("text_embeddings")[rows] = text_embeddings
+        self._unit.view[rows] = unit_rows(np.asarray(vectors, dtype=np.float32))
+        self._text_unit.view[rows] = unit_rows(np.asarray(text_embeddings, dtype=np.float32))
 
     def count_interactions(self, rows: np.ndarray, bucket_edges: np.ndarray | None) -> None:
         """Add one interaction to each of `rows` (repeats count repeatedly) and move them to their new

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from .bundle import BundleReader
+from .bundle.format import MODEL_NAMES, check_session_io, history_inputs, left_pad
 from .errors import BundleError, RequestError
 from .sessions import CudaGraphRunner, Session, SessionConfig, bucket, make_session
 from .tokenize import TextTokenizer
 
 VARIANTS = ("fp32", "int8", "fp16")
-MODEL_NAMES = ("encoder", "user_tower", "fusion")
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_BUCKETS = (16, 32, 64, 128, 256, 512)
 
@@ -77,6 +77,8 @@ class ModelSet:
             # CUDA graphs only for the encoder: it dominates GPU time and its shapes are bucketed.
             sessions[name] = make_session(f"{name}.{v}", reader.path(path), device, config,
                                           cuda_graph=(name == "encoder" and config.cuda_graphs))
+            raw = sessions[name].session
+            check_session_io(name, v, raw.get_inputs(), raw.get_outputs(), dims)
         out = cls(
             encoder=sessions["encoder"],
             user_tower=sessions["user_tower"],
@@ -157,20 +159,8 @@ class ModelSet:
 
     # --- user tower ---
     def history_tensor(self, histories: Sequence[np.ndarray], item_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Left-padded history [B, L, d] and mask [B, L] from item rows (the last `max_history` kept).
-
-        L is the batch's longest history (capped at `max_history`): the tower counts positions from the
-        end and masks padding, so a shorter L gives the same vector for less work.
-        """
-        L = max(1, min(self.max_history, max((len(h) for h in histories), default=1)))
-        hist = np.zeros((len(histories), L, self.item_dim), dtype=np.float32)
-        mask = np.zeros((len(histories), L), dtype=np.float32)
-        for b, rows in enumerate(histories):
-            rows = np.asarray(rows, dtype=np.int64)[-L:]
-            if rows.size:
-                hist[b, L - rows.size :] = item_vectors[rows]
-                mask[b, L - rows.size :] = 1.0
-        return hist, mask
+        """The user tower's history [B, L, d] and mask [B, L] (`recengine.bundle.format.left_pad`)."""
+        return history_inputs(left_pad(histories, self.max_history), item_vectors)
 
     def user_vectors(self, histories: Sequence[np.ndarray], item_vectors: np.ndarray, scene: np.ndarray,
                      profile: np.ndarray) -> np.ndarray:

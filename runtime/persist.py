@@ -3,7 +3,7 @@
 Models and the tokenizer are copied byte for byte; item and user arrays are written for the live items
 only (rows renumbered, histories remapped, removed items dropped from them); HNSW indexes are saved as
 they are when no row was removed (so the saved bundle serves identically) and rebuilt over the live rows
-otherwise. Metrics stay those of the export that trained the models; `saved_from` records the lineage.
+otherwise, in the stored form they were loaded in (`recengine.index_io.write_index`). Metrics stay those of the export that trained the models; `saved_from` records the lineage.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from .bundle import BundleWriter
+from .bundle.format import INDEX_SOURCE, ITEM_FILES, USER_FILES
 from .errors import BundleError
-from .retrieval import HnswBackend
+from .index_io import write_index
 from .state import EngineState
 
 _REWRITTEN = ("items/", "users/", "index/")
@@ -38,16 +39,12 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
     row_map[live] = np.arange(live.size)
     items_spec = manifest.setdefault("items", {})
     users_spec = manifest.setdefault("users", {})
-    defaults_items = {"ids": "items/ids.json", "texts": "items/texts.json", "attrs": "items/attrs.json",
-                      "vectors": "items/vectors.npy", "text_vectors": "items/text_vectors.npy",
-                      "text_embeddings": "items/text_embeddings.npy", "popularity": "items/popularity.npy",
-                      "pop_bucket": "items/pop_bucket.npy", "item_feats": "items/item_feats.npy"}
-    defaults_users = {"ids": "users/ids.json", "vectors": "users/vectors.npy", "profile": "users/profile.npy",
-                      "history_indptr": "users/history_indptr.npy", "history_items": "users/history_items.npy"}
-    for key, rel in defaults_items.items():
+    for key, rel in ITEM_FILES.items():
         items_spec.setdefault(key, rel)
-    for key, rel in defaults_users.items():
+    for key, rel in USER_FILES.items():
         users_spec.setdefault(key, rel)
+    # histories name rows as written; an id re-added since lives at another row: map through it first
+    history_map = row_map[cat.current_rows(np.arange(cat.n_rows, dtype=np.int64))]
     with BundleWriter(out, force=force) as writer:
         for rel in st.manifest.get("files", {}):
             if rel.startswith(_REWRITTEN):
@@ -58,32 +55,22 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
         writer.write_json(items_spec["attrs"], {name: cat.attr_values(name, live) for name in cat.attr_names})
         for key in cat.ARRAYS:
             writer.write_npy(items_spec[key], np.ascontiguousarray(cat.array(key)[live]))
-        indptr, hist = users.csr(row_map)
+        indptr, hist = users.csr(history_map)
         writer.write_json(users_spec["ids"], list(users.ids))
         writer.write_npy(users_spec["vectors"], np.ascontiguousarray(users.vectors, dtype=np.float32))
         writer.write_npy(users_spec["profile"], np.ascontiguousarray(users.profiles, dtype=np.int64))
         writer.write_npy(users_spec["history_indptr"], indptr)
         writer.write_npy(users_spec["history_items"], hist)
         index_spec = manifest.setdefault("index", {})
-        for space, key in ((st.items_index, "vectors"), (st.text_index, "text_embeddings")):
-            spec = index_spec.get(space.name)
-            if not isinstance(spec, dict) or not spec.get("path"):
+        for space in (st.items_index, st.text_index):
+            if space.spec is None:
                 continue
-            rel = spec["path"]
-            if space.hnsw is not None and cat.n_dead == 0:
-                space.hnsw.index.save_index(str(writer.path(rel)))  # rows unchanged: save as served
-                spec.update(space.hnsw.spec())
-            else:
-                built = HnswBackend.build(np.ascontiguousarray(cat.array(key)[live]), np.arange(live.size),
-                                          M=int(spec.get("M", 16)),
-                                          ef_construction=int(spec.get("ef_construction", 200)),
-                                          ef=int(spec.get("ef_search", 100)),
-                                          augment=spec.get("transform") == "mips_augment")
-                built.index.save_index(str(writer.path(rel)))
-                spec.pop("transform", None)
-                spec.pop("max_norm", None)
-                spec.update(built.spec())
-            spec["count"] = int(live.size)
+            spec = space.spec
+            served = space.hnsw if space.hnsw is not None and cat.n_dead == 0 else None  # rows unchanged
+            index_spec[space.name] = write_index(
+                writer, space.name, spec.path, cat.array(INDEX_SOURCE[space.name])[live], M=spec.M,
+                ef_construction=spec.ef_construction, ef_search=spec.ef_search,
+                augment=spec.max_norm is not None, served=served)
         data = manifest.setdefault("data", {})
         data["n_items"] = int(live.size)
         data["n_users"] = int(users.n)

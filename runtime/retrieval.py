@@ -157,8 +157,10 @@ class HnswBackend:
 
     @classmethod
     def build(cls, matrix: np.ndarray, rows: np.ndarray, M: int = 16, ef_construction: int = 200,
-              ef: int = 100, augment: bool = False, seed: int = 0) -> "HnswBackend":
-        """A fresh index over `matrix[rows]` (labels = rows), MIPS-augmented unless `augment=False`."""
+              ef: int = 100, augment: bool = False, seed: int = 0, num_threads: int = 1) -> "HnswBackend":
+        """A fresh index over `matrix[rows]` (labels = rows), MIPS-augmented when `augment`. The one place
+        an index is built (export, compaction, `Engine.save`, the latency bench); one thread (the default)
+        builds the same graph every time for the same seed."""
         import hnswlib
 
         data = np.ascontiguousarray(matrix[rows], dtype=np.float32)
@@ -170,7 +172,7 @@ class HnswBackend:
         index.init_index(max_elements=max(16, int(rows.size * 1.25) + 16), M=int(M),
                          ef_construction=int(ef_construction), random_seed=seed)
         if rows.size:
-            index.add_items(data, rows.astype(np.int64), num_threads=1)
+            index.add_items(data, rows.astype(np.int64), num_threads=int(num_threads))
         return cls(index, ef, int(rows.size), max_norm)
 
     def _queries(self, queries: np.ndarray) -> np.ndarray:

@@ -7,8 +7,6 @@ requests never see half of two bundles.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,17 @@ from typing import Any
 import numpy as np
 
 from .bundle import BundleReader, open_bundle
+from .bundle.format import IndexSpec, wants_augment
 from .catalogue import Catalogue
 from .errors import BundleError
 from .models import ModelSet
+from .index_io import open_index
 from .retrieval import Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
 from .sessions import SessionConfig, resolve_device
 from .users import Users
 from .vocab import SlotVocab
 
 log = logging.getLogger(__name__)
-
-AUGMENT_MAX_ITEMS = 100_000
 
 COLD_FEATURES = {"text_graph_agreement": 0.0, "no_graph": 1.0, "graph_gate": 0.0}
 """Fusion item features of an item with no graph vector (docs/bundle.md `models.fusion.item_feature_names`)."""
@@ -46,11 +44,6 @@ class ServeOptions:
     gpu_mem_limit: int = 2 * 1024**3
     cuda_graphs: bool = True
     compaction_threshold: float = 0.2
-    augment_index: bool | None = None
-    """Plain inner-product HNSW graphs over vectors of varying norm lose recall badly (measured on a
-    MovieLens-small bundle: recall@10 0.48-0.71 vs 0.98-1.0 augmented, see `HnswBackend`). None: rebuild
-    such an item index MIPS-augmented on its first use when the catalogue has at most
-    `AUGMENT_MAX_ITEMS` items (~0.1 ms per item at M=16); True: always; False: never."""
 
 
 @dataclass
@@ -61,38 +54,18 @@ class SpaceIndex:
     exact: ExactBackend
     hnsw: HnswBackend | None
     onnx: OnnxExactBackend | None
-    params: dict[str, Any]
+    spec: IndexSpec | None
     requested: str
     device: str
-    augment: bool = False
-    """Rebuild a plain inner-product HNSW index MIPS-augmented on first use (see `ServeOptions`)."""
-    _augment_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def backend(self, n_live: int, batch: int) -> Backend:
         choice = choose_backend(self.requested, self.device, n_live, batch, has_hnsw=self.hnsw is not None,
                                 onnx_ok=self.onnx is not None)
         if choice == "hnsw" and self.hnsw is not None:
-            if self.augment and self.hnsw.max_norm is None:
-                self._augment_now()
             return self.hnsw
         if choice == "onnx" and self.onnx is not None:
             return self.onnx
         return self.exact
-
-    def _augment_now(self) -> None:
-        """Build the augmented index beside the plain one and swap the reference (readers that still
-        hold the old index finish on it). Runs under the engine's read lock, so no writer interleaves."""
-        with self._augment_lock:
-            if self.hnsw is None or self.hnsw.max_norm is not None:
-                return
-            matrix, alive = self.exact._matrix, self.exact._alive
-            started = time.perf_counter()
-            built = HnswBackend.build(matrix, np.flatnonzero(alive), M=int(self.params.get("M", 16)),
-                                      ef_construction=int(self.params.get("ef_construction", 200)),
-                                      ef=self.hnsw.ef, augment=True)
-            self.hnsw = built
-            log.info("index.%s: rebuilt MIPS-augmented (%d items, %.2f s)", self.name, alive.sum(),
-                     time.perf_counter() - started)
 
     def refresh(self, matrix: np.ndarray, alive: np.ndarray, added: np.ndarray | None, removed: np.ndarray | None) -> None:
         self.exact.refresh(matrix, alive, added, removed)
@@ -125,29 +98,18 @@ class EngineState:
 
 def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarray, options: ServeOptions,
            device: str) -> SpaceIndex:
-    spec = reader.manifest.get("index", {}).get(name)
+    node = reader.manifest.get("index", {}).get(name)
     exact = ExactBackend(matrix, alive)
     hnsw = None
-    params: dict[str, Any] = {}
-    if isinstance(spec, dict) and spec.get("path"):
-        params = dict(spec)
-        max_norm = None
-        width = matrix.shape[1]
-        if spec.get("transform") is not None:
-            if spec.get("transform") != "mips_augment" or not isinstance(spec.get("max_norm"), (int, float)):
-                raise BundleError(f"{reader.root}: index.{name}: unknown transform {spec.get('transform')!r} "
-                                  "(this runtime knows 'mips_augment' with a numeric max_norm)")
-            max_norm = float(spec["max_norm"])
-            width += 1
-        if int(spec.get("dim", width)) != width:
-            raise BundleError(f"{reader.root}: index.{name}.dim {spec.get('dim')} does not fit vectors of width "
-                              f"{matrix.shape[1]}" + (" (+1 for mips_augment)" if max_norm is not None else ""))
-        if options.retrieval in ("auto", "hnsw"):
-            ef = int(options.ef or spec.get("ef_search", 100))
-            hnsw = HnswBackend.load(str(reader.path(spec["path"])), width, ef, int(alive.sum()), max_norm=max_norm)
-            count = int(hnsw.index.get_current_count())
-            if count != matrix.shape[0]:
-                raise BundleError(f"{reader.root}: index.{name} holds {count} items, the catalogue {matrix.shape[0]}")
+    spec = IndexSpec.from_manifest(name, node, matrix.shape[1]) if node is not None else None
+    if spec is not None and options.retrieval in ("auto", "hnsw"):
+        hnsw = open_index(str(reader.path(spec.path)), spec, options.ef, int(alive.sum()))
+        count = int(hnsw.index.get_current_count())
+        if count != matrix.shape[0]:
+            raise BundleError(f"{reader.root}: index.{name} holds {count} items, the catalogue {matrix.shape[0]}")
+        if hnsw.max_norm is None and name == "item" and wants_augment(matrix):
+            log.warning("index.%s: a plain inner-product graph over vectors of varying norm loses recall; "
+                        "re-export the bundle (exports since 0.1 store it MIPS-augmented)", name)
     onnx = None
     if options.retrieval == "onnx" or (options.retrieval == "auto" and device == "cuda"):
         try:
@@ -156,12 +118,7 @@ def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarra
             if options.retrieval == "onnx":
                 raise
             log.info("ONNX exact search unavailable (%s); using numpy", exc)
-    augment = False
-    if hnsw is not None and hnsw.max_norm is None and options.augment_index is not False:
-        norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
-        varied = norms.size > 0 and float(norms.max()) > 1.01 * float(norms.min())
-        augment = bool(options.augment_index) or (varied and matrix.shape[0] <= AUGMENT_MAX_ITEMS)
-    return SpaceIndex(name, exact, hnsw, onnx, params, options.retrieval, device, augment=augment)
+    return SpaceIndex(name, exact, hnsw, onnx, spec, options.retrieval, device)
 
 
 def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:

@@ -69,6 +69,23 @@ class SlotVocab:
             out[j] = self.code(col, value)
         return out
 
+    def encode_table(self, table: Mapping[str, Any], n: int) -> np.ndarray:
+        """int64 [n, slots] codes for `n` rows given as columns (`table[column]` -> n values); columns the
+        vocabulary does not know are ignored and missing ones are `<unk>` (0). The batch form of `encode`
+        (export: training and evaluation data; the bench: held-out events), same rule."""
+        out = np.zeros((n, self.slots), dtype=np.int64)
+        for j, col in enumerate(self.columns):
+            if col not in table:
+                continue
+            column = table[col]
+            if col in self.numeric:
+                x = np.asarray(column, dtype=np.float64)
+                out[:, j] = np.where(np.isnan(x), 0, 1 + np.searchsorted(self.numeric[col], x))
+            else:
+                index = self.values[col]
+                out[:, j] = [index.get(str(v), 0) if v is not None and str(v) != "" else 0 for v in column]
+        return out
+
     def code(self, col: str, value: Any) -> int:
         if value is None:
             return 0

@@ -127,7 +127,7 @@ def test_evaluate_bundle_reproduces_the_manifest_metrics(tiny_bundle: Path, ml_t
     split = leave_last_out(ml_tiny_dataset.interactions, ml_tiny_dataset.n_users, ml_tiny_dataset.n_items,
                            seed=b.manifest["config"]["seed"])
     for variant in ("fp32", "int8"):
-        got = evaluate_bundle(b, ml_tiny_dataset, split, variant, "valid")
+        got = evaluate_bundle(tiny_bundle, ml_tiny_dataset, split, variant, "valid")
         assert got["ndcg@10"] == pytest.approx(b.manifest["metrics"]["validation"][variant]["ndcg@10"], abs=1e-9)
 
 

@@ -108,7 +108,7 @@ def test_bundle_records_as_served_and_reencoded_pipeline_metrics(tiny_bundle: Pa
 
 def _tiny_user_training(ml_tiny_dataset, ema: float):
     from recengine.export.config import UserConfig
-    from recengine.export.evaluation import make_queries
+    from recengine.evaluation import make_queries
     from recengine.export.features import encode_profiles, encode_scene, profile_vocab, scene_vocab
     from recengine.export.progress import Progress
     from recengine.export.train_user import make_windows, train_user_tower

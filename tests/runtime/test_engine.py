@@ -242,51 +242,48 @@ def test_retrieval_backends_agree(tiny_bundle, fp32, arrays):
 
 
 def test_mips_augmented_index_bundle(tiny_bundle, fp32, arrays, tmp_path):
-    """A bundle whose item index is MIPS-augmented (docs/bundle.md, Indexes) loads and serves; on these
-    vectors it finds the exact top-10 far better than the plain inner-product graph."""
+    """The export stores the item index MIPS-augmented (docs/bundle.md, Indexes: vector norms vary), which
+    finds the exact top-10 far better than a plain inner-product graph over the same vectors."""
     from recengine import Engine
     from recengine.bundle import sha256_file
-    from recengine.retrieval import HnswBackend
+    from recengine.index_io import write_index
 
-    bundle = copy_bundle(tiny_bundle, tmp_path / "augmented")
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert manifest["index"]["item"]["transform"] == "mips_augment"
+    bundle = copy_bundle(tiny_bundle, tmp_path / "plain")
     manifest = json.loads((bundle / "manifest.json").read_text())
     spec = manifest["index"]["item"]
-    rows = np.arange(len(arrays["item_ids"]))
-    built = HnswBackend.build(arrays["vectors"], rows, M=spec["M"], ef_construction=spec["ef_construction"],
-                              ef=spec["ef_search"], augment=True)
-    built.index.save_index(str(bundle / spec["path"]))
-    spec.update(built.spec())
+
+    class Into:
+        def path(self, rel: str) -> Path:
+            return bundle / rel
+
+    manifest["index"]["item"] = write_index(Into(), "item", spec["path"], arrays["vectors"], M=spec["M"],
+                                            ef_construction=spec["ef_construction"], ef_search=spec["ef_search"],
+                                            augment=False)
+    assert "transform" not in manifest["index"]["item"]
     manifest["files"][spec["path"]] = {"sha256": sha256_file(bundle / spec["path"]),
                                        "bytes": (bundle / spec["path"]).stat().st_size}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     recall = {}
-    for name, path in (("plain", tiny_bundle), ("augmented", bundle)):
-        eng = Engine.open(path, device="cpu", variant="fp32", retrieval="hnsw", rescore=False, augment_index=False)
+    for name, path in (("augmented", tiny_bundle), ("plain", bundle)):
+        eng = Engine.open(path, device="cpu", variant="fp32", retrieval="hnsw", rescore=False)
         recall[name] = np.mean([
             len({r.item_id for r in eng.recommend(user_id=u, k=10)} & {r.item_id for r in fp32.recommend(user_id=u, k=10)}) / 10
             for u in arrays["user_ids"][:20]])
     assert recall["augmented"] >= 0.95 and recall["augmented"] >= recall["plain"]
 
 
-def test_plain_index_is_augmented_on_first_use(tiny_bundle, fp32, arrays):
-    """Item vectors of varying norm: the plain inner-product index is rebuilt augmented when HNSW is
-    first used (not at open), the unit-norm text index is left alone, and augment_index=False keeps it."""
+def test_indexes_are_served_as_stored(tiny_bundle):
+    """No rebuild on first use: the engine serves the index form the bundle stores (item: augmented,
+    text: plain unit vectors), from the moment it is open."""
     from recengine import Engine
 
-    eng = Engine.open(tiny_bundle, device="cpu", variant="fp32", retrieval="hnsw", rescore=False)
-    assert eng._state.items_index.hnsw.max_norm is None
-    warmed = Engine.open(tiny_bundle, device="cpu", retrieval="hnsw")
-    warmed.warmup()
-    assert warmed._state.items_index.hnsw.max_norm is not None
-    recall = np.mean([
-        len({r.item_id for r in eng.recommend(user_id=u, k=10)} & {r.item_id for r in fp32.recommend(user_id=u, k=10)}) / 10
-        for u in arrays["user_ids"][:20]])
-    assert eng._state.items_index.hnsw.max_norm is not None and recall >= 0.95
-    eng.search("toy story", k=3)
-    assert eng._state.text_index.hnsw.max_norm is None
-    kept = Engine.open(tiny_bundle, device="cpu", retrieval="hnsw", augment_index=False)
-    kept.recommend(user_id=arrays["user_ids"][0], k=3)
-    assert kept._state.items_index.hnsw.max_norm is None
+    eng = Engine.open(tiny_bundle, device="cpu", retrieval="hnsw")
+    items, text = eng.index_forms()
+    assert items == "mips_augment" and text == "plain_ip"
+    eng.warmup()
+    assert eng.index_forms() == (items, text)
 
 
 def test_int8_engine_agrees_with_fp32(engine, fp32, arrays):
@@ -434,9 +431,9 @@ def test_similar_items_rank_by_cosine(engine, arrays, monkeypatch):
     assert [r.item_id for r in got] == [arrays["item_ids"][i] for i in top]
     assert np.allclose([r.score for r in got], cos[top], atol=1e-5)
     # the large-catalogue path (index candidates, cosine re-rank) agrees closely
-    import recengine.engine as engine_module
+    import recengine.neighbours as neighbours_module
 
-    monkeypatch.setattr(engine_module, "EXACT_BUDGET", 0)
+    monkeypatch.setattr(neighbours_module, "EXACT_BUDGET", 0)
     big = engine.similar_items(item, k=8)
     assert item not in {r.item_id for r in big}
     assert [r.score for r in big] == sorted((r.score for r in big), reverse=True)

@@ -1,0 +1,215 @@
+"""Live updates of a served bundle: add, replace, remove and re-encode items; append user events; compact.
+
+Each update is split in two: the heavy part (validation, encoding, user-tower runs, index rebuilds) runs
+before the engine takes its write lock and returns a plan; `apply_*` then changes the state under the
+write lock in a few array operations, so readers wait for microseconds, not for a model run. The engine
+serialises writers, so a plan is never applied to a state another writer changed in between.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .attributes import check_item_attrs
+from .errors import RequestError
+from .requests import check_id
+from .retrieval import HnswBackend
+from .state import EngineState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NewItems:
+    """Items validated and encoded, ready to append."""
+
+    ids: list[str]
+    texts: list[str]
+    attrs: list[dict[str, Any]]
+    arrays: dict[str, np.ndarray]
+
+
+def parse_items(st: EngineState, items: Any) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """Ids, texts and attributes of `add_items` input (RequestError naming the first bad item)."""
+    from .data.text import build_item_text
+
+    if isinstance(items, Mapping) or not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+        raise RequestError("add_items expects a list of item mappings")
+    ids, texts, attrs = [], [], []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise RequestError(f"item {i} must be a mapping with 'item_id' and text columns")
+        item_id = check_id(f"item {i} item_id", item.get("item_id"))
+        if item_id in seen:
+            raise RequestError(f"item id {item_id!r} appears twice in add_items")
+        seen.add(item_id)
+        if "text" in item and item["text"] is not None:
+            text = item["text"]
+            if not isinstance(text, str):
+                raise RequestError(f"item {item_id!r}: text must be a string")
+            text = text.strip()
+        else:
+            columns = st.text_columns or tuple(c for c in item if c != "item_id" and not str(c).startswith("attr_"))
+            text = build_item_text(item, columns)
+        if not text:
+            cols = ", ".join(st.text_columns) or "text"
+            raise RequestError(f"item {item_id!r} has no text (give one of: {cols})")
+        ids.append(item_id)
+        texts.append(text)
+        attrs.append(check_item_attrs(item, f"item {item_id!r}"))  # refuse what save() could not write
+    return ids, texts, attrs
+
+
+def encode_items(st: EngineState, ids: list[str], texts: list[str], attrs: list[dict[str, Any]],
+                 batch_size: int) -> NewItems:
+    """Run the encoder: a new item is what a catalogue item nobody interacted with is (text-only vector,
+    no popularity, the cold fusion features)."""
+    text_emb, item_vec = st.models.encode(texts, batch_size=batch_size)
+    n = len(ids)
+    arrays = {
+        "vectors": item_vec,
+        "text_vectors": item_vec,
+        "text_embeddings": text_emb,
+        "popularity": np.zeros(n, np.int64),
+        "pop_bucket": np.zeros(n, np.int64),
+        "item_feats": np.broadcast_to(st.cold_item_feats, (n, st.cold_item_feats.size)).copy(),
+    }
+    return NewItems(ids, texts, attrs, arrays)
+
+
+def refresh_indexes(st: EngineState, added: np.ndarray | None, removed: np.ndarray | None) -> None:
+    cat = st.catalogue
+    st.items_index.refresh(cat.array("vectors"), cat.alive, added, removed)
+    st.text_index.refresh(cat.array("text_embeddings"), cat.alive, added, removed)
+
+
+def apply_items(st: EngineState, new: NewItems) -> None:
+    """Append (an existing id is replaced: its old row is tombstoned) and index the new rows."""
+    cat = st.catalogue
+    cat.ensure_attrs({k for a in new.attrs for k in a})
+    replaced = np.asarray([cat.row_of[i] for i in new.ids if i in cat.row_of and cat.alive[cat.row_of[i]]],
+                          dtype=np.int64)
+    added = cat.append(new.ids, new.texts, new.attrs, new.arrays)
+    refresh_indexes(st, added=added, removed=replaced)
+
+
+def remove(st: EngineState, ids: list[str]) -> int:
+    """Tombstone the live items among `ids` and drop them from the indexes; returns how many were live."""
+    cat = st.catalogue
+    rows = np.asarray([cat.row_of[i] for i in ids if i in cat.row_of], dtype=np.int64)
+    removed = cat.remove(rows) if rows.size else rows
+    if removed.size:
+        refresh_indexes(st, added=None, removed=removed)
+    return int(removed.size)
+
+
+@dataclass
+class Reencoded:
+    rows: np.ndarray
+    vectors: np.ndarray
+    text_vectors: np.ndarray
+    text_embeddings: np.ndarray
+
+
+def reencode(st: EngineState, rows: np.ndarray, batch_size: int = 64) -> Reencoded:
+    """New vectors for `rows` from this engine's encoder: the text part is re-encoded and the collaborative
+    part (`vectors - text_vectors`, data, not a model) kept, i.e. what each item would be had its text gone
+    through this encoder variant."""
+    cat = st.catalogue
+    text_emb, text_vec = st.models.encode([cat.texts[r] for r in rows.tolist()], batch_size=batch_size)
+    collab = cat.array("vectors")[rows] - cat.array("text_vectors")[rows]
+    return Reencoded(rows, (text_vec + collab).astype(np.float32), text_vec, text_emb)
+
+
+def apply_reencoded(st: EngineState, r: Reencoded) -> None:
+    st.catalogue.replace_vectors(r.rows, r.vectors, r.text_vectors, r.text_embeddings)
+    live = r.rows[st.catalogue.alive[r.rows]]
+    refresh_indexes(st, added=live, removed=None)  # hnswlib add_items on an existing label updates it
+
+
+def parse_events(events: Any) -> list[str]:
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+        raise RequestError("events must be a list of item ids (or mappings with 'item_id')")
+    item_ids = []
+    for i, e in enumerate(events):
+        value = e.get("item_id") if isinstance(e, Mapping) else e
+        if not isinstance(value, str):
+            raise RequestError(f"events[{i}] must be an item id string, got {value!r}")
+        item_ids.append(value)
+    return item_ids
+
+
+@dataclass
+class UserUpdate:
+    user_id: str
+    row: int | None
+    rows: np.ndarray
+    unknown: list[Any]
+    old: np.ndarray
+    history: np.ndarray
+    vector: np.ndarray
+    profile: np.ndarray
+
+
+def plan_user_update(st: EngineState, user_id: str, item_ids: list[str]) -> UserUpdate:
+    """The user's new history and vector (unknown scene, stored profile); run under the read lock."""
+    cat = st.catalogue
+    rows, unknown = cat.rows_of(item_ids)
+    row = st.users.row_of.get(user_id)
+    old = cat.current_rows(st.users.history(row)) if row is not None else np.zeros(0, np.int64)
+    profile = st.users.profiles[row] if row is not None else np.zeros(st.profile.slots, np.int64)
+    history = np.concatenate([old, rows]).astype(np.int64)
+    served = history[cat.alive[history]] if history.size else history
+    vector = st.models.user_vectors([served], cat.array("vectors"), np.zeros((1, st.scene.slots), np.int64),
+                                    profile[None, :])[0]
+    return UserUpdate(user_id, row, rows, unknown, old, history, vector, profile)
+
+
+def apply_user_update(st: EngineState, u: UserUpdate) -> bool:
+    """Store the planned history and vector; items new to the user's history gain one interaction of
+    popularity (the export counts distinct user-item pairs). Returns whether the user was created."""
+    created = u.row is None
+    row = st.users.add(u.user_id, u.vector, u.profile) if created else u.row
+    if not created:
+        st.users.set_vector(row, u.vector)
+    st.users.set_history(row, u.history)
+    first_time = np.unique(u.rows[~np.isin(u.rows, u.old)])
+    st.catalogue.count_interactions(first_time, st.pop_bucket_edges)
+    return created
+
+
+def plan_compaction(st: EngineState) -> dict[str, HnswBackend] | None:
+    """HNSW indexes rebuilt over the live rows once tombstones pass the threshold (None: not due). Built
+    without the write lock; the caller swaps them in."""
+    cat = st.catalogue
+    if not cat.compaction_due(st.options.compaction_threshold):
+        return None
+    live = np.flatnonzero(cat.alive)
+    rebuilt = {}
+    for space in (st.items_index, st.text_index):
+        if space.hnsw is None or space.spec is None:
+            continue
+        spec = space.spec
+        rebuilt[space.name] = HnswBackend.build(cat.array("vectors" if space.name == "item" else "text_embeddings"),
+                                                live, M=spec.M, ef_construction=spec.ef_construction,
+                                                ef=space.hnsw.ef, augment=space.hnsw.max_norm is not None)
+    return rebuilt
+
+
+def apply_compaction(st: EngineState, rebuilt: dict[str, HnswBackend]) -> None:
+    cat = st.catalogue
+    for space in (st.items_index, st.text_index):
+        if space.name in rebuilt:
+            space.hnsw = rebuilt[space.name]
+    log.info("compacted HNSW indexes: %d live items, %d tombstones dropped", cat.n_alive, cat.n_dead)
+    cat.compacted_dead = cat.n_dead
+
+
+__all__ = ["NewItems", "parse_items", "encode_items", "apply_items", "remove", "reencode", "apply_reencoded",
+           "parse_events", "plan_user_update", "apply_user_update", "plan_compaction", "apply_compaction"]

@@ -1,0 +1,364 @@
+"""The serving pipeline: the one scoring path of recengine.
+
+    prepare (request -> rows and codes) -> user vectors -> retrieve candidates -> fuse -> finish
+
+`serve` runs it for `Engine.recommend`/`recommend_batch`; `score_catalogue` runs the same stages with exact
+retrieval and returns full score rows over the catalogue (candidates re-scored by the fusion head and
+ranked above every other item, as served), which is what the export's validation of every variant and
+`recengine bench quality` measure. A change to how recengine scores is made here, once.
+
+Every function reads an `EngineState` under the engine's read lock (the caller holds it) and writes
+nothing to it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import RequestError
+from .filters import build_mask
+from .requests import (MAX_CANDIDATES, MAX_K, Recommendation, Recommendations, RecommendRequest, RowQuery,
+                       check_float, check_id, check_ids, check_int)
+from .rerank import explain, long_tail_boost, mmr
+from .retrieval import Retrieved, inner_products, retrieve, topk_rows
+from .state import EngineState
+
+
+class Counters:
+    """Thread-safe request counters (`Engine.stats` is the dict they fill)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, int] = {"requests": 0, "unknown_history_items": 0, "cold_requests": 0}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.data[key] = self.data.get(key, 0) + n
+
+
+@dataclass
+class Query:
+    """One request resolved to catalogue rows and codes; `vector` is filled by `user_vectors`."""
+
+    scene: np.ndarray
+    profile: np.ndarray
+    history: np.ndarray
+    exclude: np.ndarray
+    k: int = 10
+    cands: int = 200
+    allowed: np.ndarray | None = None
+    skipped: tuple[Any, ...] = ()
+    vector: np.ndarray | None = None
+    source: str = "stored"
+    needs_tower: bool = False
+    long_tail: float = 0.0
+    diversity: float = 0.0
+    explain: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _rows(vectors: list[np.ndarray]) -> np.ndarray:
+    """Stack per-query vectors into a batch (no copy for the common single query)."""
+    return vectors[0][None, :] if len(vectors) == 1 else np.stack(vectors)
+
+
+# ---------------------------------------------------------------------------------------------- prepare
+def prepare(st: EngineState, req: RecommendRequest, counters: Counters | None = None) -> Query:
+    """Validate a request and resolve it to rows and codes (which user vector it needs, what to exclude)."""
+    cat = st.catalogue
+    k = check_int("k", req.k, 1, MAX_K)
+    cands = st.default_candidates if req.candidates is None else check_int("candidates", req.candidates, 1,
+                                                                            MAX_CANDIDATES)
+    long_tail = check_float("long_tail", req.long_tail, 0.0, 100.0)
+    diversity = check_float("diversity", req.diversity, 0.0, 1.0)
+    scene = st.scene.encode(req.scene)
+    user_row = None
+    if req.user_id is not None:
+        check_id("user_id", req.user_id)
+        user_row = st.users.row_of.get(req.user_id)
+    profile = st.users.profiles[user_row].copy() if user_row is not None else np.zeros(st.profile.slots, np.int64)
+    if req.profile:
+        override = st.profile.encode(req.profile)
+        given = [st.profile.columns.index(st.profile.column_for(key)) for key in req.profile]
+        profile[given] = override[given]
+    # stored histories name rows as they were when written: an item re-added since has a new row
+    stored = cat.current_rows(st.users.history(user_row)) if user_row is not None else np.zeros(0, np.int64)
+    skipped: tuple[Any, ...] = ()
+    if req.history is not None:
+        ids = check_ids("history", req.history)
+        history, unknown = cat.rows_of(ids)
+        skipped = tuple(unknown)
+        if unknown and counters is not None:
+            counters.add("unknown_history_items", len(unknown))
+    else:
+        history = stored[cat.alive[stored]] if stored.size else stored
+    if not req.exclude_seen:
+        exclude = np.zeros(0, np.int64)
+    elif req.history is None:
+        exclude = stored
+    else:
+        exclude = np.unique(np.concatenate([stored, history]))
+    q = Query(scene=scene, profile=profile, history=history, exclude=exclude, k=k, cands=cands,
+              allowed=build_mask(req.filter, cat.row_of, cat.attrs, cat.n_rows), skipped=skipped,
+              long_tail=long_tail, diversity=diversity, explain=bool(req.explain))
+    contextual = bool(req.scene) or bool(req.profile)
+    if req.history is not None:
+        q.source, q.needs_tower = "history", True
+        if history.size == 0 and not contextual:
+            q.source, q.needs_tower = "popular", False
+    elif user_row is not None:
+        if contextual:  # stored vectors assume an unknown scene: recompute with this one
+            q.source, q.needs_tower = "history", True
+        else:
+            q.vector = st.users.vectors[user_row]
+    elif contextual:
+        q.source, q.needs_tower = "cold", True
+    else:
+        q.source = "popular"
+    return q
+
+
+def prepare_rows(st: EngineState, rq: RowQuery, k: int = 10) -> Query:
+    """A `RowQuery` (rows and codes given) as a query for the user tower: what `prepare` makes of a request
+    with `history`, `scene` and `profile`, for hosts and evaluations that hold rows, not ids."""
+    cat = st.catalogue
+    history = np.asarray(rq.history, dtype=np.int64)
+    exclude = np.asarray(rq.exclude, dtype=np.int64)
+    for name, rows in (("history", history), ("exclude", exclude)):
+        if rows.size and (rows.min() < 0 or rows.max() >= cat.n_rows):
+            raise RequestError(f"{name} rows must lie in [0, {cat.n_rows}), got {rows.min()}..{rows.max()}")
+    scene = np.asarray(rq.scene, dtype=np.int64).reshape(-1)
+    profile = np.asarray(rq.profile, dtype=np.int64).reshape(-1)
+    if scene.size != st.scene.slots or profile.size != st.profile.slots:
+        raise RequestError(f"scene/profile codes must have {st.scene.slots}/{st.profile.slots} slots, got "
+                           f"{scene.size}/{profile.size}")
+    history = history[cat.alive[history]] if history.size else history
+    return Query(scene=scene, profile=profile, history=history, exclude=exclude, k=k, cands=st.default_candidates,
+                 source="history", needs_tower=True)
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def user_vectors(st: EngineState, queries: Sequence[Query]) -> None:
+    """Fill `vector` of every query that needs the user tower (one run for all); a tower output that is
+    zero or not finite leaves the query on the popularity fallback."""
+    todo = [q for q in queries if q.needs_tower]
+    if not todo:
+        return
+    vectors = st.models.user_vectors([q.history for q in todo], st.catalogue.array("vectors"),
+                                     _rows([q.scene for q in todo]), _rows([q.profile for q in todo]))
+    for q, v in zip(todo, vectors):
+        if np.all(np.isfinite(v)) and float(np.abs(v).sum()) > 0:
+            q.vector = v
+        else:
+            q.source = "popular"
+
+
+def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False) -> dict[int, Retrieved]:
+    """Top max(cands, k) live rows per query by inner product, filters and exclusions applied. Queries
+    without a filter are retrieved as one batch. `exact` scans the whole catalogue (evaluation)."""
+    cat = st.catalogue
+    space = st.items_index
+    matrix = cat.array("vectors")
+    out: dict[int, Retrieved] = {}
+    with_vec = [i for i, q in enumerate(queries) if q.vector is not None]
+    plain = [i for i in with_vec if queries[i].allowed is None]
+    if plain:
+        n_fetch = max(max(queries[i].cands, queries[i].k) for i in plain)
+        vecs = _rows([queries[i].vector for i in plain]).astype(np.float32, copy=False)  # type: ignore[misc]
+        backend = space.exact if exact else space.backend(cat.n_alive, len(plain))
+        got = retrieve(backend, space.exact, matrix, cat.alive, vecs, n_fetch,
+                       exclude=[queries[i].exclude for i in plain])
+        for i, r in zip(plain, got):
+            c = max(queries[i].cands, queries[i].k)
+            out[i] = Retrieved(r.rows[:c], r.scores[:c])
+    for i in with_vec:
+        q = queries[i]
+        if q.allowed is not None:
+            backend = space.exact if exact else space.backend(cat.n_alive, 1)
+            (out[i],) = retrieve(backend, space.exact, matrix, cat.alive,
+                                 q.vector[None, :].astype(np.float32), max(q.cands, q.k),  # type: ignore[index]
+                                 allowed=q.allowed, exclude=[q.exclude])
+    return out
+
+
+def fusion_scores(st: EngineState, users: np.ndarray, rows: np.ndarray, scene: np.ndarray,
+                  profile: np.ndarray) -> np.ndarray:
+    """The fusion head's scores [B, C] of candidate `rows` [B, C] for `users` [B, d]."""
+    cat = st.catalogue
+    return st.models.fusion_scores(users.astype(np.float32, copy=False), cat.array("vectors")[rows],
+                                   cat.array("item_feats")[rows], cat.array("pop_bucket")[rows], scene, profile)
+
+
+def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retrieved]) -> dict[int, np.ndarray]:
+    """Candidate scores per query: the fusion head's (one run over all queries, candidates padded to the
+    longest list) when the bundle uses it, else the retrieval scores."""
+    scored = {i: r.scores.astype(np.float64) for i, r in retrieved.items()}
+    todo = [i for i, r in retrieved.items() if r.rows.size]
+    if not st.use_fusion or not todo:
+        return scored
+    width = max(retrieved[i].rows.size for i in todo)
+    rows = np.zeros((len(todo), width), dtype=np.int64)
+    for j, i in enumerate(todo):
+        r = retrieved[i].rows
+        rows[j, : r.size] = r
+        rows[j, r.size:] = r[0]
+    fused = fusion_scores(st, _rows([queries[i].vector for i in todo]), rows,  # type: ignore[misc]
+                          _rows([queries[i].scene for i in todo]), _rows([queries[i].profile for i in todo]))
+    for j, i in enumerate(todo):
+        scored[i] = fused[j, : retrieved[i].rows.size].astype(np.float64)
+    return scored
+
+
+def popular(st: EngineState, q: Query) -> Retrieved:
+    """No usable signal: the most popular live items that pass the filter (score log(1 + interactions))."""
+    cat = st.catalogue
+    ok = cat.alive.copy()
+    if q.allowed is not None:
+        ok &= q.allowed
+    if q.exclude.size:
+        ok[q.exclude] = False
+    score = np.where(ok, np.log1p(cat.array("popularity").astype(np.float64)), -np.inf)
+    idx, vals = topk_rows(score[None, :], max(q.cands, q.k))
+    keep = np.isfinite(vals[0])
+    return Retrieved(idx[0][keep], vals[0][keep])
+
+
+def adjusted(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Candidate scores after the request's long-tail boost (the order `finish` ranks by, before MMR)."""
+    if q.long_tail > 0 and rows.size:
+        return long_tail_boost(scores, st.catalogue.array("popularity")[rows], q.long_tail)
+    return scores
+
+
+def finish(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) -> Recommendations:
+    """Re-rank (long tail, MMR diversity), cut to k and explain."""
+    cat = st.catalogue
+    out = Recommendations()
+    out.source, out.skipped = q.source, q.skipped
+    if rows.size == 0:
+        return out
+    adj = adjusted(st, q, rows, scores)
+    order = mmr(adj, cat.unit_vectors[rows], q.k, q.diversity) if q.diversity > 0 else \
+        np.argsort(-adj, kind="stable")[: q.k]
+    final_rows, final_scores = rows[order], adj[order]
+    reasons: list[str | None] = [None] * final_rows.size
+    if q.explain:
+        if q.history.size and q.source != "popular":
+            hist = np.unique(q.history)
+            best, sim = explain(cat.unit_vectors[final_rows], cat.unit_vectors[hist])
+            reasons = [f"similar to {cat.title(int(hist[b]))!r} in your history (cosine {s:.2f})"
+                       for b, s in zip(best.tolist(), sim.tolist())]
+        elif q.source == "popular":
+            reasons = [f"popular ({int(cat.array('popularity')[r])} interactions)" for r in final_rows.tolist()]
+        elif q.source == "cold":
+            reasons = ["matches the request's scene/profile"] * final_rows.size
+        else:
+            reasons = ["matches your taste profile"] * final_rows.size
+    for r, s, why in zip(final_rows.tolist(), final_scores.tolist(), reasons):
+        out.append(Recommendation(cat.ids[r], float(s), why))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+def serve(st: EngineState, queries: list[Query], counters: Counters | None = None) -> list[Recommendations]:
+    """Ranked lists for prepared queries: user vectors -> candidates -> fusion -> finish."""
+    user_vectors(st, queries)
+    retrieved = candidates(st, queries)
+    scored = fuse(st, queries, retrieved)
+    out = []
+    for i, q in enumerate(queries):
+        if q.vector is None:
+            if counters is not None:
+                counters.add("cold_requests")
+            r = popular(st, q)
+            out.append(finish(st, q, r.rows, r.scores.astype(np.float64)))
+        else:
+            out.append(finish(st, q, retrieved[i].rows, scored[i]))
+    return out
+
+
+def score_catalogue(st: EngineState, queries: list[Query]) -> np.ndarray:
+    """Full score rows float64 [B, n_rows] that rank the catalogue exactly as `serve` would with exact
+    retrieval: the fused candidates (after the long-tail boost) sit above every other live item, which
+    keeps its retrieval score; removed, filtered-out and excluded rows are -inf. MMR diversity is a
+    sequential choice, not a score, and is refused here."""
+    if any(q.diversity > 0 for q in queries):
+        raise RequestError("score_catalogue cannot express diversity (MMR picks items one by one)")
+    cat = st.catalogue
+    user_vectors(st, queries)
+    retrieved = candidates(st, queries, exact=True)
+    scored = fuse(st, queries, retrieved)
+    out = np.full((len(queries), cat.n_rows), -np.inf, dtype=np.float64)
+    with_vec = [i for i, q in enumerate(queries) if q.vector is not None]
+    if with_vec:
+        base = st.items_index.exact.scores(_rows([queries[i].vector for i in with_vec]).astype(np.float32))  # type: ignore[misc]
+        out[with_vec] = base
+    for i, q in enumerate(queries):
+        if q.vector is None:
+            r = popular(st, q)
+            rows, scores = r.rows, r.scores.astype(np.float64)
+            out[i] = np.log1p(cat.array("popularity").astype(np.float64))
+        else:
+            rows, scores = retrieved[i].rows, scored[i]
+        if q.allowed is not None:
+            out[i, ~q.allowed[: cat.n_rows]] = -np.inf
+        out[i, ~cat.alive] = -np.inf
+        if q.exclude.size:
+            out[i, q.exclude] = -np.inf
+        if rows.size:
+            top = adjusted(st, q, rows, scores)
+            finite = out[i][np.isfinite(out[i])]
+            offset = (np.abs(finite).max() if finite.size else 0.0) + np.abs(top).max() + 1.0
+            out[i, rows] = offset + top
+    return out
+
+
+def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, exclude_seen: bool,
+          scene_codes: np.ndarray, with_scene: bool) -> Recommendations:
+    """Items for a group: each member's scores (z-normalised) over the union of their candidates,
+    aggregated by `strategy`; no known member -> popular items."""
+    cat = st.catalogue
+    rows_u = [st.users.row_of.get(u) for u in ids]
+    known = [r for r in rows_u if r is not None]
+    skipped = tuple(u for u, r in zip(ids, rows_u) if r is None)
+    if not known:
+        q = Query(scene=scene_codes, profile=np.zeros(st.profile.slots, np.int64), history=np.zeros(0, np.int64),
+                  exclude=np.zeros(0, np.int64), k=k, cands=cands, skipped=skipped, source="popular")
+        r = popular(st, q)
+        return finish(st, q, r.rows, r.scores.astype(np.float64))
+    histories = [cat.current_rows(st.users.history(r)) for r in known]
+    vecs = st.users.vectors[known].astype(np.float32)
+    scenes = np.broadcast_to(scene_codes, (len(known), scene_codes.size)).copy()
+    if with_scene:  # stored vectors assume an unknown scene: recompute every member's in this one
+        alive = [h[cat.alive[h]] for h in histories]
+        fresh = st.models.user_vectors(alive, cat.array("vectors"), scenes, st.users.profiles[known]).astype(np.float32)
+        usable = np.all(np.isfinite(fresh), axis=1) & (np.abs(fresh).sum(axis=1) > 0)
+        vecs = np.where(usable[:, None], fresh, vecs)
+    seen = np.unique(np.concatenate(histories)) if exclude_seen else np.zeros(0, np.int64)
+    members = [Query(scene=scenes[j], profile=st.users.profiles[r], history=histories[j], exclude=seen, k=k,
+                     cands=cands, vector=vecs[j]) for j, r in enumerate(known)]
+    retrieved = candidates(st, members)
+    union = np.unique(np.concatenate([r.rows for r in retrieved.values()]))
+    out = Recommendations()
+    out.source, out.skipped = "group", skipped
+    if union.size == 0:
+        return out
+    rows = np.ascontiguousarray(np.broadcast_to(union, (len(known), union.size)))
+    if st.use_fusion:
+        member_scores = fusion_scores(st, vecs, rows, scenes, st.users.profiles[known])
+    else:
+        member_scores = inner_products(vecs, cat.array("vectors")[union])
+    z = np.stack([(s - s.mean()) / (s.std() + 1e-9) for s in member_scores.astype(np.float64)])
+    agg = {"average": z.mean(axis=0), "least_misery": z.min(axis=0), "max_pleasure": z.max(axis=0)}[strategy]
+    for o in np.argsort(-agg, kind="stable")[:k]:
+        out.append(Recommendation(cat.ids[int(union[o])], float(agg[o])))
+    return out
+
+
+__all__ = ["Counters", "Query", "prepare", "prepare_rows", "user_vectors", "candidates", "fusion_scores", "fuse",
+           "popular", "finish", "serve", "score_catalogue", "group"]

@@ -1,0 +1,138 @@
+"""What a host sends and gets back: request/result types and the argument checks every entry point shares.
+
+Checks raise `RequestError` naming the argument, so a bad request never reaches a model or an index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from .errors import RequestError
+
+MAX_K = 10_000
+MAX_CANDIDATES = 100_000
+GROUP_STRATEGIES = ("average", "least_misery", "max_pleasure")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One ranked result: the item id, its score (higher is better) and, with `explain=True`, why."""
+
+    item_id: str
+    score: float
+    reason: str | None = None
+
+
+class Recommendations(list):
+    """A ranked list of `Recommendation` that also says how it was made.
+
+    `source` is "stored" (the user's stored vector), "history" (user tower over a history), "cold"
+    (user tower over scene/profile only), "popular" (no usable signal: most popular items), "group",
+    "item" (similar items) or "search"; `skipped` lists ids that were unknown (or removed) and ignored.
+    """
+
+    source: str = "stored"
+    skipped: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    """The arguments of `Engine.recommend`, for `recommend_batch` (plain dicts are accepted too)."""
+
+    user_id: str | None = None
+    history: Sequence[str] | None = None
+    scene: Mapping[str, Any] | None = None
+    profile: Mapping[str, Any] | None = None
+    k: int = 10
+    exclude_seen: bool = True
+    filter: Mapping[str, Any] | None = None
+    candidates: int | None = None
+    long_tail: float = 0.0
+    diversity: float = 0.0
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class RowQuery:
+    """A request already resolved to catalogue rows and vocabulary codes, for `Engine.score_catalogue`
+    (offline evaluation, where the split is held as row numbers): the user tower reads `history`
+    (item rows, oldest first) in `scene` with `profile` (int64 codes, see `recengine.vocab`); `exclude`
+    rows are never ranked (the user's known items)."""
+
+    history: np.ndarray
+    scene: np.ndarray
+    profile: np.ndarray
+    exclude: np.ndarray
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What `update_user` did: events appended, ids skipped (unknown/removed), new history length."""
+
+    user_id: str
+    appended: int
+    skipped: tuple[Any, ...]
+    history_length: int
+    created: bool
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise RequestError(f"{name} must be an integer, got {value!r}")
+    if not low <= int(value) <= high:
+        raise RequestError(f"{name} must be between {low} and {high}, got {value}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise RequestError(f"{name} must be a number, got {value!r}")
+    x = float(value)
+    if not (low <= x <= high):
+        raise RequestError(f"{name} must be between {low} and {high}, got {value}")
+    return x
+
+
+def check_id(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise RequestError(f"{name} must be a string id, got {type(value).__name__} {value!r}")
+    if not value:
+        raise RequestError(f"{name} must not be empty")
+    return value
+
+
+def check_ids(name: str, values: Any) -> list[str]:
+    if values is None or isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise RequestError(f"{name} must be a list of string ids, got {values!r}")
+    out = list(values)
+    for i, v in enumerate(out):
+        if not isinstance(v, str):
+            raise RequestError(f"{name}[{i}] must be a string id, got {type(v).__name__} {v!r}")
+    return out
+
+
+def as_request(r: Any, i: int) -> RecommendRequest:
+    """A `RecommendRequest` from a request object or a dict of its fields (unknown fields refused)."""
+    if isinstance(r, RecommendRequest):
+        return r
+    if isinstance(r, Mapping):
+        unknown = set(r) - {f.name for f in fields(RecommendRequest)}
+        if unknown:
+            raise RequestError(f"request {i}: unknown fields {sorted(map(str, unknown))}")
+        return RecommendRequest(**r)
+    raise RequestError(f"request {i} must be a RecommendRequest or a dict, got {type(r).__name__}")
+
+
+def as_requests(requests: Any) -> list[RecommendRequest]:
+    if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Sequence):
+        raise RequestError("recommend_batch expects a list of requests (RecommendRequest or dicts)")
+    return [as_request(r, i) for i, r in enumerate(requests)]
+
+
+__all__ = ["Recommendation", "Recommendations", "RecommendRequest", "RowQuery", "UpdateResult", "MAX_K",
+           "MAX_CANDIDATES", "GROUP_STRATEGIES", "check_int", "check_float", "check_id", "check_ids", "as_request",
+           "as_requests"]
