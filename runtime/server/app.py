@@ -241,14 +241,26 @@ def create_app(config: ServerConfig, engine: Any = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.pool = ThreadPoolExecutor(max_workers=config.pool_size, thread_name_prefix="recengine-req")
+        stop = asyncio.Event()
+        watcher: asyncio.Task[None] | None = None
         try:
             if state.engine is None:
                 loop = asyncio.get_running_loop()
                 state.engine = await loop.run_in_executor(state.pool, load_engine, config)
                 log.info("serving %s with %s (%d items, %d users)", config.bundle, state.engine.provider,
                          state.engine.n_items, state.engine.n_users)
+            if config.watch is not None:
+                from pathlib import Path
+
+                from .watch import watch_pointer
+
+                watcher = asyncio.create_task(watch_pointer(Path(config.watch), config.watch_interval_s,
+                                                            lambda: state.engine, state.pool, stop))
             yield
         finally:
+            stop.set()
+            if watcher is not None:
+                await watcher
             # the server has drained its connections by now; let any engine call still running finish
             state.pool.shutdown(wait=True)
             log.info("engine pool stopped")
