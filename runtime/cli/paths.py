@@ -86,6 +86,8 @@ def check_bundle_out(path: str | Path, option: str, force: bool) -> Path:
     if target.exists() and not target.is_dir():
         raise OutputPathError(f"{option} {target}: exists and is not a directory")
     parent = target.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputPathError(f"{option} {target}: {parent} is not a directory")
     if not parent.is_dir():
         raise OutputPathError(f"{option} {target}: parent directory {parent} does not exist")
     _probe_dir(parent, option, target)

@@ -1,0 +1,84 @@
+"""Hostile input at serving time: attribute values save() cannot write, text that is not valid Unicode.
+
+Each is a `RequestError` naming the problem, raised before anything changes, and the engine stays
+usable (and saveable) afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recengine.attributes import check_attr_value, check_item_attrs
+from recengine.errors import RequestError
+from recengine.tokenize import check_texts
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle: Path):
+    from recengine import Engine
+
+    return Engine.open(tiny_bundle, device="cpu")
+
+
+BAD_ATTRS = [float("nan"), float("inf"), -float("inf"), np.float32("nan"), {1, 2}, b"bytes", {"a": 1}, [1, 2],
+             (1,), 10**400, object()]
+
+
+@pytest.mark.parametrize("value", BAD_ATTRS, ids=lambda v: type(v).__name__ + ("_" + str(v) if isinstance(v, float) else ""))
+def test_unsaveable_attribute_is_refused(value: object) -> None:
+    with pytest.raises(RequestError, match="attr_p"):
+        check_attr_value("attr_p", value)
+
+
+def test_allowed_attributes_become_plain_python_values() -> None:
+    out = check_item_attrs({"item_id": "x", "title": "t", "attr_s": "en", "attr_b": True, "attr_i": np.int64(3),
+                            "attr_f": np.float32(1.5), "attr_n": None, "attr_bb": np.bool_(False)})
+    assert out == {"attr_s": "en", "attr_b": True, "attr_i": 3, "attr_f": 1.5, "attr_n": None, "attr_bb": False}
+    assert all(type(v) in (str, bool, int, float, type(None)) for v in out.values())
+
+
+def test_nan_attribute_no_longer_blocks_save(engine, tmp_path: Path) -> None:
+    from recengine import Engine
+
+    n = engine.n_items
+    for value in (float("nan"), float("inf"), {"x"}, b"\x00"):
+        with pytest.raises(RequestError, match="attr_p"):
+            engine.add_items([{"item_id": "bad-attr", "title": "A film", "attr_p": value}])
+    assert engine.n_items == n  # nothing was added
+    engine.add_items([{"item_id": "good-attr", "title": "A film", "attr_p": 2.5, "attr_q": "x", "attr_r": None}])
+    saved = engine.save(tmp_path / "saved")
+    reopened = Engine.open(saved, device="cpu")
+    assert "good-attr" in reopened.item_ids()
+    assert [r.item_id for r in reopened.recommend(k=50, filter={"attr_p": {"gte": 2.0}})] == ["good-attr"]
+    engine.remove_items(["good-attr"])
+
+
+SURROGATES = ["\ud800", "abc \udcff def", "ok\udfff"]
+
+
+@pytest.mark.parametrize("text", SURROGATES)
+def test_lone_surrogates_are_a_request_error(text: str) -> None:
+    with pytest.raises(RequestError, match="not valid Unicode"):
+        check_texts(["fine", text])
+
+
+def test_engine_search_and_add_items_refuse_invalid_unicode(engine) -> None:
+    n = engine.n_items
+    for text in SURROGATES:
+        with pytest.raises(RequestError, match="not valid Unicode"):
+            engine.search(text)
+        with pytest.raises(RequestError, match="not valid Unicode"):
+            engine.add_items([{"item_id": "sur", "title": text}])
+        with pytest.raises(RequestError, match="not valid Unicode"):
+            engine.add_items([{"item_id": "sur", "text": text}])
+    assert engine.n_items == n
+    assert len(engine.search("comedy", k=3)) == 3  # still serving
+
+
+def test_valid_non_ascii_text_is_fine(engine) -> None:
+    results = engine.search("Amélie 東京 🎬", k=2)
+    assert len(results) == 2 and all(math.isfinite(r.score) for r in results)
