@@ -247,7 +247,8 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
         say(f"in-process {name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
     bundle_info = {"path": str(cfg.bundle), "data": engine.manifest.get("data", {}).get("name"),
                    "n_items": engine.n_items, "n_users": engine.n_users,
-                   "encoder": (engine.manifest.get("models", {}).get("encoder", {}).get("source", {}) or {}).get("name"),
+                   "encoder": ((engine.manifest.get("models", {}).get("encoder", {}).get("source", {}) or {})
+                               .get("name")),
                    "fusion_by_default": engine.uses_fusion, "variants": engine.variants}
     provider = engine.provider
     del engine  # the server process holds its own engine; free this one's memory
@@ -343,7 +344,8 @@ def serve_markdown(report: dict[str, Any]) -> str:
     ]
     for name, t in report["targets"].items():
         out.append(f"- {name}: {t['value']} (target {t['target']}"
-                   + (f", errors {t['errors']}" if "errors" in t else "") + f") — **{'met' if t['met'] else 'NOT met'}**")
+                   + (f", errors {t['errors']}" if "errors" in t else "")
+                   + f") — **{'met' if t['met'] else 'NOT met'}**")
     out += ["", "## Over HTTP (ms; requests/s over the measurement)", "",
             "| endpoint | concurrency | p50 | p95 | p99 | mean | req/s | requests | errors |",
             "|---|---|---|---|---|---|---|---|---|"]
@@ -351,7 +353,8 @@ def serve_markdown(report: dict[str, Any]) -> str:
         out.append(f"| {r['endpoint']} | {r['concurrency']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
                    f"{r['mean_ms']} | {r['requests_per_s']} | {r['n_requests']} | {r['errors']} |")
     out += ["", "## In-process (same calls, one at a time) and the cost of HTTP at concurrency 1", "",
-            "| endpoint | in-process p50 | p95 | p99 | HTTP p50 | overhead p50 | ratio |", "|---|---|---|---|---|---|---|"]
+            "| endpoint | in-process p50 | p95 | p99 | HTTP p50 | overhead p50 | ratio |",
+            "|---|---|---|---|---|---|---|"]
     over = {o["endpoint"]: o for o in report["overhead"]}
     for r in report["in_process"]:
         o = over.get(r["endpoint"], {})

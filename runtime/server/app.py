@@ -282,10 +282,9 @@ def app_from_env() -> Starlette:
     """App factory for `--workers N`: each worker process reads the config from `RECENGINE_SERVE_CONFIG`
     (set by the parent) and opens its own engine."""
     import os
+    import sys
 
     from .config import ENV_CONFIG
-
-    import sys
 
     text = os.environ.get(ENV_CONFIG)
     if not text:

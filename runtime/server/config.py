@@ -112,7 +112,7 @@ class ServerConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ServerConfig":
+    def from_json(cls, text: str) -> ServerConfig:
         data: Any = json.loads(text)
         if not isinstance(data, dict):
             raise RequestError(f"{ENV_CONFIG} must hold a JSON object")

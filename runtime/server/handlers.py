@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from .config import MAX_K
 from .errors import ApiError
 from .schemas import (
     AddItemsBody,
@@ -34,7 +35,6 @@ from .schemas import (
     UpdateUserResponse,
     UserResponse,
 )
-from .config import MAX_K
 
 _FILTER = TypeAdapter(Filter)
 

@@ -75,8 +75,8 @@ def openapi_document(config: ServerConfig | None = None) -> dict[str, Any]:
             op["responses"]["403"] = {"description": "wrong token, or admin disabled",
                                       "content": _json_content(ErrorResponse)}
         paths.setdefault(path, {})[spec.method.lower()] = op
-    paths["/healthz"] = {"get": {"operationId": "healthz", "summary": "Liveness",
-                                 "responses": {"200": {"description": "alive", "content": _json_content(HealthResponse)}}}}
+    alive = {"200": {"description": "alive", "content": _json_content(HealthResponse)}}
+    paths["/healthz"] = {"get": {"operationId": "healthz", "summary": "Liveness", "responses": alive}}
     paths["/readyz"] = {"get": {"operationId": "readyz", "summary": "Readiness: bundle loaded, provider named",
                                 "responses": {"200": {"description": "ready", "content": _json_content(ReadyResponse)},
                                               "503": {"description": "not ready",

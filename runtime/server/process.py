@@ -96,7 +96,7 @@ class ServerProcess:
             self._reader.join(5)
         return code
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         self.start()
         return self
 

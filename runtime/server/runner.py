@@ -29,7 +29,7 @@ def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def _uvicorn_config(config: ServerConfig, app: object, factory: bool = False) -> "uvicorn.Config":  # noqa: F821
+def _uvicorn_config(config: ServerConfig, app: object, factory: bool = False) -> uvicorn.Config:  # noqa: F821
     import uvicorn
 
     return uvicorn.Config(

@@ -10,7 +10,7 @@ Semantic checks (unknown scene key, bad filter operator, ...) stay in the engine
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -30,9 +30,9 @@ from .config import (
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
-Scalar = Union[Text, int, float, bool, None]
+Scalar = Text | int | float | bool | None
 ScalarMap = Annotated[dict[Id, Scalar], Field(max_length=MAX_MAP_KEYS)]
-FilterValue = Union[Scalar, list[Scalar], dict[str, Union[Scalar, list[Scalar]]]]
+FilterValue = Scalar | list[Scalar] | dict[str, Scalar | list[Scalar]]
 Filter = Annotated[dict[Id, FilterValue], Field(
     max_length=MAX_MAP_KEYS,
     description='`{"ids": [...]}` and/or `attr_*` predicates: a scalar (equality), a list (membership) or '
@@ -114,7 +114,7 @@ class Event(_Strict):
 class EventsBody(_Strict):
     """`Engine.update_user`: events are item ids or `{"item_id": ...}` objects, oldest first."""
 
-    events: Annotated[list[Union[Id, Event]], Field(min_length=1, max_length=MAX_EVENTS)]
+    events: Annotated[list[Id | Event], Field(min_length=1, max_length=MAX_EVENTS)]
 
 
 class SaveBody(_Strict):
