@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from recengine.cli.pairs import parse_pairs
+
 from recengine.errors import RequestError
 
 
@@ -111,16 +113,6 @@ def latency_command(bundle: Path, device: str, batch: str, synthetic_items: int,
     _emit(run_latency(cfg), json_out, report_dir, quiet)
 
 
-def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        if "=" not in item:
-            raise RequestError(f"--set expects KEY=VALUE (e.g. user.epochs=50), got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
-
-
 @bench_group.command("quality")
 @click.argument("data", required=False, type=click.Path(path_type=Path))
 @click.option("--profile", type=click.Choice(["quick", "standard"]), default="standard", show_default=True,
@@ -160,7 +152,7 @@ def quality_command(data: Path | None, profile: str, models: str, variants: str,
     cfg = QualityConfig(
         data=None if data is None else str(data), profile=profile, models=_names(models),
         variants=_names(variants), seed=seed, encoder=None if encoder is None else str(encoder), cold=not no_cold,
-        cold_fraction=cold_fraction, threads=threads, export_overrides=_parse_sets(sets), workdir=workdir,
+        cold_fraction=cold_fraction, threads=threads, export_overrides=parse_pairs(sets, "--set", "user.epochs=50"), workdir=workdir,
         jobs=jobs, quiet=quiet, command=_command_line(click.get_current_context()), tune_budget_s=tune_budget,
     )
     _emit(run_quality(cfg), json_out, report_dir, quiet)

@@ -1,6 +1,6 @@
 """Measure the text tower on real item texts: speed of torch vs ONNX fp32/INT8/FP16 and their agreement.
 
-    python -m recengine.export.encoder.measure --n 1000 --threads 1 --out encoder_measure.json
+    python -m recengine.bench.encoder_measure --n 1000 --threads 1 --out encoder_measure.json
 
 Uses the packaged all-MiniLM-L6-v2 (or --encoder DIR) without fine-tuning (the numbers are about the
 graph, not the training) on the embedded MovieLens catalogue. Prints and writes a JSON report: items/s
@@ -23,7 +23,7 @@ import numpy as np
 def _ort_encode(
     session: Any, tokenizer: Any, texts: list[str], batch_size: int, pad_id: int, pad_to: int | None
 ) -> tuple[np.ndarray, float, float]:
-    from .tokenizer import tokenize_batch
+    from recengine.export.encoder.tokenizer import tokenize_batch
 
     lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(texts)])
     order = np.argsort(-lengths, kind="stable")
@@ -49,8 +49,9 @@ def measure(encoder: str | None, n: int, threads: int, batch_size: int, max_leng
 
     from recengine.data import load_dataset
 
-    from ..onnx_tools import Int8Config, make_session, quantize_int8, row_cosines
-    from . import TextTowerConfig, build_text_tower, encode_texts, export_encoder, load_tokenizer, resolve_encoder
+    from recengine.export.onnx_tools import Int8Config, make_session, quantize_int8, row_cosines
+    from recengine.export.encoder import (TextTowerConfig, build_text_tower, encode_texts, export_encoder,
+                                          load_tokenizer, resolve_encoder)
 
     torch.set_num_threads(threads)
     texts = list(load_dataset(None).items.texts[:n])

@@ -24,7 +24,7 @@ from recengine.bundle.format import history_inputs, left_pad
 from recengine.errors import RecengineError, RequestError
 
 from .machine import load_average, machine_info, utc_now
-from .progress import Progress
+from recengine.progress import Progress
 from .timing import Budget, measure
 
 STAGES: tuple[str, ...] = ("tokenize", "encode", "user_tower", "retrieve", "score", "recommend")

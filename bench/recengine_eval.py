@@ -151,7 +151,7 @@ class RecengineRunner:
         from recengine.bundle import BundleWriter
         from recengine.export.fit import fit, refit
         from recengine.export.pipeline import export_models_and_arrays
-        from recengine.export.progress import Progress
+        from recengine.progress import Progress
 
         seconds: dict[str, float] = {}
         progress = Progress(self.quiet)

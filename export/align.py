@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from recengine.errors import ExportError
 
 from .config import EncoderConfig
-from .progress import Progress
+from recengine.progress import Progress
 
 
 @dataclass

@@ -12,17 +12,7 @@ from typing import Any
 
 import click
 
-
-def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
-    from recengine.errors import ExportError
-
-    out: dict[str, str] = {}
-    for item in values:
-        if "=" not in item:
-            raise ExportError(f"--set expects KEY=VALUE (e.g. user.epochs=50), got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
+from recengine.cli.pairs import parse_pairs
 
 
 @click.command("export")
@@ -77,7 +67,7 @@ def export_command(data: Path | None, out: Path, profile: str | None, config_pat
             overrides[key] = value
     if quiet:
         overrides["quiet"] = True
-    overrides.update(_parse_sets(sets))
+    overrides.update(parse_pairs(sets, "--set", "user.epochs=50"))
     cfg = cfg.override(overrides, source="command line")
 
     from .pipeline import run_export

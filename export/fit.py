@@ -29,7 +29,7 @@ from .fusion import (ITEM_FEATURE_NAMES, FusionHead, FusionInputs, evaluate_with
                      item_features, train_fusion)
 from .graph import GraphResult, train_lightgcn
 from .item_vectors import ItemVectors
-from .progress import Progress
+from recengine.progress import Progress
 from .train_user import UserScorer, make_windows, train_user_tower
 from .user_tower import UserTower
 

@@ -19,7 +19,7 @@ from recengine.split import Split, to_csr
 
 from .config import FusionConfig
 from recengine.evaluation import Queries, evaluate_queries
-from .progress import Progress
+from recengine.progress import Progress
 
 ITEM_FEATURE_NAMES = ("text_graph_agreement", "no_graph", "graph_gate")
 """Columns of `items/item_feats.npy`: cos(t_i, g_i); 1 if the item has no graph vector; its gate."""

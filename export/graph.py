@@ -16,7 +16,7 @@ from recengine.split import Split
 
 from .config import GraphConfig
 from recengine.evaluation import Queries, evaluate_queries
-from .progress import Progress
+from recengine.progress import Progress
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:

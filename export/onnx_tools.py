@@ -30,7 +30,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recengine._deps import require
+from recengine.bundle.format import TensorSpec
 from recengine.errors import DeviceError, ExportError, ParityError
+
+from .config import ParityConfig
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -40,51 +43,9 @@ if TYPE_CHECKING:
 #: BERT graph, 17 is what docs/bundle.md promises.
 OPSET = 17
 VARIANTS: tuple[str, ...] = ("fp32", "int8", "fp16")
-_DTYPES = {"float32", "int64"}
 
 TensorDict = dict[str, "torch.Tensor"]
 ExampleFactory = Callable[[Mapping[str, int], int], TensorDict]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: name, dtype (`float32`/`int64`) and shape, where a string is a
-    symbolic (dynamic) axis such as "B" and an int a fixed size."""
-
-    name: str
-    dtype: str
-    shape: tuple[str | int, ...]
-
-    def __post_init__(self) -> None:
-        if self.dtype not in _DTYPES:
-            raise ExportError(f"tensor {self.name!r}: dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-
-    def manifest(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-
-
-@dataclass(frozen=True)
-class ParityConfig:
-    """Tolerances of the parity checks (optimum-style validation config).
-
-    fp32 ONNX vs torch: max |diff| <= fp32_atol. int8/fp16 ONNX vs fp32 ONNX: the mean and the minimum
-    of the per-row cosine similarities must reach the thresholds (per-tensor int8 drops MiniLM to ~0.9
-    mean cosine, per-channel keeps ~0.99).
-    """
-
-    fp32_atol: float = 1e-4
-    int8_mean_cos: float = 0.98
-    int8_min_cos: float = 0.90
-    fp16_mean_cos: float = 0.999
-    fp16_min_cos: float = 0.99
-    raise_on_failure: bool = True
-
-    def cosine_thresholds(self, variant: str) -> tuple[float, float]:
-        if variant == "int8":
-            return self.int8_mean_cos, self.int8_min_cos
-        if variant == "fp16":
-            return self.fp16_mean_cos, self.fp16_min_cos
-        raise ExportError(f"no cosine thresholds for variant {variant!r}")
 
 
 @dataclass(frozen=True)

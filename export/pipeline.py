@@ -21,15 +21,7 @@ from recengine.errors import ParityError
 from recengine.split import leave_last_out
 
 from .config import ExportConfig
-from .progress import Progress
-
-
-def _onnx_parity(cfg: ExportConfig):
-    from .onnx_tools import ParityConfig
-
-    p = cfg.parity
-    return ParityConfig(fp32_atol=p.fp32_atol, int8_mean_cos=p.int8_mean_cos, int8_min_cos=p.int8_min_cos,
-                        fp16_mean_cos=p.fp16_mean_cos, fp16_min_cos=p.fp16_min_cos)
+from recengine.progress import Progress
 
 
 def _metric_subset(metrics: dict[str, float]) -> dict[str, float]:
@@ -160,7 +152,7 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     from .onnx_models import fusion_spec, user_tower_spec
     from .onnx_tools import export_variants
 
-    parity_cfg = _onnx_parity(cfg)
+    parity_cfg = cfg.parity
     models_dir = w.path("models/.keep").parent
     rng = np.random.default_rng(cfg.seed)
     texts = list(dataset.items.texts)

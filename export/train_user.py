@@ -20,7 +20,7 @@ from .config import UserConfig
 from recengine.bundle.format import left_pad
 from recengine.evaluation import Queries, csr_rows, evaluate_queries, histories
 from .item_vectors import ItemVectors
-from .progress import Progress
+from recengine.progress import Progress
 from .user_tower import UserTower
 
 

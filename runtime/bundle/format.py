@@ -69,6 +69,10 @@ def major(version: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- models
+TENSOR_DTYPES = frozenset({"float32", "int64"})
+"""Element types of model inputs and outputs (fp16 variants keep fp32/int64 at their edges)."""
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One graph input or output: name, dtype (`float32`/`int64`) and shape, where a string is a
@@ -77,6 +81,10 @@ class TensorSpec:
     name: str
     dtype: str
     shape: tuple[str | int, ...]
+
+    def __post_init__(self) -> None:
+        if self.dtype not in TENSOR_DTYPES:
+            raise BundleError(f"tensor {self.name!r}: dtype must be one of {sorted(TENSOR_DTYPES)}, got {self.dtype!r}")
 
     def manifest(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..errors import RequestError
+from .pairs import parse_pairs
 
 _DEVICE = click.Choice(["auto", "cpu", "cuda"])
 
@@ -32,17 +33,6 @@ def _text(value: str | None, option: str) -> str | None:
 def _printable(text: str) -> str:
     """`text` with anything the output cannot encode (lone surrogates from a bundle's ids) escaped."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _parse_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        _text(pair, option)
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise RequestError(f"{option} expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def _open(bundle: str, device: str, variant: str | None) -> Any:
@@ -111,7 +101,7 @@ def recommend_command(bundle: str, user_id: str | None, history: tuple[str, ...]
                        "(no stored history)", err=True)
     results = engine.recommend(
         user_id=user_id, history=list(history) if history else None,
-        scene=_parse_pairs(scene, "--scene") or None, profile=_parse_pairs(profile, "--profile") or None,
+        scene=parse_pairs(scene, "--scene") or None, profile=parse_pairs(profile, "--profile") or None,
         k=k, exclude_seen=not include_seen, long_tail=long_tail, diversity=diversity, explain=explain,
     )
     _emit(engine, results, as_json, {"command": "recommend", "user_id": user_id})

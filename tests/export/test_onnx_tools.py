@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from recengine.errors import DeviceError, ExportError, ParityError  # noqa: E402
+from recengine.errors import BundleError, DeviceError, ExportError, ParityError  # noqa: E402
 from recengine.export.onnx_tools import (  # noqa: E402
     OnnxModelSpec,
     ParityConfig,
@@ -100,7 +100,7 @@ def test_spec_derives_dynamic_axes_and_manifest() -> None:
 def test_spec_is_validated() -> None:
     with pytest.raises(ExportError, match="lacks symbolic axes"):
         _spec(trace_sizes={"B": 2})
-    with pytest.raises(ExportError, match="dtype"):
+    with pytest.raises(BundleError, match="dtype"):  # the bundle format's rule (recengine.bundle.format)
         TensorSpec("x", "float64", ("B",))
     with pytest.raises(ExportError, match="variants"):
         _spec(variants=("int8",))

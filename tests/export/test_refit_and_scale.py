@@ -110,7 +110,7 @@ def _tiny_user_training(ml_tiny_dataset, ema: float):
     from recengine.export.config import UserConfig
     from recengine.evaluation import make_queries
     from recengine.export.features import encode_profiles, encode_scene, profile_vocab, scene_vocab
-    from recengine.export.progress import Progress
+    from recengine.progress import Progress
     from recengine.export.train_user import make_windows, train_user_tower
     from recengine.export.user_tower import UserTower
 

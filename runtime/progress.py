@@ -1,0 +1,58 @@
+"""Progress bars and stage messages for the long commands (export, bench), silenced by `--quiet`.
+
+Everything goes to stderr, so JSON on stdout stays clean. tqdm (export and bench extras) draws the bars;
+without it only messages are printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+
+class _Plain:
+    """A bar that only iterates (quiet mode, or no tqdm): the same interface as a tqdm bar."""
+
+    def __init__(self, iterable: Iterable[Any]) -> None:
+        self._it = iterable
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._it)
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Progress:
+    """`bar(iterable, desc)` (iterate it; `.set_postfix(...)` shows losses and metrics) and `message(text)`."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+        self._tqdm: Any = tqdm
+
+    def bar(self, iterable: Iterable[Any], desc: str, total: int | None = None) -> Any:
+        if self.quiet or self._tqdm is None:
+            return _Plain(iterable)
+        return self._tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True, file=sys.stderr)
+
+    def message(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._tqdm is not None:
+            self._tqdm.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+__all__ = ["Progress"]
