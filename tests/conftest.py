@@ -35,6 +35,7 @@ def ml_tiny_dataset(ml_tiny_dir: Path):  # -> recengine.data.Dataset
 def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny seeded-random 2-layer BERT (hidden 32, 2 heads) as a Hugging Face directory: config.json,
     model.safetensors, vocab.txt, tokenizer.json. Built once per session; use it as `--encoder DIR`."""
+    pytest.importorskip("torch", reason="the tiny encoder is written with torch (the export extra)")
     from recengine.export.tiny_encoder import build_tiny_encoder
 
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder") / "tiny-bert", seed=0)
@@ -45,7 +46,20 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, ml_tiny_dir: Path, tin
     """A real bundle exported once per session with the quick profile + the tiny encoder on ml_tiny
     (all three models in fp32/int8/fp16, hnswlib indexes, metrics, parity, timings). Read-only: copy it
     to `tmp_path` before modifying anything."""
+    pytest.importorskip("torch", reason="tiny_bundle is made by the torch export (the export extra)")
     from recengine.export import ExportConfig, run_export
 
     config = ExportConfig.from_profile("quick").override({"encoder.path": str(tiny_encoder_dir), "quiet": True})
     return run_export(ml_tiny_dir, tmp_path_factory.mktemp("tiny_bundle") / "bundle", config)
+
+
+@pytest.fixture(scope="session")
+def lean_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete, valid bundle written without torch (numpy + onnx + tokenizers, see
+    tests/fixtures/lean_bundle.py): 160 items (20 never interacted with), 24 users, a WordLevel tokenizer,
+    the three models in fp32/int8/fp16, HNSW indexes, a scene and a profile column, no metrics. Built once
+    per session in about a second; the runtime tests run on it on a lean install. Read-only: copy it to
+    `tmp_path` before modifying anything."""
+    from tests.fixtures.lean_bundle import write_lean_bundle
+
+    return write_lean_bundle(tmp_path_factory.mktemp("lean_bundle") / "bundle")
