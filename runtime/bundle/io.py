@@ -217,7 +217,7 @@ class BundleWriter:
         self._scratch: list[Path] = []
         self._committed = False
 
-    def __enter__(self) -> "BundleWriter":
+    def __enter__(self) -> BundleWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -49,7 +49,7 @@ class Section(dict):  # type: ignore[type-arg]
         prefix = f"{self.root}: " if self.root else ""
         raise MissingKey(f"{prefix}manifest lacks {where}")
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Section":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Section:
         import copy
 
         out = Section((k, copy.deepcopy(v, memo)) for k, v in self.items())

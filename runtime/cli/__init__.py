@@ -38,7 +38,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def fail(message: str) -> "click.exceptions.Exit":
+def fail(message: str) -> click.exceptions.Exit:
     """Print one clear line on stderr and return the exit-2 exception to raise."""
     click.echo(f"error: {message}", err=True)
     return click.exceptions.Exit(2)

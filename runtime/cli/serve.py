@@ -7,7 +7,6 @@ JSON object. The engine is imported inside the commands so `recengine --help` st
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -89,8 +88,9 @@ def recommend_command(bundle: str, user_id: str | None, history: tuple[str, ...]
                       include_seen: bool, k: int, device: str, variant: str | None, as_json: bool) -> None:
     """Recommend items for a user (--user), a history (--history ...), or a cold request."""
     _text(user_id, "--user")
-    for item in history:
-        _text(item, "--history")
+    for option, values in (("--history", history), ("--scene", scene), ("--profile", profile)):
+        for value in values:
+            _text(value, option)
     engine = _open(bundle, device, variant)
     if user_id is not None:
         try:

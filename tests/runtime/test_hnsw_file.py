@@ -159,7 +159,7 @@ def test_upper_level_link_to_an_element_below_that_level(tmp_path: Path) -> None
     raw = path.read_bytes()
     pos = HEADER_SIZE + h.count * h.size_data_per_element
     levels, first_block = [], None
-    for i in range(h.count):
+    for _ in range(h.count):
         size = struct.unpack_from("<I", raw, pos)[0]
         if size and first_block is None:
             first_block = pos + 4

@@ -28,7 +28,11 @@ BAD_ATTRS = [float("nan"), float("inf"), -float("inf"), np.float32("nan"), {1, 2
              (1,), 10**400, object()]
 
 
-@pytest.mark.parametrize("value", BAD_ATTRS, ids=lambda v: type(v).__name__ + ("_" + str(v) if isinstance(v, float) else ""))
+def _attr_id(value: object) -> str:
+    return type(value).__name__ + (f"_{value}" if isinstance(value, float) else "")
+
+
+@pytest.mark.parametrize("value", BAD_ATTRS, ids=_attr_id)
 def test_unsaveable_attribute_is_refused(value: object) -> None:
     with pytest.raises(RequestError, match="attr_p"):
         check_attr_value("attr_p", value)

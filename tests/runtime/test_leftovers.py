@@ -8,9 +8,9 @@ directories exist.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
-import re
 import subprocess
 import sys
 import time
