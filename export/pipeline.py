@@ -8,7 +8,6 @@ onnx_<model>, arrays, index, eval_<variant>. The whole export runs inside a `Bun
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,8 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
     from .fit import resolve_training_device
 
     resolve_training_device(cfg.device)  # --device cuda without a GPU fails before any work
-    with BundleWriter(out, force=force) as w, tempfile.TemporaryDirectory(prefix="recengine-export-") as tmp:
+    # scratch beside the bundle, owner-tagged: a killed export's files are removed by the next write of `out`
+    with BundleWriter(out, force=force) as w, w.scratch() as tmp:
         t = time.perf_counter()
         dataset = load_dataset(data)
         timings["load"] = time.perf_counter() - t
