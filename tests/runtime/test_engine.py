@@ -1,4 +1,6 @@
-"""The runtime Engine against a real exported bundle (`tiny_bundle`: quick profile, tiny encoder, ml_tiny)."""
+"""The runtime Engine against a complete bundle: `lean_bundle` (written without torch, tests/fixtures/lean_bundle.py)
+for everything the runtime does, `tiny_bundle` (the torch export: quick profile, tiny encoder, ml_tiny) for
+what only an exported bundle can show (parity record, the export's index form; skipped without torch)."""
 
 from __future__ import annotations
 
@@ -20,31 +22,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_bundle):
+def engine(lean_bundle):
     from recengine import Engine
 
-    return Engine.open(tiny_bundle, device="cpu", threads=1)
+    return Engine.open(lean_bundle, device="cpu", threads=1)
 
 
 @pytest.fixture(scope="module")
-def fp32(tiny_bundle):
+def fp32(lean_bundle):
     """fp32 models, exact retrieval, no fusion: scores are plain inner products we can recompute."""
     from recengine import Engine
 
-    return Engine.open(tiny_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=False)
+    return Engine.open(lean_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=False)
 
 
 @pytest.fixture(scope="module")
-def fused(tiny_bundle):
+def fused(lean_bundle):
     """fp32 models, exact retrieval, fusion head on (whatever the manifest's use_by_default says)."""
     from recengine import Engine
 
-    return Engine.open(tiny_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=True)
+    return Engine.open(lean_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=True)
 
 
 @pytest.fixture(scope="module")
-def arrays(tiny_bundle):
-    reader = open_bundle(tiny_bundle)
+def arrays(lean_bundle):
+    reader = open_bundle(lean_bundle)
     items, users = reader.section("items"), reader.section("users")
     return {
         "item_ids": reader.load_json(items["ids"]),
@@ -84,7 +86,7 @@ def test_engine_modules_import_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_open_reports_provider_and_variants(engine, tiny_bundle, arrays):
+def test_open_reports_provider_and_variants(engine, lean_bundle, arrays):
     assert engine.provider == "CPUExecutionProvider"
     assert engine.device == "cpu"
     variants = arrays["manifest"]["models"]["encoder"]["variants"]
@@ -93,30 +95,44 @@ def test_open_reports_provider_and_variants(engine, tiny_bundle, arrays):
     assert "CPUExecutionProvider" in repr(engine)
 
 
-def test_open_rejects_bad_arguments(tiny_bundle):
+@pytest.mark.parametrize("variant", ["int8", "fp16"])
+def test_every_variant_opens_and_tracks_fp32(lean_bundle, arrays, variant):
+    """Each variant passes the model IO check at open and stays close to the fp32 graphs."""
+    from recengine import Engine
+
+    eng = Engine.open(lean_bundle, device="cpu", threads=1, variant=variant, retrieval="exact", rescore=False)
+    assert eng.variants == {"encoder": variant, "user_tower": variant, "fusion": variant}
+    emb, _ = eng.stages().encode(arrays["texts"][:16])
+    cos = np.einsum("ij,ij->i", emb, arrays["text_embeddings"][:16])
+    assert cos.min() > (0.999 if variant == "int8" else 0.99999)
+    users = eng.stages().user_tower(arrays["user_ids"][:8])
+    assert np.abs(users - arrays["user_vectors"][:8]).max() < (0.05 if variant == "int8" else 2e-3)
+
+
+def test_open_rejects_bad_arguments(lean_bundle):
     from recengine import Engine
 
     with pytest.raises(RequestError, match="device must be one of"):
-        Engine.open(tiny_bundle, device="tpu")
+        Engine.open(lean_bundle, device="tpu")
     with pytest.raises(RequestError, match="retrieval must be one of"):
-        Engine.open(tiny_bundle, retrieval="faiss")
+        Engine.open(lean_bundle, retrieval="faiss")
     with pytest.raises(RequestError, match="variant must be one of"):
-        Engine.open(tiny_bundle, variant="int4")
+        Engine.open(lean_bundle, variant="int4")
     with pytest.raises(RequestError, match="threads"):
-        Engine.open(tiny_bundle, threads=0)
+        Engine.open(lean_bundle, threads=0)
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
-def test_missing_onnxruntime_names_the_extra(tiny_bundle, monkeypatch):
+def test_missing_onnxruntime_names_the_extra(lean_bundle, monkeypatch):
     from recengine import DependencyError, Engine
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     with pytest.raises(DependencyError, match=r"recengine\[cpu\]"):
-        Engine.open(tiny_bundle, device="cpu")
+        Engine.open(lean_bundle, device="cpu")
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
-def test_cuda_without_cuda_fails_loudly_and_auto_falls_back(tiny_bundle, monkeypatch):
+def test_cuda_without_cuda_fails_loudly_and_auto_falls_back(lean_bundle, monkeypatch):
     import onnxruntime as ort
 
     from recengine import DeviceError, Engine
@@ -124,13 +140,13 @@ def test_cuda_without_cuda_fails_loudly_and_auto_falls_back(tiny_bundle, monkeyp
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("a real CUDA provider is present")
     with pytest.raises(DeviceError):
-        Engine.open(tiny_bundle, device="cuda")
+        Engine.open(lean_bundle, device="cuda")
     # ORT lists CUDA but sessions land on the CPU (mismatched libraries): cuda fails, auto warns + CPU.
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(DeviceError, match="CUDA"):
-        Engine.open(tiny_bundle, device="cuda")
+        Engine.open(lean_bundle, device="cuda")
     with pytest.warns(RuntimeWarning, match="falling back to the CPU"):
-        eng = Engine.open(tiny_bundle, device="auto", retrieval="exact")
+        eng = Engine.open(lean_bundle, device="auto", retrieval="exact")
     assert eng.provider == "CPUExecutionProvider" and eng.device == "cpu"
     assert len(eng.recommend(user_id=eng.user_ids()[0], k=3)) == 3
 
@@ -181,15 +197,13 @@ def test_scores_equal_inner_products_for_fixed_users(fp32, arrays):
         assert np.allclose([r.score for r in got], scores[top], atol=1e-4)
 
 
-def test_fusion_scores_match_the_fusion_model(fused, arrays, tiny_bundle):
+def test_fusion_scores_match_the_fusion_model(fused, arrays, lean_bundle):
     """Served scores = the fp32 fusion ONNX model over the retrieved candidates (inputs assembled by hand
-    from the bundle arrays); the ONNX model itself matches torch per the manifest's parity record."""
+    from the bundle arrays). That the exported ONNX models match torch is `test_export_records_parity`."""
     import onnxruntime as ort
 
-    reader = open_bundle(tiny_bundle)
+    reader = open_bundle(lean_bundle)
     manifest = reader.manifest
-    assert manifest["metrics"]["parity"]["fusion"]["fp32_max_abs"] <= 1e-4
-    assert manifest["metrics"]["parity"]["user_tower"]["fp32_max_abs"] <= 1e-4
     sess = ort.InferenceSession(str(reader.path(manifest["models"]["fusion"]["variants"]["fp32"]["path"])),
                                 providers=["CPUExecutionProvider"])
     feats = reader.load_npy(manifest["items"]["item_feats"])
@@ -223,13 +237,13 @@ def test_fused_batch_equals_single(fused, arrays):
         assert np.allclose([r.score for r in got], [r.score for r in single], atol=1e-4)
 
 
-def test_retrieval_backends_agree(tiny_bundle, fp32, arrays):
+def test_retrieval_backends_agree(lean_bundle, fp32, arrays):
     """The ONNX Gemm+TopK graph (the GPU backend, run here on the CPU) is exact; HNSW approximate."""
     from recengine import Engine
 
     pytest.importorskip("onnx")
-    onnx_engine = Engine.open(tiny_bundle, device="cpu", variant="fp32", retrieval="onnx", rescore=False)
-    hnsw_engine = Engine.open(tiny_bundle, device="cpu", variant="fp32", retrieval="hnsw", rescore=False, ef=200)
+    onnx_engine = Engine.open(lean_bundle, device="cpu", variant="fp32", retrieval="onnx", rescore=False)
+    hnsw_engine = Engine.open(lean_bundle, device="cpu", variant="fp32", retrieval="hnsw", rescore=False, ef=200)
     assert onnx_engine.retrieval_backend() == "onnx" and hnsw_engine.retrieval_backend() == "hnsw"
     overlap = []
     for user in arrays["user_ids"][:10]:
@@ -241,45 +255,12 @@ def test_retrieval_backends_agree(tiny_bundle, fp32, arrays):
     assert onnx_engine.search(text, k=1)[0].item_id == fp32.search(text, k=1)[0].item_id
 
 
-def test_mips_augmented_index_bundle(tiny_bundle, fp32, arrays, tmp_path):
-    """The export stores the item index MIPS-augmented (docs/bundle.md, Indexes: vector norms vary), which
-    finds the exact top-10 far better than a plain inner-product graph over the same vectors."""
-    from recengine import Engine
-    from recengine.bundle import sha256_file
-    from recengine.index_io import write_index
-
-    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert manifest["index"]["item"]["transform"] == "mips_augment"
-    bundle = copy_bundle(tiny_bundle, tmp_path / "plain")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    spec = manifest["index"]["item"]
-
-    class Into:
-        def path(self, rel: str) -> Path:
-            return bundle / rel
-
-    manifest["index"]["item"] = write_index(Into(), "item", spec["path"], arrays["vectors"], M=spec["M"],
-                                            ef_construction=spec["ef_construction"], ef_search=spec["ef_search"],
-                                            augment=False)
-    assert "transform" not in manifest["index"]["item"]
-    manifest["files"][spec["path"]] = {"sha256": sha256_file(bundle / spec["path"]),
-                                       "bytes": (bundle / spec["path"]).stat().st_size}
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    recall = {}
-    for name, path in (("augmented", tiny_bundle), ("plain", bundle)):
-        eng = Engine.open(path, device="cpu", variant="fp32", retrieval="hnsw", rescore=False)
-        recall[name] = np.mean([
-            len({r.item_id for r in eng.recommend(user_id=u, k=10)} & {r.item_id for r in fp32.recommend(user_id=u, k=10)}) / 10
-            for u in arrays["user_ids"][:20]])
-    assert recall["augmented"] >= 0.95 and recall["augmented"] >= recall["plain"]
-
-
-def test_indexes_are_served_as_stored(tiny_bundle):
+def test_indexes_are_served_as_stored(lean_bundle):
     """No rebuild on first use: the engine serves the index form the bundle stores (item: augmented,
     text: plain unit vectors), from the moment it is open."""
     from recengine import Engine
 
-    eng = Engine.open(tiny_bundle, device="cpu", retrieval="hnsw")
+    eng = Engine.open(lean_bundle, device="cpu", retrieval="hnsw")
     items, text = eng.index_forms()
     assert items == "mips_augment" and text == "plain_ip"
     eng.warmup()
@@ -494,29 +475,29 @@ def test_bad_search_and_similar(engine):
         engine.similar_items(engine.item_ids()[0], k=-1)
 
 
-def test_corrupted_tampered_and_versioned_bundles(tiny_bundle, tmp_path):
+def test_corrupted_tampered_and_versioned_bundles(lean_bundle, tmp_path):
     from recengine import Engine
 
-    bad = copy_bundle(tiny_bundle, tmp_path / "tampered")
+    bad = copy_bundle(lean_bundle, tmp_path / "tampered")
     with (bad / "items" / "vectors.npy").open("r+b") as fh:
         fh.seek(-4, 2)
         fh.write(b"\x00\x01\x02\x03")
     with pytest.raises(BundleError, match="items/vectors.npy"):
         Engine.open(bad)
 
-    missing = copy_bundle(tiny_bundle, tmp_path / "missing")
+    missing = copy_bundle(lean_bundle, tmp_path / "missing")
     (missing / "index" / "items.hnsw").unlink()
     with pytest.raises(BundleError, match="missing file index/items.hnsw"):
         Engine.open(missing)
 
-    version = copy_bundle(tiny_bundle, tmp_path / "version")
+    version = copy_bundle(lean_bundle, tmp_path / "version")
     manifest = json.loads((version / "manifest.json").read_text())
     manifest["format_version"] = "2.0"
     (version / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="format version 2.0"):
         Engine.open(version)
 
-    garbled = copy_bundle(tiny_bundle, tmp_path / "garbled")
+    garbled = copy_bundle(lean_bundle, tmp_path / "garbled")
     (garbled / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="corrupted manifest"):
         Engine.open(garbled)
@@ -525,10 +506,10 @@ def test_corrupted_tampered_and_versioned_bundles(tiny_bundle, tmp_path):
         Engine.open(tmp_path / "nothing-here")
 
 
-def test_unverified_open_still_catches_garbled_model(tiny_bundle, tmp_path):
+def test_unverified_open_still_catches_garbled_model(lean_bundle, tmp_path):
     from recengine import Engine
 
-    bad = copy_bundle(tiny_bundle, tmp_path / "garbled-model")
+    bad = copy_bundle(lean_bundle, tmp_path / "garbled-model")
     manifest = json.loads((bad / "manifest.json").read_text())
     rel = manifest["models"]["encoder"]["variants"]["fp32"]["path"]
     (bad / rel).write_bytes(b"this is not an onnx model")
@@ -539,47 +520,47 @@ def test_unverified_open_still_catches_garbled_model(tiny_bundle, tmp_path):
 # ----------------------------------------------------------------------------- host program & CLI
 
 
-def test_host_example_runs(tiny_bundle):
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "host.py"), str(tiny_bundle)],
+def test_host_example_runs(lean_bundle):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "host.py"), str(lean_bundle)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["recommend", "similar", "search", "after update"]
 
 
-def test_cli_commands(tiny_bundle, arrays):
+def test_cli_commands(lean_bundle, arrays):
     from click.testing import CliRunner
 
     from recengine.cli import cli
 
     runner = CliRunner()
     user = arrays["user_ids"][0]
-    res = runner.invoke(cli, ["recommend", str(tiny_bundle), "--user", user, "--k", "4", "--json", "--device", "cpu"])
+    res = runner.invoke(cli, ["recommend", str(lean_bundle), "--user", user, "--k", "4", "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     payload = json.loads(res.output)
     assert payload["provider"] == "CPUExecutionProvider" and len(payload["results"]) == 4
-    res = runner.invoke(cli, ["recommend", str(tiny_bundle), "--user", user, "--explain"])
+    res = runner.invoke(cli, ["recommend", str(lean_bundle), "--user", user, "--explain"])
     assert res.exit_code == 0 and "in your history" in res.output
-    res = runner.invoke(cli, ["similar", str(tiny_bundle), "--item", arrays["item_ids"][0], "--json"])
+    res = runner.invoke(cli, ["similar", str(lean_bundle), "--item", arrays["item_ids"][0], "--json"])
     assert res.exit_code == 0 and len(json.loads(res.output)["results"]) == 10
-    res = runner.invoke(cli, ["search", str(tiny_bundle), "funny animated toys", "--k", "3"])
+    res = runner.invoke(cli, ["search", str(lean_bundle), "funny animated toys", "--k", "3"])
     assert res.exit_code == 0 and res.output.count("\n") == 3
-    res = runner.invoke(cli, ["recommend", str(tiny_bundle), "--user", user, "--scene", "weather=rain"])
+    res = runner.invoke(cli, ["recommend", str(lean_bundle), "--user", user, "--scene", "weather=rain"])
     assert res.exit_code == 2 and "error: unknown scene key 'weather'" in res.output
-    res = runner.invoke(cli, ["recommend", str(tiny_bundle), "--user", user, "--scene", "novalue"])
+    res = runner.invoke(cli, ["recommend", str(lean_bundle), "--user", user, "--scene", "novalue"])
     assert res.exit_code == 2 and "KEY=VALUE" in res.output
-    res = runner.invoke(cli, ["search", str(tiny_bundle), ""])
+    res = runner.invoke(cli, ["search", str(lean_bundle), ""])
     assert res.exit_code == 2 and "empty" in res.output
     res = runner.invoke(cli, ["similar", "/no/such/bundle", "--item", "1"])
     assert res.exit_code == 2 and "no such bundle" in res.output
 
 
-def test_no_warnings_on_plain_cpu_open(tiny_bundle):
+def test_no_warnings_on_plain_cpu_open(lean_bundle):
     from recengine import Engine
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Engine.open(tiny_bundle, device="cpu")
+        Engine.open(lean_bundle, device="cpu")
 
 
 def test_group_recommendation_in_a_scene(engine, arrays):
@@ -595,3 +576,70 @@ def test_group_recommendation_in_a_scene(engine, arrays):
     assert [r.item_id for r in alone] == [r.item_id for r in direct]
     with pytest.raises(RequestError, match="unknown scene key"):
         engine.recommend_group([user], scene={"weather": "rain"})
+
+
+# ----------------------------------------------------------------------------- the torch-exported bundle
+# What only a bundle made by `recengine export` (torch) can show: the export's parity record, that the
+# runtime reproduces what the export stored, and the export's choice of index form. They skip, naming
+# the reason, where torch is not installed (the `tiny_bundle` fixture).
+
+
+def test_export_records_parity(tiny_bundle):
+    """The ONNX models match torch per the manifest's parity record (the export's own measurement)."""
+    parity = open_bundle(tiny_bundle).manifest["metrics"]["parity"]
+    assert parity["fusion"]["fp32_max_abs"] <= 1e-4
+    assert parity["user_tower"]["fp32_max_abs"] <= 1e-4
+
+
+def test_exported_bundle_serves_what_the_export_stored(tiny_bundle):
+    """The runtime's fp32 user tower and encoder reproduce the export's stored user vectors and text
+    vectors, and the indexes are served in the form the export stored (item: augmented, text: plain)."""
+    from recengine import Engine
+
+    reader = open_bundle(tiny_bundle)
+    items, users = reader.section("items"), reader.section("users")
+    eng = Engine.open(tiny_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=False)
+    stages = eng.stages()
+    got = stages.user_tower(reader.load_json(users["ids"])[:8])
+    assert np.abs(got - reader.load_npy(users["vectors"])[:8]).max() < 1e-4
+    emb, vec = stages.encode(reader.load_json(items["texts"])[:16])
+    assert np.abs(emb - reader.load_npy(items["text_embeddings"])[:16]).max() < 1e-4
+    assert np.abs(vec - reader.load_npy(items["text_vectors"])[:16]).max() < 1e-4
+    assert Engine.open(tiny_bundle, device="cpu", retrieval="hnsw").index_forms() == ("mips_augment", "plain_ip")
+
+
+def test_mips_augmented_index_bundle(tiny_bundle, tmp_path):
+    """The export stores the item index MIPS-augmented (docs/bundle.md, Indexes: vector norms vary), which
+    finds the exact top-10 far better than a plain inner-product graph over the same vectors. Whether it
+    does is data-dependent (on the lean bundle's random vectors plain wins), hence the exported bundle."""
+    from recengine import Engine
+    from recengine.bundle import sha256_file
+    from recengine.index_io import write_index
+
+    fp32 = Engine.open(tiny_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=False)
+    arrays = {"vectors": open_bundle(tiny_bundle).load_npy("items/vectors.npy"), "user_ids": fp32.user_ids()}
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert manifest["index"]["item"]["transform"] == "mips_augment"
+    assert manifest["items"]["vectors"] == "items/vectors.npy"
+    bundle = copy_bundle(tiny_bundle, tmp_path / "plain")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    spec = manifest["index"]["item"]
+
+    class Into:
+        def path(self, rel: str) -> Path:
+            return bundle / rel
+
+    manifest["index"]["item"] = write_index(Into(), "item", spec["path"], arrays["vectors"], M=spec["M"],
+                                            ef_construction=spec["ef_construction"], ef_search=spec["ef_search"],
+                                            augment=False)
+    assert "transform" not in manifest["index"]["item"]
+    manifest["files"][spec["path"]] = {"sha256": sha256_file(bundle / spec["path"]),
+                                       "bytes": (bundle / spec["path"]).stat().st_size}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    recall = {}
+    for name, path in (("augmented", tiny_bundle), ("plain", bundle)):
+        eng = Engine.open(path, device="cpu", variant="fp32", retrieval="hnsw", rescore=False)
+        recall[name] = np.mean([len({r.item_id for r in eng.recommend(user_id=u, k=10)}
+                                    & {r.item_id for r in fp32.recommend(user_id=u, k=10)}) / 10
+                                for u in arrays["user_ids"][:20]])
+    assert recall["augmented"] >= 0.95 and recall["augmented"] >= recall["plain"]
