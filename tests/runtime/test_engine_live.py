@@ -13,15 +13,15 @@ from recengine.errors import BundleError, RequestError
 
 
 @pytest.fixture()
-def engine(tiny_bundle):
+def engine(lean_bundle):
     from recengine import Engine
 
-    return Engine.open(tiny_bundle, device="cpu", threads=1)
+    return Engine.open(lean_bundle, device="cpu", threads=1)
 
 
 @pytest.fixture(scope="module")
-def text_columns(tiny_bundle):
-    return open_bundle(tiny_bundle).manifest["data"]["text_columns"]
+def text_columns(lean_bundle):
+    return open_bundle(lean_bundle).manifest["data"]["text_columns"]
 
 
 NEW = {"item_id": "live-1", "title": "Galactic Robot Detectives (2031)", "genres": "Sci-Fi, Mystery",
@@ -41,11 +41,11 @@ def test_add_items_makes_them_retrievable_at_once(engine, text_columns):
     assert [r.item_id for r in only_new] == ["live-1"]
 
 
-def test_added_item_is_scored_by_its_text_vector(tiny_bundle, text_columns):
+def test_added_item_is_scored_by_its_text_vector(lean_bundle, text_columns):
     """A new item's retrieval vector is the encoder's item_vector for its text (the cold-start path)."""
     from recengine import Engine
 
-    eng = Engine.open(tiny_bundle, device="cpu", variant="fp32", retrieval="exact", rescore=False)
+    eng = Engine.open(lean_bundle, device="cpu", variant="fp32", retrieval="exact", rescore=False)
     eng.add_items([NEW])
     _, item_vec = eng.stages().encode([build_item_text(NEW, text_columns)])
     user = eng.user_ids()[0]
@@ -108,10 +108,10 @@ def test_remove_items_stops_serving_them(engine):
         engine.remove_items("abc")
 
 
-def test_heavy_removal_compacts_the_index(tiny_bundle):
+def test_heavy_removal_compacts_the_index(lean_bundle):
     from recengine import Engine
 
-    eng = Engine.open(tiny_bundle, device="cpu", retrieval="hnsw")
+    eng = Engine.open(lean_bundle, device="cpu", retrieval="hnsw")
     ids = eng.item_ids()
     space = eng._state.items_index
     before = space.hnsw
@@ -184,7 +184,7 @@ def test_save_after_removals_drops_them(engine, tmp_path):
     assert spec["dim"] == again.manifest["dims"]["item"] + (1 if spec.get("transform") == "mips_augment" else 0)
 
 
-def test_reload_swaps_without_dropping_requests(engine, tiny_bundle):
+def test_reload_swaps_without_dropping_requests(engine, lean_bundle):
     user = engine.user_ids()[0]
     expected = [r.item_id for r in engine.recommend(user_id=user, k=5)]
     errors: list[BaseException] = []
@@ -202,7 +202,7 @@ def test_reload_swaps_without_dropping_requests(engine, tiny_bundle):
     threads = [threading.Thread(target=serve) for _ in range(3)]
     for t in threads:
         t.start()
-    engine.reload(tiny_bundle)
+    engine.reload(lean_bundle)
     engine.reload()
     stop.set()
     for t in threads:
@@ -213,12 +213,12 @@ def test_reload_swaps_without_dropping_requests(engine, tiny_bundle):
     assert [r.item_id for r in engine.recommend(user_id=user, k=5)] == expected  # still serving
 
 
-def test_concurrent_readers_and_writers(tiny_bundle):
+def test_concurrent_readers_and_writers(lean_bundle):
     """Readers recommend/search/similar while writers add, remove (up to a compaction) and update; no
     errors, consistent results (never a removed item, never a duplicate, always k results)."""
     from recengine import Engine
 
-    engine = Engine.open(tiny_bundle, device="cpu", threads=1, retrieval="hnsw")
+    engine = Engine.open(lean_bundle, device="cpu", threads=1, retrieval="hnsw")
     users = engine.user_ids()[:10]
     removable = engine.item_ids()[-40:]
     removed: set[str] = set()

@@ -18,10 +18,10 @@ from recengine.tokenize import check_texts
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_bundle: Path):
+def engine(lean_bundle: Path):
     from recengine import Engine
 
-    return Engine.open(tiny_bundle, device="cpu")
+    return Engine.open(lean_bundle, device="cpu")
 
 
 BAD_ATTRS = [float("nan"), float("inf"), -float("inf"), np.float32("nan"), {1, 2}, b"bytes", {"a": 1}, [1, 2],
