@@ -109,6 +109,14 @@ def test_text_that_is_not_utf8_is_one_line_exit_2(tiny_bundle: Path) -> None:
         "error: --user is not valid UTF-8")
 
 
+@pytest.mark.parametrize("option", ["--scene", "--profile", "--history", "--user"])
+def test_undecodable_option_values(tiny_bundle: Path, option: str) -> None:
+    """What Python makes of undecodable argv bytes (surrogateescape): a lone surrogate."""
+    value = "daypart=\udcff" if option in ("--scene", "--profile") else "x\udcfe"
+    result = run("recommend", str(tiny_bundle), option, value)
+    one_error_line(result, f"{option} is not valid UTF-8")
+
+
 def test_unknown_user_is_warned_about(tiny_bundle: Path) -> None:
     from recengine import Engine
 

@@ -220,7 +220,9 @@ def test_sigkill_during_export_is_cleaned_by_the_next_write(tiny_encoder_dir: Pa
     proc = _start_export_and_wait(_export_cmd(tiny_encoder_dir, ml_tiny_dir, out), out, tmpdir)
     proc.kill()
     proc.communicate(timeout=60)
-    assert any(p.name.startswith(".bundle.tmp-") for p in parent.iterdir())  # SIGKILL cannot clean up
+    left = sorted(p.name for p in parent.iterdir())
+    assert [n.split("-")[0] for n in left] == [".bundle.tmp", ".bundle.work"], left  # SIGKILL cannot clean up
+    assert not [p for p in tmpdir.iterdir() if p.name.startswith("recengine")]  # scratch is beside the bundle
     with BundleWriter(out) as writer:  # the next writer of the same target
         assert [p.name for p in parent.iterdir()] == [writer.root.name]
     assert list(parent.iterdir()) == []
