@@ -51,21 +51,21 @@ print("RESULT " + json.dumps(out))
 
 
 @pytest.mark.parametrize("name", SAFE)
-def test_hostile_bundle_is_a_bundle_error(tiny_bundle: Path, tmp_path: Path, name: str) -> None:
+def test_hostile_bundle_is_a_bundle_error(lean_bundle: Path, tmp_path: Path, name: str) -> None:
     from recengine import Engine
 
     case = BY_NAME[name]
-    bundle = make_case(tiny_bundle, tmp_path, case)
+    bundle = make_case(lean_bundle, tmp_path, case)
     with pytest.raises(BundleError) as caught:
         Engine.open(bundle, device="cpu")
     assert case.fragment in str(caught.value)
 
 
 @pytest.mark.parametrize("name", CRASHING)
-def test_hostile_index_never_kills_the_interpreter(tiny_bundle: Path, tmp_path: Path, name: str) -> None:
+def test_hostile_index_never_kills_the_interpreter(lean_bundle: Path, tmp_path: Path, name: str) -> None:
     case = BY_NAME[name]
-    bundle = make_case(tiny_bundle, tmp_path, case)
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(tiny_bundle), str(bundle)], cwd=REPO,
+    bundle = make_case(lean_bundle, tmp_path, case)
+    proc = subprocess.run([sys.executable, "-c", _PROBE, str(lean_bundle), str(bundle)], cwd=REPO,
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode >= 0, f"killed by signal {-proc.returncode}: {proc.stderr[-2000:]}"
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -75,11 +75,11 @@ def test_hostile_index_never_kills_the_interpreter(tiny_bundle: Path, tmp_path: 
     assert result["still_serving_the_old_bundle"] is True
 
 
-def test_unverified_damage_is_caught_by_the_content_checks(tiny_bundle: Path, tmp_path: Path) -> None:
+def test_unverified_damage_is_caught_by_the_content_checks(lean_bundle: Path, tmp_path: Path) -> None:
     """With verify=False nothing compares checksums: the .npy header and finiteness checks still hold."""
     from recengine import Engine
 
-    bundle = make_case(tiny_bundle, tmp_path, BY_NAME["npy_all_nan_vectors"])
+    bundle = make_case(lean_bundle, tmp_path, BY_NAME["npy_all_nan_vectors"])
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"]["items/vectors.npy"]["sha256"] = "0" * 64  # stale checksum: verify=True catches it
     (bundle / "manifest.json").write_text(json.dumps(manifest))
@@ -89,12 +89,12 @@ def test_unverified_damage_is_caught_by_the_content_checks(tiny_bundle: Path, tm
         Engine.open(bundle, device="cpu", verify=False)
 
 
-def test_the_corpus_is_not_trivially_refused(tiny_bundle: Path, tmp_path: Path) -> None:
+def test_the_corpus_is_not_trivially_refused(lean_bundle: Path, tmp_path: Path) -> None:
     """The copy-and-refresh-checksums machinery itself leaves a servable bundle: a no-op damage opens."""
     from recengine import Engine
     from tests.fixtures.hostile_bundles import copy_bundle, refresh_checksum
 
-    bundle = copy_bundle(tiny_bundle, tmp_path / "same")
+    bundle = copy_bundle(lean_bundle, tmp_path / "same")
     refresh_checksum(bundle, "items/vectors.npy")
     engine = Engine.open(bundle, device="cpu", retrieval="hnsw")
     assert len(engine.recommend(user_id=engine.user_ids()[0], k=3)) == 3
