@@ -89,50 +89,50 @@ def test_export_out_checked_before_training(tmp_path: Path, make, fragment: str)
 
 
 # --------------------------------------------------------------------------- commands: serving
-def test_full_stdout_is_one_line_exit_2(tiny_bundle: Path) -> None:
+def test_full_stdout_is_one_line_exit_2(lean_bundle: Path) -> None:
     with open("/dev/full", "w") as full:
-        proc = call("search", str(tiny_bundle), "comedy", "--k", "5", stdout=full)
+        proc = call("search", str(lean_bundle), "comedy", "--k", "5", stdout=full)
     stderr = proc.stderr.decode()
     assert proc.returncode == 2, stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     assert stderr.strip().splitlines()[-1] == "error: cannot write the output (No space left on device)"
 
 
-def test_text_that_is_not_utf8_is_one_line_exit_2(tiny_bundle: Path) -> None:
-    proc = call("search", str(tiny_bundle), b"caf\xe9 \xff")
+def test_text_that_is_not_utf8_is_one_line_exit_2(lean_bundle: Path) -> None:
+    proc = call("search", str(lean_bundle), b"caf\xe9 \xff")
     stderr = proc.stderr.decode()
     assert proc.returncode == 2, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("error: TEXT is not valid UTF-8")
-    proc = call("recommend", str(tiny_bundle), "--user", b"\xff\xfe")
+    proc = call("recommend", str(lean_bundle), "--user", b"\xff\xfe")
     assert proc.returncode == 2 and proc.stderr.decode().strip().splitlines()[-1].startswith(
         "error: --user is not valid UTF-8")
 
 
 @pytest.mark.parametrize("option", ["--scene", "--profile", "--history", "--user"])
-def test_undecodable_option_values(tiny_bundle: Path, option: str) -> None:
+def test_undecodable_option_values(lean_bundle: Path, option: str) -> None:
     """What Python makes of undecodable argv bytes (surrogateescape): a lone surrogate."""
     value = "daypart=\udcff" if option in ("--scene", "--profile") else "x\udcfe"
-    result = run("recommend", str(tiny_bundle), option, value)
+    result = run("recommend", str(lean_bundle), option, value)
     one_error_line(result, f"{option} is not valid UTF-8")
 
 
-def test_unknown_user_is_warned_about(tiny_bundle: Path) -> None:
+def test_unknown_user_is_warned_about(lean_bundle: Path) -> None:
     from recengine import Engine
 
-    known = Engine.open(tiny_bundle, device="cpu").user_ids()[0]
-    result = run("recommend", str(tiny_bundle), "--user", "no-such-user-42", "--k", "3")
+    known = Engine.open(lean_bundle, device="cpu").user_ids()[0]
+    result = run("recommend", str(lean_bundle), "--user", "no-such-user-42", "--k", "3")
     assert result.exit_code == 0, result.output
     assert "warning: unknown user 'no-such-user-42'" in result.stderr
     assert len(result.stdout.strip().splitlines()) == 3
-    result = run("recommend", str(tiny_bundle), "--user", known, "--k", "3")
+    result = run("recommend", str(lean_bundle), "--user", known, "--k", "3")
     assert result.exit_code == 0 and "warning" not in result.stderr
 
 
-def test_hostile_bundle_via_cli_is_one_line(tiny_bundle: Path, tmp_path: Path) -> None:
+def test_hostile_bundle_via_cli_is_one_line(lean_bundle: Path, tmp_path: Path) -> None:
     from tests.fixtures.hostile_bundles import BY_NAME, make_case
 
     for name in ("npy_huge_shape", "manifest_deep_nesting", "dims_item_abc"):
-        bundle = make_case(tiny_bundle, tmp_path, BY_NAME[name])
+        bundle = make_case(lean_bundle, tmp_path, BY_NAME[name])
         result = run("recommend", str(bundle), "--k", "3")
         one_error_line(result, BY_NAME[name].fragment)

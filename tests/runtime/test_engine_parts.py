@@ -275,10 +275,10 @@ def test_slot_vocab_encoding():
         SlotVocab.from_manifest("scene", "ctx_", node, 3)
 
 
-def test_tokenizer_pads_to_longest_and_truncates(tiny_encoder_dir):
+def test_tokenizer_pads_to_longest_and_truncates(lean_bundle):
     from recengine.tokenize import TextTokenizer
 
-    tok = TextTokenizer(tiny_encoder_dir / "tokenizer.json", max_length=8)
+    tok = TextTokenizer(lean_bundle / "tokenizer.json", max_length=8)
     batch = tok.encode(["a movie", "a much longer movie title about the toy story of space cowboys"])
     assert batch.input_ids.dtype == np.int64 and batch.attention_mask.dtype == np.int64
     assert batch.shape[1] == 8  # truncated at max_length, padded to the longest
@@ -292,7 +292,7 @@ def test_tokenizer_pads_to_longest_and_truncates(tiny_encoder_dir):
     with pytest.raises(RequestError):
         tok.encode([3])
     with pytest.raises(BundleError):
-        TextTokenizer(tiny_encoder_dir / "config.json", max_length=8)
+        TextTokenizer(lean_bundle / "manifest.json", max_length=8)  # JSON, but not a tokenizer
 
 
 class _FakeSession:

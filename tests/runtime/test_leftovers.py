@@ -153,20 +153,20 @@ except KeyboardInterrupt:
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("mode", ["default", "handled"])
-def test_sigterm_during_save(tiny_bundle: Path, tmp_path: Path, mode: str) -> None:
+def test_sigterm_during_save(lean_bundle: Path, tmp_path: Path, mode: str) -> None:
     """Default SIGTERM (a host that installs nothing) leaves a temp dir that the next save of the same
     target removes; with the CLI's handling nothing is left at all."""
     from recengine import Engine
 
     target = tmp_path / "saved"
-    proc = subprocess.run([sys.executable, "-c", _SAVE_AND_DIE, str(tiny_bundle), str(target), mode], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", _SAVE_AND_DIE, str(lean_bundle), str(target), mode], cwd=REPO,
                           capture_output=True, text=True, timeout=200)
     assert not target.exists()
     if mode == "default":
         assert proc.returncode == -signal.SIGTERM, proc.stderr[-2000:]
         left = siblings(target)
         assert len(left) == 1 and left[0].startswith(".saved.tmp-"), left
-        engine = Engine.open(tiny_bundle, device="cpu")
+        engine = Engine.open(lean_bundle, device="cpu")
         engine.save(target)
         assert siblings(target) == []
         assert Engine.open(target, device="cpu").n_items == engine.n_items
