@@ -298,6 +298,8 @@ class BundleWriter:
         """Checksum every file, write manifest.json, and move the bundle into place."""
         self._seal(manifest)
         self._remove_scratch()
+        if self.out.exists() and not self.force:  # created by someone else since this writer started
+            raise BundleError(f"{self.out}: output path already exists (pass --force to replace it)")
         old = self._swap_in() if self.out.exists() else None
         if old is None:
             os.replace(self.root, self.out)

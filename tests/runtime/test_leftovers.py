@@ -81,6 +81,17 @@ def test_force_replaces_without_a_missing_moment(tmp_path: Path) -> None:
     assert siblings(out) == []
 
 
+def test_target_created_meanwhile_is_not_replaced_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    with pytest.raises(BundleError, match="already exists"):
+        with BundleWriter(out) as writer:
+            writer.write_json("items/ids.json", ["mine"])
+            write(out, 7)  # another writer got there first
+            writer.commit({})
+    assert open_bundle(out).load_json("items/ids.json") == ["7"]
+    assert siblings(out) == []
+
+
 def test_force_fallback_restores_the_old_bundle_when_interrupted(tmp_path: Path, monkeypatch) -> None:
     """Without an atomic exchange two renames are needed; an interruption between them puts the old
     bundle back, and a process killed there leaves a backup the next open moves back into place."""
