@@ -93,7 +93,7 @@ class Catalogue:
         self._text_unit = Growable(unit_rows(self.array("text_embeddings")))
 
     @classmethod
-    def from_bundle(cls, reader: BundleReader) -> "Catalogue":
+    def from_bundle(cls, reader: BundleReader) -> Catalogue:
         spec = reader.section("items")
         try:
             ids = reader.load_json(spec["ids"])

@@ -24,8 +24,20 @@ import numpy as np
 from . import live, neighbours, pipeline
 from .errors import RequestError
 from .filters import build_mask
-from .requests import (GROUP_STRATEGIES, MAX_CANDIDATES, MAX_K, Recommendation, Recommendations, RecommendRequest,
-                       RowQuery, UpdateResult, as_requests, check_id, check_ids, check_int)
+from .requests import (
+    GROUP_STRATEGIES,
+    MAX_CANDIDATES,
+    MAX_K,
+    Recommendation,
+    Recommendations,
+    RecommendRequest,
+    RowQuery,
+    UpdateResult,
+    as_requests,
+    check_id,
+    check_ids,
+    check_int,
+)
 from .rwlock import RWLock
 from .state import EngineState, ServeOptions, load_state
 from .tokenize import TokenBatch
@@ -70,7 +82,7 @@ class Engine:
     def open(cls, bundle: str | Path, device: str = "auto", threads: int | None = None, *,
              variant: str | dict[str, str] | None = None, retrieval: str = "auto", ef: int | None = None,
              rescore: bool | None = None, verify: bool = True, gpu_mem_limit: int = 2 * 1024**3,
-             cuda_graphs: bool = True) -> "Engine":
+             cuda_graphs: bool = True) -> Engine:
         """Load and verify a bundle.
 
         device: "auto" (CUDA if it really works, else CPU with a warning), "cpu", or "cuda" (DeviceError

@@ -58,7 +58,7 @@ class ModelSet:
 
     @classmethod
     def load(cls, reader: BundleReader, device: str, config: SessionConfig,
-             variant: str | dict[str, str] | None = None) -> "ModelSet":
+             variant: str | dict[str, str] | None = None) -> ModelSet:
         models = reader.section("models")
         dims = reader.section("dims")
         tok = reader.section("tokenizer")

@@ -22,8 +22,18 @@ import numpy as np
 
 from .errors import RequestError
 from .filters import build_mask
-from .requests import (MAX_CANDIDATES, MAX_K, Recommendation, Recommendations, RecommendRequest, RowQuery,
-                       check_float, check_id, check_ids, check_int)
+from .requests import (
+    MAX_CANDIDATES,
+    MAX_K,
+    Recommendation,
+    Recommendations,
+    RecommendRequest,
+    RowQuery,
+    check_float,
+    check_id,
+    check_ids,
+    check_int,
+)
 from .rerank import explain, long_tail_boost, mmr
 from .retrieval import Retrieved, inner_products, retrieve, topk_rows
 from .state import EngineState

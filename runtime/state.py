@@ -17,8 +17,8 @@ from .bundle import BundleReader, open_bundle
 from .bundle.format import IndexSpec, wants_augment
 from .catalogue import Catalogue
 from .errors import BundleError
-from .models import ModelSet
 from .index_io import open_index
+from .models import ModelSet
 from .retrieval import Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
 from .sessions import SessionConfig, resolve_device
 from .users import Users

@@ -222,7 +222,7 @@ class IndexSpec:
     space: str = "ip"
 
     @classmethod
-    def from_manifest(cls, name: str, node: Any, vector_width: int) -> "IndexSpec":
+    def from_manifest(cls, name: str, node: Any, vector_width: int) -> IndexSpec:
         if not isinstance(node, Mapping) or not node.get("path"):
             raise BundleError(f"index.{name} must be a mapping with a path")
         transform = node.get("transform")
