@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from recengine.data import LoadOptions, build_item_text, load_dataset
 from recengine.errors import DataError
 from tests.fixtures.bad_inputs import INTERACTIONS, ITEMS, replace_row, write_good
+
+pd = pytest.importorskip("pandas", reason="the data loader needs pandas (the export extra)")
 
 
 def _to_parquet(directory: Path) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pytest
 
 from recengine.data import EMBEDDED_MOVIELENS, load_dataset, scene_from_timestamps
 from tests.fixtures.bad_inputs import write_lines
+
+pd = pytest.importorskip("pandas", reason="the data loader needs pandas (the export extra)")
 
 
 def test_fixture_shape_and_ids(ml_tiny_dataset, ml_tiny_dir: Path) -> None:
