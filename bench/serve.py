@@ -14,7 +14,8 @@ JSON (`schema` = "recengine-bench-serve/1"): `kind` "serve", `created_at`, `comm
 (+ `cpu_flags`, `load_average_at_end`), `bundle` {path, data, n_items, n_users, encoder, fusion_by_default},
 `server` {args, workers, threads, pool, provider, rss_mib_start, rss_mib_end, versions}, `config`,
 `in_process[]` {endpoint, p50_ms, p95_ms, p99_ms, mean_ms, n_requests}, `results[]` {endpoint,
-concurrency, p50_ms, p95_ms, p99_ms, mean_ms, requests_per_s, n_requests, errors, error_kinds},
+concurrency, p50_ms, p95_ms, p99_ms, mean_ms, requests_per_s, n_requests, errors, error_kinds,
+server_cpu_us_per_request, client_cpu_us_per_request},
 `overhead[]` {endpoint, concurrency 1, http_p50_ms, in_process_p50_ms, overhead_p50_ms, ratio_p50},
 `targets`, `notes`, `seconds`.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -111,6 +113,16 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far (Linux /proc/PID/stat), seconds."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def build_calls(engine: Any, cfg: ServeBenchConfig) -> dict[str, list[Call]]:
     """Rotating inputs per endpoint (so no response is a cached repeat): stored users, random histories,
     catalogue items, item titles as search texts."""
@@ -162,8 +174,11 @@ def measure_in_process(engine: Any, calls: list[Call], cfg: ServeBenchConfig) ->
     return _summary(samples)
 
 
-async def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchConfig) -> dict[str, Any]:
-    """`concurrency` clients in a closed loop over keep-alive connections; per-request latency."""
+async def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchConfig,
+                 server_pid: int | None = None) -> dict[str, Any]:
+    """`concurrency` clients in a closed loop over keep-alive connections; per-request latency, and the CPU
+    time the server process and this client process spent per request (robust to a busy machine, unlike
+    wall-clock latency)."""
     import aiohttp
 
     samples: list[float] = []
@@ -205,13 +220,21 @@ async def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchC
                 else:
                     errors[err] += 1
 
+        server_cpu0 = cpu_seconds(server_pid) if server_pid else None
+        client_cpu0 = time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         wall = time.perf_counter() - start
+        client_cpu = time.process_time() - client_cpu0
+        server_cpu1 = cpu_seconds(server_pid) if server_pid else None
     out = _summary(samples)
     done = len(samples) + sum(errors.values())
     out.update({"requests_per_s": round(len(samples) / wall, 1) if wall > 0 else None, "errors": sum(errors.values()),
-                "error_kinds": dict(errors), "wall_s": round(wall, 3), "n_sent": done})
+                "error_kinds": dict(errors), "wall_s": round(wall, 3), "n_sent": done,
+                "client_cpu_us_per_request": round(client_cpu / done * 1e6, 1) if done else None,
+                "server_cpu_us_per_request": (round((server_cpu1 - server_cpu0) / done * 1e6, 1)
+                                              if done and server_cpu0 is not None and server_cpu1 is not None
+                                              else None)})
     return out
 
 
@@ -266,10 +289,12 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
     try:
         for name, cs in calls.items():
             for c in cfg.concurrency:
-                row = {"endpoint": name, "concurrency": c, **asyncio.run(_drive(url, cs, c, cfg))}
+                row = {"endpoint": name, "concurrency": c,
+                       **asyncio.run(_drive(url, cs, c, cfg, server_pid=server.proc.pid))}
                 results.append(row)
                 say(f"http {name} c={c}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
-                    f"{row['requests_per_s']} req/s, errors {row['errors']}")
+                    f"{row['requests_per_s']} req/s, errors {row['errors']}, server CPU "
+                    f"{row['server_cpu_us_per_request']} us/request")
         rss_end = rss_mib(server.proc.pid)
     finally:
         code = server.stop(60)
@@ -347,11 +372,13 @@ def serve_markdown(report: dict[str, Any]) -> str:
                    + (f", errors {t['errors']}" if "errors" in t else "")
                    + f") — **{'met' if t['met'] else 'NOT met'}**")
     out += ["", "## Over HTTP (ms; requests/s over the measurement)", "",
-            "| endpoint | concurrency | p50 | p95 | p99 | mean | req/s | requests | errors |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| endpoint | concurrency | p50 | p95 | p99 | mean | req/s | requests | errors | server CPU µs/req "
+            "| client CPU µs/req |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         out.append(f"| {r['endpoint']} | {r['concurrency']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
-                   f"{r['mean_ms']} | {r['requests_per_s']} | {r['n_requests']} | {r['errors']} |")
+                   f"{r['mean_ms']} | {r['requests_per_s']} | {r['n_requests']} | {r['errors']} | "
+                   f"{r.get('server_cpu_us_per_request')} | {r.get('client_cpu_us_per_request')} |")
     out += ["", "## In-process (same calls, one at a time) and the cost of HTTP at concurrency 1", "",
             "| endpoint | in-process p50 | p95 | p99 | HTTP p50 | overhead p50 | ratio |",
             "|---|---|---|---|---|---|---|"]

@@ -35,7 +35,7 @@ def _require_serve_extra() -> None:
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Processes, each with its own engine (memory x N; writes stay in the worker that took them).")
 @click.option("--pool", "pool_size", type=int, default=None,
-              help="Threads per process running engine calls (default: max(4, 2 x cores)).")
+              help="Threads per process running engine calls (default: one per core, at least 2).")
 @click.option("--admin-token", envvar="RECENGINE_ADMIN_TOKEN", default=None,
               help="Enable /admin/save and /admin/reload behind 'Authorization: Bearer TOKEN' "
                    "(or set RECENGINE_ADMIN_TOKEN). Without it they answer 403.")
