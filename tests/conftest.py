@@ -26,6 +26,7 @@ def ml_tiny_dir() -> Path:
 @pytest.fixture(scope="session")
 def ml_tiny_dataset(ml_tiny_dir: Path):  # -> recengine.data.Dataset
     """The tiny MovieLens sample loaded once per session (80 users, 400 movies, ~5.2k ratings)."""
+    pytest.importorskip("pandas", reason="the data loader needs pandas (the export extra)")
     from recengine.data import load_dataset
 
     return load_dataset(ml_tiny_dir)
