@@ -29,6 +29,9 @@ from .baselines.base import TrainData
 
 RowScoreFn = Callable[[np.ndarray], np.ndarray]
 VARIANTS = ("fp32", "int8", "fp16")
+FRESH_SHARE, FRESH_K = 0.2, 20
+"""The bench's `recengine_fp32_fresh` row: `recommend(k=20, fresh=0.2)` (4 of the 20 slots for items with
+fewer than 5 interactions); its top 10 changes only where fresh items earned a place there."""
 
 
 @dataclass(frozen=True)
@@ -91,13 +94,14 @@ def torch_scorer(fitted: Any, qs: QuerySet) -> RowScoreFn:
 
 
 def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0,
-                cold_items: np.ndarray | None = None) -> RowScoreFn:
+                cold_items: np.ndarray | None = None, fresh: float = 0.0, k: int = 10) -> RowScoreFn:
     """Row scores of a bundle's ONNX `variant` as served, through `recengine.Engine.score_catalogue` (the
     serving pipeline with exact retrieval: the same code as `Engine.recommend`).
 
     As served: catalogue items keep their stored vectors; `cold_items` (rows nobody interacted with in
     training: the cold items of the cold protocol) are what a live system adds later, through this
-    variant's encoder, so a quantised variant re-encodes them (`Engine.reencode_items`)."""
+    variant's encoder, so a quantised variant re-encodes them (`Engine.reencode_items`). `fresh`/`k`: the
+    fresh-item policy (`recommend(..., fresh=)`) over the first k slots."""
     from recengine.evaluation import engine_row_scorer
     from recengine.export.validation import open_variant
 
@@ -109,7 +113,8 @@ def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0,
         np.zeros((len(qs.users), engine.scene_slots), np.int64)
     return engine_row_scorer(engine, [qs.history.indices[qs.history.indptr[u]:qs.history.indptr[u + 1]]
                                       for u in qs.users],
-                             scene, engine.user_profiles(qs.users), qs.excluded(np.arange(len(qs.users))))
+                             scene, engine.user_profiles(qs.users), qs.excluded(np.arange(len(qs.users))),
+                             fresh=fresh, k=k)
 
 
 @dataclass
@@ -184,6 +189,9 @@ class RecengineRunner:
             for variant in self.variants:
                 cold = np.flatnonzero(np.asarray(fit_result.fitted.popularity) <= 0)
                 out[f"recengine_{variant}"] = (lambda v=variant, c=cold: onnx_scorer(bundle, v, qs, threads, c))
+                if variant == "fp32":  # the fresh-item policy as a host would switch it on: 4 of 20 slots
+                    out["recengine_fp32_fresh"] = (lambda c=cold: onnx_scorer(bundle, "fp32", qs, threads, c,
+                                                                             fresh=FRESH_SHARE, k=FRESH_K))
         return out
 
 

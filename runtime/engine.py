@@ -82,7 +82,7 @@ class Engine:
     def open(cls, bundle: str | Path, device: str = "auto", threads: int | None = None, *,
              variant: str | dict[str, str] | None = None, retrieval: str = "auto", ef: int | None = None,
              rescore: bool | None = None, verify: bool = True, gpu_mem_limit: int = 2 * 1024**3,
-             cuda_graphs: bool = True) -> Engine:
+             cuda_graphs: bool = True, fresh_below: int = 5) -> Engine:
         """Load and verify a bundle.
 
         device: "auto" (CUDA if it really works, else CPU with a warning), "cpu", or "cuda" (DeviceError
@@ -91,13 +91,16 @@ class Engine:
         retrieval: "auto", "hnsw", "exact" or "onnx" (exact MatMul+TopK graph). ef: HNSW ef_search
         (default: the manifest's). rescore: use the fusion head (default: `models.fusion.use_by_default`).
         The HNSW indexes are served in the form the bundle stores them (docs/bundle.md "Indexes").
+        fresh_below: items with fewer interactions are "fresh" for a request's `fresh` share of the slots.
         """
         if threads is not None:
             check_int("threads", threads, 1, 1024)
         if ef is not None:
             check_int("ef", ef, 1, 100_000)
+        check_int("fresh_below", fresh_below, 1, 2**62)
         options = ServeOptions(device=device, threads=threads, variant=variant, retrieval=retrieval, ef=ef,
-                               rescore=rescore, verify=verify, gpu_mem_limit=gpu_mem_limit, cuda_graphs=cuda_graphs)
+                               rescore=rescore, verify=verify, gpu_mem_limit=gpu_mem_limit, cuda_graphs=cuda_graphs,
+                               fresh_below=fresh_below)
         from .retrieval import BACKENDS
         from .sessions import validate_device
 
@@ -200,7 +203,8 @@ class Engine:
     def recommend(self, user_id: str | None = None, history: Sequence[str] | None = None,
                   scene: Mapping[str, Any] | None = None, profile: Mapping[str, Any] | None = None, k: int = 10,
                   exclude_seen: bool = True, filter: Mapping[str, Any] | None = None, candidates: int | None = None,
-                  long_tail: float = 0.0, diversity: float = 0.0, explain: bool = False) -> Recommendations:
+                  long_tail: float = 0.0, diversity: float = 0.0, explain: bool = False,
+                  fresh: float = 0.0) -> Recommendations:
         """Top-`k` items for a user (stored vector), a history of item ids, or neither (cold path).
 
         scene: request context, e.g. {"daypart": "evening"} (keys with or without `ctx_`);
@@ -208,11 +212,12 @@ class Engine:
         exclude_seen drops items in the user's history (and in `history`). filter: see `recengine.filters`.
         candidates: how many items retrieval hands to the fusion head (default: the number it was trained
         with, `models.fusion.n_candidates`, else 200). long_tail >= 0 penalises popular
-        items; diversity in [0, 1] re-ranks by MMR; explain names the history item behind each result.
+        items; diversity in [0, 1] re-ranks by MMR; explain names the history item behind each result;
+        fresh in [0, 1] reserves that share of the k slots for fresh items (see `RecommendRequest.fresh`).
         """
         req = RecommendRequest(user_id=user_id, history=history, scene=scene, profile=profile, k=k,
                                exclude_seen=exclude_seen, filter=filter, candidates=candidates,
-                               long_tail=long_tail, diversity=diversity, explain=explain)
+                               long_tail=long_tail, diversity=diversity, explain=explain, fresh=fresh)
         return self.recommend_batch([req])[0]
 
     def recommend_batch(self, requests: Sequence[RecommendRequest | Mapping[str, Any]]) -> list[Recommendations]:

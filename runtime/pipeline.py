@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,7 @@ class Query:
     long_tail: float = 0.0
     diversity: float = 0.0
     explain: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    fresh: float = 0.0
 
 
 def _rows(vectors: list[np.ndarray]) -> np.ndarray:
@@ -86,6 +86,7 @@ def prepare(st: EngineState, req: RecommendRequest, counters: Counters | None = 
                                                                             MAX_CANDIDATES)
     long_tail = check_float("long_tail", req.long_tail, 0.0, 100.0)
     diversity = check_float("diversity", req.diversity, 0.0, 1.0)
+    fresh = check_float("fresh", req.fresh, 0.0, 1.0)
     scene = st.scene.encode(req.scene)
     user_row = None
     if req.user_id is not None:
@@ -115,7 +116,7 @@ def prepare(st: EngineState, req: RecommendRequest, counters: Counters | None = 
         exclude = np.unique(np.concatenate([stored, history]))
     q = Query(scene=scene, profile=profile, history=history, exclude=exclude, k=k, cands=cands,
               allowed=build_mask(req.filter, cat.row_of, cat.attrs, cat.n_rows), skipped=skipped,
-              long_tail=long_tail, diversity=diversity, explain=bool(req.explain))
+              long_tail=long_tail, diversity=diversity, explain=bool(req.explain), fresh=fresh)
     contextual = bool(req.scene) or bool(req.profile)
     if req.history is not None:
         q.source, q.needs_tower = "history", True
@@ -133,7 +134,7 @@ def prepare(st: EngineState, req: RecommendRequest, counters: Counters | None = 
     return q
 
 
-def prepare_rows(st: EngineState, rq: RowQuery, k: int = 10) -> Query:
+def prepare_rows(st: EngineState, rq: RowQuery) -> Query:
     """A `RowQuery` (rows and codes given) as a query for the user tower: what `prepare` makes of a request
     with `history`, `scene` and `profile`, for hosts and evaluations that hold rows, not ids."""
     cat = st.catalogue
@@ -148,8 +149,9 @@ def prepare_rows(st: EngineState, rq: RowQuery, k: int = 10) -> Query:
         raise RequestError(f"scene/profile codes must have {st.scene.slots}/{st.profile.slots} slots, got "
                            f"{scene.size}/{profile.size}")
     history = history[cat.alive[history]] if history.size else history
-    return Query(scene=scene, profile=profile, history=history, exclude=exclude, k=k, cands=st.default_candidates,
-                 source="history", needs_tower=True)
+    return Query(scene=scene, profile=profile, history=history, exclude=exclude,
+                 k=check_int("k", rq.k, 1, MAX_K), cands=st.default_candidates, source="history", needs_tower=True,
+                 fresh=check_float("fresh", rq.fresh, 0.0, 1.0))
 
 
 # ---------------------------------------------------------------------------------------------- stages
@@ -193,7 +195,35 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False) -
             (out[i],) = retrieve(backend, space.exact, matrix, cat.alive,
                                  q.vector[None, :].astype(np.float32), max(q.cands, q.k),  # type: ignore[index]
                                  allowed=q.allowed, exclude=[q.exclude])
+    for i in with_vec:
+        if queries[i].fresh > 0:
+            out[i] = _with_fresh(st, queries[i], out[i], exact)
     return out
+
+
+def fresh_slots(q: Query) -> int:
+    """How many of the k slots a `fresh` share reserves (round(fresh * k), at least 1 when fresh > 0)."""
+    return 0 if q.fresh <= 0 else min(q.k, max(1, int(q.fresh * q.k + 0.5)))
+
+
+def fresh_mask(st: EngineState) -> np.ndarray:
+    """Live items with fewer than `fresh_below` interactions (items added live start with none)."""
+    cat = st.catalogue
+    return cat.alive & (cat.array("popularity") < st.options.fresh_below)
+
+
+def _with_fresh(st: EngineState, q: Query, got: Retrieved, exact: bool) -> Retrieved:
+    """The candidates plus the best fresh items by retrieval score (as many as the reserved slots, not
+    already there), so the fusion head scores them with the rest and `finish` can keep its reservation."""
+    cat = st.catalogue
+    allowed = fresh_mask(st) if q.allowed is None else fresh_mask(st) & q.allowed[: cat.n_rows]
+    space = st.items_index
+    backend = space.exact if exact else space.backend(cat.n_alive, 1)
+    (pool,) = retrieve(backend, space.exact, cat.array("vectors"), cat.alive,
+                       q.vector[None, :].astype(np.float32), fresh_slots(q) + got.rows.size,  # type: ignore[index]
+                       allowed=allowed, exclude=[np.concatenate([q.exclude, got.rows])])
+    extra = pool.rows[: fresh_slots(q)]
+    return Retrieved(np.concatenate([got.rows, extra]), np.concatenate([got.scores, pool.scores[: extra.size]]))
 
 
 def fusion_scores(st: EngineState, users: np.ndarray, rows: np.ndarray, scene: np.ndarray,
@@ -245,6 +275,32 @@ def adjusted(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) ->
     return scores
 
 
+def served_order(st: EngineState, q: Query, rows: np.ndarray, adj: np.ndarray) -> np.ndarray:
+    """Positions (into `rows`) of the k served items, in order: by score, or MMR with `diversity`; then,
+    with `fresh`, the reserved slots: when fewer fresh items than reserved made the list, the best other
+    fresh candidates replace its last non-fresh items (appended in score order)."""
+    order = mmr(adj, st.catalogue.unit_vectors[rows], q.k, q.diversity) if q.diversity > 0 else \
+        np.argsort(-adj, kind="stable")[: q.k]
+    want = fresh_slots(q)
+    if want == 0:
+        return order
+    is_fresh = fresh_mask(st)[rows]
+    need = want - int(is_fresh[order].sum())
+    if need <= 0:
+        return order
+    chosen = set(order.tolist())
+    spare = [j for j in np.argsort(-adj, kind="stable").tolist() if is_fresh[j] and j not in chosen][:need]
+    if not spare:
+        return order
+    keep = list(order)
+    for _ in spare:  # drop the lowest-ranked non-fresh items while the list is full
+        if len(keep) + len(spare) <= q.k:
+            break
+        drop = max(i for i, j in enumerate(keep) if not is_fresh[j])
+        keep.pop(drop)
+    return np.asarray(keep + spare, dtype=np.int64)
+
+
 def finish(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) -> Recommendations:
     """Re-rank (long tail, MMR diversity), cut to k and explain."""
     cat = st.catalogue
@@ -253,8 +309,7 @@ def finish(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) -> R
     if rows.size == 0:
         return out
     adj = adjusted(st, q, rows, scores)
-    order = mmr(adj, cat.unit_vectors[rows], q.k, q.diversity) if q.diversity > 0 else \
-        np.argsort(-adj, kind="stable")[: q.k]
+    order = served_order(st, q, rows, adj)
     final_rows, final_scores = rows[order], adj[order]
     reasons: list[str | None] = [None] * final_rows.size
     if q.explain:
@@ -294,11 +349,9 @@ def serve(st: EngineState, queries: list[Query], counters: Counters | None = Non
 
 def score_catalogue(st: EngineState, queries: list[Query]) -> np.ndarray:
     """Full score rows float64 [B, n_rows] that rank the catalogue exactly as `serve` would with exact
-    retrieval: the fused candidates (after the long-tail boost) sit above every other live item, which
-    keeps its retrieval score; removed, filtered-out and excluded rows are -inf. MMR diversity is a
-    sequential choice, not a score, and is refused here."""
-    if any(q.diversity > 0 for q in queries):
-        raise RequestError("score_catalogue cannot express diversity (MMR picks items one by one)")
+    retrieval: the served list first (its k items in served order: score, MMR, fresh slots), then the other
+    re-scored candidates by adjusted score, then every other live item by its retrieval score; removed,
+    filtered-out and excluded rows are -inf."""
     cat = st.catalogue
     user_vectors(st, queries)
     retrieved = candidates(st, queries, exact=True)
@@ -320,12 +373,22 @@ def score_catalogue(st: EngineState, queries: list[Query]) -> np.ndarray:
         out[i, ~cat.alive] = -np.inf
         if q.exclude.size:
             out[i, q.exclude] = -np.inf
-        if rows.size:
-            top = adjusted(st, q, rows, scores)
-            finite = out[i][np.isfinite(out[i])]
-            offset = (np.abs(finite).max() if finite.size else 0.0) + np.abs(top).max() + 1.0
-            out[i, rows] = offset + top
+        if not rows.size:
+            continue
+        adj = adjusted(st, q, rows, scores)
+        lifted = _above(out[i], adj)
+        out[i, rows] = lifted
+        if q.diversity > 0 or q.fresh > 0:  # the served list is a choice, not a sort: put it first as chosen
+            order = served_order(st, q, rows, adj)
+            out[i, rows[order]] = _above(out[i], -np.arange(order.size, dtype=np.float64))
     return out
+
+
+def _above(row: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` shifted to sit above every finite entry of `row` (order among them kept)."""
+    finite = row[np.isfinite(row)]
+    offset = (np.abs(finite).max() if finite.size else 0.0) + np.abs(values).max() + 1.0
+    return offset + values
 
 
 def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, exclude_seen: bool,

@@ -54,6 +54,10 @@ class RecommendRequest:
     long_tail: float = 0.0
     diversity: float = 0.0
     explain: bool = False
+    fresh: float = 0.0
+    """Share of the k slots reserved for fresh items (fewer than `Engine.open(fresh_below=)` interactions,
+    e.g. items just added): up to round(fresh * k) (at least 1 when fresh > 0) of them, the best by score,
+    replace the last non-fresh items of the list when fewer have earned a place. 0 = off."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class RowQuery:
     scene: np.ndarray
     profile: np.ndarray
     exclude: np.ndarray
+    fresh: float = 0.0
+    """As `RecommendRequest.fresh`, with the slots counted over the first `k` rows."""
+    k: int = 10
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,9 @@ class ServeOptions:
     gpu_mem_limit: int = 2 * 1024**3
     cuda_graphs: bool = True
     compaction_threshold: float = 0.2
+    fresh_below: int = 5
+    """An item with fewer interactions than this (every item added live starts at 0) is "fresh": what a
+    request's `fresh` share of the k slots is reserved for."""
 
 
 @dataclass
