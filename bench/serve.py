@@ -4,7 +4,8 @@ The server runs as a separate process (`recengine serve --port 0`, started by
 `recengine.server.process.ServerProcess`); an asyncio client (aiohttp, keep-alive, one connection per
 concurrent client, closed loop: each client sends its next request when the last one answered) drives
 every endpoint at each concurrency. The same calls are timed in-process (`Engine` in this process, one
-call at a time) in the same run, so the cost of HTTP is reported as a difference and a ratio.
+call at a time) in the same run, right before that endpoint's HTTP measurements, so the cost of HTTP is
+reported as a difference and a ratio taken under the same machine load.
 
 What the numbers include: the client runs on the same machine (its CPU time competes with the server's:
 on 2 cores that is part of what is measured, and said in the report). Latency is per request, from just
@@ -263,31 +264,29 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
     engine.warmup()
     calls = build_calls(engine, cfg)
     say = (lambda msg: None) if cfg.quiet else (lambda msg: print(msg, flush=True))
-    in_process = []
-    for name, cs in calls.items():
-        row = {"endpoint": name, **measure_in_process(engine, cs, cfg)}
-        in_process.append(row)
-        say(f"in-process {name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
     bundle_info = {"path": str(cfg.bundle), "data": engine.manifest.get("data", {}).get("name"),
                    "n_items": engine.n_items, "n_users": engine.n_users,
                    "encoder": ((engine.manifest.get("models", {}).get("encoder", {}).get("source", {}) or {})
                                .get("name")),
                    "fusion_by_default": engine.uses_fusion, "variants": engine.variants}
     provider = engine.provider
-    del engine  # the server process holds its own engine; free this one's memory
-
     args = ["--threads", str(cfg.threads), "--workers", str(cfg.workers), "--log-level", "warning"]
     if cfg.pool is not None:
         args += ["--pool", str(cfg.pool)]
     args += list(cfg.server_args)
-    results = []
+    in_process, results = [], []
     _event_loop_policy()
     server = ServerProcess(cfg.bundle, args)
     url = server.start(timeout=300)
     assert server.proc is not None
     rss_start = rss_mib(server.proc.pid)
     try:
+        # per endpoint: in-process, then HTTP at each concurrency, back to back, so that both see the same
+        # machine (a shared machine's load drifts over minutes)
         for name, cs in calls.items():
+            row = {"endpoint": name, **measure_in_process(engine, cs, cfg)}
+            in_process.append(row)
+            say(f"in-process {name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
             for c in cfg.concurrency:
                 row = {"endpoint": name, "concurrency": c,
                        **asyncio.run(_drive(url, cs, c, cfg, server_pid=server.proc.pid))}
@@ -298,6 +297,7 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
         rss_end = rss_mib(server.proc.pid)
     finally:
         code = server.stop(60)
+    del engine
     overhead = []
     local = {r["endpoint"]: r for r in in_process}
     for r in results:

@@ -1,0 +1,44 @@
+"""`recengine bench serve` on the tiny bundle: a real server process, a real HTTP client, every field of
+the report filled, zero errors, the Markdown rendered. Small budgets: this checks the bench, not speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("aiohttp")
+
+from recengine.bench.serve import ENDPOINTS, ServeBenchConfig, run_serve_bench, write_serve_report  # noqa: E402
+from recengine.errors import RequestError  # noqa: E402
+
+
+@pytest.mark.timeout(300)
+def test_bench_serve_report(tiny_bundle: Path, tmp_path: Path) -> None:
+    cfg = ServeBenchConfig(bundle=tiny_bundle, concurrency=(1, 4), duration=0.5, requests=40, warmup=4,
+                           in_process_requests=20, command="test", quiet=True)
+    report = run_serve_bench(cfg)
+    assert report["schema"] == "recengine-bench-serve/1"
+    assert [(r["endpoint"], r["concurrency"]) for r in report["results"]] == [(e, c) for e in ENDPOINTS
+                                                                               for c in (1, 4)]
+    for r in report["results"]:
+        assert r["errors"] == 0, r
+        assert 0 < r["n_requests"] <= 40 and r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+        assert r["requests_per_s"] > 0
+    assert {r["endpoint"] for r in report["in_process"]} == set(ENDPOINTS)
+    assert {o["endpoint"] for o in report["overhead"]} == set(ENDPOINTS)
+    assert "recommend_user_p99_ms_c8" not in report["targets"]  # no concurrency 8 measured: no verdict
+    assert "recommend_user_overhead_p50_ms" in report["targets"]
+    assert report["server"]["rss_mib_start"] > 0 and "Server exit code after SIGTERM: 0." in report["notes"]
+    assert report["machine"]["load_average_at_end"] is not None
+    files = write_serve_report(report, tmp_path / "out")
+    md = files["markdown"].read_text()
+    assert "| recommend_user | 4 |" in md and "In-process" in md
+
+
+def test_bench_serve_config_is_checked(tiny_bundle: Path) -> None:
+    with pytest.raises(RequestError, match="unknown endpoints"):
+        ServeBenchConfig(bundle=tiny_bundle, endpoints=("recommend_user", "nope"))
+    with pytest.raises(RequestError, match="concurrency"):
+        ServeBenchConfig(bundle=tiny_bundle, concurrency=(0,))
