@@ -54,8 +54,6 @@ def test_bundle_has_every_documented_part(tiny_bundle: Path, ml_tiny_dataset):
 
 
 def test_every_item_is_indexed_and_cold_items_get_text_vectors(tiny_bundle: Path):
-    import hnswlib
-
     b = open_bundle(tiny_bundle)
     m = b.manifest
     vectors = b.load_npy(m["items"]["vectors"])
@@ -68,12 +66,13 @@ def test_every_item_is_indexed_and_cold_items_get_text_vectors(tiny_bundle: Path
     assert np.all(np.linalg.norm(text[cold], axis=1) > 0)
     assert not np.allclose(vectors[warm], text[warm])
     assert np.all(b.load_npy(m["items"]["pop_bucket"])[cold] == 0)
-    spec = m["index"]["item"]
-    index = hnswlib.Index(space=spec["space"], dim=spec["dim"])
-    index.load_index(str(b.path(spec["path"])))
-    index.set_ef(max(spec["ef_search"], 50))
-    assert index.get_current_count() == len(vectors)
-    labels, _ = index.knn_query(vectors[cold[:5]], k=10)
+    from recengine.bundle.format import IndexSpec
+    from recengine.index_io import open_index
+
+    spec = IndexSpec.from_manifest("item", m["index"]["item"], vectors.shape[1])
+    index = open_index(str(b.path(spec.path)), spec, max(spec.ef_search, 50), len(vectors))
+    assert index.index.get_current_count() == len(vectors)
+    labels, _ = index.search(vectors[cold[:5]], 10)  # queries get the stored form's transform
     exact = np.argsort(-(vectors[cold[:5]] @ vectors.T), axis=1)[:, :10]
     overlap = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(labels, exact)])
     assert overlap >= 0.8
