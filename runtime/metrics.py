@@ -1,4 +1,4 @@
-"""Ranking metrics of the full-ranking protocol (see README, "Evaluation protocol").
+"""Ranking metrics of the full-ranking protocol (see docs/data.md, "Evaluation protocol").
 
 Every model is scored on all items; the user's known items are excluded; the one held-out item is ranked.
 Ties are broken pessimistically (an item scored equal to the target counts as ranked above it), so a model

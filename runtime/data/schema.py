@@ -1,4 +1,4 @@
-"""In-memory form of a data set that follows the data contract (see README, "Data contract").
+"""In-memory form of a data set that follows the data contract (see docs/data.md, "The data contract").
 
 Everything is held as numpy arrays indexed by dense integer ids so that splits, metrics and models never
 touch a dataframe: item `i` is `items.ids[i]`, user `u` is `user_ids[u]`.
