@@ -6,8 +6,8 @@ where Starlette/uvicorn are not installed.
 
 from __future__ import annotations
 
+import importlib
 import json
-from importlib.util import find_spec
 
 import click
 
@@ -16,10 +16,18 @@ from ..errors import DependencyError
 _SERVE_PACKAGES = ("starlette", "uvicorn", "pydantic")
 
 
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
 def _require_serve_extra() -> None:
-    missing = [name for name in _SERVE_PACKAGES if find_spec(name) is None]
+    missing = [name for name in _SERVE_PACKAGES if not _importable(name)]
     if missing:
-        raise DependencyError(f"recengine serve needs {', '.join(missing)}, which is not installed: "
+        raise DependencyError(f"recengine serve needs the serve extra (missing: {', '.join(missing)}): "
                               "pip install 'recengine[serve]'")
 
 
