@@ -233,11 +233,10 @@ def _vocab(vocab: Any) -> None:
         where = f"vocab.{name}"
         node = vocab[name]
         check_fields(node, where, {"columns": list_of(string)})
-        if "values" in node:
-            check_fields(node["values"], f"{where}.values", {k: list_of(string) for k in node["values"]})
-        if "numeric_edges" in node:
-            check_fields(node["numeric_edges"], f"{where}.numeric_edges",
-                         {k: sorted_numbers for k in node["numeric_edges"]})
+        for key, rule in (("values", list_of(string)), ("numeric_edges", sorted_numbers)):
+            if key in node:
+                check_fields(node[key], f"{where}.{key}", {})  # an object first, then each entry
+                check_fields(node[key], f"{where}.{key}", dict.fromkeys(node[key], rule))
 
 
 def validate_manifest(manifest: dict[str, Any]) -> None:

@@ -98,3 +98,50 @@ def test_the_corpus_is_not_trivially_refused(lean_bundle: Path, tmp_path: Path) 
     refresh_checksum(bundle, "items/vectors.npy")
     engine = Engine.open(bundle, device="cpu", retrieval="hnsw")
     assert len(engine.recommend(user_id=engine.user_ids()[0], k=3)) == 3
+
+
+_SKIP_TOP = ("metrics", "config", "timings", "files", "created_at", "recengine_version", "saved_from")
+_WRONG = [None, "x", -1, 1.5, [], {}, True, 10**12]
+
+
+def _leaves(node: object, path: tuple = ()) -> list[tuple]:
+    out: list[tuple] = []
+    items = node.items() if isinstance(node, dict) else enumerate(node[:2]) if isinstance(node, list) else []
+    for key, value in items:
+        if path == () and key in _SKIP_TOP:
+            continue
+        out.append(path + (key,))
+        out.extend(_leaves(value, path + (key,)))
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_wrong_types_anywhere_in_the_manifest(lean_bundle: Path, tmp_path: Path) -> None:
+    """Every manifest field the runtime reads, set to values of other types (two per field, rotating through
+    `_WRONG`): opening and serving either works or raises a BundleError - never another exception."""
+    import copy
+    import shutil
+
+    from recengine import Engine
+
+    base = json.loads((lean_bundle / "manifest.json").read_text())
+    bundle = tmp_path / "b"
+    shutil.copytree(lean_bundle, bundle)
+    failures = []
+    for i, path in enumerate(_leaves(base)):
+        for bad in (_WRONG[i % len(_WRONG)], _WRONG[(i + 3) % len(_WRONG)]):
+            manifest = copy.deepcopy(base)
+            node = manifest
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = bad
+            (bundle / "manifest.json").write_text(json.dumps(manifest))
+            try:
+                engine = Engine.open(bundle, device="cpu", verify=False)
+                engine.recommend(user_id=engine.user_ids()[0], k=3)
+                engine.search("a", k=2)
+            except BundleError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - the point is to catch anything else
+                failures.append((".".join(map(str, path)), bad, f"{type(exc).__name__}: {exc}"))
+    assert failures == []
