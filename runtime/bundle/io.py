@@ -37,7 +37,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import BundleError
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, REQUIRED_KEYS, major
-from .schema import array_spec, check_depth, sections, validate_manifest
+from .schema import array_spec, check_depth, check_json_file, sections, validate_manifest
 
 MAX_MANIFEST_BYTES = 64 << 20
 """A manifest is a few KB to a few MB (it lists every file): anything larger is refused unread."""
@@ -404,6 +404,7 @@ class BundleReader:
             except BundleError as exc:
                 raise BundleError(f"{root}: {exc}") from None
         self.manifest: dict[str, Any] = sections(manifest, str(self.root))
+        self._schema = check_schema
         if verify:
             self.verify()
         if check_schema:
@@ -517,15 +518,22 @@ class BundleReader:
         return array
 
     def load_json(self, rel: str) -> Any:
-        """A listed JSON file, strict (no NaN/Infinity) and with bounded nesting."""
+        """A listed JSON file, strict (no NaN/Infinity), with bounded nesting, and - for the id, text and
+        attribute files - of the documented shape (`schema.check_json_file`)."""
         try:
             raw = self.path(rel).read_bytes()
         except OSError as exc:
             raise BundleError(f"{self.root}: cannot read {rel} ({exc.strerror or exc})") from None
         try:
-            return loads_json(raw)
+            value = loads_json(raw)
         except ValueError as exc:
             raise BundleError(f"{self.root}: {rel} is corrupted ({exc})") from None
+        if self._schema:
+            try:
+                check_json_file(self.manifest, rel, value)
+            except BundleError as exc:
+                raise BundleError(f"{self.root}: {exc}") from None
+        return value
 
     def section(self, *keys: str) -> Any:
         """`manifest[k1][k2]...` or a BundleError naming the missing key."""

@@ -334,4 +334,39 @@ def array_spec(manifest: Mapping[str, Any], rel: str) -> tuple[str, tuple[int | 
     return None
 
 
-__all__ = ["MissingKey", "Section", "sections", "check_depth", "validate_manifest", "array_spec", "MAX_DEPTH"]
+# ------------------------------------------------------------------------------------------- JSON files
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, bool, int, float))
+
+
+def check_json_file(manifest: Mapping[str, Any], rel: str, value: Any) -> None:
+    """The content of a known JSON file (item/user ids, item texts, item attributes) has the documented
+    shape: a list of strings with one entry per item or user, attributes `{name: [scalar per item]}`.
+    Unknown files are not checked. BundleError naming the file otherwise."""
+    data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
+    items = manifest.get("items") if isinstance(manifest.get("items"), dict) else {}
+    users = manifest.get("users") if isinstance(manifest.get("users"), dict) else {}
+    n_items, n_users = data.get("n_items"), data.get("n_users")
+
+    def strings(count: int | None) -> None:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BundleError(f"{rel} must be a list of strings")
+        if count is not None and len(value) != count:
+            raise BundleError(f"{rel} has {len(value)} entries, the manifest's data says {count}")
+
+    if rel in (items.get("ids"), items.get("texts")):
+        strings(n_items)
+    elif rel == users.get("ids"):
+        strings(n_users)
+    elif rel == items.get("attrs"):
+        if not isinstance(value, dict):
+            raise BundleError(f"{rel} must map attribute names to lists of values")
+        for name, values in value.items():
+            if not isinstance(values, list) or not all(_scalar(v) for v in values):
+                raise BundleError(f"{rel}: {name} must be a list of strings, numbers, booleans or null")
+            if n_items is not None and len(values) != n_items:
+                raise BundleError(f"{rel}: {name} has {len(values)} values, the manifest's data says {n_items}")
+
+
+__all__ = ["MissingKey", "Section", "sections", "check_depth", "validate_manifest", "array_spec",
+           "check_json_file", "MAX_DEPTH"]
