@@ -47,6 +47,8 @@ def _require_serve_extra() -> None:
 @click.option("--admin-token", envvar="RECENGINE_ADMIN_TOKEN", default=None,
               help="Enable /admin/save and /admin/reload behind 'Authorization: Bearer TOKEN' "
                    "(or set RECENGINE_ADMIN_TOKEN). Without it they answer 403.")
+@click.option("--fresh-below", type=int, default=5, show_default=True,
+              help="Items with fewer interactions are fresh for a request's `fresh` share of the slots.")
 @click.option("--watch", "watch", type=click.Path(dir_okay=False), default=None,
               help="Pointer file holding the path of the bundle to serve; every worker polls it and reloads "
                    "when it names another bundle (how a fleet moves to a new bundle).")
@@ -61,18 +63,18 @@ def _require_serve_extra() -> None:
               show_default=True)
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit (nothing is loaded).")
 def serve_command(bundle: str, host: str, port: int, device: str, threads: int, workers: int, pool_size: int | None,
-                  admin_token: str | None, watch: str | None, watch_interval: float, max_body_bytes: int,
-                  graceful_timeout: float, switch_interval: float, access_log: bool, log_level: str,
-                  print_openapi: bool) -> None:
+                  admin_token: str | None, fresh_below: int, watch: str | None, watch_interval: float,
+                  max_body_bytes: int, graceful_timeout: float, switch_interval: float, access_log: bool,
+                  log_level: str, print_openapi: bool) -> None:
     """Serve BUNDLE over HTTP: /recommend, /search, /items, /users/{id}/events, /metrics, ... (docs/serve.md)."""
     _require_serve_extra()
     from ..server.config import ServerConfig
 
     extra = {} if pool_size is None else {"pool_size": pool_size}
     config = ServerConfig(bundle=bundle, host=host, port=port, device=device, threads=threads, workers=workers,
-                          admin_token=admin_token or None, watch=watch, watch_interval_s=watch_interval,
-                          max_body_bytes=max_body_bytes, graceful_timeout_s=graceful_timeout,
-                          switch_interval_s=switch_interval or None, access_log=access_log, log_level=log_level,
+                          admin_token=admin_token or None, fresh_below=fresh_below, watch=watch,
+                          watch_interval_s=watch_interval, max_body_bytes=max_body_bytes,
+                          graceful_timeout_s=graceful_timeout, switch_interval_s=switch_interval or None, access_log=access_log, log_level=log_level,
                           **extra)
     if print_openapi:
         from ..server.openapi import openapi_document

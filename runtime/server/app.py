@@ -243,7 +243,8 @@ def load_engine(config: ServerConfig) -> Any:
     """Open and warm up the engine `config` names (the first request then pays no deferred work)."""
     from ..engine import Engine
 
-    engine = Engine.open(config.bundle, device=config.device, threads=config.threads)
+    engine = Engine.open(config.bundle, device=config.device, threads=config.threads,
+                         fresh_below=config.fresh_below)
     engine.warmup()
     return engine
 

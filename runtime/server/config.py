@@ -62,6 +62,7 @@ class ServerConfig:
     switch_interval_s: the interpreter's GIL switch interval in the server process (None: Python's 5 ms).
     The event loop and the pool threads hand the GIL back and forth on every request; with the default
     5 ms a thread that wants it can wait that long behind a busy one, which shows up directly in p99.
+    fresh_below: items with fewer interactions count as fresh for a request's `fresh` share (Engine.open).
     watch: a pointer file naming the bundle to serve, polled every `watch_interval_s` s by every worker
     (see `recengine.server.watch`): how a fleet of replicas and workers moves to a new bundle.
     """
@@ -77,6 +78,7 @@ class ServerConfig:
     pool_size: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))
     graceful_timeout_s: float = 30.0
     switch_interval_s: float | None = 0.0005
+    fresh_below: int = 5
     watch: str | None = None
     watch_interval_s: float = 10.0
     access_log: bool = False
@@ -101,6 +103,8 @@ class ServerConfig:
             raise RequestError("admin token must be at least 8 characters (or leave it out to disable /admin)")
         if self.switch_interval_s is not None and not (1e-6 <= self.switch_interval_s <= 1.0):
             raise RequestError(f"switch interval must be between 1e-6 and 1 s, got {self.switch_interval_s}")
+        if not (1 <= self.fresh_below <= 2**62):
+            raise RequestError(f"fresh_below must be between 1 and 2**62, got {self.fresh_below}")
         if not (0.05 <= self.watch_interval_s <= 86400):
             raise RequestError(f"watch interval must be between 0.05 s and a day, got {self.watch_interval_s}")
         if self.graceful_timeout_s <= 0:

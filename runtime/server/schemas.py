@@ -61,6 +61,8 @@ class RecommendBody(_Strict):
     long_tail: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
     diversity: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     explain: bool = False
+    fresh: Annotated[float, Field(ge=0.0, le=1.0, description="share of the k slots reserved for fresh items "
+                                                              "(few interactions, or added live)")] = 0.0
 
 
 class BatchBody(_Strict):

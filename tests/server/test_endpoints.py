@@ -34,7 +34,7 @@ def test_recommend_with_every_option(client: Any, engine: Any) -> None:
     items = engine.item_ids()
     request = {"history": items[:3] + ["not-an-item"], "scene": {"daypart": "evening"}, "k": 4,
                "exclude_seen": False, "filter": {"ids": items[:50]}, "candidates": 30, "long_tail": 0.5,
-               "diversity": 0.3, "explain": True}
+               "diversity": 0.3, "explain": True, "fresh": 0.5}
     r = client.post("/recommend", json=request)
     assert r.status_code == 200, r.text
     body = r.json()
