@@ -37,7 +37,15 @@ import numpy as np
 from .._version import __version__
 from ..errors import BundleError
 from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, REQUIRED_KEYS, major
-from .schema import array_spec, check_depth, check_json_file, sections, validate_manifest
+from .schema import (
+    array_spec,
+    check_depth,
+    check_json_file,
+    code_bounds,
+    is_code_array,
+    sections,
+    validate_manifest,
+)
 
 MAX_MANIFEST_BYTES = 64 << 20
 """A manifest is a few KB to a few MB (it lists every file): anything larger is refused unread."""
@@ -515,7 +523,27 @@ class BundleReader:
             raise BundleError(f"{self.root}: {rel} is not a plain numeric .npy array ({reason})") from None
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise BundleError(f"{self.root}: {rel} holds non-finite values (NaN or inf)")
+        if self._schema and array.size and is_code_array(self.manifest, rel):
+            self._check_codes(rel, array)
         return array
+
+    def _check_codes(self, rel: str, array: np.ndarray) -> None:
+        """Counts, offsets, rows and embedding codes are never negative; codes stay inside the table the
+        manifest's vocabulary implies (`schema.code_bounds`)."""
+        if int(array.min()) < 0:
+            raise BundleError(f"{self.root}: {rel} holds negative values (counts, rows and codes are >= 0)")
+        bounds = code_bounds(self.manifest, rel)
+        if bounds is None:
+            return
+        columns = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
+        if columns.shape[1] != len(bounds):
+            raise BundleError(f"{self.root}: {rel} has {columns.shape[1]} columns, the manifest's vocabulary "
+                              f"{len(bounds)}")
+        highest = columns.max(axis=0)
+        for j, (high, bound) in enumerate(zip(highest.tolist(), bounds)):
+            if high >= bound:
+                raise BundleError(f"{self.root}: {rel} column {j} holds code {high}, the vocabulary has {bound} "
+                                  "(vocab.pop_bucket_edges / vocab.profile)")
 
     def load_json(self, rel: str) -> Any:
         """A listed JSON file, strict (no NaN/Infinity), with bounded nesting, and - for the id, text and

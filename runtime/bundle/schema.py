@@ -334,6 +334,48 @@ def array_spec(manifest: Mapping[str, Any], rel: str) -> tuple[str, tuple[int | 
     return None
 
 
+def code_bounds(manifest: Mapping[str, Any], rel: str) -> list[int] | None:
+    """Exclusive upper bounds of the integer codes in `rel` (one per column, or one for a 1-D array),
+    for the arrays whose codes index an embedding table of the models: `items/pop_bucket.npy`
+    (0..len(vocab.pop_bucket_edges)+1) and `users/profile.npy` (per column: the size of its
+    `vocab.profile` values, or len(numeric_edges)+2; a single 0 slot without columns). An out-of-range code
+    made every request that touched it fail inside ONNX Runtime (or, negative, silently index from the end).
+    None when the manifest does not say (the lower bound 0 still applies to every code array)."""
+    items = manifest.get("items") if isinstance(manifest.get("items"), dict) else {}
+    users = manifest.get("users") if isinstance(manifest.get("users"), dict) else {}
+    vocab = manifest.get("vocab") if isinstance(manifest.get("vocab"), dict) else {}
+    if rel == items.get("pop_bucket") and isinstance(vocab.get("pop_bucket_edges"), list):
+        return [len(vocab["pop_bucket_edges"]) + 2]
+    if rel == users.get("profile") and isinstance(vocab.get("profile"), dict):
+        node = vocab["profile"]
+        columns = node.get("columns") or []
+        if not columns:
+            return [1]
+        values, edges = node.get("values") or {}, node.get("numeric_edges") or {}
+        bounds = []
+        for column in columns:
+            if column in values:
+                bounds.append(len(values[column]))
+            elif column in edges:
+                bounds.append(len(edges[column]) + 2)
+            else:
+                return None
+        return bounds
+    return None
+
+
+CODE_ARRAYS = ("popularity", "pop_bucket", "history_indptr", "history_items", "profile")
+"""Integer arrays whose values are counts, offsets, rows or codes: never negative."""
+
+
+def is_code_array(manifest: Mapping[str, Any], rel: str) -> bool:
+    for section in ("items", "users"):
+        node = manifest.get(section)
+        if isinstance(node, dict) and any(node.get(key) == rel for key in CODE_ARRAYS):
+            return True
+    return False
+
+
 # ------------------------------------------------------------------------------------------- JSON files
 def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, (str, bool, int, float))
@@ -369,4 +411,4 @@ def check_json_file(manifest: Mapping[str, Any], rel: str, value: Any) -> None:
 
 
 __all__ = ["MissingKey", "Section", "sections", "check_depth", "validate_manifest", "array_spec",
-           "check_json_file", "MAX_DEPTH"]
+           "check_json_file", "code_bounds", "is_code_array", "MAX_DEPTH"]
