@@ -71,11 +71,12 @@ def serve_command(bundle: str, host: str, port: int, device: str, threads: int, 
     from ..server.config import ServerConfig
 
     extra = {} if pool_size is None else {"pool_size": pool_size}
-    config = ServerConfig(bundle=bundle, host=host, port=port, device=device, threads=threads, workers=workers,
-                          admin_token=admin_token or None, fresh_below=fresh_below, watch=watch,
-                          watch_interval_s=watch_interval, max_body_bytes=max_body_bytes,
-                          graceful_timeout_s=graceful_timeout, switch_interval_s=switch_interval or None, access_log=access_log, log_level=log_level,
-                          **extra)
+    config = ServerConfig(
+        bundle=bundle, host=host, port=port, device=device, threads=threads, workers=workers,
+        admin_token=admin_token or None, fresh_below=fresh_below, watch=watch, watch_interval_s=watch_interval,
+        max_body_bytes=max_body_bytes, graceful_timeout_s=graceful_timeout,
+        switch_interval_s=switch_interval or None, access_log=access_log, log_level=log_level, **extra,
+    )
     if print_openapi:
         from ..server.openapi import openapi_document
 
