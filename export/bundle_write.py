@@ -51,7 +51,7 @@ def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine) -> 
         "texts": w.write_json(f["texts"], list(dataset.items.texts)),
         "attrs": w.write_json(f["attrs"], _attr_lists(dataset.items.attrs)),
         "vectors": w.write_npy(f["vectors"], arrays["vectors"].astype(np.float32)),
-        "text_vectors": w.write_npy(f["text_vectors"], fitted.text.text_vectors.astype(np.float32)),
+        "text_vectors": w.write_npy(f["text_vectors"], arrays["text_vectors"].astype(np.float32)),
         "text_embeddings": w.write_npy(f["text_embeddings"], fitted.text.text_embeddings.astype(np.float32)),
         "popularity": w.write_npy(f["popularity"], fitted.popularity.astype(np.int64)),
         "pop_bucket": w.write_npy(f["pop_bucket"], fitted.pop_bucket.astype(np.int64)),

@@ -120,6 +120,23 @@ class FusionConfig:
 
 
 @dataclass
+class ColdConfig:
+    """How items without interactions (cold catalogue items, items added at serving time) get vectors."""
+
+    generator: str = "ridge"
+    """ridge: a linear map from the text embedding to the full item vector, fitted on the warm items and
+    folded into the exported encoder (`recengine.export.cold_start`); text: the text part of the gated item
+    vector alone (s * P e), as before."""
+    ridge: float = 0.1
+    """Ridge strength relative to the embeddings' mean squared norm."""
+    align: bool = True
+    """Widen the generated vectors around their mean so their scores spread like the warm items' (the
+    regression shrinks them towards the mean: without this the best cold item scores like an average warm
+    one). The factor is the ratio of score standard deviations over warm items, measured on the training
+    users (ALDI-style distribution alignment)."""
+
+
+@dataclass
 class IndexConfig:
     """hnswlib parameters (recorded in the manifest)."""
 
@@ -184,6 +201,7 @@ class ExportConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     user: UserConfig = field(default_factory=UserConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    cold: ColdConfig = field(default_factory=ColdConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     parity: ParityConfig = field(default_factory=ParityConfig)
 
@@ -266,6 +284,8 @@ class ExportConfig:
             (0.0 <= self.user.dropout < 1.0, "user.dropout", "in [0, 1)"),
             (0.0 <= self.user.ema < 1.0, "user.ema", "in [0, 1)"),
             (self.fusion.n_candidates >= 2, "fusion.n_candidates", ">= 2"),
+            (self.cold.generator in ("ridge", "text"), "cold.generator", "ridge or text"),
+            (self.cold.ridge > 0, "cold.ridge", "> 0"),
             (self.encoder.temperature > 0, "encoder.temperature", "> 0"),
             (all(v in ("fp32", "int8", "fp16") for v in self.variants) and "fp32" in self.variants,
              "variants", "a subset of fp32, int8, fp16 that includes fp32"),

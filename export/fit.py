@@ -20,6 +20,7 @@ from recengine.errors import ExportError
 from recengine.split import Split
 
 from .align import TextResult, train_text_tower
+from .cold_start import ColdGenerator
 from .config import ExportConfig
 from recengine.bundle.format import left_pad
 from recengine.evaluation import Queries, csr_rows, evaluate_queries, histories, make_queries
@@ -81,13 +82,26 @@ class FittedRecengine:
     use_fusion: bool
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    cold: ColdGenerator | None = None
+    """The cold-item generator (None: cold items keep the text part of their gated vector)."""
 
     # ------------------------------------------------------------------ arrays
     def item_arrays(self) -> dict[str, np.ndarray]:
-        """vectors, text_vectors, graph_vectors, gate, item_feats (float32)."""
+        """vectors, text_vectors (what the exported encoder's `item_vector` gives each item), graph_vectors,
+        gate, item_feats (float32). Items without a graph vector are served their text-only vector."""
         vectors, graph, gate = self.items.export_arrays()
-        return {"vectors": vectors, "text_vectors": self.text.text_vectors, "graph_vectors": graph, "gate": gate,
+        served_text = self.text.text_vectors
+        if self.cold is not None:
+            served_text = self.cold.vectors(self.text.text_embeddings)
+            vectors = vectors.copy()
+            no_graph = self.items.has_graph.cpu().numpy() <= 0
+            vectors[no_graph] = served_text[no_graph]
+        return {"vectors": vectors, "text_vectors": served_text, "graph_vectors": graph, "gate": gate,
                 "item_feats": item_features(self.text.text_vectors, graph, gate)}
+
+    def serving_tower(self) -> Any:
+        """The text tower as exported: its `item_vector` is what cold and newly added items are served."""
+        return self.text.tower if self.cold is None else self.cold.fold_into(self.text.tower)
 
     def user_vectors(self, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                      scene: np.ndarray | None = None) -> np.ndarray:
@@ -156,6 +170,26 @@ def fold_text_scale(text: TextResult, items: ItemVectors) -> TextResult:
     return dc.replace(text, tower=tower, text_vectors=(text.text_vectors * scale).astype(np.float32))
 
 
+def fit_cold(fitted: FittedRecengine, seed: int) -> ColdGenerator | None:
+    """The cold-item generator of a fitted model (`config.cold`), fitted on its warm items and, with
+    `cold.align`, widened so its scores spread like the warm items' for the training users."""
+    cfg = fitted.config.cold
+    if cfg.generator != "ridge":
+        return None
+    vectors, _, _ = fitted.items.export_arrays()
+    warm = np.flatnonzero(fitted.items.has_graph.cpu().numpy() > 0)
+    if warm.size < 2:
+        return None
+    users = None
+    if cfg.align:
+        rng = np.random.default_rng(seed)
+        indptr, indices = fitted.split.train_csr()
+        active = np.flatnonzero(np.diff(indptr) > 0)
+        chosen = rng.choice(active, size=min(512, active.size), replace=False)
+        users = fitted.user_vectors(np.sort(chosen), indptr, indices)
+    return ColdGenerator.fit(fitted.text.text_embeddings, vectors, warm, cfg.ridge, users)
+
+
 def _timed(timings: dict[str, float], name: str):
     class _T:
         def __enter__(self):
@@ -221,6 +255,8 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
                              scenes=scenes, popularity=pop, pop_edges=edges, pop_bucket=buckets, text=text,
                              graph=graph, items=items, tower=tower, fusion=None, use_fusion=False,  # type: ignore[arg-type]
                              timings=timings)
+    with _timed(timings, "cold_generator"):
+        fitted.cold = fit_cold(fitted, seed)
     arrays = fitted.item_arrays()
     fcfg = config.fusion
     torch.manual_seed(seed)
@@ -249,6 +285,7 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
         "fusion_best_epoch": fusion_epoch,
         "align_infonce": text.align_loss,
         "text_scale": text_scale,
+        "cold_spread": fitted.cold.spread if fitted.cold is not None else 0.0,
         "fusion_val_ndcg@10": fused,
         "retrieval_val_ndcg@10": retrieval,
     }
@@ -317,6 +354,7 @@ def refit(fitted: FittedRecengine, progress: Progress | None = None, include_tes
                           pop_edges=edges, pop_bucket=buckets, text=text, graph=fitted.graph, items=items,
                           tower=tower, fusion=fitted.fusion, use_fusion=fitted.use_fusion,
                           metrics={**fitted.metrics, "refit_user_tower_epochs": epochs}, timings=timings)
+    out.cold = fit_cold(out, seed)
     if fitted.use_fusion:
         fcfg = config.fusion
         torch.manual_seed(seed)

@@ -166,7 +166,7 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     progress.message("exporting ONNX models (fp32, int8, fp16) and checking parity")
     t = time.perf_counter()
     sample = rng.choice(len(texts), size=min(cfg.parity.sample_items, len(texts)), replace=False)
-    enc = export_encoder(fitted.text.tower.cpu(), models_dir, fitted.text.tokenizer, fitted.text.tokenizer_info,
+    enc = export_encoder(fitted.serving_tower().cpu(), models_dir, fitted.text.tokenizer, fitted.text.tokenizer_info,
                          parity_texts=[texts[i] for i in sorted(sample)], parity=parity_cfg)
     timings["onnx_encoder"] = time.perf_counter() - t
     t = time.perf_counter()
