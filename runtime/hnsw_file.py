@@ -162,37 +162,55 @@ def check_hnsw_file(path: str | Path, dim: int, count: int | None = None, M: int
 def _upper_levels(path: Path, h: HnswHeader, start: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Walk the per-element upper link lists: each element's level [n] and the file offsets of every
     upper-level block with its level, int64 [blocks, 2]; BundleError when a size is malformed or the
-    lists do not end exactly at the end of the file."""
+    lists do not end exactly at the end of the file.
+
+    Most elements have no upper level (a 4-byte zero each), so the walk jumps from one non-zero word to
+    the next: one Python step per element *with* upper levels (~1/M of them), not per element."""
     with path.open("rb") as handle:
         handle.seek(start)
         tail = handle.read(size - start)
+    if len(tail) % 4:
+        raise BundleError(f"{path}: malformed HNSW index: {len(tail) % 4} stray bytes at the end")
+    words = np.frombuffer(tail, dtype="<u4")
+    nonzero = np.flatnonzero(words)
     per_level = h.size_links_per_element
     levels = np.zeros(h.count, dtype=np.int64)
-    blocks: list[tuple[int, int]] = []
-    pos, end = 0, len(tail)
-    view = memoryview(tail)
-    for i in range(h.count):
-        if pos + 4 > end:
+    starts: list[int] = []
+    counts: list[int] = []
+    pos, i, n_words = 0, 0, int(words.size)
+    while i < h.count:
+        k = int(np.searchsorted(nonzero, pos))
+        q = int(nonzero[k]) if k < nonzero.size else n_words
+        if i + (q - pos) >= h.count:  # the remaining elements all have no upper level
+            pos += h.count - i
+            break
+        i += q - pos  # elements with a zero size
+        if q >= n_words:
             raise BundleError(f"{path}: HNSW index truncated in the link lists (element {i} of {h.count})")
-        nbytes = int.from_bytes(view[pos : pos + 4], "little")
-        pos += 4
-        if nbytes == 0:
-            continue
+        nbytes = int(words[q])
         level, rest = divmod(nbytes, per_level)
         if rest or level > h.max_level:
             raise BundleError(f"{path}: malformed HNSW index: element {i} has an upper link list of {nbytes} bytes "
                               f"(a multiple of {per_level}, at most top level {h.max_level})")
-        if pos + nbytes > end:
+        if 4 * (q + 1) + nbytes > len(tail):
             raise BundleError(f"{path}: HNSW index truncated in the link lists (element {i} runs past the end)")
         levels[i] = level
-        blocks.extend((start + pos + j * per_level, j + 1) for j in range(level))
-        pos += nbytes
-    if pos != end:
-        raise BundleError(f"{path}: malformed HNSW index: {end - pos} unexpected bytes after the link lists")
+        starts.append(start + 4 * (q + 1))
+        counts.append(level)
+        pos = q + 1 + nbytes // 4
+        i += 1
+    if pos > n_words:
+        raise BundleError(f"{path}: HNSW index truncated in the link lists")
+    if pos != n_words:
+        raise BundleError(f"{path}: malformed HNSW index: {4 * (n_words - pos)} unexpected bytes after the link lists")
     if int(levels[h.entry_point]) != h.max_level:
         raise BundleError(f"{path}: malformed HNSW index: entry point {h.entry_point} is on level "
                           f"{int(levels[h.entry_point])}, not on the top level {h.max_level}")
-    return levels, np.asarray(blocks, dtype=np.int64).reshape(-1, 2)
+    reps = np.asarray(counts, dtype=np.int64)
+    first = np.repeat(np.asarray(starts, dtype=np.int64), reps)
+    within = np.arange(first.size, dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
+    blocks = np.stack([first + within * per_level, within + 1], axis=1) if first.size else np.zeros((0, 2), np.int64)
+    return levels, blocks
 
 
 def _check_level0(path: Path, h: HnswHeader, dim: int) -> None:
@@ -200,6 +218,7 @@ def _check_level0(path: Path, h: HnswHeader, dim: int) -> None:
     words_per = h.size_data_per_element // 4
     table = np.memmap(path, dtype="<u4", mode="r", offset=HEADER_SIZE, shape=(h.count, words_per))
     seen = np.zeros(h.count, dtype=bool)
+    seen_count = 0
     step = max(1, _CHUNK_BYTES // h.size_data_per_element)
     data0 = h.offset_data // 4
     label0 = h.label_offset // 4
@@ -223,9 +242,11 @@ def _check_level0(path: Path, h: HnswHeader, dim: int) -> None:
             raise BundleError(f"{path}: malformed HNSW index: a label is outside 0..{h.count - 1} (labels are "
                               "catalogue rows)")
         idx = labels.astype(np.int64)
-        if np.any(seen[idx]) or np.unique(idx).size != idx.size:
-            raise BundleError(f"{path}: malformed HNSW index: a label appears twice")
+        before = seen_count
         seen[idx] = True
+        seen_count = int(np.count_nonzero(seen))
+        if seen_count - before != idx.size:  # a label repeated within this chunk or seen in an earlier one
+            raise BundleError(f"{path}: malformed HNSW index: a label appears twice")
     del table
 
 
