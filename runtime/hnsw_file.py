@@ -23,7 +23,8 @@ What is checked: the header fields against each other and against `dim`/`count`/
 maxM_ = M_, maxM0_ = 2 M_, mult_ = 1 / ln M_), the file size against the element count and the link-list
 sizes, the entry point (inside the index, on the top level), every neighbour id (inside the index, and on
 an upper level only pointing at elements that reach that level), every link count (within maxM_/maxM0_),
-the labels (each row 0..count-1 exactly once: labels are catalogue rows) and the vectors (finite).
+the labels (each row 0..count-1 exactly once: labels are catalogue rows), no deletion marks (a bundle's
+index holds its live rows only) and the vectors (finite).
 Cost: one pass over the file, vectorised with numpy, in bounded chunks.
 """
 
@@ -229,6 +230,10 @@ def _check_level0(path: Path, h: HnswHeader, dim: int) -> None:
             bad = lo + int(np.argmax(counts > h.max_m0))
             raise BundleError(f"{path}: malformed HNSW index: element {bad} has {int(counts[bad - lo])} level-0 "
                               f"links (at most {h.max_m0})")
+        if np.any((rows[:, 0] >> 16) & 0xFF):
+            bad = lo + int(np.argmax((rows[:, 0] >> 16) & 0xFF))
+            raise BundleError(f"{path}: malformed HNSW index: element {bad} is marked deleted (a bundle's index "
+                              "holds exactly its live rows; a deleted one would never be retrieved)")
         links = rows[:, 1 : 1 + h.max_m0]
         used = np.arange(h.max_m0)[None, :] < counts[:, None]
         if np.any(links[used] >= h.count):

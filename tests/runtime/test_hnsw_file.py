@@ -43,13 +43,18 @@ def test_real_indexes_pass_and_report_their_header(tmp_path: Path, n: int, dim: 
     assert header.max_elements >= n
 
 
-def test_grown_and_deleted_index_passes(tmp_path: Path) -> None:
-    """What `Engine.save` stores as served: an index resized by live adds, with deletion marks."""
+def test_grown_index_passes_deleted_marks_do_not(tmp_path: Path) -> None:
+    """What `Engine.save` stores as served (nothing removed): an index resized by live adds. An index with
+    deletion marks is never stored (save rebuilds then): such an item would never be retrieved."""
     vectors = np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32)
     backend = HnswBackend.build(vectors[:200], np.arange(200), M=8)
-    backend.refresh(vectors, np.ones(300, bool), np.arange(200, 300), np.arange(5))
+    backend.refresh(vectors, np.ones(300, bool), np.arange(200, 300), None)
     backend.index.save_index(str(tmp_path / "g.hnsw"))
     assert check_hnsw_file(tmp_path / "g.hnsw", dim=8, count=300).count == 300
+    backend.refresh(vectors, np.ones(300, bool), None, np.arange(5))
+    backend.index.save_index(str(tmp_path / "d.hnsw"))
+    with pytest.raises(BundleError, match="element 0 is marked deleted"):
+        check_hnsw_file(tmp_path / "d.hnsw", dim=8)
 
 
 def test_augmented_index_has_one_more_column(tmp_path: Path) -> None:
