@@ -48,6 +48,18 @@ ITEM_ARRAYS: dict[str, str] = {
 }
 """The `.npy` item arrays and the dtype they are served in."""
 
+MEDIA_FILES: dict[str, str] = {
+    "media_projection": "models/media_projection.npy",
+    "media_mean": "models/media_mean.npy",
+    "media_scale": "models/media_scale.npy",
+}
+"""Optional `manifest.items.<key>` -> default path, written only when the data set had `item_vectors.npy`
+(image/audio vectors made elsewhere): `media_projection` float32 [dims.item, d_media] maps a standardised
+media vector `(m - media_mean) / media_scale` (both float32 [d_media]) into the item space; an item's vector
+is the encoder's `item_vector` plus that projection (docs/bundle.md). Not in `ITEM_FILES`: those are
+required per-item arrays (row i = item i) that `Engine.save` rewrites for the live rows; these are model
+parameters, kept under `models/` and copied byte for byte like the ONNX files."""
+
 USER_FILES: dict[str, str] = {
     "ids": "users/ids.json",
     "vectors": "users/vectors.npy",
@@ -263,7 +275,7 @@ class IndexSpec:
 
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "REQUIRED_KEYS", "ITEM_FILES", "ITEM_ARRAYS", "USER_FILES",
+    "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "REQUIRED_KEYS", "ITEM_FILES", "ITEM_ARRAYS", "MEDIA_FILES", "USER_FILES",
     "INDEX_FILES", "INDEX_SOURCE", "MODEL_NAMES", "MODEL_IO", "TensorSpec", "IndexSpec", "check_session_io",
     "left_pad", "history_inputs", "wants_augment", "major", "resolve_shape",
 ]
