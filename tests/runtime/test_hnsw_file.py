@@ -213,3 +213,52 @@ def test_walk_agrees_with_a_byte_by_byte_reading(tmp_path: Path) -> None:
     levels, blocks = _upper_levels(path, h, HEADER_SIZE + h.count * h.size_data_per_element, len(raw))
     assert levels.tolist() == expected and max(expected) == h.max_level >= 3
     assert blocks.shape == (sum(expected), 2) and sorted(set(blocks[:, 1].tolist())) == list(range(1, h.max_level + 1))
+
+
+_FUZZ_CHILD = r"""
+import sys
+import numpy as np
+from recengine.errors import BundleError
+from recengine.retrieval import HnswBackend
+
+src, out, n, dim, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+original = open(src, "rb").read()
+rng = np.random.default_rng(0)
+queries = rng.standard_normal((8, dim)).astype(np.float32)
+extra = rng.standard_normal((count + 4, dim)).astype(np.float32)
+refused = served = 0
+for case in range(n):
+    data = bytearray(original)
+    at = int(rng.integers(0, len(data)))
+    for _ in range(int(rng.integers(1, 4))):
+        data[min(at, len(data) - 1)] = int(rng.integers(0, 256))
+        at += int(rng.integers(1, 5))
+    open(out, "wb").write(bytes(data))
+    print("case", case, flush=True)
+    try:
+        backend = HnswBackend.load(out, dim, 20, count)
+    except BundleError:
+        refused += 1
+        continue
+    backend.search(queries, 10)
+    backend.refresh(extra, np.ones(count + 4, bool), np.arange(count, count + 4), np.arange(2))
+    backend.search(queries, 10)
+    served += 1
+print("refused", refused, "served", served)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_random_damage_never_kills_the_interpreter(tmp_path: Path) -> None:
+    """300 random byte changes anywhere in a real index file: each is refused, or loads and serves (the
+    change was harmless, e.g. inside a vector) - in a subprocess, which must not die of a signal."""
+    import subprocess
+    import sys
+
+    path = build(tmp_path / "f.hnsw", 200, 8, M=4)
+    proc = subprocess.run([sys.executable, "-c", _FUZZ_CHILD, str(path), str(tmp_path / "fz.hnsw"), "300", "8", "200"],
+                          capture_output=True, text=True, timeout=280)
+    last = proc.stdout.strip().splitlines()[-1:] if proc.stdout else []
+    assert proc.returncode == 0, f"exit {proc.returncode} after {last}: {proc.stderr[-1500:]}"
+    refused = int(last[0].split()[1])
+    assert refused > 100  # most damage is caught, not just survived
