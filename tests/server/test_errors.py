@@ -164,3 +164,19 @@ def test_a_defect_is_a_500_with_the_request_id_logged(client: Any, engine: Any, 
     logged = [rec for rec in caplog.records if body["request_id"] in rec.getMessage()]
     assert logged and logged[0].exc_info is not None
     assert client.post("/recommend", json={"k": 1}).status_code == 200
+
+
+@pytest.mark.parametrize("path, raw", [
+    ("/recommend", b'{"history": ["\\ud800"], "k": 2}'),
+    ("/search", b'{"text": "\\ud800 toy", "k": 2}'),
+    ("/items", b'{"items": [{"item_id": "x\\udc80", "title": "T"}]}'),
+])
+def test_lone_surrogates_are_refused_as_invalid_json(client: Any, path: str, raw: bytes) -> None:
+    """Text that is not valid Unicode never reaches the engine (nor a UTF-8 encoder of the response)."""
+    _error(client.post(path, content=raw, headers={"content-type": "application/json"}), 400, "invalid_json",
+           "surrogate" if b"udc80" in raw else "")
+
+
+def test_undecodable_path_bytes_are_just_unknown_ids(client: Any) -> None:
+    _error(client.get("/items/%ff%fe/similar"), 404, "not_found")
+    assert client.post("/recommend", json={"k": 1}).status_code == 200
