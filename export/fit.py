@@ -84,6 +84,8 @@ class FittedRecengine:
     timings: dict[str, float] = field(default_factory=dict)
     cold: ColdGenerator | None = None
     """The cold-item generator (None: cold items keep the text part of their gated vector)."""
+    media: np.ndarray | None = None
+    """The data set's `item_vectors.npy` (float32 [n_items, d_media], image/audio vectors), or None."""
 
     # ------------------------------------------------------------------ arrays
     def item_arrays(self) -> dict[str, np.ndarray]:
@@ -96,6 +98,9 @@ class FittedRecengine:
             vectors = vectors.copy()
             no_graph = self.items.has_graph.cpu().numpy() <= 0
             vectors[no_graph] = served_text[no_graph]
+            if self.media is not None and self.cold.W_media is not None:
+                # cold items: the encoder's item_vector + the media part (kept in vectors - text_vectors)
+                vectors[no_graph] += self.cold.media_vectors(self.media[no_graph])
         return {"vectors": vectors, "text_vectors": served_text, "graph_vectors": graph, "gate": gate,
                 "item_feats": item_features(self.text.text_vectors, graph, gate)}
 
@@ -187,7 +192,7 @@ def fit_cold(fitted: FittedRecengine, seed: int) -> ColdGenerator | None:
         active = np.flatnonzero(np.diff(indptr) > 0)
         chosen = rng.choice(active, size=min(512, active.size), replace=False)
         users = fitted.user_vectors(np.sort(chosen), indptr, indices)
-    return ColdGenerator.fit(fitted.text.text_embeddings, vectors, warm, cfg.ridge, users)
+    return ColdGenerator.fit(fitted.text.text_embeddings, vectors, warm, cfg.ridge, users, media=fitted.media)
 
 
 def _timed(timings: dict[str, float], name: str):
@@ -254,7 +259,7 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
     fitted = FittedRecengine(config=config, split=split, scene_vocab=svocab, profile_vocab=pvocab, profiles=profiles,
                              scenes=scenes, popularity=pop, pop_edges=edges, pop_bucket=buckets, text=text,
                              graph=graph, items=items, tower=tower, fusion=None, use_fusion=False,  # type: ignore[arg-type]
-                             timings=timings)
+                             timings=timings, media=dataset.items.vectors)
     with _timed(timings, "cold_generator"):
         fitted.cold = fit_cold(fitted, seed)
     arrays = fitted.item_arrays()
@@ -353,7 +358,8 @@ def refit(fitted: FittedRecengine, progress: Progress | None = None, include_tes
                           profile_vocab=fitted.profile_vocab, profiles=fitted.profiles, scenes=scenes, popularity=pop,
                           pop_edges=edges, pop_bucket=buckets, text=text, graph=fitted.graph, items=items,
                           tower=tower, fusion=fitted.fusion, use_fusion=fitted.use_fusion,
-                          metrics={**fitted.metrics, "refit_user_tower_epochs": epochs}, timings=timings)
+                          metrics={**fitted.metrics, "refit_user_tower_epochs": epochs}, timings=timings,
+                          media=fitted.media)
     out.cold = fit_cold(out, seed)
     if fitted.use_fusion:
         fcfg = config.fusion
