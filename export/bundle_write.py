@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from recengine.bundle import BundleWriter
-from recengine.bundle.format import INDEX_FILES, ITEM_FILES, USER_FILES
+from recengine.bundle.format import INDEX_FILES, ITEM_FILES, MEDIA_FILES, USER_FILES
 from recengine.data.schema import Dataset
 from recengine.split import deduplicate, to_csr
 
@@ -57,6 +57,7 @@ def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine) -> 
         "pop_bucket": w.write_npy(f["pop_bucket"], fitted.pop_bucket.astype(np.int64)),
         "item_feats": w.write_npy(f["item_feats"], arrays["item_feats"].astype(np.float32)),
     }
+    items.update(write_media(w, fitted))
     indptr, hist = user_histories(dataset, fitted.config.seed)
     user_vecs = fitted.user_vectors(np.arange(dataset.n_users), indptr, hist, scene=None)
     u = USER_FILES
@@ -70,6 +71,20 @@ def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine) -> 
     vocab = {"scene": fitted.scene_vocab.to_json(), "profile": fitted.profile_vocab.to_json(),
              "pop_bucket_edges": [float(e) for e in fitted.pop_edges]}
     return {"items": items, "users": users, "vocab": vocab, "_user_vectors": user_vecs}
+
+
+def write_media(w: BundleWriter, fitted: FittedRecengine) -> dict[str, str]:
+    """The media projection of the cold generator (`items.media_projection`, `media_mean`, `media_scale`),
+    only when the data set had `item_vectors.npy`; {} otherwise."""
+    cold = fitted.cold
+    if fitted.media is None or cold is None or cold.W_media is None:
+        return {}
+    assert cold.media_mean is not None and cold.media_scale is not None
+    return {
+        "media_projection": w.write_npy(MEDIA_FILES["media_projection"], cold.W_media.astype(np.float32)),
+        "media_mean": w.write_npy(MEDIA_FILES["media_mean"], cold.media_mean.astype(np.float32)),
+        "media_scale": w.write_npy(MEDIA_FILES["media_scale"], cold.media_scale.astype(np.float32)),
+    }
 
 
 def write_indexes(w: BundleWriter, vectors: np.ndarray, text_embeddings: np.ndarray, M: int, ef_construction: int,

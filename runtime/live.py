@@ -34,8 +34,41 @@ class NewItems:
     arrays: dict[str, np.ndarray]
 
 
+MEDIA_KEY = "vector"
+"""An `add_items` item's optional media vector (image/audio, the data set's `item_vectors.npy` kind).
+`parse_items` validates it and carries it to `encode_items` in the item's attribute mapping under this
+key (never an attribute: those all start with `attr_`); `encode_items` takes it out again."""
+
+
+def parse_media_vector(st: EngineState, item_id: str, value: Any) -> np.ndarray:
+    """An item's `vector`: a list/array of d_media finite numbers, for a bundle with a media projection."""
+    if st.media is None:
+        raise RequestError(f"item {item_id!r}: the bundle has no media projection (it was exported without "
+                           f"item_vectors.npy), so a 'vector' cannot be used")
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise RequestError(f"item {item_id!r}: vector must be a list of {st.media.dim} numbers, "
+                           f"got {type(value).__name__}")
+    if any(isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating))
+           for x in (value.tolist() if isinstance(value, np.ndarray) and value.ndim == 1 else value)):
+        raise RequestError(f"item {item_id!r}: vector must hold numbers only (a flat list of {st.media.dim})")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):
+        raise RequestError(f"item {item_id!r}: vector must be a flat list of {st.media.dim} numbers") from None
+    if arr.ndim != 1 or arr.shape[0] != st.media.dim:
+        raise RequestError(f"item {item_id!r}: vector has length {arr.size if arr.ndim == 1 else arr.shape}, "
+                           f"the bundle's media vectors have {st.media.dim}")
+    if not np.isfinite(arr).all():
+        raise RequestError(f"item {item_id!r}: vector holds non-finite values (NaN or inf) at "
+                           f"{np.flatnonzero(~np.isfinite(arr))[:5].tolist()}")
+    if np.abs(arr).max(initial=0.0) > np.finfo(np.float32).max:
+        raise RequestError(f"item {item_id!r}: vector values exceed the float32 range")
+    return arr.astype(np.float32)
+
+
 def parse_items(st: EngineState, items: Any) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """Ids, texts and attributes of `add_items` input (RequestError naming the first bad item)."""
+    """Ids, texts and attributes of `add_items` input (RequestError naming the first bad item). An item's
+    optional media `vector` is validated here and rides in its attribute mapping under `MEDIA_KEY`."""
     from .data.text import build_item_text
 
     if isinstance(items, Mapping) or not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
@@ -62,18 +95,36 @@ def parse_items(st: EngineState, items: Any) -> tuple[list[str], list[str], list
             raise RequestError(f"item {item_id!r} has no text (give one of: {cols})")
         ids.append(item_id)
         texts.append(text)
-        attrs.append(check_item_attrs(item, f"item {item_id!r}"))  # refuse what save() could not write
+        checked = check_item_attrs(item, f"item {item_id!r}")  # refuse what save() could not write
+        if item.get(MEDIA_KEY) is not None:
+            checked[MEDIA_KEY] = parse_media_vector(st, item_id, item[MEDIA_KEY])
+        attrs.append(checked)
     return ids, texts, attrs
 
 
 def encode_items(st: EngineState, ids: list[str], texts: list[str], attrs: list[dict[str, Any]],
                  batch_size: int) -> NewItems:
-    """Run the encoder: a new item is what a catalogue item nobody interacted with is (text-only vector,
-    no popularity, the cold fusion features)."""
+    """Run the encoder: a new item is what a catalogue item nobody interacted with is (the encoder's
+    `item_vector`, no popularity, the cold fusion features). An item with a media vector m (a bundle with a
+    media projection) gets `item_vector + projection @ ((m - mean) / scale)`: the one place of that rule;
+    the media part stays in `vectors - text_vectors`, which `reencode` keeps."""
+    attrs = [dict(a) for a in attrs]
+    media = [a.pop(MEDIA_KEY, None) for a in attrs]
     text_emb, item_vec = st.models.encode(texts, batch_size=batch_size)
     n = len(ids)
+    vectors = item_vec
+    given = [i for i, m in enumerate(media) if m is not None]
+    if given:
+        mp = st.media
+        if mp is None:  # the bundle was reloaded without one since parse_items
+            raise RequestError("the bundle has no media projection, so a 'vector' cannot be used")
+        m = np.stack([np.asarray(media[i], dtype=np.float32) for i in given])
+        if m.shape[1] != mp.dim:
+            raise RequestError(f"vector has length {m.shape[1]}, the bundle's media vectors have {mp.dim}")
+        vectors = np.array(item_vec, dtype=np.float32, copy=True)
+        vectors[given] += ((m - mp.mean) / mp.scale) @ mp.projection.T
     arrays = {
-        "vectors": item_vec,
+        "vectors": vectors,
         "text_vectors": item_vec,
         "text_embeddings": text_emb,
         "popularity": np.zeros(n, np.int64),

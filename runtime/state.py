@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import BundleReader, open_bundle
-from .bundle.format import IndexSpec, wants_augment
+from .bundle.format import MEDIA_FILES, IndexSpec, wants_augment
 from .catalogue import Catalogue
 from .errors import BundleError
 from .index_io import open_index
@@ -78,6 +78,53 @@ class SpaceIndex:
             self.onnx.refresh(matrix, alive, added, removed)
 
 
+@dataclass(frozen=True)
+class MediaProjection:
+    """The bundle's optional media projection (docs/bundle.md `items.media_projection`): an item added with a
+    media `vector` m gets `projection @ ((m - mean) / scale)` on top of the encoder's `item_vector`."""
+
+    projection: np.ndarray
+    """float32 [dims.item, d_media]"""
+    mean: np.ndarray
+    """float32 [d_media]"""
+    scale: np.ndarray
+    """float32 [d_media], > 0"""
+
+    @property
+    def dim(self) -> int:
+        return int(self.projection.shape[1])
+
+
+def load_media(reader: BundleReader, item_dim: int) -> MediaProjection | None:
+    """The media projection named in the manifest's `items` section (all three arrays, or none of them)."""
+    spec = reader.manifest.get("items", {})
+    named = [key for key in MEDIA_FILES if spec.get(key) is not None]
+    if not named:
+        return None
+    missing = [key for key in MEDIA_FILES if key not in named]
+    if missing:
+        raise BundleError(f"{reader.root}: manifest items names {', '.join(named)} but not {', '.join(missing)} "
+                          f"(the media projection needs all three)")
+    rels = {}
+    for key in MEDIA_FILES:
+        if not isinstance(spec[key], str):
+            raise BundleError(f"{reader.root}: manifest items.{key} must be a path string")
+        rels[key] = spec[key]
+    proj = reader.load_npy(rels["media_projection"]).astype(np.float32, copy=False)
+    mean = reader.load_npy(rels["media_mean"]).astype(np.float32, copy=False)
+    scale = reader.load_npy(rels["media_scale"]).astype(np.float32, copy=False)
+    if proj.ndim != 2 or proj.shape[0] != item_dim or proj.shape[1] == 0:
+        raise BundleError(f"{reader.root}: {rels['media_projection']} has shape {proj.shape}, expected "
+                          f"[dims.item={item_dim}, d_media]")
+    for key, arr in (("media_mean", mean), ("media_scale", scale)):
+        if arr.shape != (proj.shape[1],):
+            raise BundleError(f"{reader.root}: {rels[key]} has shape {arr.shape}, expected [{proj.shape[1]}] "
+                              f"(the width of {rels['media_projection']})")
+    if not (scale > 0).all():
+        raise BundleError(f"{reader.root}: {rels['media_scale']} holds values <= 0")
+    return MediaProjection(proj, mean, scale)
+
+
 @dataclass
 class EngineState:
     root: Path
@@ -97,6 +144,8 @@ class EngineState:
     """vocab.pop_bucket_edges of the bundle (None when absent): live popularity updates re-bucket with it."""
     default_candidates: int = 200
     extra: dict[str, Any] = field(default_factory=dict)
+    media: MediaProjection | None = None
+    """The bundle's media projection (None: the bundle has none; add_items then refuses a `vector`)."""
 
 
 def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarray, options: ServeOptions,
@@ -160,6 +209,7 @@ def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:
     else:
         cold_feats = np.zeros(feats.shape[1], dtype=np.float32)
     text_columns = tuple(reader.manifest.get("data", {}).get("text_columns", ()) or ())
+    media = load_media(reader, int(dims["item"]))
     items_index = _space(reader, "item", catalogue.array("vectors"), catalogue.alive, options, device)
     text_index = _space(reader, "text", catalogue.array("text_embeddings"), catalogue.alive, options, device)
     return EngineState(
@@ -169,4 +219,5 @@ def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:
         default_candidates=max(1, int(fusion_spec.get("n_candidates", 200) or 200)),
         pop_bucket_edges=(np.asarray(vocab["pop_bucket_edges"], dtype=np.float64)
                           if isinstance(vocab.get("pop_bucket_edges"), list) else None),
+        media=media,
     )
