@@ -124,7 +124,10 @@ def test_graceful_shutdown_finishes_the_request_in_flight(bundle_copy: Path) -> 
     try:
         body = json.dumps({"k": 3}).encode()
         sock = _partial_request(url, body, sent=3)
-        time.sleep(0.3)  # the server has the headers: the request is in flight
+        deadline = time.monotonic() + 30
+        while "recengine_http_requests_in_flight 1" not in httpx.get(url + "/metrics", timeout=10).text:
+            assert time.monotonic() < deadline, "the partial request never reached the app"
+            time.sleep(0.05)  # until the app is reading our body: the request is in flight
         proc.terminate()
         deadline = time.monotonic() + 20
         refused = False
