@@ -406,6 +406,9 @@ class BundleReader:
                 raise BundleError(f"{manifest_path}: 'files' must not list {MANIFEST_NAME} itself")
             if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
                 raise BundleError(f"{manifest_path}: files[{rel!r}] lacks a sha256 checksum")
+            size = meta.get("bytes", 0)
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise BundleError(f"{manifest_path}: files[{rel!r}].bytes must be an integer >= 0, got {size!r}")
         if check_schema:
             try:
                 validate_manifest(manifest)

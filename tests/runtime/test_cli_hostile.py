@@ -136,3 +136,28 @@ def test_hostile_bundle_via_cli_is_one_line(lean_bundle: Path, tmp_path: Path) -
         bundle = make_case(lean_bundle, tmp_path, BY_NAME[name])
         result = run("recommend", str(bundle), "--k", "3")
         one_error_line(result, BY_NAME[name].fragment)
+
+
+def test_info_never_tracebacks_on_odd_manifests(lean_bundle: Path, tmp_path: Path) -> None:
+    """`info` shows manifests as they are (no schema); any field set to another type prints or is one
+    error line (exit 0 or 2), never a traceback (exit 1)."""
+    import json
+    import shutil
+
+    bundle = tmp_path / "b"
+    shutil.copytree(lean_bundle, bundle)
+    base = json.loads((bundle / "manifest.json").read_text())
+    paths = [("files", "tokenizer.json", "bytes"), ("files", "tokenizer.json"), ("files",), ("models", "encoder"),
+             ("models", "encoder", "variants"), ("index", "item"), ("index", "item", "dim"), ("dims",), ("data",),
+             ("metrics",), ("timings",), ("format_version",), ("created_at",)]
+    for path in paths:
+        for bad in (None, "x", -1, [], {}, True):
+            manifest = json.loads(json.dumps(base))
+            node = manifest
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = bad
+            (bundle / "manifest.json").write_text(json.dumps(manifest))
+            for args in (["info", str(bundle)], ["info", "--no-verify", str(bundle)]):
+                result = run(*args)
+                assert result.exit_code in (0, 2) and "Traceback" not in result.output, (path, bad, result.output)
