@@ -17,6 +17,7 @@ import errno
 import importlib
 import os
 import signal
+import stat
 import sys
 from types import FrameType
 from typing import Any
@@ -71,6 +72,28 @@ def describe_os_error(exc: OSError) -> str:
     return f"{reason}: {exc.filename}" if exc.filename is not None else reason
 
 
+def stdout_problem() -> str | None:
+    """Why standard output cannot take the command's output, when that is known before any work: it is
+    `/dev/full`, or a file on a file system with no free block. (Other failures are caught when writing.)
+    Checked first so an export or benchmark does not run for minutes only to fail printing its result."""
+    try:
+        fd = sys.stdout.fileno()
+        info = os.fstat(fd)
+    except (AttributeError, ValueError, OSError):
+        return None  # not a real file (captured by a test runner, closed)
+    if stat.S_ISCHR(info.st_mode) and (os.major(info.st_rdev), os.minor(info.st_rdev)) == (1, 7):
+        return "standard output is /dev/full (No space left on device)"
+    if stat.S_ISREG(info.st_mode):
+        try:
+            fs = os.fstatvfs(fd)
+        except OSError:
+            return None
+        free = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail  # root may use the reserved blocks
+        if free == 0:
+            return "standard output's file system is full (No space left on device)"
+    return None
+
+
 class RecengineGroup(click.Group):
     """A click group that turns `RecengineError` (and host `OSError`s) into exit code 2 with a one-line
     message, and SIGTERM into the same clean exit as Ctrl-C."""
@@ -82,6 +105,10 @@ class RecengineGroup(click.Group):
         except ValueError:
             pass  # not the main thread (an embedding application): its own handler stays
         try:
+            problem = stdout_problem()
+            if problem is not None:
+                _silence_stdout()
+                raise fail(f"cannot write the output: {problem}")
             return super().invoke(ctx)
         except RecengineError as exc:
             raise fail(str(exc)) from None

@@ -89,9 +89,30 @@ def test_export_out_checked_before_training(tmp_path: Path, make, fragment: str)
 
 
 # --------------------------------------------------------------------------- commands: serving
-def test_full_stdout_is_one_line_exit_2(lean_bundle: Path) -> None:
+def test_full_stdout_is_refused_before_the_work(tmp_path: Path) -> None:
+    """stdout on /dev/full is known before anything runs: the error is about the output, not about the
+    bundle that does not exist (which the work would have found first)."""
     with open("/dev/full", "w") as full:
-        proc = call("search", str(lean_bundle), "comedy", "--k", "5", stdout=full)
+        proc = call("bench", "latency", str(tmp_path / "no-such-bundle"), stdout=full)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert stderr.strip().splitlines() == [
+        "error: cannot write the output: standard output is /dev/full (No space left on device)"]
+
+
+_WITHOUT_PRECHECK = """
+import sys
+import recengine.cli as cli
+cli.stdout_problem = lambda: None  # as for a disk that fills up while the command runs
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_stdout_failing_while_writing_is_one_line_exit_2(lean_bundle: Path) -> None:
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", _WITHOUT_PRECHECK, "search", str(lean_bundle), "comedy"],
+                              cwd=REPO, stdout=full, stderr=subprocess.PIPE, timeout=180)
     stderr = proc.stderr.decode()
     assert proc.returncode == 2, stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
