@@ -36,12 +36,16 @@ from recengine.cli.pairs import parse_pairs
 @click.option("--threads", type=int, default=None, help="torch CPU threads (0 = torch default).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Any config key, e.g. --set user.dropout=0.3 --set fusion.n_candidates=100 (repeatable).")
+@click.option("--target", type=str, default=None, metavar="[cpu|gpu|all]",
+              help="Host the bundle is for: cpu keeps only the int8 models, gpu only fp16, all (default) every "
+                   "variant. fp32 is still built and measured during the export (parity, validation).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def export_command(data: Path | None, out: Path, profile: str | None, config_path: Path | None,
                    encoder_dir: Path | None, finetune: str | None, device: str | None, item_dim: int | None,
                    epochs: int | None, graph_epochs: int | None, align_epochs: int | None, max_history: int | None,
-                   seed: int | None, threads: int | None, sets: tuple[str, ...], force: bool, quiet: bool) -> None:
+                   seed: int | None, threads: int | None, sets: tuple[str, ...], target: str | None, force: bool,
+                   quiet: bool) -> None:
     """Train the models on DATA (default: the embedded MovieLens) and write a bundle to --out."""
     from recengine.cli.paths import check_bundle_out
     from recengine.errors import ExportError
@@ -62,7 +66,8 @@ def export_command(data: Path | None, out: Path, profile: str | None, config_pat
         overrides["encoder.tiny"] = False
     for key, value in (("encoder.finetune", finetune), ("device", device), ("item_dim", item_dim),
                        ("user.epochs", epochs), ("graph.epochs", graph_epochs), ("encoder.epochs", align_epochs),
-                       ("user.max_history", max_history), ("seed", seed), ("threads", threads)):
+                       ("user.max_history", max_history), ("seed", seed), ("threads", threads),
+                       ("target", target)):
         if value is not None:
             overrides[key] = value
     if quiet:

@@ -179,6 +179,10 @@ class ParityConfig:
         raise ExportError(f"no cosine thresholds for variant {variant!r}")
 
 
+TARGET_VARIANTS: dict[str, tuple[str, ...] | None] = {"cpu": ("int8",), "gpu": ("fp16",), "all": None}
+"""`ExportConfig.target` -> the model variants the committed bundle holds (None: every one in `variants`)."""
+
+
 @dataclass
 class ExportConfig:
     """Everything that determines an export. Build with `from_profile`, `from_toml`, `override`."""
@@ -197,6 +201,10 @@ class ExportConfig:
     ablations: tuple[str, ...] = ("frozen_text", "graph_only", "no_fusion")
     """`text_only` (no graph part: one more user-tower training) is opt-in."""
     variants: tuple[str, ...] = ("fp32", "int8", "fp16")
+    target: str = "all"
+    """Host the bundle is for: `cpu` keeps only the int8 models, `gpu` only fp16, `all` every variant in
+    `variants`. The export still builds and measures fp32 (parity and validation compare against it) and
+    drops what the target does not need just before the commit (see `TARGET_VARIANTS`)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     user: UserConfig = field(default_factory=UserConfig)
@@ -289,6 +297,9 @@ class ExportConfig:
             (self.encoder.temperature > 0, "encoder.temperature", "> 0"),
             (all(v in ("fp32", "int8", "fp16") for v in self.variants) and "fp32" in self.variants,
              "variants", "a subset of fp32, int8, fp16 that includes fp32"),
+            (self.target in TARGET_VARIANTS, "target", "cpu, gpu or all"),
+            (self.target not in TARGET_VARIANTS or set(TARGET_VARIANTS[self.target] or ()) <= set(self.variants),
+             "variants", f"a superset of what target {self.target!r} keeps ({', '.join(TARGET_VARIANTS.get(self.target) or ())})"),
             (all(v in ("int8", "fp16") for v in self.parity.reencode_variants), "parity.reencode_variants",
              "a subset of int8, fp16"),
             (all(a in ("frozen_text", "graph_only", "text_only", "no_fusion") for a in self.ablations),

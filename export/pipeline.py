@@ -108,12 +108,33 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         manifest["metrics"]["validation_reencoded"] = reencoded
         manifest["metrics"]["test"]["fp32"] = _metric_subset(evaluate_bundle(written, dataset, split, "fp32", "test"))
         check_pipeline_parity(validation, cfg, manifest["metrics"]["parity"], reencoded)
+        drop_untargeted_variants(Path(written), manifest, cfg)  # measured above; the bundle keeps the target's
 
         timings["total"] = time.perf_counter() - t_start
         manifest["timings"] = {k: round(float(v), 3) for k, v in timings.items()}
         path = w.commit(manifest)
     progress.message(f"bundle written to {path}")
     return path
+
+
+def drop_untargeted_variants(root: Path, manifest: dict[str, Any], cfg: ExportConfig) -> list[str]:
+    """Delete the model files `cfg.target` does not need (`--target cpu`: int8 only, `gpu`: fp16 only) from
+    the bundle being written and from `manifest.models.<m>.variants`; returns the removed paths. Their
+    parity and validation metrics stay in the manifest (fp32 is the reference they were measured against)."""
+    from .config import TARGET_VARIANTS
+
+    keep = TARGET_VARIANTS[cfg.target]
+    removed: list[str] = []
+    if keep is None:
+        return removed
+    for spec in manifest["models"].values():
+        variants = spec.get("variants", {})
+        for variant in [v for v in variants if v not in keep]:
+            entry = variants.pop(variant)
+            rel = entry["path"] if isinstance(entry, dict) else entry
+            (root / rel).unlink(missing_ok=True)
+            removed.append(rel)
+    return removed
 
 
 def check_pipeline_parity(validation: dict[str, dict[str, float]], cfg: ExportConfig, parity: dict[str, Any],
@@ -219,5 +240,5 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     }
 
 
-__all__ = ["run_export", "check_pipeline_parity"]
+__all__ = ["run_export", "check_pipeline_parity", "drop_untargeted_variants"]
 
