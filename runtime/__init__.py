@@ -25,6 +25,7 @@ from .errors import (
     ExportError,
     ParityError,
     RecengineError,
+    NotFoundError,
     RequestError,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "DataError",
     "BundleError",
     "RequestError",
+    "NotFoundError",
     "DependencyError",
     "DeviceError",
     "ExportError",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import live, neighbours, pipeline
-from .errors import RequestError
+from .errors import NotFoundError, RequestError
 from .filters import build_mask
 from .requests import (
     GROUP_STRATEGIES,
@@ -184,7 +184,7 @@ class Engine:
             st = self._state
             row = st.users.row_of.get(user_id)
             if row is None:
-                raise RequestError(f"unknown user_id {user_id!r}")
+                raise NotFoundError(f"unknown user_id {user_id!r}")
             return [st.catalogue.ids[r] for r in st.users.history(row).tolist()]
 
     def index_forms(self) -> tuple[str, str]:
@@ -282,7 +282,7 @@ class Engine:
             cat = st.catalogue
             row = cat.row_of.get(item_id)
             if row is None or not cat.alive[row]:
-                raise RequestError(f"unknown item_id {item_id!r}")
+                raise NotFoundError(f"unknown item_id {item_id!r}")
             r = neighbours.similar(st, row, k, build_mask(filter, cat.row_of, cat.attrs, cat.n_rows))
             return _results("item", r.rows, r.scores, cat.ids)
 
@@ -343,7 +343,7 @@ class Engine:
             else:
                 rows, unknown = cat.rows_of(check_ids("item_ids", item_ids))
                 if unknown:
-                    raise RequestError(f"unknown item ids: {unknown[:5]}")
+                    raise NotFoundError(f"unknown item ids: {unknown[:5]}")
             if rows.size == 0:
                 return 0
             with self._lock.read():

@@ -27,6 +27,10 @@ class RequestError(RecengineError, ValueError):
     """
 
 
+class NotFoundError(RequestError, LookupError):
+    """The request names an item or user the engine does not know (HTTP hosts map it to 404)."""
+
+
 class DependencyError(RecengineError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
@@ -48,6 +52,7 @@ __all__ = [
     "DataError",
     "BundleError",
     "RequestError",
+    "NotFoundError",
     "DependencyError",
     "ExportError",
     "ParityError",

@@ -3,7 +3,7 @@
 - pydantic `ValidationError` on a body: 400 `invalid_json` when the bytes are not JSON at all, else 422
   `validation_error` with one detail per problem (`loc` like `requests.0.k`).
 - `RequestError` from the engine: 400 `bad_request` with the engine's message (it names the problem);
-  404 `not_found` when the request names an item or user the engine does not know and the endpoint is
+  404 `not_found` on `NotFoundError` (an item or user the engine does not know) when the endpoint is
   about that id (`GET /items/{id}/similar`, `GET /users/{id}`).
 - other `RecengineError` (e.g. `BundleError` from `/admin/reload` with a broken bundle): 400.
 - anything else is a defect: logged with its traceback and the request id, answered 500 with only the id.
@@ -18,12 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import RecengineError, RequestError
+from ..errors import NotFoundError, RecengineError
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # The engine's messages for ids it does not know (engine.similar_items / engine.history). The engine has
 # no dedicated not-found exception type, so the message prefix is the contract used here.
-_NOT_FOUND = re.compile(r"^unknown (item_id|user_id) ")
 
 
 class ApiError(Exception):
@@ -65,7 +64,7 @@ def from_validation(exc: ValidationError, what: str = "body") -> ApiError:
 def from_engine(exc: RecengineError, id_endpoint: bool) -> ApiError:
     """An engine error as 404 (unknown id on an endpoint about that id) or 400."""
     message = str(exc) or type(exc).__name__
-    if id_endpoint and isinstance(exc, RequestError) and _NOT_FOUND.match(message):
+    if id_endpoint and isinstance(exc, NotFoundError):
         return ApiError(404, "not_found", message)
     return ApiError(400, "bad_request", message)
 
