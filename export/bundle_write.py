@@ -81,9 +81,9 @@ def write_media(w: BundleWriter, fitted: FittedRecengine) -> dict[str, str]:
         return {}
     assert cold.media_mean is not None and cold.media_scale is not None
     return {
-        "media_projection": w.write_npy(MEDIA_FILES["media_projection"], cold.W_media.astype(np.float32)),
-        "media_mean": w.write_npy(MEDIA_FILES["media_mean"], cold.media_mean.astype(np.float32)),
-        "media_scale": w.write_npy(MEDIA_FILES["media_scale"], cold.media_scale.astype(np.float32)),
+        "media_projection": w.write_npy(MEDIA_FILES["media_projection"], np.ascontiguousarray(cold.W_media, dtype=np.float32)),
+        "media_mean": w.write_npy(MEDIA_FILES["media_mean"], np.ascontiguousarray(cold.media_mean, dtype=np.float32)),
+        "media_scale": w.write_npy(MEDIA_FILES["media_scale"], np.ascontiguousarray(cold.media_scale, dtype=np.float32)),
     }
 
 

@@ -88,8 +88,10 @@ class ColdGenerator:
             spread = alignment_spread(users, np.asarray(vectors)[warm], pred)
             centre = pred.mean(axis=0)
             W, W_media, b = W * spread, W_media * spread, b * spread + (1.0 - spread) * centre
-        return cls(W.astype(np.float32), b.astype(np.float32), spread, W_media.astype(np.float32),
-                   mean.astype(np.float32), scale.astype(np.float32))
+        def f32(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a, dtype=np.float32)
+
+        return cls(f32(W), f32(b), spread, f32(W_media), f32(mean), f32(scale))
 
     def vectors(self, text_embeddings: np.ndarray, media: np.ndarray | None = None) -> np.ndarray:
         """G for every row: the text part, plus the media part when this generator has one and `media` is
