@@ -246,7 +246,10 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
                                     seed, device, progress, workdir=workdir, source=text_source)
     with _timed(timings, "user_tower"):
         torch.manual_seed(seed)
-        items = ItemVectors(text.text_vectors, graph.item_emb, pop if use_graph else np.zeros_like(pop)).to(device)
+        from . import item_vectors as iv
+
+        items = ItemVectors(text.text_vectors, graph.item_emb, pop if use_graph else np.zeros_like(pop),
+                            media=dataset.items.vectors if iv.WARM_MEDIA else None).to(device)
         ucfg = config.user
         tower = UserTower(d, ucfg.max_history, ucfg.layers, ucfg.heads, ucfg.dropout, svocab.sizes,
                           pvocab.sizes).to(device)
@@ -346,7 +349,10 @@ def refit(fitted: FittedRecengine, progress: Progress | None = None, include_tes
     epochs = max(1, int(fitted.metrics.get("user_tower_best_epoch", 0)) or ucfg.epochs)
     with _timed(timings, "refit_user_tower"):
         torch.manual_seed(seed)
-        items = ItemVectors(fitted.text.text_vectors, fitted.graph.item_emb, pop).to(device)
+        from . import item_vectors as iv
+
+        items = ItemVectors(fitted.text.text_vectors, fitted.graph.item_emb, pop,
+                            media=fitted.media if iv.WARM_MEDIA else None).to(device)
         tower = UserTower(d, ucfg.max_history, ucfg.layers, ucfg.heads, ucfg.dropout, fitted.scene_vocab.sizes,
                           fitted.profile_vocab.sizes).to(device)
         windows = make_windows(split, scenes["train"], ucfg.max_history, ucfg.windows_per_user)

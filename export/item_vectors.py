@@ -20,8 +20,22 @@ import torch
 from torch import nn
 
 
+WARM_MEDIA = False
+"""Whether `fit` gives warm items a learned projection of the data set's media vectors (`media` below).
+Off: measured and not kept (`python -m tests.export.media_measure`, quick profile, tiny encoder, seeds
+0-2, retrieval NDCG@10 without fusion; docs/export.md "Multimodal item vectors"): validation mean no/yes
+0.4003/0.3940 on the toy whose media vectors encode the item's kind (warm items' graph vectors already
+know it), 0.0355/0.0357 on ml_tiny with noise vectors and 0.0396/0.0463 with genre vectors, whose test
+NDCG@10 then fell 0.0395 -> 0.0258 (the validation gain did not hold). Media vectors reach cold and
+newly added items through the cold generator (export/cold_start.py), where the text alone falls short."""
+
+
 class ItemVectors(nn.Module):
-    def __init__(self, text_vectors: np.ndarray, graph_init: np.ndarray, popularity: np.ndarray) -> None:
+    def __init__(self, text_vectors: np.ndarray, graph_init: np.ndarray, popularity: np.ndarray,
+                 media: np.ndarray | None = None) -> None:
+        """`media`: the data set's `item_vectors.npy` (float [n, d_media]) or None. Given, every item vector
+        gains P m~ (m~ standardised per dimension, P learned, zero at the start), in the content part that
+        item dropout keeps."""
         super().__init__()
         # copies: the module must never write through to the caller's arrays
         t = torch.from_numpy(np.array(text_vectors, dtype=np.float32, copy=True))
@@ -36,6 +50,14 @@ class ItemVectors(nn.Module):
         self.graph = nn.Parameter(g * (t_norm / g_norm) * has_graph.float().unsqueeze(1))
         self.gate_w = nn.Parameter(torch.tensor([0.5, 0.0]))
         self.log_text_scale = nn.Parameter(torch.zeros(()))
+        self.media_proj: nn.Linear | None = None
+        if media is not None:
+            m = np.asarray(media, dtype=np.float64)
+            std = m.std(axis=0)
+            m = (m - m.mean(axis=0)) / np.where(std > 1e-6, std, 1.0)
+            self.register_buffer("media", torch.from_numpy(m.astype(np.float32)))
+            self.media_proj = nn.Linear(m.shape[1], t.shape[1], bias=False)
+            nn.init.zeros_(self.media_proj.weight)
 
     def text_scale(self) -> float:
         return float(self.log_text_scale.detach().exp())
@@ -50,12 +72,19 @@ class ItemVectors(nn.Module):
         if item_dropout > 0:
             keep = (torch.rand(gate.shape, generator=generator) >= item_dropout).to(gate)
             gate = gate * keep.to(gate.device)
-        return self.text * self.log_text_scale.exp() + self.graph * gate.unsqueeze(1)
+        return self.content() + self.graph * gate.unsqueeze(1)
+
+    def content(self) -> torch.Tensor:
+        """The part every item has without interactions: s * t (+ P m~ with media)."""
+        out = self.text * self.log_text_scale.exp()
+        if self.media_proj is not None:
+            out = out + self.media_proj(self.media)
+        return out
 
     def export_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(vectors, graph part, gate) as numpy float32, in eval form (no dropout)."""
         with torch.no_grad():
             gate = self.gate()
-            vectors = self.text * self.log_text_scale.exp() + self.graph * gate.unsqueeze(1)
+            vectors = self.content() + self.graph * gate.unsqueeze(1)
         return (vectors.cpu().numpy().astype(np.float32), (self.graph * self.has_graph.unsqueeze(1)).detach().cpu()
                 .numpy().astype(np.float32), gate.cpu().numpy().astype(np.float32))

@@ -290,3 +290,19 @@ def test_the_loader_still_validates_item_vectors(tmp_path: Path):
     np.save(data / "item_vectors.npy", bad)
     with pytest.raises(DataError, match="non-finite"):
         load_dataset(data)
+
+
+def test_the_warm_media_projection_starts_at_zero_and_learns():
+    import torch
+
+    from recengine.export.item_vectors import ItemVectors
+
+    rng = np.random.default_rng(0)
+    t, g = rng.normal(size=(20, 4)), rng.normal(size=(20, 4))
+    pop = np.arange(20) % 3
+    m = rng.normal(size=(20, 5)) * 4 + 1
+    plain, with_m = ItemVectors(t, g, pop), ItemVectors(t, g, pop, media=m)
+    torch.testing.assert_close(with_m(), plain())  # zero at the start: the same model
+    loss = (with_m() ** 2).sum()
+    loss.backward()
+    assert with_m.media_proj is not None and with_m.media_proj.weight.grad.abs().sum() > 0
