@@ -78,7 +78,18 @@ def bench_group() -> None:
 @click.option("--batch", "batch", default="1,8,64,256", show_default=True,
               help="Batch sizes; batch 1 is timed on one thread, one request at a time.")
 @click.option("--synthetic-items", type=int, default=0, show_default=True,
-              help="Pad the catalogue with N synthetic vectors for the retrieval stage (e.g. 1000000).")
+              help="Grow BUNDLE by N synthetic items and matching users into a full bundle (written to --workdir, "
+                   "HNSW on all cores) and time every stage on it; adds the e2e stage unless --stages is given.")
+@click.option("--workdir", type=click.Path(path_type=Path), default=None,
+              help="Keep the synthetic bundle here (default: a temporary directory, removed after the run).")
+@click.option("--index-m", "index_m", type=int, default=None,
+              help="HNSW M of the synthetic bundle (default: BUNDLE's).")
+@click.option("--index-ef-construction", type=int, default=None,
+              help="HNSW ef_construction of the synthetic bundle (default: BUNDLE's).")
+@click.option("--min-recall", type=float, default=0.95, show_default=True,
+              help="The synthetic bundle serves at the smallest swept ef with recall@k >= this (vs exact).")
+@click.option("--open-runs", type=int, default=3, show_default=True,
+              help="Fresh processes timing Engine.open and measuring RSS (stage e2e).")
 @click.option("--requests", type=int, default=200, show_default=True, help="Timed calls per measurement.")
 @click.option("--duration", type=float, default=10.0, show_default=True,
               help="Seconds per measurement at most (whichever of --requests/--duration ends first).")
@@ -95,22 +106,36 @@ def bench_group() -> None:
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
               help="Write JSON + Markdown + PNG plots into this directory.")
 @click.option("--quiet", is_flag=True, help="No progress bars, no summary on stdout.")
-def latency_command(bundle: Path, device: str, batch: str, synthetic_items: int, requests: int, duration: float,
-                    warmup: int, efs: str, k: int, variants: str, stages: str, no_torch: bool,
-                    torch_encoder: Path | None, seed: int, json_out: Path | None, report_dir: Path | None,
-                    quiet: bool) -> None:
+def latency_command(bundle: Path, device: str, batch: str, synthetic_items: int, workdir: Path | None,
+                    index_m: int | None, index_ef_construction: int | None, min_recall: float, open_runs: int,
+                    requests: int, duration: float, warmup: int, efs: str, k: int, variants: str, stages: str,
+                    no_torch: bool, torch_encoder: Path | None, seed: int, json_out: Path | None,
+                    report_dir: Path | None, quiet: bool) -> None:
     """Latency (p50/p95/p99) and throughput of every serving stage of BUNDLE, vs torch eager."""
     _check_outputs(json_out, report_dir)
-    from .latency import LatencyConfig, run_latency
+    if workdir is not None:
+        from recengine.cli.paths import check_output_dir
+
+        check_output_dir(workdir, "--workdir")
+    from .latency import LatencyConfig, run_latency, scale_markdown
     from .timing import Budget
 
+    ctx = click.get_current_context()
+    stage_names = _names(stages)
+    if synthetic_items and ctx.get_parameter_source("stages") == click.core.ParameterSource.DEFAULT:
+        stage_names = stage_names + ("e2e",)
     cfg = LatencyConfig(
         bundle=bundle, device=device, batches=_ints(batch, "--batch"), synthetic_items=synthetic_items,
+        workdir=workdir, index_M=index_m, index_ef_construction=index_ef_construction, min_recall=min_recall,
+        open_runs=open_runs,
         budget=Budget(requests=requests, duration=duration, warmup=warmup), efs=_ints(efs, "--ef"), k=k,
-        variants=_names(variants), stages=_names(stages), torch_baseline=not no_torch, torch_encoder=torch_encoder,
-        seed=seed, command=_command_line(click.get_current_context()), quiet=quiet,
+        variants=_names(variants), stages=stage_names, torch_baseline=not no_torch, torch_encoder=torch_encoder,
+        seed=seed, command=_command_line(ctx), quiet=quiet,
     )
-    _emit(run_latency(cfg), json_out, report_dir, quiet)
+    report = run_latency(cfg)
+    _emit(report, json_out, report_dir, quiet)
+    if report_dir is not None and report.get("scale"):
+        (Path(report_dir) / "scale.md").write_text(scale_markdown(report), encoding="utf-8")
 
 
 @bench_group.command("quality")

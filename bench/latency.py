@@ -10,6 +10,8 @@ numpy exact search, the ONNX MatMul+TopK graph), optionally over a catalogue pad
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -27,10 +29,17 @@ from .machine import load_average, machine_info, utc_now
 from recengine.progress import Progress
 from .timing import Budget, measure
 
-STAGES: tuple[str, ...] = ("tokenize", "encode", "user_tower", "retrieve", "score", "recommend")
+STAGES: tuple[str, ...] = ("tokenize", "encode", "user_tower", "retrieve", "score", "recommend", "e2e")
+DEFAULT_STAGES: tuple[str, ...] = STAGES[:-1]
+"""`e2e` (every serving call end to end at batch 1, `Engine.open` time and RSS in fresh processes) is added
+to these when the catalogue is synthetic (`--synthetic-items`), or asked for with `--stages`."""
 VARIANTS: tuple[str, ...] = ("fp32", "int8", "fp16")
 ENCODER_SPEEDUP_TARGET = 4.0
 RECOMMEND_P99_TARGET_MS = 3.0
+SCALE_RECOMMEND_P99_TARGET_MS = 2.0
+"""`recommend` by stored user at 1M items, one CPU thread (issue 14)."""
+SCALE_OPEN_TARGET_S = 5.0
+"""`Engine.open` of a 1M-item bundle (issue 14)."""
 MAX_EXACT_SCORES = 200_000_000
 """Largest batch x catalogue score matrix the exact backends are timed on (float32: 800 MB)."""
 
@@ -44,11 +53,21 @@ class LatencyConfig:
     batches: tuple[int, ...] = (1, 8, 64, 256)
     budget: Budget = field(default_factory=Budget)
     synthetic_items: int = 0
-    """Pad the catalogue with this many synthetic vectors for the retrieval stage (0 = the real one)."""
+    """Grow the bundle by this many synthetic items (and users) into a full bundle (`synthetic.py`), written
+    to `workdir` and served through `Engine.open` for every stage (0 = the bundle as it is)."""
+    workdir: Path | None = None
+    """Where the synthetic bundle is written (default: a temporary directory, removed after the run)."""
+    index_M: int | None = None
+    index_ef_construction: int | None = None
+    """HNSW build parameters of the synthetic bundle (default: the source bundle's)."""
+    min_recall: float = 0.95
+    """The synthetic bundle serves at the smallest swept ef reaching this recall@k against exact search."""
+    open_runs: int = 3
+    """Fresh processes that time `Engine.open` and measure RSS (stage e2e)."""
     efs: tuple[int, ...] = (16, 32, 64, 128, 256)
     k: int = 10
     variants: tuple[str, ...] = VARIANTS
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = DEFAULT_STAGES
     torch_baseline: bool = True
     torch_encoder: Path | None = None
     """HF directory for the torch-eager encoder baseline (default: the manifest's encoder source)."""
@@ -72,6 +91,13 @@ class LatencyConfig:
             raise RequestError(f"--synthetic-items must be >= 0, got {self.synthetic_items}")
         if any(ef < self.k for ef in self.efs):
             raise RequestError(f"every --ef must be >= k ({self.k}), got {self.efs}")
+        if not 0.0 < self.min_recall <= 1.0:
+            raise RequestError(f"--min-recall must be in (0, 1], got {self.min_recall}")
+        if self.open_runs < 1:
+            raise RequestError(f"--open-runs must be >= 1, got {self.open_runs}")
+        for name, value in (("--index-m", self.index_M), ("--index-ef-construction", self.index_ef_construction)):
+            if value is not None and value < 2:
+                raise RequestError(f"{name} must be >= 2, got {value}")
         if self.budget.requests < 1 or self.budget.duration <= 0:
             raise RequestError("--requests must be >= 1 and --duration > 0")
 
@@ -129,16 +155,19 @@ class LatencyRun:
         self.notes: list[str] = []
         self.samples: dict[str, list[float]] = {}
         self.recall_curve: list[dict[str, Any]] = []
-        self._engines: dict[tuple[str, int], Any] = {}
+        self._engines: dict[tuple[str, int, bool | None], Any] = {}
+        self.scale: dict[str, Any] = {}
+        self.source_bundle = cfg.bundle
 
     # ------------------------------------------------------------------ helpers
-    def engine(self, variant: str, threads: int) -> Any:
-        """An Engine per (variant, threads), opened once (device errors surface here, clearly)."""
-        key = (variant, threads)
+    def engine(self, variant: str, threads: int, rescore: bool | None = None) -> Any:
+        """An Engine per (variant, threads, rescore), opened once (device errors surface here, clearly)."""
+        key = (variant, threads, rescore)
         if key not in self._engines:
             from recengine.engine import Engine
 
-            engine = Engine.open(self.cfg.bundle, device=self.cfg.device, threads=threads, variant=variant)
+            engine = Engine.open(self.cfg.bundle, device=self.cfg.device, threads=threads, variant=variant,
+                                 rescore=rescore)
             if hasattr(engine, "warmup"):
                 engine.warmup()  # models once + deferred index work: none of it lands in a timed call
             self._engines[key] = engine
@@ -248,27 +277,15 @@ class LatencyRun:
                                 retrieval=engine.retrieval_backend(b), fusion=bool(engine.uses_fusion))
 
     def _hnsw_indexes(self, fx: Fixture, matrix: np.ndarray) -> list[tuple[str, Any, float | None]]:
-        """(label, hnswlib index, max_norm) of every index form timed: the bundle's index as stored (and
-        served), or, for a synthetic catalogue, both forms built by `HnswBackend.build` on all cores."""
+        """(label, hnswlib index, max_norm) of the bundle's item index as stored and served (with
+        `--synthetic-items`, the synthetic bundle's, built by `HnswBackend.build` on all cores)."""
         from recengine.bundle import open_bundle
         from recengine.bundle.format import IndexSpec
         from recengine.index_io import open_index
-        from recengine.retrieval import HnswBackend
 
         n = matrix.shape[0]
         out: list[tuple[str, Any, float | None]] = []
         spec = IndexSpec.from_manifest("item", fx.manifest["index"]["item"], fx.item_vectors.shape[1])
-        if self.cfg.synthetic_items:
-            for augment in ([False, True] if n <= 300_000 else [False]):
-                t = time.perf_counter()
-                built = HnswBackend.build(matrix, np.arange(n), M=spec.M, ef_construction=spec.ef_construction,
-                                          ef=self.cfg.efs[0], augment=augment, num_threads=os.cpu_count() or 1)
-                label = "mips_augment" if augment else "plain_ip"
-                self.notes.append(f"synthetic {label} HNSW index over {n} items built in "
-                                  f"{time.perf_counter() - t:.1f} s on all cores (M={spec.M}, "
-                                  f"ef_construction={spec.ef_construction})")
-                out.append((label, built.index, built.max_norm))
-            return out
         reader = open_bundle(self.cfg.bundle)
         stored = open_index(str(reader.path(spec.path)), spec, self.cfg.efs[0], n)
         out.append(("bundle_mips_augment" if stored.max_norm is not None else "bundle_plain_ip", stored.index,
@@ -280,8 +297,7 @@ class LatencyRun:
 
         matrix, label = fx.item_vectors.astype(np.float32), "bundle catalogue"
         if self.cfg.synthetic_items:
-            matrix = pad_synthetic(matrix, self.cfg.synthetic_items, fx.rng)
-            label = f"bundle catalogue + {self.cfg.synthetic_items} synthetic vectors"
+            label = f"bundle catalogue + {self.cfg.synthetic_items} synthetic items"
         n = matrix.shape[0]
         alive = np.ones(n, dtype=bool)
         self.progress.message(f"retrieve: {n} items ({label})")
@@ -320,11 +336,131 @@ class LatencyRun:
                 self.record("retrieve", name, b, lambda i, be=backend: be.search(q[i % 16], k), n_items=n,
                             **{f"recall@{k}": 1.0})
 
+    def stage_e2e(self, fx: Fixture) -> None:
+        """Every serving call end to end, batch 1, one thread, through `Engine` (as a server calls it):
+        recommend by stored user and by history (fusion off and on), with filters, with long_tail and
+        diversity; similar_items; search; add_items (on its own engine: it grows the catalogue). Then
+        `Engine.open` time and RSS in fresh processes (`synthetic.probe_open`)."""
+        from .synthetic import probe_open
+
+        k, n = self.cfg.k, len(fx.item_ids)
+        users = fx.batches_of(len(fx.user_ids), 1, count=64)
+        user_ids = [fx.user_ids[int(u[0])] for u in users]
+        hist = [[fx.item_ids[r] for r in fx.histories[int(u[0])][-20:]] for u in users]
+        items = [fx.item_ids[int(i[0])] for i in fx.batches_of(n, 1, count=64)]
+        # search queries: the first line of random item texts (a title), cut to its first words
+        queries = [" ".join(fx.texts[int(i[0])].splitlines()[0].split()[:6]) or "a film"
+                   for i in fx.batches_of(n, 1, count=64)]
+        attr_cols = set(fx.manifest.get("data", {}).get("item_attr_columns", []))
+        filters: dict[str, dict[str, Any]] = {}
+        if {"attr_lang", "attr_year"} <= attr_cols:
+            filters = {"filter_lang": {"attr_lang": "fr"},  # ~10 % of the items pass
+                       "filter_rare": {"attr_lang": "pt", "attr_year": {"gte": 2015}}}  # ~0.4 %
+        else:
+            self.notes.append("e2e: the bundle has no attr_lang/attr_year attributes: filtered recommend not "
+                              "timed (synthetic bundles add them)")
+        scene = dict(fx.scene)
+
+        def at(seq: list[Any], i: int) -> Any:
+            return seq[i % len(seq)]
+
+        for variant in self.progress.bar(self.cfg.variants, "e2e"):
+            base = self.engine(variant, 1)
+            plain, fused = self.engine(variant, 1, rescore=False), self.engine(variant, 1, rescore=True)
+            extra = {"n_items": n, "retrieval": base.retrieval_backend(1),
+                     "ef": int(base.manifest["index"]["item"].get("ef_search", 0))}
+            cases: list[tuple[str, Any, Callable[[int], Any], bool]] = [
+                ("user", base, lambda i: base.recommend(user_id=at(user_ids, i), k=k), bool(base.uses_fusion)),
+                ("user_nofusion", plain, lambda i: plain.recommend(user_id=at(user_ids, i), k=k), False),
+                ("user_fusion", fused, lambda i: fused.recommend(user_id=at(user_ids, i), k=k), True),
+                ("history_nofusion", plain,
+                 lambda i: plain.recommend(history=at(hist, i), scene=scene, k=k), False),
+                ("history_fusion", fused,
+                 lambda i: fused.recommend(history=at(hist, i), scene=scene, k=k), True),
+                ("user_long_tail", base,
+                 lambda i: base.recommend(user_id=at(user_ids, i), k=k, long_tail=0.5), bool(base.uses_fusion)),
+                ("user_diversity", base,
+                 lambda i: base.recommend(user_id=at(user_ids, i), k=k, diversity=0.5), bool(base.uses_fusion)),
+            ]
+            for name, flt in filters.items():
+                cases.append((f"user_{name}", base,
+                              lambda i, flt=flt: base.recommend(user_id=at(user_ids, i), k=k, filter=flt),
+                              bool(base.uses_fusion)))
+            for case, _engine, fn, fusion in cases:
+                self.record("e2e", f"{variant}/recommend_{case}", 1, fn, call="recommend", fusion=fusion, **extra)
+            self.record("e2e", f"{variant}/similar_items", 1, lambda i: base.similar_items(at(items, i), k=k),
+                        call="similar_items", **extra)
+            self.record("e2e", f"{variant}/search", 1, lambda i: base.search(at(queries, i), k=k), call="search",
+                        **{**extra, "ef": int(base.manifest["index"]["text"].get("ef_search", 0))})
+            from recengine.engine import Engine
+
+            grower = Engine.open(self.cfg.bundle, device=self.cfg.device, threads=1, variant=variant)
+            grower.warmup()
+            tag = f"bench-{variant}-{os.getpid()}"
+            self.record("e2e", f"{variant}/add_items", 1,
+                        lambda i: grower.add_items([{"item_id": f"{tag}-{i}", "text": f"{at(queries, i)} #{i}"}]),
+                        call="add_items", **extra)
+            del grower
+        variant = self.cfg.variants[0]
+        self.progress.message(f"e2e: Engine.open and RSS ({self.cfg.open_runs} fresh processes per bundle)")
+        opened: dict[str, Any] = {"variant": variant, "threads": 1,
+                                  "served": probe_open(self.cfg.bundle, variant, 1, self.cfg.open_runs)}
+        if self.cfg.synthetic_items:
+            opened["source"] = probe_open(self.source_bundle, variant, 1, self.cfg.open_runs)
+            extra_m = self.cfg.synthetic_items / 1e6
+            srv, src = opened["served"], opened["source"]
+            opened["per_million_items"] = {
+                key: round((srv["median"][key] - src["median"][key]) / extra_m, 2)
+                for key in ("open_s", "rss_mib_after_open", "rss_mib_steady", "rss_mib_peak")
+                if key in srv["median"] and key in src["median"]}
+            opened["per_million_items"]["bundle_mib"] = round(
+                (srv["bundle_bytes"] - src["bundle_bytes"]) / 2**20 / extra_m, 1)
+        self.scale["open"] = opened
+
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         started, machine = utc_now(), machine_info()
+        from .quality import instruction_sets
+
+        machine.setdefault("instruction_sets", instruction_sets())
         t_start = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            if cfg.synthetic_items:
+                self._build_synthetic(stack)
+            return self._run(started, machine, t_start)
+
+    def _build_synthetic(self, stack: contextlib.ExitStack) -> None:
+        """Grow the bundle into a full synthetic one (`synthetic.build_synthetic_bundle`) and serve that."""
+        import tempfile
+
+        from .synthetic import build_synthetic_bundle
+
+        cfg = self.cfg
+        if cfg.workdir is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recengine-synthetic-")))
+        else:
+            root = Path(cfg.workdir)
+            root.mkdir(parents=True, exist_ok=True)
+        out = root / f"synthetic-{cfg.synthetic_items}"
+        self.progress.message(f"building a synthetic bundle: {cfg.bundle} + {cfg.synthetic_items} items -> {out}")
+        efs = tuple(sorted(set(cfg.efs) | {max(cfg.efs) * 2, max(cfg.efs) * 4}))
+        result = build_synthetic_bundle(cfg.bundle, out, cfg.synthetic_items, seed=cfg.seed, M=cfg.index_M,
+                                        ef_construction=cfg.index_ef_construction, efs=efs,
+                                        min_recall=cfg.min_recall, k=cfg.k, force=True, progress=self.progress)
+        self.scale["synthetic"] = result.as_dict()
+        self.scale["load_average_after_build"] = load_average()
+        self.notes.append(
+            f"synthetic bundle: {result.n_real_items} real + {cfg.synthetic_items} synthetic items, "
+            f"{result.n_users} users, {result.n_interactions} interactions, built in "
+            f"{result.timings['total']:.0f} s (HNSW M={result.index['item']['M']}, ef_construction="
+            f"{result.index['item']['ef_construction']}, on {result.index['item']['threads']} threads); served at "
+            f"ef {result.index['item']['ef_search']} (item) / {result.index.get('text', {}).get('ef_search')} "
+            f"(text), the smallest swept ef with recall@{cfg.k} >= {cfg.min_recall}")
+        self.cfg = dataclasses.replace(cfg, bundle=result.path)
+
+    def _run(self, started: str, machine: dict[str, Any], t_start: float) -> dict[str, Any]:
+        cfg = self.cfg
         fx = Fixture.load(cfg.bundle, cfg.seed)
         probe = self.engine(cfg.variants[0], 1)  # fails fast (DeviceError) when the device is not usable
         provider = probe.provider
@@ -338,6 +474,7 @@ class LatencyRun:
             "retrieve": lambda: self.stage_retrieve(fx),
             "score": lambda: self.stage_score(fx, head),
             "recommend": lambda: self.stage_recommend(fx),
+            "e2e": lambda: self.stage_e2e(fx),
         }
         for stage in self.progress.bar(cfg.stages, "stages"):
             runners[stage]()
@@ -415,9 +552,21 @@ class LatencyRun:
         targets = self.targets(speedups)
         if "recommend_p99_ms_batch1" in targets:
             targets["recommend_p99_ms_batch1"]["n_items"] = len(fx.item_ids)
+        variant = self.cfg.variants[0]
+        e2e = next((r for r in self.results if r["stage"] == "e2e" and r["variant"] == f"{variant}/recommend_user"),
+                   None)
+        if e2e is not None and self.cfg.device == "cpu":
+            targets["e2e_recommend_user_p99_ms"] = {
+                "target": SCALE_RECOMMEND_P99_TARGET_MS, "value": e2e["p99_ms"],
+                "met": e2e["p99_ms"] <= SCALE_RECOMMEND_P99_TARGET_MS, "n_items": len(fx.item_ids),
+                "variant": f"{variant}/recommend_user", "ef": e2e.get("ef"),
+                "applies_at": "1M items (issue 14); measured at n_items"}
+        opened = self.scale.get("open", {}).get("served", {}).get("median", {})
+        if "open_s" in opened:
+            targets["engine_open_s"] = {"target": SCALE_OPEN_TARGET_S, "value": opened["open_s"],
+                                        "met": opened["open_s"] <= SCALE_OPEN_TARGET_S, "n_items": len(fx.item_ids),
+                                        "applies_at": "1M items (issue 14); measured at n_items"}
         m = fx.manifest
-        if self.cfg.synthetic_items:
-            self.notes.append("--synthetic-items pads the retrieval stage only; recommend runs on the bundle catalogue")
         return {
             "schema": "recengine-bench-latency/1",
             "kind": "latency",
@@ -426,7 +575,8 @@ class LatencyRun:
             "device": self.cfg.device,
             "provider": provider,
             "machine": machine,
-            "bundle": {"path": str(self.cfg.bundle), "data": m.get("data", {}).get("name"),
+            "bundle": {"path": str(self.cfg.bundle), "source": str(self.source_bundle),
+                       "data": m.get("data", {}).get("name"),
                        "n_items": len(fx.item_ids), "n_users": len(fx.user_ids), "dims": m.get("dims"),
                        "encoder": m.get("models", {}).get("encoder", {}).get("source", {}).get("name"),
                        "fusion_by_default": m.get("models", {}).get("fusion", {}).get("use_by_default")},
@@ -438,6 +588,7 @@ class LatencyRun:
             "speedups": speedups,
             "recall_curve": self.recall_curve,
             "targets": targets,
+            "scale": self.scale,
             "notes": self.notes,
             "seconds": round(seconds, 1),
             "samples_ms": self.samples,
@@ -451,9 +602,73 @@ def pad_synthetic(matrix: np.ndarray, n_extra: int, rng: np.random.Generator) ->
     return np.ascontiguousarray(np.concatenate([matrix, extra]))
 
 
+def scale_markdown(report: dict[str, Any]) -> str:
+    """Markdown of the end-to-end part of a report: the synthetic bundle, every call at batch 1, open time,
+    RSS and memory per million items (the rest of the report is `report.latency_markdown`)."""
+    from .report import _machine_line
+
+    def f(x: Any, nd: int = 3) -> str:
+        return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+    scale, b = report.get("scale", {}), report["bundle"]
+    out = ["# recengine end to end at scale", "", f"- date: {report['created_at']}",
+           f"- machine: {_machine_line(report)}", f"- command: `{report.get('command') or '(python API)'}`",
+           f"- served bundle: {b['n_items']} items, {b['n_users']} users, dims {b.get('dims')}, "
+           f"fusion by default: {b.get('fusion_by_default')} (source {b.get('source')})", ""]
+    syn = scale.get("synthetic")
+    if syn:
+        out += ["## Synthetic bundle", "",
+                f"{syn['n_real_items']} real + {syn['n_items'] - syn['n_real_items']} synthetic items, "
+                f"{syn['n_users']} users ({syn['n_real_users']} real), {syn['n_interactions']} interactions, "
+                f"{syn['bundle_bytes'] / 2**20:.0f} MiB on disk; build seconds {syn['timings_s']} "
+                f"(load average after the build {scale.get('load_average_after_build')}).", "",
+                "| index | M | ef_construction | build s (threads) | ef served | recall@10 by ef (ms/query, 1 thread) |",
+                "|---|---|---|---|---|---|"]
+        for name, ix in syn.get("index", {}).items():
+            sweep = ", ".join(f"{p['ef']}: {p.get('recall@10')} ({p['ms_per_query_1thread']})" for p in ix["sweep"])
+            out.append(f"| {name} | {ix['M']} | {ix['ef_construction']} | {ix['build_s']} ({ix['threads']}) | "
+                       f"{ix['ef_search']} | {sweep} |")
+        out.append("")
+    rows = [r for r in report["results"] if r["stage"] == "e2e"]
+    if rows:
+        out += ["## Every call, batch 1, one thread", "",
+                "| call | p50 ms | p95 ms | p99 ms | retrieval | ef | fusion | calls |", "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['variant']} | {f(r['p50_ms'])} | {f(r['p95_ms'])} | {f(r['p99_ms'])} | {r.get('retrieval', '-')} | "
+                f"{r.get('ef', '-')} | {r.get('fusion', '-')} | {r['n_requests']} |" for r in rows]
+        out.append("")
+    opened = scale.get("open")
+    if opened:
+        out += [f"## Engine.open and memory ({opened['variant']}, {opened['threads']} thread, median of "
+                f"{len(opened['served']['runs'])} fresh processes)", "",
+                "| bundle | MiB on disk | open s | RSS after open MiB | steady RSS MiB | peak RSS MiB |",
+                "|---|---|---|---|---|---|"]
+        for name in ("source", "served"):
+            if name in opened:
+                m = opened[name]["median"]
+                out.append(f"| {name} ({opened[name]['bundle']}) | {opened[name]['bundle_bytes'] / 2**20:.1f} | "
+                           f"{f(m.get('open_s'))} | {f(m.get('rss_mib_after_open'), 1)} | "
+                           f"{f(m.get('rss_mib_steady'), 1)} | {f(m.get('rss_mib_peak'), 1)} |")
+        per = opened.get("per_million_items")
+        if per:
+            out += ["", "Per million items added (served minus source, scaled): "
+                    + ", ".join(f"{k} {v}" for k, v in per.items())]
+        out.append("")
+    targets = {k: v for k, v in report.get("targets", {}).items() if k in ("e2e_recommend_user_p99_ms",
+                                                                           "engine_open_s")}
+    if targets:
+        out += ["## Targets (issue 14: at 1M items)", ""]
+        out += [f"- {k}: {f(t['value'])} at {t['n_items']} items (target {t['target']}) — "
+                f"**{'met' if t['met'] else 'NOT met'}**" for k, t in targets.items()]
+        out.append("")
+    if report.get("notes"):
+        out += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+    return "\n".join(out)
+
+
 def run_latency(cfg: LatencyConfig) -> dict[str, Any]:
     """Run the latency bench and return its report (JSON-able dict)."""
     return LatencyRun(cfg).run()
 
 
-__all__ = ["LatencyConfig", "LatencyRun", "run_latency", "STAGES", "VARIANTS", "Budget"]
+__all__ = ["LatencyConfig", "LatencyRun", "run_latency", "scale_markdown", "STAGES", "DEFAULT_STAGES", "VARIANTS",
+           "Budget"]
