@@ -1,8 +1,9 @@
 """The live item catalogue: ids, texts, attributes and vectors, growable and with tombstones.
 
-Rows are never reused while the engine runs: a removed item keeps its row (tombstoned, `alive=False`) so
-histories and indexes that refer to rows stay valid; `compaction_due` says when enough rows are dead
-that the index should be rebuilt without them, and `save` writes only live rows.
+Rows are never reused while a catalogue lives: a removed item keeps its row (tombstoned, `alive=False`) so
+histories and indexes that refer to rows stay valid; once `compaction_due`, the engine builds a new
+catalogue of the live rows (`live_copy`, with the row map for histories and indexes) beside the served one
+and swaps it in, releasing the dead rows' memory; `save` writes only live rows.
 Arrays grow by doubling their capacity; readers hold the engine's read lock, so a reallocation (under the
 write lock) never pulls memory from under a running request.
 """
@@ -84,8 +85,6 @@ class Catalogue:
             self._arrays[key] = Growable(arr)
         self._alive = Growable(np.ones(n, dtype=bool))
         self.n_dead = 0
-        self.compacted_dead = 0
-        """Tombstones already dropped from the indexes by the last compaction."""
         self._current = Growable(np.arange(n, dtype=np.int64))
         """Row -> the row its id lives at now (an id re-added or replaced gets a new row; histories keep
         naming the old one, and exclusions must still catch it)."""
@@ -233,6 +232,18 @@ class Catalogue:
         self.n_dead += int(rows.size)
         return rows
 
+    def live_copy(self) -> tuple[Catalogue, np.ndarray]:
+        """A new catalogue of the live rows only (renumbered 0..n_alive-1, memory of dead rows released)
+        and the row map old row -> new row (-1 for dead rows; rows of re-added ids map to their new row)."""
+        live = np.flatnonzero(self.alive)
+        row_map = np.full(self.n_rows, -1, dtype=np.int64)
+        row_map[live] = np.arange(live.size)
+        row_map = row_map[self.current_rows(np.arange(self.n_rows, dtype=np.int64))]
+        out = Catalogue([self.ids[r] for r in live.tolist()], [self.texts[r] for r in live.tolist()],
+                        {name: self.attr_values(name, live) for name in self.attr_names},
+                        {key: self.array(key)[live] for key in self.ARRAYS})
+        return out, row_map
+
     def compaction_due(self, threshold: float = 0.2) -> bool:
-        """Whether the indexes carry more than `threshold` tombstones (relative to all rows)."""
-        return self.n_rows > 0 and (self.n_dead - self.compacted_dead) / self.n_rows > threshold
+        """Whether more than `threshold` of the rows are dead (a compaction rebuilds without them)."""
+        return self.n_rows > 0 and self.n_dead / self.n_rows > threshold

@@ -13,6 +13,7 @@ their heavy work - encoding, index rebuilds - before taking the lock exclusively
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from .requests import (
 from .rwlock import RWLock
 from .state import EngineState, ServeOptions, load_state
 from .tokenize import TokenBatch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Engine:
         self._writer = threading.Lock()  # serialises writers (add/remove/update/reencode/reload/save)
         self._counters = pipeline.Counters()
         self.stats: dict[str, int] = self._counters.data
+        self._compaction: threading.Thread | None = None
+        self._compaction_lock = threading.Lock()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -311,6 +316,7 @@ class Engine:
         ids, texts, attrs = live.parse_items(self._state, items)
         if not ids:
             return []
+        self.wait_for_compaction()  # writers queue behind a running rebuild (it copies what they change)
         with self._writer:
             st = self._state
             new = live.encode_items(st, ids, texts, attrs, batch_size)  # outside the exclusive lock
@@ -323,6 +329,7 @@ class Engine:
         """Remove items (they stop being served at once). Returns how many were live. Past ~20 % dead
         rows the indexes are rebuilt without them."""
         wanted = check_ids("ids", ids)
+        self.wait_for_compaction()  # writers queue behind a running rebuild (it copies what they change)
         with self._writer:
             st = self._state
             with self._lock.write():
@@ -335,6 +342,7 @@ class Engine:
         collaborative part: what each item would be had it been added through this encoder. None = every
         live item. Used to measure what a quantised encoder costs items added at serving time. Returns
         how many items were re-encoded."""
+        self.wait_for_compaction()  # writers queue behind a running rebuild (it copies what they change)
         with self._writer:
             st = self._state
             cat = st.catalogue
@@ -358,6 +366,7 @@ class Engine:
         user's history gain one interaction of popularity (as the export counts distinct user-item pairs)."""
         check_id("user_id", user_id)
         item_ids = live.parse_events(events)
+        self.wait_for_compaction()  # writers queue behind a running rebuild (it copies what they change)
         with self._writer:
             st = self._state
             with self._lock.read():
@@ -369,23 +378,59 @@ class Engine:
         return UpdateResult(user_id, int(plan.rows.size), tuple(plan.unknown), int(plan.history.size), created)
 
     def _compact(self, st: EngineState) -> None:
-        """Rebuild HNSW indexes without tombstones once they pass the threshold (build, then swap)."""
-        rebuilt = live.plan_compaction(st)
-        if rebuilt is not None:
-            with self._lock.write():
-                live.apply_compaction(st, rebuilt)
+        """Past the tombstone threshold, rebuild the state without dead rows in a background thread (build,
+        then swap): the write that crossed the threshold returns at once, readers keep serving the old state
+        until the swap, and later writers queue behind the rebuild (they would otherwise change what is
+        being copied). Memory of removed rows is released with the old state."""
+        if not live.compaction_due(st):
+            return
+        with self._compaction_lock:
+            if self._compaction is not None and self._compaction.is_alive():
+                return
+            self._compaction = threading.Thread(target=self._run_compaction, name="recengine-compaction",
+                                                daemon=True)
+            self._compaction.start()
+
+    def _run_compaction(self) -> None:
+        try:
+            with self._writer:
+                st = self._state
+                if not live.compaction_due(st):
+                    return
+                with self._lock.read():
+                    new_state = live.compacted(st)
+                with self._lock.write():
+                    self._state = new_state
+        except Exception:  # noqa: BLE001 - a failed rebuild must not kill the host: the old state keeps serving
+            log.exception("compaction failed; serving the uncompacted state")
+
+    def wait_for_compaction(self, timeout: float | None = None) -> bool:
+        """Block until a running background compaction has swapped in (for tests and orderly shutdown);
+        True when none is running any more."""
+        thread = self._compaction
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def storage(self) -> dict[str, int]:
+        """Catalogue rows held in memory: `rows` (live + removed not yet compacted), `live`, `dead`."""
+        cat = self._state.catalogue
+        return {"rows": cat.n_rows, "live": cat.n_alive, "dead": cat.n_dead}
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, force: bool = False) -> Path:
         """Write the current state (items added/removed, updated users) as a new bundle, atomically."""
         from .persist import save_state
 
+        self.wait_for_compaction()  # writers queue behind a running rebuild (it copies what they change)
         with self._writer, self._lock.read():
             return save_state(self._state, path, force=force)
 
     def reload(self, bundle: str | Path | None = None) -> None:
         """Load `bundle` (default: the current one again) and swap it in; requests in flight finish on
         the old state, the next ones see the new one. On error the current bundle keeps serving."""
+        self.wait_for_compaction()  # writers queue behind a running rebuild (it copies what they change)
         with self._writer:
             target = self._state.root if bundle is None else bundle
             new_state = load_state(target, self._state.options)

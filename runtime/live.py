@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from .attributes import check_item_attrs
+from .bundle.format import INDEX_SOURCE
 from .errors import RequestError
 from .requests import check_id
-from .retrieval import HnswBackend
+from .retrieval import ExactBackend, HnswBackend, OnnxExactBackend
 from .state import EngineState
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def parse_media_vector(st: EngineState, item_id: str, value: Any) -> np.ndarray:
 
 def parse_items(st: EngineState, items: Any) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """Ids, texts and attributes of `add_items` input (RequestError naming the first bad item). An item's
-    optional media `vector` is validated here and rides in its attribute mapping under `MEDIA_KEY`."""
+    optional media `vector` is validated here and rides in its attribute mapping under `MEDIA_KEY` (unless
+    the bundle has a text column of that name: the column wins)."""
     from .data.text import build_item_text
 
     if isinstance(items, Mapping) or not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
@@ -88,7 +90,8 @@ def parse_items(st: EngineState, items: Any) -> tuple[list[str], list[str], list
                 raise RequestError(f"item {item_id!r}: text must be a string")
             text = text.strip()
         else:
-            columns = st.text_columns or tuple(c for c in item if c != "item_id" and not str(c).startswith("attr_"))
+            columns = st.text_columns or tuple(c for c in item if c not in ("item_id", MEDIA_KEY)
+                                               and not str(c).startswith("attr_"))
             text = build_item_text(item, columns)
         if not text:
             cols = ", ".join(st.text_columns) or "text"
@@ -96,7 +99,7 @@ def parse_items(st: EngineState, items: Any) -> tuple[list[str], list[str], list
         ids.append(item_id)
         texts.append(text)
         checked = check_item_attrs(item, f"item {item_id!r}")  # refuse what save() could not write
-        if item.get(MEDIA_KEY) is not None:
+        if item.get(MEDIA_KEY) is not None and MEDIA_KEY not in st.text_columns:  # a text column of that name wins
             checked[MEDIA_KEY] = parse_media_vector(st, item_id, item[MEDIA_KEY])
         attrs.append(checked)
     return ids, texts, attrs
@@ -235,32 +238,33 @@ def apply_user_update(st: EngineState, u: UserUpdate) -> bool:
     return created
 
 
-def plan_compaction(st: EngineState) -> dict[str, HnswBackend] | None:
-    """HNSW indexes rebuilt over the live rows once tombstones pass the threshold (None: not due). Built
-    without the write lock; the caller swaps them in."""
-    cat = st.catalogue
-    if not cat.compaction_due(st.options.compaction_threshold):
-        return None
-    live = np.flatnonzero(cat.alive)
-    rebuilt = {}
-    for space in (st.items_index, st.text_index):
-        if space.hnsw is None or space.spec is None:
-            continue
-        spec = space.spec
-        rebuilt[space.name] = HnswBackend.build(cat.array("vectors" if space.name == "item" else "text_embeddings"),
-                                                live, M=spec.M, ef_construction=spec.ef_construction,
-                                                ef=space.hnsw.ef, augment=space.hnsw.max_norm is not None)
-    return rebuilt
+def compaction_due(st: EngineState) -> bool:
+    return st.catalogue.compaction_due(st.options.compaction_threshold)
 
 
-def apply_compaction(st: EngineState, rebuilt: dict[str, HnswBackend]) -> None:
-    cat = st.catalogue
+def compacted(st: EngineState) -> EngineState:
+    """A new state of the live rows only: catalogue renumbered (dead rows' memory released), histories
+    remapped, every index rebuilt over the live rows in its stored form. Built beside the served state
+    (readers keep using it); the engine swaps the reference."""
+    import dataclasses
+
+    cat, row_map = st.catalogue.live_copy()
+    spaces = {}
     for space in (st.items_index, st.text_index):
-        if space.name in rebuilt:
-            space.hnsw = rebuilt[space.name]
-    log.info("compacted HNSW indexes: %d live items, %d tombstones dropped", cat.n_alive, cat.n_dead)
-    cat.compacted_dead = cat.n_dead
+        matrix = cat.array(INDEX_SOURCE[space.name])
+        hnsw = None
+        if space.hnsw is not None and space.spec is not None:
+            spec = space.spec
+            hnsw = HnswBackend.build(matrix, np.arange(cat.n_rows), M=spec.M, ef_construction=spec.ef_construction,
+                                     ef=space.hnsw.ef, augment=space.hnsw.max_norm is not None)
+        onnx = None
+        if space.onnx is not None:
+            onnx = OnnxExactBackend(matrix, cat.alive, device=space.device, threads=st.options.threads)
+        spaces[space.name] = dataclasses.replace(space, exact=ExactBackend(matrix, cat.alive), hnsw=hnsw, onnx=onnx)
+    log.info("compacted: %d live rows kept, %d dead rows dropped", cat.n_rows, st.catalogue.n_rows - cat.n_rows)
+    return dataclasses.replace(st, catalogue=cat, users=st.users.remapped(row_map), items_index=spaces["item"],
+                               text_index=spaces["text"])
 
 
 __all__ = ["NewItems", "parse_items", "encode_items", "apply_items", "remove", "reencode", "apply_reencoded",
-           "parse_events", "plan_user_update", "apply_user_update", "plan_compaction", "apply_compaction"]
+           "parse_events", "plan_user_update", "apply_user_update", "compaction_due", "compacted"]

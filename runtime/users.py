@@ -39,7 +39,7 @@ class Users:
         self._overlay: dict[int, np.ndarray] = {}
 
     @classmethod
-    def from_bundle(cls, reader: BundleReader) -> "Users":
+    def from_bundle(cls, reader: BundleReader) -> Users:
         spec = reader.section("users")
         try:
             ids = reader.load_json(spec["ids"])
@@ -90,6 +90,11 @@ class Users:
         self._profile.append(profile.reshape(1, -1))
         self._overlay[row] = np.zeros(0, dtype=np.int64)
         return row
+
+    def remapped(self, row_map: np.ndarray) -> Users:
+        """The same users with history item rows mapped through `row_map` (-1 entries dropped)."""
+        indptr, items = self.csr(row_map)
+        return Users(self.ids, self.vectors.copy(), self.profiles.copy(), indptr, items)
 
     def csr(self, row_map: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(indptr, items) of every user's history, items mapped through `row_map` (-1 entries dropped)."""

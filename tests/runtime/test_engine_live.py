@@ -108,18 +108,43 @@ def test_remove_items_stops_serving_them(engine):
         engine.remove_items("abc")
 
 
-def test_heavy_removal_compacts_the_index(lean_bundle):
+def test_heavy_removal_compacts_rows_and_index(lean_bundle):
+    """Past the tombstone threshold the state is rebuilt without dead rows in the background: rows and index
+    hold only live items afterwards, histories still resolve, removed items never come back."""
     from recengine import Engine
 
     eng = Engine.open(lean_bundle, device="cpu", retrieval="hnsw")
     ids = eng.item_ids()
-    space = eng._state.items_index
-    before = space.hnsw
-    eng.remove_items(ids[: int(len(ids) * 0.3)])
-    assert space.hnsw is not before  # rebuilt without the tombstones
-    assert space.hnsw.index.get_current_count() == eng.n_items
-    recs = eng.recommend(user_id=eng.user_ids()[0], k=10)
-    assert len(recs) == 10 and not {r.item_id for r in recs} & set(ids[: int(len(ids) * 0.3)])
+    gone = ids[: int(len(ids) * 0.3)]
+    user = eng.user_ids()[0]
+    history_before = eng.history(user)
+    eng.remove_items(gone)
+    assert eng.wait_for_compaction(timeout=60)
+    assert eng.storage() == {"rows": len(ids) - len(gone), "live": len(ids) - len(gone), "dead": 0}
+    assert eng.index_forms()[0] != "none"
+    assert eng.history(user) == [i for i in history_before if i not in set(gone)]
+    recs = eng.recommend(user_id=user, k=10)
+    assert len(recs) == 10 and not {r.item_id for r in recs} & set(gone)
+    assert not {r.item_id for r in recs} & set(eng.history(user))
+
+
+def test_churn_keeps_rows_bounded(lean_bundle):
+    """Add + remove cycles: compaction keeps the rows held near the live count (memory of removed rows is
+    released), and every cycle's item is served while it lives."""
+    from recengine import Engine
+
+    eng = Engine.open(lean_bundle, device="cpu", threads=1, retrieval="hnsw")
+    n = eng.n_items
+    peak = 0
+    for i in range(120):
+        eng.add_items([{"item_id": f"churn-{i}", "text": f"short lived item number {i}"}])
+        assert eng.similar_items(f"churn-{i}", k=1)
+        eng.remove_items([f"churn-{i}"])
+        peak = max(peak, eng.storage()["rows"])
+    assert eng.wait_for_compaction(timeout=60)
+    assert eng.n_items == n
+    assert peak <= int(n * 1.3) + 2  # never far past the 20 % tombstone threshold
+    assert eng.storage()["rows"] <= int(n * 1.25) + 1
 
 
 def test_update_user_refreshes_vector_and_history(engine):
@@ -276,7 +301,9 @@ def test_concurrent_readers_and_writers(lean_bundle):
     assert not errors, repr(errors[:3])
     assert not set(engine.item_ids()) & removed
     assert {f"stress-{i}" for i in range(8)} <= set(engine.item_ids())
-    assert engine._state.catalogue.compacted_dead > 0  # the compaction happened under load
+    assert engine.wait_for_compaction(timeout=60)
+    rows = engine.storage()
+    assert rows["rows"] < engine.n_items + len(removed)  # rows were compacted under load (dead ones dropped)
 
 
 def test_update_user_counts_first_interactions_into_popularity(engine):
