@@ -80,11 +80,9 @@ def write_media(w: BundleWriter, fitted: FittedRecengine) -> dict[str, str]:
     if fitted.media is None or cold is None or cold.W_media is None:
         return {}
     assert cold.media_mean is not None and cold.media_scale is not None
-    return {
-        "media_projection": w.write_npy(MEDIA_FILES["media_projection"], np.ascontiguousarray(cold.W_media, dtype=np.float32)),
-        "media_mean": w.write_npy(MEDIA_FILES["media_mean"], np.ascontiguousarray(cold.media_mean, dtype=np.float32)),
-        "media_scale": w.write_npy(MEDIA_FILES["media_scale"], np.ascontiguousarray(cold.media_scale, dtype=np.float32)),
-    }
+    arrays = {"media_projection": cold.W_media, "media_mean": cold.media_mean, "media_scale": cold.media_scale}
+    return {key: w.write_npy(MEDIA_FILES[key], np.ascontiguousarray(a, dtype=np.float32))
+            for key, a in arrays.items()}
 
 
 def write_indexes(w: BundleWriter, vectors: np.ndarray, text_embeddings: np.ndarray, M: int, ef_construction: int,

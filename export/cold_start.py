@@ -75,7 +75,7 @@ class ColdGenerator:
 
     @classmethod
     def _fit_with_media(cls, text_embeddings: np.ndarray, vectors: np.ndarray, warm: np.ndarray, ridge: float,
-                        users: np.ndarray | None, media: np.ndarray) -> "ColdGenerator":
+                        users: np.ndarray | None, media: np.ndarray) -> ColdGenerator:
         media = np.asarray(media, dtype=np.float64)
         if media.ndim != 2 or media.shape[0] != np.asarray(text_embeddings).shape[0]:
             raise ValueError(f"media vectors of shape {media.shape} for {np.asarray(text_embeddings).shape[0]} items")

@@ -275,7 +275,7 @@ class IndexSpec:
 
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "REQUIRED_KEYS", "ITEM_FILES", "ITEM_ARRAYS", "MEDIA_FILES", "USER_FILES",
-    "INDEX_FILES", "INDEX_SOURCE", "MODEL_NAMES", "MODEL_IO", "TensorSpec", "IndexSpec", "check_session_io",
-    "left_pad", "history_inputs", "wants_augment", "major", "resolve_shape",
+    "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "REQUIRED_KEYS", "ITEM_FILES", "ITEM_ARRAYS", "MEDIA_FILES",
+    "USER_FILES", "INDEX_FILES", "INDEX_SOURCE", "MODEL_NAMES", "MODEL_IO", "TensorSpec", "IndexSpec",
+    "check_session_io", "left_pad", "history_inputs", "wants_augment", "major", "resolve_shape",
 ]

@@ -21,7 +21,6 @@ import numpy as np
 
 def datasets(tmp: Path):
     from recengine.data import load_dataset
-
     from tests.conftest import ML_TINY_DIR
     from tests.export.test_media_vectors import toy
 
