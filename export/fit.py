@@ -90,7 +90,8 @@ class FittedRecengine:
     # ------------------------------------------------------------------ arrays
     def item_arrays(self) -> dict[str, np.ndarray]:
         """vectors, text_vectors (what the exported encoder's `item_vector` gives each item), graph_vectors,
-        gate, item_feats (float32). Items without a graph vector are served their text-only vector."""
+        gate, item_feats (float32). Items without a graph vector are served their text-only vector (plus, with
+        media vectors, the cold generator's media part, which stays in `vectors - text_vectors`)."""
         vectors, graph, gate = self.items.export_arrays()
         served_text = self.text.text_vectors
         if self.cold is not None:
