@@ -308,3 +308,21 @@ def test_the_warm_media_projection_starts_at_zero_and_learns():
     loss = (with_m() ** 2).sum()
     loss.backward()
     assert with_m.media_proj is not None and with_m.media_proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("key, array, words", [
+    ("media_projection", np.zeros((3, D_MEDIA), np.float32), "expected"),
+    ("media_mean", np.zeros(D_MEDIA + 1, np.float32), "expected"),
+    ("media_scale", np.zeros(D_MEDIA, np.float32), "<= 0"),
+    ("media_scale", np.full(D_MEDIA, np.nan, np.float32), "non-finite"),
+])
+def test_a_broken_media_projection_is_refused_at_open(media_bundle: Path, tmp_path: Path, key, array, words):
+    from recengine import Engine
+    from recengine.bundle.format import MEDIA_FILES
+    from recengine.errors import BundleError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(media_bundle, broken)
+    np.save(broken / MEDIA_FILES[key], array)
+    with pytest.raises(BundleError, match=words):
+        Engine.open(broken, device="cpu", variant="fp32", retrieval="exact", verify=False)
