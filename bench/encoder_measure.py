@@ -4,8 +4,8 @@
 
 Uses the packaged all-MiniLM-L6-v2 (or --encoder DIR) without fine-tuning (the numbers are about the
 graph, not the training) on the embedded MovieLens catalogue. Prints and writes a JSON report: items/s
-(wall and CPU) per engine, row cosines of int8/fp16 (and other INT8 settings, for contrast) vs fp32 ONNX, node counts and
-fused operators, export timings.
+(wall and CPU) per engine, row cosines of int8/fp16 (and other INT8 settings, for contrast) vs fp32 ONNX,
+node counts and fused operators, export timings.
 """
 
 from __future__ import annotations
@@ -44,14 +44,20 @@ def _ort_encode(
     return out, time.perf_counter() - start, time.process_time() - cpu
 
 
-def measure(encoder: str | None, n: int, threads: int, batch_size: int, max_length: int, out_dir: Path) -> dict[str, Any]:
+def measure(encoder: str | None, n: int, threads: int, batch_size: int, max_length: int,
+            out_dir: Path) -> dict[str, Any]:
     import torch
 
     from recengine.data import load_dataset
-
+    from recengine.export.encoder import (
+        TextTowerConfig,
+        build_text_tower,
+        encode_texts,
+        export_encoder,
+        load_tokenizer,
+        resolve_encoder,
+    )
     from recengine.export.onnx_tools import Int8Config, make_session, quantize_int8, row_cosines
-    from recengine.export.encoder import (TextTowerConfig, build_text_tower, encode_texts, export_encoder,
-                                          load_tokenizer, resolve_encoder)
 
     torch.set_num_threads(threads)
     texts = list(load_dataset(None).items.texts[:n])

@@ -27,7 +27,7 @@ class TorchEncoder:
     model: Any
 
     @classmethod
-    def load(cls, directory: Path, max_length: int) -> "TorchEncoder":
+    def load(cls, directory: Path, max_length: int) -> TorchEncoder:
         from .textenc import MeanPoolEncoder
 
         return cls(MeanPoolEncoder(directory, max_length=max_length))

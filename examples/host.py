@@ -3,7 +3,8 @@ import sys
 
 import recengine
 
-engine = recengine.Engine.open(sys.argv[1] if len(sys.argv) > 1 else "demo")  # CPU: INT8 models; exact scan or HNSW by size
+# CPU: INT8 models; retrieval by exact scan or HNSW, by catalogue size
+engine = recengine.Engine.open(sys.argv[1] if len(sys.argv) > 1 else "demo")
 user = engine.user_ids()[0]
 print("recommend:", [(r.item_id, round(r.score, 3)) for r in engine.recommend(user_id=user, k=5)])
 print("similar:  ", [r.item_id for r in engine.similar_items(engine.item_ids()[0], k=5)])

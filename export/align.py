@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from recengine.errors import ExportError
+from recengine.progress import Progress
 
 from .config import EncoderConfig
-from recengine.progress import Progress
 
 
 @dataclass

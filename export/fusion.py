@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recengine.evaluation import Queries, evaluate_queries
+from recengine.progress import Progress
 from recengine.split import Split, to_csr
 
 from .config import FusionConfig
-from recengine.evaluation import Queries, evaluate_queries
-from recengine.progress import Progress
 
 ITEM_FEATURE_NAMES = ("text_graph_agreement", "no_graph", "graph_gate")
 """Columns of `items/item_feats.npy`: cos(t_i, g_i); 1 if the item has no graph vector; its gate."""

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from recengine.evaluation import Queries, evaluate_queries
+from recengine.progress import Progress
 from recengine.split import Split
 
 from .config import GraphConfig
-from recengine.evaluation import Queries, evaluate_queries
-from recengine.progress import Progress
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:

@@ -115,11 +115,13 @@ class OnnxModelSpec:
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown or "fp32" not in self.variants:
-            raise ExportError(f"model {self.name!r}: variants must include fp32 and be among {VARIANTS}, got {self.variants}")
+            raise ExportError(f"model {self.name!r}: variants must include fp32 and be among {VARIANTS}, "
+                              f"got {self.variants}")
         names = [t.name for t in (*self.inputs, *self.outputs)]
         if len(set(names)) != len(names):
             raise ExportError(f"model {self.name!r}: input/output names must be unique, got {names}")
-        missing = {a for t in (*self.inputs, *self.outputs) for a in t.shape if isinstance(a, str)} - set(self.trace_sizes)
+        axes = {a for t in (*self.inputs, *self.outputs) for a in t.shape if isinstance(a, str)}
+        missing = axes - set(self.trace_sizes)
         if missing:
             raise ExportError(f"model {self.name!r}: trace_sizes lacks symbolic axes {sorted(missing)}")
 
@@ -178,11 +180,11 @@ class VariantReport:
         return entry
 
 
-def _onnxruntime() -> "Any":
+def _onnxruntime() -> Any:
     return require("onnxruntime", "running ONNX models")
 
 
-def make_session(path: str | Path, threads: int = 1, device: str = "cpu") -> "onnxruntime.InferenceSession":
+def make_session(path: str | Path, threads: int = 1, device: str = "cpu") -> onnxruntime.InferenceSession:
     """An ONNX Runtime session with `threads` intra-op threads on "cpu" or "cuda".
 
     CUDA is verified, never assumed: if ONNX Runtime cannot place the session on the CUDA provider a
@@ -220,8 +222,8 @@ def make_session(path: str | Path, threads: int = 1, device: str = "cpu") -> "on
 
 
 def export_torch_to_onnx(
-    module: "torch.nn.Module",
-    example_inputs: Mapping[str, "torch.Tensor"],
+    module: torch.nn.Module,
+    example_inputs: Mapping[str, torch.Tensor],
     output_names: Sequence[str],
     dynamic_axes: Mapping[str, Mapping[int, str]],
     path: str | Path,
@@ -364,7 +366,7 @@ def _to_numpy(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def run_session(session: "onnxruntime.InferenceSession", inputs: Mapping[str, Any]) -> list[np.ndarray]:
+def run_session(session: onnxruntime.InferenceSession, inputs: Mapping[str, Any]) -> list[np.ndarray]:
     """Run a session on torch or numpy inputs; only the inputs the graph declares are fed."""
     wanted = {i.name for i in session.get_inputs()}
     feed = {k: v for k, v in _to_numpy(inputs).items() if k in wanted}
@@ -397,7 +399,7 @@ def _fail(model: str, variant: str, metric: str, value: float, tolerance: str) -
 def check_parity(
     torch_fn: Callable[..., Any],
     onnx_path: str | Path,
-    inputs: Sequence[Mapping[str, "torch.Tensor"]] | Mapping[str, "torch.Tensor"],
+    inputs: Sequence[Mapping[str, torch.Tensor]] | Mapping[str, torch.Tensor],
     tolerance: float | ParityConfig = 1e-4,
     *,
     model: str | None = None,
@@ -493,9 +495,9 @@ def compare_onnx(
 
 def export_variants(
     spec: OnnxModelSpec,
-    module: "torch.nn.Module",
+    module: torch.nn.Module,
     out_dir: str | Path,
-    parity_inputs: Sequence[Mapping[str, "torch.Tensor"]] | None = None,
+    parity_inputs: Sequence[Mapping[str, torch.Tensor]] | None = None,
     *,
     device: str = "cpu",
 ) -> VariantReport:

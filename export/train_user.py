@@ -14,13 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recengine.bundle.format import left_pad
+from recengine.evaluation import Queries, csr_rows, evaluate_queries, histories
+from recengine.progress import Progress
 from recengine.split import Split, to_csr
 
 from .config import UserConfig
-from recengine.bundle.format import left_pad
-from recengine.evaluation import Queries, csr_rows, evaluate_queries, histories
 from .item_vectors import ItemVectors
-from recengine.progress import Progress
 from .user_tower import UserTower
 
 

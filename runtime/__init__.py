@@ -23,9 +23,9 @@ from .errors import (
     DependencyError,
     DeviceError,
     ExportError,
+    NotFoundError,
     ParityError,
     RecengineError,
-    NotFoundError,
     RequestError,
 )
 

@@ -59,7 +59,8 @@ def make_queries(split: Split, stage: str) -> Queries:
     counts = indptr[users + 1] - indptr[users]
     q_indptr = np.zeros(len(users) + 1, dtype=np.int64)
     np.cumsum(counts, out=q_indptr[1:])
-    q_indices = np.concatenate([indices[indptr[u]:indptr[u + 1]] for u in users]) if len(users) else np.zeros(0, np.int64)
+    q_indices = (np.concatenate([indices[indptr[u]:indptr[u + 1]] for u in users]) if len(users)
+                 else np.zeros(0, np.int64))
     extra = None
     if stage == "test":
         valid_item = np.full(split.n_users, -1, dtype=np.int64)

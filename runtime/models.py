@@ -158,7 +158,8 @@ class ModelSet:
         return None
 
     # --- user tower ---
-    def history_tensor(self, histories: Sequence[np.ndarray], item_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def history_tensor(self, histories: Sequence[np.ndarray],
+                       item_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The user tower's history [B, L, d] and mask [B, L] (`recengine.bundle.format.left_pad`)."""
         return history_inputs(left_pad(histories, self.max_history), item_vectors)
 

@@ -3,7 +3,8 @@
 Models and the tokenizer are copied byte for byte; item and user arrays are written for the live items
 only (rows renumbered, histories remapped, removed items dropped from them); HNSW indexes are saved as
 they are when no row was removed (so the saved bundle serves identically) and rebuilt over the live rows
-otherwise, in the stored form they were loaded in (`recengine.index_io.write_index`). Metrics stay those of the export that trained the models; `saved_from` records the lineage.
+otherwise, in the stored form they were loaded in (`recengine.index_io.write_index`). Metrics stay those of
+the export that trained the models; `saved_from` records the lineage.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class HnswBackend:
 
     @classmethod
     def load(cls, path: str, dim: int, ef: int, n_live: int, max_norm: float | None = None, *,
-             count: int | None = None, M: int | None = None) -> "HnswBackend":
+             count: int | None = None, M: int | None = None) -> HnswBackend:
         """Load a saved index; `dim` is the stored width (item width + 1 when `max_norm` is set).
 
         The file is checked first (`recengine.hnsw_file`, against `dim` and the manifest's `count`/`M` when
@@ -157,7 +157,7 @@ class HnswBackend:
 
     @classmethod
     def build(cls, matrix: np.ndarray, rows: np.ndarray, M: int = 16, ef_construction: int = 200,
-              ef: int = 100, augment: bool = False, seed: int = 0, num_threads: int = 1) -> "HnswBackend":
+              ef: int = 100, augment: bool = False, seed: int = 0, num_threads: int = 1) -> HnswBackend:
         """A fresh index over `matrix[rows]` (labels = rows), MIPS-augmented when `augment`. The one place
         an index is built (export, compaction, `Engine.save`, the latency bench); one thread (the default)
         builds the same graph every time for the same seed."""

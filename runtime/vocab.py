@@ -32,7 +32,7 @@ class SlotVocab:
     slots: int
 
     @classmethod
-    def from_manifest(cls, kind: str, prefix: str, node: Any, slots: int) -> "SlotVocab":
+    def from_manifest(cls, kind: str, prefix: str, node: Any, slots: int) -> SlotVocab:
         if not isinstance(node, dict):
             node = {}
         columns = tuple(node.get("columns", []) or [])

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def tokenize_to_tensors(
-    tokenizer: "Tokenizer", texts: Sequence[str], pad_id: int = 0, device: str | torch.device = "cpu"
+    tokenizer: Tokenizer, texts: Sequence[str], pad_id: int = 0, device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(input_ids, attention_mask)` int64 tensors on `device`, padded to the batch's longest text.
     What a training loop feeds to `tower(input_ids, attention_mask)`."""
@@ -29,7 +29,7 @@ def tokenize_to_tensors(
 
 def encode_texts(
     tower: TextTower,
-    tokenizer: "Tokenizer",
+    tokenizer: Tokenizer,
     texts: Sequence[str],
     batch_size: int = 64,
     device: str | torch.device = "cpu",

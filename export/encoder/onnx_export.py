@@ -16,7 +16,15 @@ import torch
 
 from recengine.errors import ExportError
 
-from ..onnx_tools import BertOptimization, Int8Config, OnnxModelSpec, ParityConfig, TensorSpec, VariantReport, export_variants
+from ..onnx_tools import (
+    BertOptimization,
+    Int8Config,
+    OnnxModelSpec,
+    ParityConfig,
+    TensorSpec,
+    VariantReport,
+    export_variants,
+)
 from .tokenizer import TokenizerInfo, tokenize_batch
 from .tower import TextTower, prepare_for_export
 
@@ -50,7 +58,7 @@ def encoder_onnx_spec(
 ) -> OnnxModelSpec:
     """The declarative export spec of the text tower (names, dtypes, dynamic B/T, BERT fusion)."""
     config = tower.backbone.config
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads")
+    heads = getattr(config, "num_attention_heads", None) or config.n_heads
     return OnnxModelSpec(
         name=ENCODER_NAME,
         inputs=(
@@ -71,7 +79,7 @@ def encoder_onnx_spec(
 
 
 def text_batches(
-    tokenizer: "Tokenizer", texts: Sequence[str], batch_size: int = 32, pad_id: int = 0
+    tokenizer: Tokenizer, texts: Sequence[str], batch_size: int = 32, pad_id: int = 0
 ) -> list[dict[str, torch.Tensor]]:
     """Real-text parity batches: tokenised like the runtime does (no padding beyond each batch)."""
     batches = []
@@ -84,7 +92,7 @@ def text_batches(
 def export_encoder(
     tower: TextTower,
     out_dir: str | Path,
-    tokenizer: "Tokenizer | None" = None,
+    tokenizer: Tokenizer | None = None,
     tokenizer_info: TokenizerInfo | None = None,
     parity_texts: Sequence[str] | None = None,
     *,

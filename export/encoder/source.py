@@ -194,4 +194,5 @@ def resolve_encoder(directory: str | Path | None = None) -> EncoderSource:
     )
 
 
-__all__ = ["BERT_FAMILY", "EncoderSource", "default_encoder_dir", "quiet_transformers", "read_model_card_licence", "resolve_encoder"]
+__all__ = ["BERT_FAMILY", "EncoderSource", "default_encoder_dir", "quiet_transformers", "read_model_card_licence",
+           "resolve_encoder"]

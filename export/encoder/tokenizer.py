@@ -34,7 +34,7 @@ class TokenizerInfo:
         return {"path": path, "max_length": self.max_length, "lowercase": self.lowercase}
 
 
-def load_tokenizer(source: EncoderSource, max_length: int = 64) -> tuple["Tokenizer", TokenizerInfo]:
+def load_tokenizer(source: EncoderSource, max_length: int = 64) -> tuple[Tokenizer, TokenizerInfo]:
     """The encoder's fast tokenizer, set to truncate at `max_length` and never pad.
 
     `max_length` is capped by the model's `max_position_embeddings`. A directory with only vocab.txt gets
@@ -61,7 +61,7 @@ def load_tokenizer(source: EncoderSource, max_length: int = 64) -> tuple["Tokeni
     return tokenizer, TokenizerInfo(max_length=max_length, lowercase=source.lowercase, pad_id=pad_id)
 
 
-def _pad_id(tokenizer: "Tokenizer") -> int:
+def _pad_id(tokenizer: Tokenizer) -> int:
     for token in ("[PAD]", "<pad>"):
         token_id = tokenizer.token_to_id(token)
         if token_id is not None:
@@ -69,7 +69,7 @@ def _pad_id(tokenizer: "Tokenizer") -> int:
     return 0
 
 
-def save_tokenizer(tokenizer: "Tokenizer", path: str | Path) -> Path:
+def save_tokenizer(tokenizer: Tokenizer, path: str | Path) -> Path:
     """Write the (truncating, non-padding) tokenizer as tokenizer.json for the bundle."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ def save_tokenizer(tokenizer: "Tokenizer", path: str | Path) -> Path:
 
 
 def tokenize_batch(
-    tokenizer: "Tokenizer", texts: Sequence[str], pad_id: int = 0
+    tokenizer: Tokenizer, texts: Sequence[str], pad_id: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """`input_ids` and `attention_mask` (int64 [B, T]) padded to the batch's longest text."""
     if isinstance(texts, str):

@@ -365,7 +365,8 @@ def build_interactions(
         examples = ", ".join(repr(str(x)) for x in list(dict.fromkeys(items[unknown]))[:3])
         if share > options.max_unknown_item_fraction:
             raise DataError(
-                f"{path}: column '{labels.get('item_id', 'item_id')}': {n_unknown} of {len(items)} interactions ({share:.1%}) name items "
+                f"{path}: column '{labels.get('item_id', 'item_id')}': {n_unknown} of {len(items)} interactions "
+                f"({share:.1%}) name items "
                 f"missing from the items table (e.g. {examples}) at {_rows_label(path, np.flatnonzero(unknown))}; "
                 f"more than {options.max_unknown_item_fraction:.0%} means the catalogue does not match"
             )
@@ -378,7 +379,8 @@ def build_interactions(
             f"{path.name}: column '{labels.get('timestamp', 'timestamp')}' looks like milliseconds; it is read "
             f"as unix seconds (the order of events is right, derived times of day are not)"
         )
-    weight = _float_column(path, frame, "weight", labels.get("weight")) if "weight" in frame.columns else np.ones(len(items))
+    weight = (_float_column(path, frame, "weight", labels.get("weight")) if "weight" in frame.columns
+              else np.ones(len(items)))
     negative = np.flatnonzero(weight < 0)
     if len(negative):
         raise DataError(

@@ -48,7 +48,7 @@ class Interactions:
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
-    def subset(self, index: np.ndarray) -> "Interactions":
+    def subset(self, index: np.ndarray) -> Interactions:
         """Rows selected by an integer or boolean index, in that order."""
         return Interactions(
             user=self.user[index],

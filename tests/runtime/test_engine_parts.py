@@ -341,7 +341,8 @@ def test_provider_selection_and_fallback(monkeypatch, tmp_path):
     cuda_opts = dict(created[0][0][1])
     assert cuda_opts["gpu_mem_limit"] == str(2 * 1024**3)
 
-    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **kw: _FakeSession(["CUDAExecutionProvider", "CPUExecutionProvider"]))
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **kw: _FakeSession(both))
     s = sessions.make_session("m", tmp_path / "m.onnx", "cuda", sessions.SessionConfig(device="cuda"))
     assert s.provider == "CUDAExecutionProvider"
 
