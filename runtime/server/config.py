@@ -39,6 +39,8 @@ MAX_ID_CHARS = 512
 """Longest item or user id, in characters."""
 MAX_MAP_KEYS = 64
 """Most keys in a scene, profile, filter or item mapping."""
+MAX_VECTOR_DIM = 4096
+"""Longest media `vector` of an added item (image/audio vectors; the bundle checks the exact width)."""
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 """Default request body limit (1 MiB): 256 items of 4 KiB text fit."""
 
@@ -130,5 +132,6 @@ def caps() -> dict[str, int]:
     return {
         "k": MAX_K, "candidates": MAX_CANDIDATES, "history": MAX_HISTORY, "batch": MAX_BATCH,
         "group_members": MAX_GROUP, "add_items": MAX_ADD_ITEMS, "remove_ids": MAX_REMOVE_IDS,
-        "events": MAX_EVENTS, "text_chars": MAX_TEXT_CHARS, "id_chars": MAX_ID_CHARS, "map_keys": MAX_MAP_KEYS,
+        "events": MAX_EVENTS, "vector_dim": MAX_VECTOR_DIM, "text_chars": MAX_TEXT_CHARS, "id_chars": MAX_ID_CHARS,
+        "map_keys": MAX_MAP_KEYS,
     }

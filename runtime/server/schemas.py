@@ -26,6 +26,7 @@ from .config import (
     MAX_MAP_KEYS,
     MAX_REMOVE_IDS,
     MAX_TEXT_CHARS,
+    MAX_VECTOR_DIM,
 )
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
@@ -99,6 +100,9 @@ class NewItem(BaseModel):
 
     item_id: Id
     text: Text | None = None
+    vector: Annotated[list[float], Field(max_length=MAX_VECTOR_DIM, description="media vector (image/audio) "
+                                         "of the bundle's media width, when the bundle has a media projection")] \
+        | None = None
 
 
 class AddItemsBody(_Strict):

@@ -326,3 +326,28 @@ def test_a_broken_media_projection_is_refused_at_open(media_bundle: Path, tmp_pa
     np.save(broken / MEDIA_FILES[key], array)
     with pytest.raises(BundleError, match=words):
         Engine.open(broken, device="cpu", variant="fp32", retrieval="exact", verify=False)
+
+
+def test_http_add_items_takes_the_vector(media_bundle: Path, plain_bundle: Path):
+    """`POST /items` carries `vector` to `Engine.add_items` (the same rule; bad vectors are a 400)."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from recengine.server import ServerConfig, create_app
+
+    item = new_items()[0]
+    for bundle, ok in ((media_bundle, True), (plain_bundle, False)):
+        engine = open_engine(bundle)
+        with TestClient(create_app(ServerConfig(bundle=str(bundle)), engine=engine),
+                        raise_server_exceptions=False) as client:
+            got = client.post("/items", json={"items": [item]})
+            if ok:
+                assert got.status_code == 200, got.text
+                direct = open_engine(bundle)
+                direct.add_items([item])
+                assert [r.item_id for r in engine.similar_items(item["item_id"], k=5)] == \
+                    [r.item_id for r in direct.similar_items(item["item_id"], k=5)]
+                bad = client.post("/items", json={"items": [{**item, "item_id": "x", "vector": item["vector"][:2]}]})
+                assert bad.status_code == 400 and "vector" in bad.json()["message"]
+            else:
+                assert got.status_code == 400 and "vector" in got.json()["message"]
