@@ -309,8 +309,10 @@ class Engine:
         """Encode new items with the ONNX encoder and make them retrievable at once (cold start).
 
         Each item is a mapping with "item_id" (str), the bundle's text columns (`data.text_columns`, e.g.
-        "title", "genres") and optional `attr_*` values; or a prebuilt "text". The item vector is the
-        encoder's `item_vector` (text-only, as for catalogue items nobody interacted with). An existing id
+        "title", "genres") and optional `attr_*` values; or a prebuilt "text"; and, when the bundle was
+        exported with media vectors, an optional "vector" (its image/audio vector). The item vector is the
+        encoder's `item_vector` (plus the media projection of "vector"): what a catalogue item nobody
+        interacted with is served. An existing id
         is replaced (users who interacted with it still have it excluded). Returns the ids added.
         """
         ids, texts, attrs = live.parse_items(self._state, items)
