@@ -172,7 +172,14 @@ def quality_markdown(report: dict[str, Any], plots: list[str] | None = None) -> 
                 "(JSON `cold_recall@20`, `cold_ndcg@20`);",
                 "- cold-only: only the cold items ranked (JSON `coldonly_recall@20`, `coldonly_ndcg@20`);",
                 "- warm test NDCG@10 is the same model's main-protocol figure, so a cold gain that costs warm "
-                "accuracy shows.", "", cold, ""]
+                "accuracy shows."]
+        n_cold = p.get("cold", {}).get("n_cold_items")
+        if n_cold:
+            out.append(f"- chance level: a uniformly random order of the {n_cold} cold items has expected cold-only "
+                       f"Recall@20 = {min(20, n_cold)}/{n_cold} = {min(20, n_cold) / n_cold:.4f}. A model that scores "
+                       "every cold item alike (an ID model that never saw them) gets 0 under pessimistic ties; one "
+                       "whose cold items keep random untrained embeddings lands near chance level.")
+        out += ["", cold, ""]
     scenes = report.get("scenes", {})
     if scenes:
         out += ["## Per scene (test NDCG@10, queries grouped by the test event's context)", ""]
