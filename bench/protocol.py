@@ -23,7 +23,13 @@ import numpy as np
 
 from recengine.data.schema import Dataset, Interactions
 from recengine.metrics import (
-    RankingResult, evaluate_cold, evaluate_cold_recall, evaluate_full_ranking, hit_rate, mrr, ndcg,
+    RankingResult,
+    evaluate_cold,
+    evaluate_cold_recall,
+    evaluate_full_ranking,
+    hit_rate,
+    mrr,
+    ndcg,
 )
 from recengine.split import ColdItemSplit, Split, cold_item_split, leave_last_out, to_csr
 
@@ -201,7 +207,7 @@ class Protocol:
     seed: int
 
     @classmethod
-    def build(cls, dataset: Dataset, seed: int = 0) -> "Protocol":
+    def build(cls, dataset: Dataset, seed: int = 0) -> Protocol:
         split = leave_last_out(dataset.interactions, dataset.n_users, dataset.n_items, seed=seed)
         texts = dataset.items.texts
         train = TrainData.from_interactions(split.train, dataset.n_users, dataset.n_items, texts, seed)

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from recengine.errors import DependencyError, RequestError
+from recengine.progress import Progress
 
 from .baselines import BASELINES, Recommender, create
 from .machine import load_average, machine_info, utc_now
-from recengine.progress import Progress
 from .protocol import ColdProtocol, Protocol, cold_protocol, evaluate, evaluate_rows, scene_metrics
 
 BASELINE_NAMES: tuple[str, ...] = ("popularity", "itemknn", "ease", "als", "bpr", "lightgcn", "sasrec",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class ImplicitMF(Recommender):
         kwargs = {k: type(v)(self.params.get(k, v)) for k, v in self.defaults.items()}
         return cls(**kwargs, iterations=1, random_state=seed, num_threads=self.num_threads)
 
-    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "ImplicitMF":
+    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> ImplicitMF:
         total = int(self.params.get("iterations", 15))
         step = max(1, int(self.params.get("eval_every", total)))
         patience = int(self.params.get("patience", 2))

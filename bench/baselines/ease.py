@@ -59,7 +59,7 @@ class EASE(Recommender):
         # ~20 s per lambda on MovieLens-small (one dense 9.7k x 9.7k Cholesky inverse, one BLAS thread)
         return [{"lambda": lam} for lam in (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)]
 
-    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "EASE":
+    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> EASE:
         lam = float(self.params.get("lambda", 100.0))
         if not lam > 0:
             raise ValueError(f"EASE lambda must be > 0, got {lam}")

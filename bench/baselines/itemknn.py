@@ -71,7 +71,7 @@ class ItemKNN(Recommender):
             for k in (20, 50, 100, 200)
         ]
 
-    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "ItemKNN":
+    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> ItemKNN:
         p = self.params
         self._user_items = data.user_item_matrix()
         weighted = weighted_matrix(self._user_items, str(p.get("weighting", "none")))
