@@ -99,6 +99,8 @@ def bench_group() -> None:
 @click.option("--variants", default="fp32,int8,fp16", show_default=True)
 @click.option("--stages", default="tokenize,encode,user_tower,retrieve,score,recommend", show_default=True)
 @click.option("--no-torch", is_flag=True, help="Skip the torch-eager baseline.")
+@click.option("--no-reference", is_flag=True,
+              help="Skip the reference ORT recipes of the bundle's fp32 encoder (ref_fp32, ref_int8).")
 @click.option("--torch-encoder", type=click.Path(path_type=Path), default=None,
               help="HF encoder directory for the torch-eager baseline (default: the manifest's source).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -109,8 +111,8 @@ def bench_group() -> None:
 def latency_command(bundle: Path, device: str, batch: str, synthetic_items: int, workdir: Path | None,
                     index_m: int | None, index_ef_construction: int | None, min_recall: float, open_runs: int,
                     requests: int, duration: float, warmup: int, efs: str, k: int, variants: str, stages: str,
-                    no_torch: bool, torch_encoder: Path | None, seed: int, json_out: Path | None,
-                    report_dir: Path | None, quiet: bool) -> None:
+                    no_torch: bool, no_reference: bool, torch_encoder: Path | None, seed: int,
+                    json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
     """Latency (p50/p95/p99) and throughput of every serving stage of BUNDLE, vs torch eager."""
     _check_outputs(json_out, report_dir)
     if workdir is not None:
@@ -129,7 +131,8 @@ def latency_command(bundle: Path, device: str, batch: str, synthetic_items: int,
         workdir=workdir, index_M=index_m, index_ef_construction=index_ef_construction, min_recall=min_recall,
         open_runs=open_runs,
         budget=Budget(requests=requests, duration=duration, warmup=warmup), efs=_ints(efs, "--ef"), k=k,
-        variants=_names(variants), stages=stage_names, torch_baseline=not no_torch, torch_encoder=torch_encoder,
+        variants=_names(variants), stages=stage_names, torch_baseline=not no_torch, reference=not no_reference,
+        torch_encoder=torch_encoder,
         seed=seed, command=_command_line(ctx), quiet=quiet,
     )
     report = run_latency(cfg)

@@ -69,6 +69,8 @@ class LatencyConfig:
     variants: tuple[str, ...] = VARIANTS
     stages: tuple[str, ...] = DEFAULT_STAGES
     torch_baseline: bool = True
+    reference: bool = True
+    """Time reference ORT recipes of the bundle's own fp32 encoder (`ref_*` variants) in the encode stage."""
     torch_encoder: Path | None = None
     """HF directory for the torch-eager encoder baseline (default: the manifest's encoder source)."""
     recall_queries: int = 1000
@@ -157,6 +159,8 @@ class LatencyRun:
         self.recall_curve: list[dict[str, Any]] = []
         self._engines: dict[tuple[str, int, bool | None], Any] = {}
         self.scale: dict[str, Any] = {}
+        self._refs: dict[tuple[str, int], dict[str, Any]] = {}
+        self._ref_dir: str | None = None
         self.source_bundle = cfg.bundle
 
     # ------------------------------------------------------------------ helpers
@@ -202,9 +206,84 @@ class LatencyRun:
             for variant in self.cfg.variants:
                 stages = self.engine(variant, threads).stages()
                 self.record("encode", variant, b, lambda i: stages.encode(batches[i % len(batches)]))
+            refs = self._reference_encoders(fx, threads) if self.cfg.reference else {}
+            if refs:
+                tokenize = self.engine(self.cfg.variants[0], threads).stages().tokenize
+                for name, sess in refs.items():
+                    def run_ref(i: int, sess: Any = sess) -> Any:
+                        tb = tokenize(batches[i % len(batches)])  # the runtime's tokenisation, as in encode
+                        return sess.run(["text_embedding", "item_vector"],
+                                        {"input_ids": tb.input_ids, "attention_mask": tb.attention_mask})
+
+                    self.record("encode", name, b, run_ref)
             if torch_encoder is not None:
                 self._set_torch_threads(threads)
                 self.record("encode", "torch_eager", b, lambda i: torch_encoder(batches[i % len(batches)]))
+
+    def _reference_encoders(self, fx: Fixture, threads: int) -> dict[str, Any]:
+        """ORT sessions of plain reference recipes built here from the bundle's own fp32 encoder (same
+        weights), timed beside the bundle's variants so the ratio shows what is left on this CPU:
+        `ref_int8` = `quantize_dynamic(per_channel=True, reduce_range=False, QInt8 weights)` of the fp32
+        graph (the recipe of docs/export.md's reference measurement), `ref_fp32` = the fp32 graph; both
+        in a session with the runtime's options (ORT_ENABLE_ALL, sequential, `threads` intra-op)."""
+        key = ("_ref", threads)
+        if key in self._refs:
+            return self._refs[key]
+        variants = fx.manifest.get("models", {}).get("encoder", {}).get("variants", {})
+        entry = variants.get("fp32")
+        out: dict[str, Any] = {}
+        if entry is None:
+            self.notes.append("reference encoders not measured: the bundle has no fp32 encoder to build them from")
+            self._refs[key] = out
+            return out
+        import logging
+        import tempfile
+
+        import onnx
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from recengine.bundle import open_bundle
+
+        fp32 = open_bundle(self.cfg.bundle).path(entry["path"] if isinstance(entry, dict) else entry)
+        if self._ref_dir is None:
+            self._ref_dir = tempfile.mkdtemp(prefix="recengine-ref-")
+        ref_int8 = Path(self._ref_dir) / "encoder.ref_int8.onnx"
+        if not ref_int8.exists():
+            root = logging.getLogger()
+            level, root.level = root.level, logging.ERROR  # the quantiser's pre-processing advice
+            try:
+                quantize_dynamic(str(fp32), str(ref_int8), per_channel=True, reduce_range=False,
+                                 weight_type=QuantType.QInt8,
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            finally:
+                root.setLevel(level)
+            self.notes.append("ref_int8 = onnxruntime quantize_dynamic(per_channel=True, reduce_range=False, "
+                              "weight_type=QInt8) of the bundle's fp32 encoder; ref_fp32 = that fp32 graph; both "
+                              "in sessions with the runtime's options, tokenisation by the runtime's tokenizer")
+        for name, path in (("ref_fp32", fp32), ("ref_int8", ref_int8)):
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            opts.inter_op_num_threads = 1
+            opts.intra_op_num_threads = threads
+            opts.log_severity_level = 3
+            out[name] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._refs[key] = out
+        return out
+
+    def reference_ratios(self) -> list[dict[str, Any]]:
+        """Bundle variant p50 / reference p50 per encode batch (1.0 = as fast as the plain recipe)."""
+        index = {(r["stage"], r["variant"], r["batch"]): r for r in self.results if r["stage"] == "encode"}
+        out = []
+        for (_stage, variant, batch), row in index.items():
+            if not variant.startswith("ref_"):
+                continue
+            mine = index.get(("encode", variant[4:], batch))
+            if mine and row["p50_ms"] > 0:
+                out.append({"variant": variant[4:], "reference": variant, "batch": batch,
+                            "ratio_p50": round(mine["p50_ms"] / row["p50_ms"], 3)})
+        return out
 
     def stage_user_tower(self, fx: Fixture, tower: Any) -> None:
         from .torch_eager import run_module
@@ -431,6 +510,7 @@ class LatencyRun:
         machine.setdefault("instruction_sets", instruction_sets())
         t_start = time.perf_counter()
         with contextlib.ExitStack() as stack:
+            stack.callback(lambda: self._ref_dir and __import__("shutil").rmtree(self._ref_dir, ignore_errors=True))
             if cfg.synthetic_items:
                 self._build_synthetic(stack)
             return self._run(started, machine, t_start)
@@ -594,6 +674,7 @@ class LatencyRun:
             "recall_curve": self.recall_curve,
             "targets": targets,
             "scale": self.scale,
+            "reference": self.reference_ratios(),
             "notes": self.notes,
             "seconds": round(seconds, 1),
             "samples_ms": self.samples,

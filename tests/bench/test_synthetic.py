@@ -131,3 +131,25 @@ def test_bench_latency_synthetic_e2e(lean_bundle: Path, tmp_path: Path) -> None:
     md = (out / "scale.md").read_text()
     assert "Every call, batch 1" in md and "Engine.open and memory" in md and "Per million items" in md
     assert (tmp_path / "work" / "synthetic-200" / "manifest.json").exists()
+
+
+def test_encode_stage_times_the_reference_recipes(lean_bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, [
+        "bench", "latency", str(lean_bundle), "--stages", "encode", "--variants", "int8,fp32", "--batch", "1",
+        "--requests", "3", "--duration", "1", "--warmup", "1", "--no-torch", "--json", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in report["results"] if r["stage"] == "encode"}
+    assert {"int8", "fp32", "ref_int8", "ref_fp32"} <= set(rows)
+    ratios = {(r["variant"], r["reference"]): r["ratio_p50"] for r in report["reference"]}
+    assert ratios[("int8", "ref_int8")] == pytest.approx(rows["int8"]["p50_ms"] / rows["ref_int8"]["p50_ms"],
+                                                         rel=0.01)
+    assert ("fp32", "ref_fp32") in ratios
+    assert report["machine"]["instruction_sets"] is not None
+    result = CliRunner().invoke(cli, [
+        "bench", "latency", str(lean_bundle), "--stages", "encode", "--variants", "int8", "--batch", "1",
+        "--requests", "2", "--duration", "1", "--warmup", "1", "--no-torch", "--no-reference", "--json", str(out),
+        "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert not [r for r in json.loads(out.read_text())["results"] if r["variant"].startswith("ref_")]
