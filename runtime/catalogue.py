@@ -112,6 +112,35 @@ class Catalogue:
     def array(self, key: str) -> np.ndarray:
         return self._arrays[key].view
 
+    # named views of the arrays (valid until the next write)
+    @property
+    def vectors(self) -> np.ndarray:
+        """Retrieval vectors float32 [rows, d] (`items/vectors.npy` + live rows)."""
+        return self.array("vectors")
+
+    @property
+    def text_vectors(self) -> np.ndarray:
+        """What the encoder's `item_vector` gives each row (the collaborative part is `vectors - text_vectors`)."""
+        return self.array("text_vectors")
+
+    @property
+    def text_embeddings(self) -> np.ndarray:
+        """Unit-length text embeddings float32 [rows, text] (the search space)."""
+        return self.array("text_embeddings")
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """Distinct users per row, int64 (live events included)."""
+        return self.array("popularity")
+
+    @property
+    def pop_bucket(self) -> np.ndarray:
+        return self.array("pop_bucket")
+
+    @property
+    def item_feats(self) -> np.ndarray:
+        return self.array("item_feats")
+
     @property
     def n_rows(self) -> int:
         return len(self.ids)

@@ -462,7 +462,7 @@ class Engine:
 
         def user_tower(user_ids: Sequence[str]) -> np.ndarray:
             rows = [st.users.row_of[u] for u in user_ids]
-            return st.models.user_vectors([st.users.history(r) for r in rows], st.catalogue.array("vectors"),
+            return st.models.user_vectors([st.users.history(r) for r in rows], st.catalogue.vectors,
                                           np.zeros((len(rows), st.scene.slots), np.int64), st.users.profiles[rows])
 
         def retrieve_stage(vectors: np.ndarray, k: int, backend: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -139,8 +139,8 @@ def encode_items(st: EngineState, ids: list[str], texts: list[str], attrs: list[
 
 def refresh_indexes(st: EngineState, added: np.ndarray | None, removed: np.ndarray | None) -> None:
     cat = st.catalogue
-    st.items_index.refresh(cat.array("vectors"), cat.alive, added, removed)
-    st.text_index.refresh(cat.array("text_embeddings"), cat.alive, added, removed)
+    st.items_index.refresh(cat.vectors, cat.alive, added, removed)
+    st.text_index.refresh(cat.text_embeddings, cat.alive, added, removed)
 
 
 def apply_items(st: EngineState, new: NewItems) -> None:
@@ -177,7 +177,7 @@ def reencode(st: EngineState, rows: np.ndarray, batch_size: int = 64) -> Reencod
     through this encoder variant."""
     cat = st.catalogue
     text_emb, text_vec = st.models.encode([cat.texts[r] for r in rows.tolist()], batch_size=batch_size)
-    collab = cat.array("vectors")[rows] - cat.array("text_vectors")[rows]
+    collab = cat.vectors[rows] - cat.text_vectors[rows]
     return Reencoded(rows, (text_vec + collab).astype(np.float32), text_vec, text_emb)
 
 
@@ -220,7 +220,7 @@ def plan_user_update(st: EngineState, user_id: str, item_ids: list[str]) -> User
     profile = st.users.profiles[row] if row is not None else np.zeros(st.profile.slots, np.int64)
     history = np.concatenate([old, rows]).astype(np.int64)
     served = history[cat.alive[history]] if history.size else history
-    vector = st.models.user_vectors([served], cat.array("vectors"), np.zeros((1, st.scene.slots), np.int64),
+    vector = st.models.user_vectors([served], cat.vectors, np.zeros((1, st.scene.slots), np.int64),
                                     profile[None, :])[0]
     return UserUpdate(user_id, row, rows, unknown, old, history, vector, profile)
 

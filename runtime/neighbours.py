@@ -28,7 +28,7 @@ def similar(st: EngineState, row: int, k: int, allowed: np.ndarray | None) -> Re
         idx, vals = topk_rows(cos[None, :], k)
         keep = np.isfinite(vals[0])
         return Retrieved(idx[0][keep], vals[0][keep])
-    matrix = cat.array("vectors")
+    matrix = cat.vectors
     (r,) = retrieve(st.items_index.backend(cat.n_alive, 1), st.items_index.exact, matrix, cat.alive,
                     matrix[row][None, :].astype(np.float32), 20 * k, allowed=allowed,
                     exclude=[np.array([row], np.int64)])
@@ -41,7 +41,7 @@ def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None) -> Re
     """Items whose text embedding is closest to the query's (one encoder run)."""
     cat = st.catalogue
     emb, _ = st.models.encode_batch([text])
-    (r,) = retrieve(st.text_index.backend(cat.n_alive, 1), st.text_index.exact, cat.array("text_embeddings"),
+    (r,) = retrieve(st.text_index.backend(cat.n_alive, 1), st.text_index.exact, cat.text_embeddings,
                     cat.alive, emb.astype(np.float32), k, allowed=allowed)
     return r
 

@@ -161,7 +161,7 @@ def user_vectors(st: EngineState, queries: Sequence[Query]) -> None:
     todo = [q for q in queries if q.needs_tower]
     if not todo:
         return
-    vectors = st.models.user_vectors([q.history for q in todo], st.catalogue.array("vectors"),
+    vectors = st.models.user_vectors([q.history for q in todo], st.catalogue.vectors,
                                      _rows([q.scene for q in todo]), _rows([q.profile for q in todo]))
     for q, v in zip(todo, vectors):
         if np.all(np.isfinite(v)) and float(np.abs(v).sum()) > 0:
@@ -175,7 +175,7 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False) -
     without a filter are retrieved as one batch. `exact` scans the whole catalogue (evaluation)."""
     cat = st.catalogue
     space = st.items_index
-    matrix = cat.array("vectors")
+    matrix = cat.vectors
     out: dict[int, Retrieved] = {}
     with_vec = [i for i, q in enumerate(queries) if q.vector is not None]
     plain = [i for i in with_vec if queries[i].allowed is None]
@@ -209,7 +209,7 @@ def fresh_slots(q: Query) -> int:
 def fresh_mask(st: EngineState) -> np.ndarray:
     """Live items with fewer than `fresh_below` interactions (items added live start with none)."""
     cat = st.catalogue
-    return cat.alive & (cat.array("popularity") < st.options.fresh_below)
+    return cat.alive & (cat.popularity < st.options.fresh_below)
 
 
 def _with_fresh(st: EngineState, q: Query, got: Retrieved, exact: bool) -> Retrieved:
@@ -219,7 +219,7 @@ def _with_fresh(st: EngineState, q: Query, got: Retrieved, exact: bool) -> Retri
     allowed = fresh_mask(st) if q.allowed is None else fresh_mask(st) & q.allowed[: cat.n_rows]
     space = st.items_index
     backend = space.exact if exact else space.backend(cat.n_alive, 1)
-    (pool,) = retrieve(backend, space.exact, cat.array("vectors"), cat.alive,
+    (pool,) = retrieve(backend, space.exact, cat.vectors, cat.alive,
                        q.vector[None, :].astype(np.float32), fresh_slots(q) + got.rows.size,  # type: ignore[index]
                        allowed=allowed, exclude=[np.concatenate([q.exclude, got.rows])])
     extra = pool.rows[: fresh_slots(q)]
@@ -230,8 +230,8 @@ def fusion_scores(st: EngineState, users: np.ndarray, rows: np.ndarray, scene: n
                   profile: np.ndarray) -> np.ndarray:
     """The fusion head's scores [B, C] of candidate `rows` [B, C] for `users` [B, d]."""
     cat = st.catalogue
-    return st.models.fusion_scores(users.astype(np.float32, copy=False), cat.array("vectors")[rows],
-                                   cat.array("item_feats")[rows], cat.array("pop_bucket")[rows], scene, profile)
+    return st.models.fusion_scores(users.astype(np.float32, copy=False), cat.vectors[rows],
+                                   cat.item_feats[rows], cat.pop_bucket[rows], scene, profile)
 
 
 def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retrieved]) -> dict[int, np.ndarray]:
@@ -262,7 +262,7 @@ def popular(st: EngineState, q: Query) -> Retrieved:
         ok &= q.allowed
     if q.exclude.size:
         ok[q.exclude] = False
-    score = np.where(ok, np.log1p(cat.array("popularity").astype(np.float64)), -np.inf)
+    score = np.where(ok, np.log1p(cat.popularity.astype(np.float64)), -np.inf)
     idx, vals = topk_rows(score[None, :], max(q.cands, q.k))
     keep = np.isfinite(vals[0])
     return Retrieved(idx[0][keep], vals[0][keep])
@@ -271,7 +271,7 @@ def popular(st: EngineState, q: Query) -> Retrieved:
 def adjusted(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Candidate scores after the request's long-tail boost (the order `finish` ranks by, before MMR)."""
     if q.long_tail > 0 and rows.size:
-        return long_tail_boost(scores, st.catalogue.array("popularity")[rows], q.long_tail)
+        return long_tail_boost(scores, st.catalogue.popularity[rows], q.long_tail)
     return scores
 
 
@@ -319,7 +319,7 @@ def finish(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) -> R
             reasons = [f"similar to {cat.title(int(hist[b]))!r} in your history (cosine {s:.2f})"
                        for b, s in zip(best.tolist(), sim.tolist())]
         elif q.source == "popular":
-            reasons = [f"popular ({int(cat.array('popularity')[r])} interactions)" for r in final_rows.tolist()]
+            reasons = [f"popular ({int(cat.popularity[r])} interactions)" for r in final_rows.tolist()]
         elif q.source == "cold":
             reasons = ["matches the request's scene/profile"] * final_rows.size
         else:
@@ -365,7 +365,7 @@ def score_catalogue(st: EngineState, queries: list[Query]) -> np.ndarray:
         if q.vector is None:
             r = popular(st, q)
             rows, scores = r.rows, r.scores.astype(np.float64)
-            out[i] = np.log1p(cat.array("popularity").astype(np.float64))
+            out[i] = np.log1p(cat.popularity.astype(np.float64))
         else:
             rows, scores = retrieved[i].rows, scored[i]
         if q.allowed is not None:
@@ -409,7 +409,7 @@ def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, ex
     scenes = np.broadcast_to(scene_codes, (len(known), scene_codes.size)).copy()
     if with_scene:  # stored vectors assume an unknown scene: recompute every member's in this one
         alive = [h[cat.alive[h]] for h in histories]
-        fresh = st.models.user_vectors(alive, cat.array("vectors"), scenes, st.users.profiles[known]).astype(np.float32)
+        fresh = st.models.user_vectors(alive, cat.vectors, scenes, st.users.profiles[known]).astype(np.float32)
         usable = np.all(np.isfinite(fresh), axis=1) & (np.abs(fresh).sum(axis=1) > 0)
         vecs = np.where(usable[:, None], fresh, vecs)
     seen = np.unique(np.concatenate(histories)) if exclude_seen else np.zeros(0, np.int64)
@@ -425,7 +425,7 @@ def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, ex
     if st.use_fusion:
         member_scores = fusion_scores(st, vecs, rows, scenes, st.users.profiles[known])
     else:
-        member_scores = inner_products(vecs, cat.array("vectors")[union])
+        member_scores = inner_products(vecs, cat.vectors[union])
     z = np.stack([(s - s.mean()) / (s.std() + 1e-9) for s in member_scores.astype(np.float64)])
     agg = {"average": z.mean(axis=0), "least_misery": z.min(axis=0), "max_pleasure": z.max(axis=0)}[strategy]
     for o in np.argsort(-agg, kind="stable")[:k]:

@@ -70,7 +70,8 @@ class SpaceIndex:
             return self.onnx
         return self.exact
 
-    def refresh(self, matrix: np.ndarray, alive: np.ndarray, added: np.ndarray | None, removed: np.ndarray | None) -> None:
+    def refresh(self, matrix: np.ndarray, alive: np.ndarray, added: np.ndarray | None,
+                removed: np.ndarray | None) -> None:
         self.exact.refresh(matrix, alive, added, removed)
         if self.hnsw is not None:
             self.hnsw.refresh(matrix, alive, added, removed)
@@ -184,8 +185,9 @@ def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:
     catalogue = Catalogue.from_bundle(reader)
     users = Users.from_bundle(reader)
     dims = reader.section("dims")
-    if catalogue.array("vectors").shape[1] != int(dims["item"]):
-        raise BundleError(f"{reader.root}: items/vectors.npy width {catalogue.array('vectors').shape[1]} != dims.item {dims['item']}")
+    if catalogue.vectors.shape[1] != int(dims["item"]):
+        raise BundleError(f"{reader.root}: items/vectors.npy width {catalogue.vectors.shape[1]} != "
+                          f"dims.item {dims['item']}")
     if users.vectors.shape[1] != int(dims["item"]):
         raise BundleError(f"{reader.root}: users/vectors.npy width != dims.item {dims['item']}")
     hist_items = users.csr()[1]
@@ -197,21 +199,21 @@ def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:
     fusion_spec = reader.section("models", "fusion")
     use_fusion = bool(fusion_spec.get("use_by_default", True)) if options.rescore is None else bool(options.rescore)
     cold = reader.manifest.get("items", {}).get("cold_item_feats")
-    feats = catalogue.array("item_feats")
+    feats = catalogue.item_feats
     names = fusion_spec.get("item_feature_names")
     if cold is not None:
         cold_feats = np.asarray(cold, dtype=np.float32).reshape(feats.shape[1])
     elif isinstance(names, list) and len(names) == feats.shape[1] and set(names) <= set(COLD_FEATURES):
         cold_feats = np.asarray([COLD_FEATURES[n] for n in names], dtype=np.float32)
-    elif np.any(catalogue.array("popularity") == 0):
+    elif np.any(catalogue.popularity == 0):
         # Items nobody interacted with are exactly what a newly added item looks like to the fusion head.
-        cold_feats = feats[catalogue.array("popularity") == 0].mean(axis=0).astype(np.float32)
+        cold_feats = feats[catalogue.popularity == 0].mean(axis=0).astype(np.float32)
     else:
         cold_feats = np.zeros(feats.shape[1], dtype=np.float32)
     text_columns = tuple(reader.manifest.get("data", {}).get("text_columns", ()) or ())
     media = load_media(reader, int(dims["item"]))
-    items_index = _space(reader, "item", catalogue.array("vectors"), catalogue.alive, options, device)
-    text_index = _space(reader, "text", catalogue.array("text_embeddings"), catalogue.alive, options, device)
+    items_index = _space(reader, "item", catalogue.vectors, catalogue.alive, options, device)
+    text_index = _space(reader, "text", catalogue.text_embeddings, catalogue.alive, options, device)
     return EngineState(
         root=reader.root, manifest=reader.manifest, models=models, catalogue=catalogue, users=users,
         scene=scene, profile=profile, items_index=items_index, text_index=text_index, use_fusion=use_fusion,
