@@ -93,11 +93,12 @@ def csr_rows(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray) -> list
 
 
 def engine_row_scorer(engine: Any, histories_: list[np.ndarray], scene: np.ndarray, profile: np.ndarray,
-                      exclude: list[np.ndarray], fresh: float = 0.0, k: int = 10) -> RowScoreFn:
+                      exclude: list[np.ndarray], fresh: float = 0.0, k: int = 10,
+                      long_tail: float = 0.0) -> RowScoreFn:
     """Row scores of `engine` as served: query q reads `histories_[q]` in `scene[q]` with `profile[q]`,
     never ranks `exclude[q]`; `Engine.score_catalogue` does the scoring (one path with `recommend`).
     `fresh`/`k`: the fresh-item policy's share of the first k slots (see `RecommendRequest.fresh`)."""
-    queries = [RowQuery(history=h, scene=s, profile=p, exclude=e, fresh=fresh, k=k)
+    queries = [RowQuery(history=h, scene=s, profile=p, exclude=e, fresh=fresh, k=k, long_tail=long_tail)
                for h, s, p, e in zip(histories_, scene, profile, exclude)]
 
     def score(rows: np.ndarray) -> np.ndarray:

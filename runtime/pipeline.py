@@ -151,7 +151,8 @@ def prepare_rows(st: EngineState, rq: RowQuery) -> Query:
     history = history[cat.alive[history]] if history.size else history
     return Query(scene=scene, profile=profile, history=history, exclude=exclude,
                  k=check_int("k", rq.k, 1, MAX_K), cands=st.default_candidates, source="history", needs_tower=True,
-                 fresh=check_float("fresh", rq.fresh, 0.0, 1.0))
+                 fresh=check_float("fresh", rq.fresh, 0.0, 1.0),
+                 long_tail=check_float("long_tail", rq.long_tail, 0.0, 100.0))
 
 
 # ---------------------------------------------------------------------------------------------- stages

@@ -74,6 +74,8 @@ class RowQuery:
     fresh: float = 0.0
     """As `RecommendRequest.fresh`, with the slots counted over the first `k` rows."""
     k: int = 10
+    long_tail: float = 0.0
+    """As `RecommendRequest.long_tail` (the re-scored candidates are ranked after the boost)."""
 
 
 @dataclass(frozen=True)
