@@ -18,6 +18,7 @@ import numpy as np
 from .attributes import check_item_attrs
 from .bundle.format import INDEX_SOURCE
 from .errors import RequestError
+from .lexical import LexicalIndex
 from .requests import check_id
 from .retrieval import ExactBackend, HnswBackend, OnnxExactBackend
 from .state import EngineState
@@ -151,6 +152,9 @@ def apply_items(st: EngineState, new: NewItems) -> None:
                           dtype=np.int64)
     added = cat.append(new.ids, new.texts, new.attrs, new.arrays)
     refresh_indexes(st, added=added, removed=replaced)
+    if st.lexical is not None:
+        st.lexical.remove(replaced, [cat.texts[r] for r in replaced.tolist()])
+        st.lexical.add(added, [cat.texts[r] for r in np.asarray(added).tolist()])
 
 
 def remove(st: EngineState, ids: list[str]) -> int:
@@ -160,6 +164,8 @@ def remove(st: EngineState, ids: list[str]) -> int:
     removed = cat.remove(rows) if rows.size else rows
     if removed.size:
         refresh_indexes(st, added=None, removed=removed)
+        if st.lexical is not None:
+            st.lexical.remove(removed, [cat.texts[r] for r in removed.tolist()])
     return int(removed.size)
 
 
@@ -262,8 +268,9 @@ def compacted(st: EngineState) -> EngineState:
             onnx = OnnxExactBackend(matrix, cat.alive, device=space.device, threads=st.options.threads)
         spaces[space.name] = dataclasses.replace(space, exact=ExactBackend(matrix, cat.alive), hnsw=hnsw, onnx=onnx)
     log.info("compacted: %d live rows kept, %d dead rows dropped", cat.n_rows, st.catalogue.n_rows - cat.n_rows)
+    lexical = LexicalIndex.build(cat.texts, cat.alive) if st.lexical is not None else None
     return dataclasses.replace(st, catalogue=cat, users=st.users.remapped(row_map), items_index=spaces["item"],
-                               text_index=spaces["text"])
+                               text_index=spaces["text"], lexical=lexical)
 
 
 __all__ = ["NewItems", "parse_items", "encode_items", "apply_items", "remove", "reencode", "apply_reencoded",

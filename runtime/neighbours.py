@@ -3,10 +3,14 @@
 Which space serves what: `similar_items` ranks by cosine of the item retrieval vectors (text + graph, so
 "similar" means liked by the same people and described alike; inner products would make the most popular
 items similar to everything); `search` ranks by cosine of the encoder's text embeddings (a query has no
-graph part). Both read an `EngineState` under the engine's read lock.
+graph part) fused with BM25 over the item texts (`recengine.lexical`), so an item named by its words is
+found even where the fine-tuned text space has drifted from the pre-trained one. Both read an
+`EngineState` under the engine's read lock.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -37,13 +41,81 @@ def similar(st: EngineState, row: int, k: int, allowed: np.ndarray | None) -> Re
     return Retrieved(r.rows[order], cos[order])
 
 
-def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None) -> Retrieved:
-    """Items whose text embedding is closest to the query's (one encoder run)."""
+SEARCH_CANDIDATES = 100
+"""Candidates the lexical ranking contributes to the fusion (at least k)."""
+DENSE_CANDIDATES = 30
+"""Candidates the dense ranking contributes to the fusion (at least k)."""
+RRF_K = 60.0
+"""Reciprocal-rank fusion constant: score = sum over rankings of 1 / (RRF_K + rank), rank from 1."""
+LEXICAL_WEIGHT = 1.0
+"""`sum` fusion: (cosine + LEXICAL_WEIGHT * bm25 / max(bm25 over the candidates)) / (1 + LEXICAL_WEIGHT), a
+score <= 1 like the cosine it replaces (the cosine itself where no query word is in the catalogue)."""
+FUSIONS = ("rrf", "sum")
+FUSION = "sum"
+"""The fusion `search` serves with (chosen by `recengine bench search` on MovieLens, docs/bench.md)."""
+
+
+def lexical_top(lex: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
+    """Rows of the `n` best positive BM25 scores among `ok` rows, best first."""
+    rows = np.flatnonzero(lex)
+    rows = rows[ok[rows]]
+    if rows.size > n:
+        rows = rows[np.argpartition(-lex[rows], n - 1)[:n]]
+    return rows[np.argsort(-lex[rows], kind="stable")]
+
+
+def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.ndarray], np.ndarray],
+         lex: np.ndarray, lex_rows: np.ndarray, k: int, method: str = FUSION,
+         weight: float = LEXICAL_WEIGHT) -> Retrieved:
+    """Fuse a dense ranking (`dense_rows` best first, their cosines `dense_scores`) with a lexical one
+    (`lex_rows` best first; `lex` the BM25 score of every row). `cosine(rows)` gives the cosine of rows
+    outside the dense ranking (`sum` scores every candidate on both)."""
+    if method not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
+    if lex_rows.size == 0:  # no query word in the catalogue: the dense ranking as it is
+        return Retrieved(dense_rows[:k].astype(np.int64), dense_scores[:k].astype(np.float32))
+    extra = lex_rows[~np.isin(lex_rows, dense_rows)]
+    rows = np.concatenate([dense_rows, extra]).astype(np.int64)
+    if method == "rrf":
+        score = np.zeros(rows.size, np.float64)
+        score[: dense_rows.size] = 1.0 / (RRF_K + np.arange(1, dense_rows.size + 1))
+        pos = {int(r): i for i, r in enumerate(rows.tolist())}
+        for rank, r in enumerate(lex_rows.tolist()):
+            score[pos[r]] += 1.0 / (RRF_K + rank + 1)
+    else:
+        cos = np.concatenate([dense_scores, cosine(extra)]).astype(np.float64)
+        score = (cos + weight * lex[rows] / max(float(lex[lex_rows[0]]), 1e-12)) / (1.0 + weight)
+    order = np.argsort(-score, kind="stable")[:k]
+    return Retrieved(rows[order], score[order].astype(np.float32))
+
+
+def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed: np.ndarray | None,
+                    mode: str = "hybrid", fusion: str = FUSION, weight: float = LEXICAL_WEIGHT) -> Retrieved:
+    """`search` for a query already encoded (`emb`: its `text_embedding`, [text]). mode "dense": cosine over
+    the text embeddings only (the search of recengine <= 0.1); "hybrid": that fused with BM25 over the item
+    texts (`st.lexical`): `max(k, DENSE_CANDIDATES)` dense and `max(k, SEARCH_CANDIDATES)` lexical candidates,
+    fused by `fusion` ("sum": (cosine + weight * bm25 / max bm25) / (1 + weight); "rrf": reciprocal-rank
+    fusion)."""
     cat = st.catalogue
-    emb, _ = st.models.encode_batch([text])
+    q = np.ascontiguousarray(emb, dtype=np.float32).reshape(1, -1)
+    lexical = st.lexical if mode == "hybrid" else None
+    n = k if lexical is None else max(k, DENSE_CANDIDATES)
     (r,) = retrieve(st.text_index.backend(cat.n_alive, 1), st.text_index.exact, cat.text_embeddings,
-                    cat.alive, emb.astype(np.float32), k, allowed=allowed)
-    return r
+                    cat.alive, q, n, allowed=allowed)
+    if lexical is None:
+        return r
+    ok = cat.alive if allowed is None else (cat.alive & allowed[: cat.n_rows])
+    lex = lexical.scores(text, cat.n_rows)
+    unit = cat.text_embeddings
+    return fuse(r.rows, r.scores, lambda rows: unit[rows] @ q[0], lex, lexical_top(lex, ok, max(k, SEARCH_CANDIDATES)),
+                k, fusion, weight)
 
 
-__all__ = ["similar", "search"]
+def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None, mode: str = "hybrid") -> Retrieved:
+    """Items for a text query: the encoder's text embedding (one encoder run) by cosine, fused with BM25
+    over the item texts (see `search_embedded`)."""
+    emb, _ = st.models.encode_batch([text])
+    return search_embedded(st, emb[0], text, k, allowed, mode)
+
+
+__all__ = ["similar", "search", "search_embedded", "fuse", "lexical_top", "FUSION", "FUSIONS"]

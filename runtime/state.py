@@ -18,6 +18,7 @@ from .bundle.format import MEDIA_FILES, IndexSpec, wants_augment
 from .catalogue import Catalogue
 from .errors import BundleError
 from .index_io import open_index
+from .lexical import LexicalIndex
 from .models import ModelSet
 from .retrieval import Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
 from .sessions import SessionConfig, resolve_device
@@ -147,6 +148,9 @@ class EngineState:
     extra: dict[str, Any] = field(default_factory=dict)
     media: MediaProjection | None = None
     """The bundle's media projection (None: the bundle has none; add_items then refuses a `vector`)."""
+    lexical: LexicalIndex | None = None
+    """BM25 over the live item texts (`search` fuses it with the text space); built at load, kept current by
+    live adds/removes, rebuilt by compaction. None: `search` is dense only."""
 
 
 def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarray, options: ServeOptions,
@@ -221,5 +225,5 @@ def load_state(bundle: str | Path, options: ServeOptions) -> EngineState:
         default_candidates=max(1, int(fusion_spec.get("n_candidates", 200) or 200)),
         pop_bucket_edges=(np.asarray(vocab["pop_bucket_edges"], dtype=np.float64)
                           if isinstance(vocab.get("pop_bucket_edges"), list) else None),
-        media=media,
+        media=media, lexical=LexicalIndex.build(catalogue.texts, catalogue.alive),
     )

@@ -1,0 +1,159 @@
+"""Hybrid search (issue 15): the BM25 index (recengine.lexical), the fusion, and `Engine.search` finding items by
+their title on the lean bundle, including items added, replaced and removed live and after a compaction."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from recengine import neighbours
+from recengine.lexical import FUZZY_WEIGHT, K1, B, LexicalIndex, edits1, tokens
+
+
+def _bm25(tf: float, df: int, n: int, length: float, avg: float) -> float:
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avg))
+
+
+def test_tokens_fold_case_and_accents():
+    assert tokens("Pokémon: The FIRST Movie (1998)") == ["pokemon", "the", "first", "movie", "1998"]
+    assert tokens("Sci-Fi, Mystery") == ["sci", "fi", "mystery"]
+    assert tokens("   ") == []
+
+
+def test_bm25_scores_match_the_formula_on_a_hand_made_corpus():
+    texts = ["red fox", "red red dog", "blue whale swims"]
+    idx = LexicalIndex.build(texts)
+    s = idx.scores("red", 3)
+    avg = (2 + 3 + 3) / 3
+    assert s[0] == pytest.approx(_bm25(1, 2, 3, 2, avg), rel=1e-5)
+    assert s[1] == pytest.approx(_bm25(2, 2, 3, 3, avg), rel=1e-5)
+    assert s[2] == 0.0
+    assert idx.scores("whale red", 3)[2] == pytest.approx(_bm25(1, 1, 3, 3, avg), rel=1e-5)
+    assert not idx.scores("nothing here", 3).any()
+
+
+def test_remove_and_add_update_the_statistics():
+    idx = LexicalIndex.build(["red fox", "red dog", "cat"])
+    idx.remove(np.array([1]), ["red dog"])
+    # now "red" occurs in 1 of 2 live items, mean length (2 + 1) / 2
+    assert idx.scores("red", 3)[0] == pytest.approx(_bm25(1, 1, 2, 2, 1.5), rel=1e-5)
+    idx.add(np.array([3]), ["red panda"])
+    s = idx.scores("panda", 4)
+    assert s[3] > 0 and not s[:3].any()
+    assert idx.n_live == 3
+
+
+def test_alive_rows_only_are_built():
+    idx = LexicalIndex.build(["red fox", "red dog"], alive=np.array([True, False]))
+    s = idx.scores("dog", 2)
+    assert not s.any()
+    assert idx.n_live == 1
+
+
+def test_an_unknown_word_matches_the_indexed_words_one_edit_away():
+    assert "story" in edits1("stroy") and "story" in edits1("sory") and "story" in edits1("storry")
+    assert "story" not in edits1("story")
+    idx = LexicalIndex.build(["toy story", "toy soldiers"])
+    exact = idx.scores("story", 2)
+    fuzzy = idx.scores("stroy", 2)
+    assert fuzzy[0] == pytest.approx(FUZZY_WEIGHT * exact[0], rel=1e-5) and fuzzy[1] == 0
+    assert not idx.scores("sto", 2).any()  # short tokens are never corrected
+
+
+def test_fusions_on_hand_made_rankings():
+    lex = np.array([0.0, 4.0, 0.0, 2.0, 0.0], np.float32)
+    cos = np.array([0.9, 0.2, 0.8, 0.5, 0.1], np.float32)
+    dense_rows = np.array([0, 2])
+
+    def cosine(r):
+        return cos[r]
+
+    lex_rows = neighbours.lexical_top(lex, np.ones(5, bool), 10)
+    assert lex_rows.tolist() == [1, 3]
+    # sum: (cos + w * lex / max(lex)) / (1 + w): row 1 = 0.2 + 1.0, row 3 = 0.5 + 0.5, row 0 = 0.9, row 2 = 0.8
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex, lex_rows, 3, "sum", 1.0)
+    assert r.rows.tolist() == [1, 3, 0]
+    assert r.scores.tolist() == pytest.approx([0.6, 0.5, 0.45])
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex, lex_rows, 3, "sum", 0.25)
+    assert r.rows.tolist() == [0, 2, 3]  # a small weight: the cosine leads
+    # rrf: ties of rank 1 in both lists broken by the order of the candidates (dense first)
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex, lex_rows, 4, "rrf")
+    assert r.rows.tolist() == [0, 1, 2, 3]
+    assert r.scores[0] == pytest.approx(1 / 61)
+    # no lexical match: the dense ranking unchanged
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, np.zeros(5, np.float32), np.zeros(0, np.int64), 2)
+    assert r.rows.tolist() == [0, 2]
+    with pytest.raises(ValueError):
+        neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex, lex_rows, 2, "max")
+    # lexical_top honours the allowed rows
+    assert neighbours.lexical_top(lex, np.array([True, False, True, True, True]), 10).tolist() == [3]
+
+
+def _title(text: str) -> str:
+    line = next(x for x in text.split("\n") if x.startswith("title: "))
+    return re.sub(r"\s*\(\d{4}\)$", "", line[len("title: "):])
+
+
+@pytest.fixture()
+def engine(lean_bundle):
+    from recengine import Engine
+
+    return Engine.open(lean_bundle, device="cpu", threads=1)
+
+
+def test_known_item_query_returns_its_item_first(engine):
+    """Every title that names one item only (its words are not all in another title: "Heart Train" vs
+    "Heart Train Dawn" is a tie the random lean encoder may break either way) finds that item first."""
+    st = engine._state
+    titles = [_title(t) for t in st.catalogue.texts]
+    words = [set(tokens(t)) for t in titles]
+    unique = [(st.catalogue.ids[r], t) for r, t in enumerate(titles)
+              if not any(words[r] <= w for j, w in enumerate(words) if j != r)]
+    assert len(unique) >= 20
+    for item_id, title in unique:
+        assert engine.search(title, k=5)[0].item_id == item_id, title
+        assert engine.search(title.lower(), k=5)[0].item_id == item_id, title
+
+
+NEW = {"item_id": "live-1", "title": "Zyzzyva Quokka Marmalade (2031)", "genres": "Sci-Fi"}
+
+
+def test_an_item_added_live_is_found_by_its_title_at_once_and_forgotten_when_removed(engine):
+    assert "live-1" not in [r.item_id for r in engine.search("Zyzzyva Quokka Marmalade", k=10)]
+    engine.add_items([NEW])
+    assert engine.search("Zyzzyva Quokka Marmalade", k=3)[0].item_id == "live-1"
+    assert engine.search("zyzzyva quokka marmelade", k=3)[0].item_id == "live-1"  # a typo
+    # replaced: the new title finds it, the old words no longer score
+    engine.add_items([dict(NEW, title="Xylophone Wombat Saga (2032)")])
+    assert engine.search("Xylophone Wombat Saga", k=3)[0].item_id == "live-1"
+    st = engine._state
+    assert not st.lexical.scores("Zyzzyva", st.catalogue.n_rows)[st.catalogue.alive].any()
+    engine.remove_items(["live-1"])
+    assert "live-1" not in [r.item_id for r in engine.search("Xylophone Wombat Saga", k=10)]
+
+
+def test_the_lexical_index_survives_compaction(engine):
+    from recengine import live
+
+    engine.add_items([NEW])
+    victims = engine.item_ids()[:30]
+    engine.remove_items(victims)
+    st = live.compacted(engine._state)
+    assert st.catalogue.n_rows == st.catalogue.n_alive
+    assert st.lexical is not None and st.lexical.n_live == st.catalogue.n_alive
+    r = neighbours.search(st, "Zyzzyva Quokka Marmalade", 3, None)
+    assert st.catalogue.ids[int(r.rows[0])] == "live-1"
+    found = {st.catalogue.ids[int(x)] for x in neighbours.search(st, "a", 50, None).rows}
+    assert not found & set(victims)
+
+
+def test_dense_mode_is_the_text_space_alone(engine):
+    st = engine._state
+    emb, _ = st.models.encode_batch(["Zyzzyva"])
+    r = neighbours.search_embedded(st, emb[0], "Zyzzyva", 5, None, mode="dense")
+    cos = st.catalogue.text_embeddings @ emb[0]
+    assert r.rows.tolist() == np.argsort(-cos, kind="stable")[:5].tolist()
