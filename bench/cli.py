@@ -1,4 +1,4 @@
-"""`recengine bench latency`, `recengine bench quality` and `recengine bench serve` (click group `bench_group`).
+"""`recengine bench latency`, `quality`, `serve` and `search` (click group `bench_group`).
 
 Imports no torch/matplotlib at module level: the heavy modules load inside the commands, so
 `recengine --help` works on a lean runtime install.
@@ -230,3 +230,43 @@ def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: floa
         write_serve_report(report, report_dir)
     if not quiet:
         click.echo(serve_markdown(report))
+
+
+@bench_group.command("search")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("data", required=False, type=click.Path(path_type=Path))
+@click.option("--known", "n_known", type=int, default=300, show_default=True,
+              help="Known-item items drawn (each queried as title, title with year, lower-cased, one typo).")
+@click.option("--attributes", "n_attr", type=int, default=40, show_default=True,
+              help="Attribute values drawn per non-title text column (genres, tags).")
+@click.option("--frozen-encoder", type=click.Path(path_type=Path), default=None,
+              help="HF encoder directory of the pre-trained model (default: the packaged all-MiniLM-L6-v2).")
+@click.option("--no-frozen", is_flag=True, help="Skip the frozen pre-trained encoder (no torch needed).")
+@click.option("--threads", type=int, default=1, show_default=True, help="ORT (and frozen torch) threads.")
+@click.option("--requests", type=int, default=300, show_default=True, help="Timed search calls per mode.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Write search.json + search.md into this directory.")
+@click.option("--quiet", is_flag=True, help="No progress lines, no summary on stdout.")
+def search_command(bundle: Path, data: Path | None, n_known: int, n_attr: int, frozen_encoder: Path | None,
+                   no_frozen: bool, threads: int, requests: int, seed: int, json_out: Path | None,
+                   report_dir: Path | None, quiet: bool) -> None:
+    """Search quality of BUNDLE on queries drawn from DATA (default: embedded MovieLens; BUNDLE must be
+    exported from DATA): known-item and attribute queries, bundle encoder vs the frozen pre-trained one,
+    dense vs hybrid (BM25) search, and search latency."""
+    _check_outputs(json_out, report_dir)
+    from .report import write_json
+    from .search import SearchBenchConfig, run_search_bench, search_markdown, write_search_report
+
+    cfg = SearchBenchConfig(bundle=bundle, data=None if data is None else str(data), n_known=n_known, n_attr=n_attr,
+                            seed=seed, frozen_encoder=frozen_encoder, frozen=not no_frozen, threads=threads,
+                            latency_requests=requests, command=_command_line(click.get_current_context()),
+                            quiet=quiet)
+    report = run_search_bench(cfg)
+    if json_out is not None:
+        write_json(report, json_out)
+    if report_dir is not None:
+        write_search_report(report, report_dir)
+    if not quiet:
+        click.echo(search_markdown(report))
