@@ -128,9 +128,10 @@ def test_bench_json_schema(tiny_bundle, ml_tiny_dir, tiny_encoder_dir, tmp_path)
         assert "all" in res_["attribute"]
         for v in res_["attribute"].values():
             assert 0.0 <= v["precision@10"] <= 1.0 and 0.0 <= v["ndcg@10"] <= 1.0
-    for mode in ("dense", "hybrid", "dense_min3", "hybrid_min3", "bm25_scoring"):
+    for mode in ("dense", "hybrid", "dense_min3", "hybrid_min3", "encode_min3", "bm25_scoring"):
         assert report["latency"][mode]["n"] > 0 and report["latency"][mode]["p50_ms"] > 0
     assert report["lexical_index"]["items"] > 0 and report["lexical_index"]["bytes_per_item"] > 0
+    assert report["second_encoder_estimate"]["latency_ratio_estimate"] > 1.0
     for t in report["targets"].values():
         assert set(t) >= {"value", "target", "met"}
     md = (tmp_path / "rep" / "search.md").read_text()
