@@ -210,7 +210,8 @@ class LatencyRun:
             if refs:
                 tokenize = self.engine(self.cfg.variants[0], threads).stages().tokenize
                 for name, sess in refs.items():
-                    def run_ref(i: int, sess: Any = sess) -> Any:
+                    def run_ref(i: int, sess: Any = sess, tokenize: Any = tokenize,
+                                batches: list[list[str]] = batches) -> Any:
                         tb = tokenize(batches[i % len(batches)])  # the runtime's tokenisation, as in encode
                         return sess.run(["text_embedding", "item_vector"],
                                         {"input_ids": tb.input_ids, "attention_mask": tb.attention_mask})
@@ -443,7 +444,7 @@ class LatencyRun:
         def at(seq: list[Any], i: int) -> Any:
             return seq[i % len(seq)]
 
-        for variant in self.progress.bar(self.cfg.variants, "e2e"):
+        def one(variant: str) -> None:
             base = self.engine(variant, 1)
             # the bundle's default is one of the two: reuse that engine (one engine less in memory at 1M items)
             plain = base if not base.uses_fusion else self.engine(variant, 1, rescore=False)
@@ -479,12 +480,14 @@ class LatencyRun:
             grower.warmup()
             tag = f"bench-{variant}-{os.getpid()}"
             self.record("e2e", f"{variant}/add_items", 1,
-                        lambda i: grower.add_items([{"item_id": f"{tag}-{i}", "text": f"{at(queries, i)} #{i}"}]),
+                        lambda i, g=grower: g.add_items([{"item_id": f"{tag}-{i}", "text": f"{at(queries, i)} #{i}"}]),
                         call="add_items", **extra)
-            del grower
-            import gc
 
-            gc.collect()  # its catalogue and indexes (GBs at 1M items) go before the open probes
+        import gc
+
+        for variant in self.progress.bar(self.cfg.variants, "e2e"):
+            one(variant)
+            gc.collect()  # the add_items engine's catalogue and indexes (GBs at 1M items) go before the probes
         variant = self.cfg.variants[0]
         self.progress.message(f"e2e: Engine.open and RSS ({self.cfg.open_runs} fresh processes per bundle)")
         opened: dict[str, Any] = {"variant": variant, "threads": 1,
@@ -708,7 +711,8 @@ def scale_markdown(report: dict[str, Any]) -> str:
                 f"{syn['n_users']} users ({syn['n_real_users']} real), {syn['n_interactions']} interactions, "
                 f"{syn['bundle_bytes'] / 2**20:.0f} MiB on disk; build seconds {syn['timings_s']} "
                 f"(load average after the build {scale.get('load_average_after_build')}).", "",
-                "| index | M | ef_construction | build s (threads) | ef served | recall@10 by ef (ms/query, 1 thread) |",
+                "| index | M | ef_construction | build s (threads) | ef served "
+                "| recall@10 by ef (ms/query, 1 thread) |",
                 "|---|---|---|---|---|---|"]
         for name, ix in syn.get("index", {}).items():
             sweep = ", ".join(f"{p['ef']}: {p.get('recall@10')} ({p['ms_per_query_1thread']})" for p in ix["sweep"])
@@ -718,9 +722,11 @@ def scale_markdown(report: dict[str, Any]) -> str:
     rows = [r for r in report["results"] if r["stage"] == "e2e"]
     if rows:
         out += ["## Every call, batch 1, one thread", "",
-                "| call | p50 ms | p95 ms | p99 ms | retrieval | ef | fusion | calls |", "|---|---|---|---|---|---|---|---|"]
-        out += [f"| {r['variant']} | {f(r['p50_ms'])} | {f(r['p95_ms'])} | {f(r['p99_ms'])} | {r.get('retrieval', '-')} | "
-                f"{r.get('ef', '-')} | {r.get('fusion', '-')} | {r['n_requests']} |" for r in rows]
+                "| call | p50 ms | p95 ms | p99 ms | retrieval | ef | fusion | calls |",
+                "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['variant']} | {f(r['p50_ms'])} | {f(r['p95_ms'])} | {f(r['p99_ms'])} | "
+                f"{r.get('retrieval', '-')} | {r.get('ef', '-')} | {r.get('fusion', '-')} | {r['n_requests']} |"
+                for r in rows]
         out.append("")
     opened = scale.get("open")
     if opened:

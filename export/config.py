@@ -299,7 +299,8 @@ class ExportConfig:
              "variants", "a subset of fp32, int8, fp16 that includes fp32"),
             (self.target in TARGET_VARIANTS, "target", "cpu, gpu or all"),
             (self.target not in TARGET_VARIANTS or set(TARGET_VARIANTS[self.target] or ()) <= set(self.variants),
-             "variants", f"a superset of what target {self.target!r} keeps ({', '.join(TARGET_VARIANTS.get(self.target) or ())})"),
+             "variants", f"a superset of what target {self.target!r} keeps "
+                         f"({', '.join(TARGET_VARIANTS.get(self.target) or ())})"),
             (all(v in ("int8", "fp16") for v in self.parity.reencode_variants), "parity.reencode_variants",
              "a subset of int8, fp16"),
             (all(a in ("frozen_text", "graph_only", "text_only", "no_fusion") for a in self.ablations),
