@@ -64,6 +64,9 @@ class LexicalIndex:
         self._len = np.zeros(0, np.float32)
         self.n_live = 0
         self._total_len = 0.0
+        self._version = 0
+        """Bumped by every write: the cached per-posting BM25 weights (`_impact`) of older versions are stale."""
+        self._impact: dict[str, tuple[int, np.ndarray]] = {}
 
     @classmethod
     def build(cls, texts: Sequence[str], alive: np.ndarray | None = None) -> LexicalIndex:
@@ -94,6 +97,7 @@ class LexicalIndex:
             self._len = grown
 
     def _add(self, rows: np.ndarray, texts: Sequence[str]) -> None:
+        self._version += 1
         pending: dict[str, tuple[list[int], list[float]]] = {}
         for row, text in zip(rows.tolist(), texts):
             counts = Counter(tokens(text))
@@ -128,6 +132,7 @@ class LexicalIndex:
 
     def remove(self, rows: np.ndarray, texts: Sequence[str]) -> None:
         """Take live rows out of the statistics (their postings stay, masked by `alive` at query time)."""
+        self._version += 1
         for row, text in zip(np.asarray(rows, np.int64).tolist(), texts):
             for tok in set(tokens(text)):
                 left = self._df.get(tok, 0) - 1
@@ -151,26 +156,35 @@ class LexicalIndex:
                     out[near] = out.get(near, 0.0) + FUZZY_WEIGHT
         return out
 
+    def _impacts(self, tok: str, rows: np.ndarray) -> np.ndarray:
+        """idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg)) of each posting of `tok`, cached until the
+        next write (readers may compute an entry twice; each assignment is whole)."""
+        cached = self._impact.get(tok)
+        if cached is not None and cached[0] == self._version and cached[1].size == rows.size:
+            return cached[1]
+        df = self._df.get(tok, 0)
+        avg = max(self._total_len / max(self.n_live, 1), 1e-9)
+        idf = np.log1p((self.n_live - df + 0.5) / (df + 0.5))
+        tf = self._tf[tok]
+        norm = K1 * (1.0 - B + B * self._len[rows] / avg)
+        impact = (idf * tf * (K1 + 1.0) / (tf + norm)).astype(np.float32)
+        self._impact[tok] = (self._version, impact)
+        return impact
+
     def scores(self, query: str, n_rows: int) -> np.ndarray:
         """BM25 score of every row (0 where no query token occurs; dead rows are the caller's to mask)."""
         out = np.zeros(n_rows, np.float32)
         if self.n_live <= 0:
             return out
-        avg = max(self._total_len / self.n_live, 1e-9)
-        lengths = self._len[:n_rows]
-        for tok, qtf in self.expand(tokens(query)).items():
+        for tok, weight in self.expand(tokens(query)).items():
             rows = self._rows.get(tok)
-            df = self._df.get(tok, 0)
-            if rows is None or df == 0:
+            if rows is None or self._df.get(tok, 0) == 0:
                 continue
-            idf = np.log1p((self.n_live - df + 0.5) / (df + 0.5))
-            tf = self._tf[tok]
+            impact = self._impacts(tok, rows)
             if rows.size and rows[-1] >= n_rows:  # rows ascend; a caller's older, shorter view
                 keep = rows < n_rows
-                rows, tf = rows[keep], tf[keep]
-            r = rows
-            norm = K1 * (1.0 - B + B * lengths[r] / avg)
-            out[r] += np.float32(qtf * idf) * tf * (K1 + 1.0) / (tf + norm)
+                rows, impact = rows[keep], impact[keep]
+            out[rows] += np.float32(weight) * impact
         return out
 
 
