@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from recengine.cli.pairs import parse_pairs
-
 from recengine.errors import RequestError
 
 
@@ -180,7 +179,8 @@ def quality_command(data: Path | None, profile: str, models: str, variants: str,
     cfg = QualityConfig(
         data=None if data is None else str(data), profile=profile, models=_names(models),
         variants=_names(variants), seed=seed, encoder=None if encoder is None else str(encoder), cold=not no_cold,
-        cold_fraction=cold_fraction, threads=threads, export_overrides=parse_pairs(sets, "--set", "user.epochs=50"), workdir=workdir,
+        cold_fraction=cold_fraction, threads=threads, export_overrides=parse_pairs(sets, "--set", "user.epochs=50"),
+        workdir=workdir,
         jobs=jobs, quiet=quiet, command=_command_line(click.get_current_context()), tune_budget_s=tune_budget,
     )
     _emit(run_quality(cfg), json_out, report_dir, quiet)
@@ -220,7 +220,8 @@ def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: floa
     cfg = ServeBenchConfig(
         bundle=bundle, concurrency=_ints(concurrency, "--concurrency"), endpoints=_names(endpoints),
         duration=duration, requests=requests, warmup=warmup, in_process_requests=in_process_requests, k=k,
-        workers=workers, threads=threads, pool=pool, server_args=server_args, seed=seed, command=_command_line(click.get_current_context()),
+        workers=workers, threads=threads, pool=pool, server_args=server_args, seed=seed,
+        command=_command_line(click.get_current_context()),
         quiet=quiet,
     )
     report = run_serve_bench(cfg)

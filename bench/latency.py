@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from recengine.bundle.format import history_inputs, left_pad
-
 from recengine.errors import RecengineError, RequestError
+from recengine.progress import Progress
 
 from .machine import load_average, machine_info, utc_now
-from recengine.progress import Progress
 from .timing import Budget, measure
 
 STAGES: tuple[str, ...] = ("tokenize", "encode", "user_tower", "retrieve", "score", "recommend", "e2e")
@@ -126,7 +125,7 @@ class Fixture:
     rng: np.random.Generator
 
     @classmethod
-    def load(cls, bundle: Path, seed: int) -> "Fixture":
+    def load(cls, bundle: Path, seed: int) -> Fixture:
         from recengine.bundle import open_bundle
 
         r = open_bundle(bundle)
@@ -616,7 +615,8 @@ class LatencyRun:
                 if mine and mine["p50_ms"] > 0:
                     out.append({"stage": stage, "variant": other, "batch": batch, "baseline": "torch_eager",
                                 "speedup_p50": round(row["p50_ms"] / mine["p50_ms"], 2),
-                                "speedup_p99": round(row["p99_ms"] / mine["p99_ms"], 2) if mine["p99_ms"] > 0 else None})
+                                "speedup_p99": (round(row["p99_ms"] / mine["p99_ms"], 2) if mine["p99_ms"] > 0
+                                                else None)})
         return out
 
     def targets(self, speedups: list[dict[str, Any]]) -> dict[str, Any]:

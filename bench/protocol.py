@@ -109,7 +109,8 @@ def evaluate_rows(score_rows: UserScoreFn, queries: Queries, batch_size: int = 2
     )
 
 
-def scene_metrics(result: RankingResult, queries: Queries, min_queries: int = 1) -> dict[str, dict[str, dict[str, float]]]:
+def scene_metrics(result: RankingResult, queries: Queries,
+                  min_queries: int = 1) -> dict[str, dict[str, dict[str, float]]]:
     """Per `ctx_*` column and value: n_queries, HR@10/20, NDCG@10/20, MRR over that scene's test queries."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for column, values in sorted(queries.context.items()):

@@ -2,7 +2,8 @@
 
 Quality JSON (`schema` = "recengine-bench-quality/1"):
 - `kind` "quality", `created_at` (UTC ISO 8601), `command`, `machine` {cpu, cpu_count, memory_gib, os,
-  python, load_average_at_start, load_average_at_end, instruction_sets (SIMD flags), versions, git_revision}, `data` {name, fingerprint, n_users, n_items, n_interactions,
+  python, load_average_at_start, load_average_at_end, instruction_sets (SIMD flags), versions, git_revision},
+  `data` {name, fingerprint, n_users, n_items, n_interactions,
   context_columns}
 - `protocol` {split, seed, ranking, tuning, test_fit, n_users, n_items, n_train_events, n_valid_queries,
   n_test_queries, profile, cold {split, n_cold_items, n_cold_interactions, n_queries, metric, protocols
@@ -32,7 +33,8 @@ Latency JSON (`schema` = "recengine-bench-latency/1"):
   p50_ms, p95_ms, p99_ms, mean_ms, throughput_per_s (items per second), n_requests, + stage extras (ef,
   recall@k, n_items, candidates, request, retrieval, fusion)}
 - `speedups[]` = {stage, variant, batch, baseline "torch_eager", speedup_p50, speedup_p99},
-  `recall_curve[]` = {index (plain_ip | mips_augment), ef, recall@k, n_items, p50_ms_batch<b>}, `targets`, `notes`, `seconds`,
+  `recall_curve[]` = {index (plain_ip | mips_augment), ef, recall@k, n_items, p50_ms_batch<b>}, `targets`, `notes`,
+  `seconds`,
   `samples_ms` {"stage|variant|batch": [per-call ms]} (for the CDF plots)
 """
 

@@ -51,7 +51,7 @@ class ColdGenerator:
 
     @classmethod
     def fit(cls, text_embeddings: np.ndarray, vectors: np.ndarray, warm: np.ndarray, ridge: float,
-            users: np.ndarray | None = None, media: np.ndarray | None = None) -> "ColdGenerator":
+            users: np.ndarray | None = None, media: np.ndarray | None = None) -> ColdGenerator:
         """Ridge regression on the warm items (from [e; standardised media] when `media`, float
         [n_items, d_media], is given); with `users` (user vectors), widened around the warm items'
         mean prediction by std(u . v) / std(u . G(e)) (each user's scores over the warm items centred), so

@@ -215,7 +215,7 @@ class ExportConfig:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_profile(cls, profile: str = "standard") -> "ExportConfig":
+    def from_profile(cls, profile: str = "standard") -> ExportConfig:
         """`standard` (real MiniLM, tuned epochs) or `quick` (tiny encoder, few epochs: tests, < 60 s)."""
         if profile not in PROFILES:
             raise ExportError(f"unknown profile {profile!r} (choose one of {', '.join(PROFILES)})")
@@ -239,7 +239,7 @@ class ExportConfig:
         return cfg
 
     @classmethod
-    def from_toml(cls, path: str | Path, profile: str | None = None) -> "ExportConfig":
+    def from_toml(cls, path: str | Path, profile: str | None = None) -> ExportConfig:
         """Read a TOML file: top-level keys and `[encoder]`, `[graph]`, `[user]`, ... sections.
 
         The file may name a `profile`; `profile` passed here wins. Unknown keys are an error (a typo must
@@ -258,7 +258,7 @@ class ExportConfig:
         return cfg.override(_flatten(raw), source=str(p))
 
     # ------------------------------------------------------------------ overrides
-    def override(self, values: dict[str, Any], source: str = "override") -> "ExportConfig":
+    def override(self, values: dict[str, Any], source: str = "override") -> ExportConfig:
         """Return a copy with dotted keys (`"user.epochs"`, `"seed"`) set; values are type-checked."""
         cfg = dataclasses.replace(self)
         for sub in ("encoder", "graph", "user", "fusion", "index", "parity"):

@@ -15,22 +15,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from recengine.bundle.format import left_pad
 from recengine.data.schema import Dataset
 from recengine.errors import ExportError
+from recengine.evaluation import Queries, csr_rows, evaluate_queries, histories, make_queries
+from recengine.progress import Progress
 from recengine.split import Split
 
 from .align import TextResult, train_text_tower
 from .cold_start import ColdGenerator
 from .config import ExportConfig
-from recengine.bundle.format import left_pad
-from recengine.evaluation import Queries, csr_rows, evaluate_queries, histories, make_queries
-from .features import (Vocab, encode_profiles, encode_scene, pop_bucket_edges, pop_buckets, profile_vocab,
-                       scene_vocab)
-from .fusion import (ITEM_FEATURE_NAMES, FusionHead, FusionInputs, evaluate_with_fusion, fusion_train_data,
-                     item_features, train_fusion)
+from .features import Vocab, encode_profiles, encode_scene, pop_bucket_edges, pop_buckets, profile_vocab, scene_vocab
+from .fusion import (
+    ITEM_FEATURE_NAMES,
+    FusionHead,
+    FusionInputs,
+    fusion_train_data,
+    item_features,
+    train_fusion,
+)
 from .graph import GraphResult, train_lightgcn
 from .item_vectors import ItemVectors
-from recengine.progress import Progress
 from .train_user import UserScorer, make_windows, train_user_tower
 from .user_tower import UserTower
 
@@ -379,7 +384,8 @@ def refit(fitted: FittedRecengine, progress: Progress | None = None, include_tes
             data = fusion_train_data(split, scenes["train"], fitted.profiles, scorer.user_vectors, arrays["vectors"],
                                      fcfg, ucfg.max_history, seed)
             train_fusion(head, FusionInputs(arrays["vectors"], arrays["item_feats"], buckets), data, None, None, None,
-                         None, fcfg, seed, progress, fixed_epochs=max(1, int(fitted.metrics.get("fusion_best_epoch", 1))))
+                         None, fcfg, seed, progress,
+                         fixed_epochs=max(1, int(fitted.metrics.get("fusion_best_epoch", 1))))
         out.fusion = head
     return out
 

@@ -9,7 +9,8 @@ s is one learned scale of the text part. Since g_i is free for every warm item, 
 express not at all; what it sets is how a text-only vector (a cold item, or a warm one dropped out) scores
 against full vectors, trained through item dropout. Measured on ML-small: validation NDCG@10 0.0492 -> 0.0571
 with it; it did not, however, lift cold items into users' top 20 (cold Recall@20 stayed 0: text-only scores
-remain about 10x below warm ones, a calibration still to be done). After training it is folded into the text tower's projection (`fold_text_scale`), so the exported encoder's
+remain about 10x below warm ones: `recengine.export.cold_start` now gives cold items their vectors). After
+training it is folded into the text tower's projection (`fold_text_scale`), so the exported encoder's
 `item_vector` is s * t and the bundle needs no extra field.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-
 
 WARM_MEDIA = False
 """Whether `fit` gives warm items a learned projection of the data set's media vectors (`media` below).

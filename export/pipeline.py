@@ -17,10 +17,10 @@ import numpy as np
 from recengine.bundle import BundleWriter
 from recengine.data import load_dataset
 from recengine.errors import ParityError
+from recengine.progress import Progress
 from recengine.split import leave_last_out
 
 from .config import ExportConfig
-from recengine.progress import Progress
 
 
 def _metric_subset(metrics: dict[str, float]) -> dict[str, float]:
@@ -219,7 +219,8 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     parity = {"encoder": enc.parity, "user_tower": user.parity, "fusion": fusion.parity}
 
     save_tokenizer(fitted.text.tokenizer, w.path("tokenizer.json"))
-    tokenizer = {**fitted.text.tokenizer_info.manifest("tokenizer.json"), "pad_id": int(fitted.text.tokenizer_info.pad_id)}
+    info = fitted.text.tokenizer_info
+    tokenizer = {**info.manifest("tokenizer.json"), "pad_id": int(info.pad_id)}
 
     t = time.perf_counter()
     index = write_indexes(w, item["vectors"], fitted.text.text_embeddings, cfg.index.M, cfg.index.ef_construction,

@@ -42,7 +42,7 @@ class TrainData:
     @classmethod
     def from_interactions(
         cls, inter: Interactions, n_users: int, n_items: int, item_texts: list[str] | None = None, seed: int = 0
-    ) -> "TrainData":
+    ) -> TrainData:
         """Histories from (possibly concatenated) interactions, ordered by (user, time)."""
         ordered = inter.subset(chronological_order(inter, seed))
         indptr, indices = to_csr(ordered.user, ordered.item, n_users)
@@ -100,7 +100,7 @@ class Recommender(ABC):
         return [{}]
 
     @abstractmethod
-    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "Recommender":
+    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> Recommender:
         """Learn from `data`. Epoch-based models early-stop on `validate` when given, else run
         `params["epochs"]` epochs (the refit on train+valid uses the epoch count found on validation)."""
 

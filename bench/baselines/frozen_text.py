@@ -36,7 +36,7 @@ class FrozenText(Recommender):
             return [{"window": 0}, {"window": 10}]
         return [{"window": w} for w in (0, 50, 20, 5)]
 
-    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "FrozenText":
+    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> FrozenText:
         self._emb = np.ascontiguousarray(self._text.item_text_embeddings(), dtype=np.float32)
         self._data = data
         return self

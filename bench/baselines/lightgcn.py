@@ -73,7 +73,7 @@ class LightGCN(Recommender):
             layers.append(x)
         return torch.stack(layers).mean(0)
 
-    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "LightGCN":
+    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> LightGCN:
         torch = torch_module()
         p = self.params
         gen = seed_everything(data.seed)

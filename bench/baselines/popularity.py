@@ -12,7 +12,7 @@ class Popularity(Recommender):
 
     name = "popularity"
 
-    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "Popularity":
+    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> Popularity:
         self._counts = data.item_counts().astype(np.float32)
         return self
 

@@ -95,7 +95,7 @@ class SASRec(Recommender):
                 end = start + 1 if start > 0 else 0
         return np.stack(seqs), np.stack(tgts)
 
-    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> "SASRec":
+    def fit(self, data: TrainData, validate: ValidateFn | None = None) -> SASRec:
         torch = torch_module()
         p = self.params
         gen = seed_everything(data.seed)

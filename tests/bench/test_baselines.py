@@ -138,8 +138,9 @@ def test_community_models_rank_the_users_own_half_first(name: str) -> None:
         overrides = {"iterations": 200, "learning_rate": 0.05}
     scores = make(name, data, **overrides).score(np.arange(data.n_users))
     half = data.n_items // 2
-    own = np.where(group[:, None] == 0, scores[:, :half].mean(1, keepdims=True), scores[:, half:].mean(1, keepdims=True))
-    other = np.where(group[:, None] == 0, scores[:, half:].mean(1, keepdims=True), scores[:, :half].mean(1, keepdims=True))
+    first, second = scores[:, :half].mean(1, keepdims=True), scores[:, half:].mean(1, keepdims=True)
+    own = np.where(group[:, None] == 0, first, second)
+    other = np.where(group[:, None] == 0, second, first)
     assert (own > other).mean() >= 0.9, f"{name} does not separate the communities"
 
 

@@ -17,7 +17,8 @@ ROW_KEYS = {"stage", "variant", "batch", "p50_ms", "p95_ms", "p99_ms", "throughp
 
 
 @pytest.fixture(scope="module")
-def latency_run(tiny_bundle: Path, tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+def latency_run(tiny_bundle: Path, tiny_encoder_dir: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("latency")
     result = CliRunner().invoke(cli, [
         "bench", "latency", str(tiny_bundle), "--batch", "1,4", "--requests", "20", "--duration", "1",

@@ -39,7 +39,7 @@ def test_scene_metrics_partition_the_test_queries(ml_tiny_dataset) -> None:
     assert p.test.context, "the MovieLens adapter derives ctx_daypart/ctx_weekday"
     result = evaluate(create("popularity", {}).fit(p.train_valid).score, p.test)
     scenes = scene_metrics(result, p.test)
-    for column, values in scenes.items():
+    for values in scenes.values():
         total = sum(v["n_queries"] for v in values.values())
         assert total == len(p.test)
         hits = sum(v["hr@10"] * v["n_queries"] for v in values.values())

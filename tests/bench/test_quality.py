@@ -83,7 +83,8 @@ def test_tuning_and_scenes_are_recorded(quality_report: dict) -> None:
     scenes = quality_report["scenes"]
     assert set(scenes) == {"ctx_daypart", "ctx_weekday"}
     for values in scenes.values():
-        assert sum(v["popularity"]["n_queries"] for v in values.values()) == quality_report["protocol"]["n_test_queries"]
+        n = quality_report["protocol"]["n_test_queries"]
+        assert sum(v["popularity"]["n_queries"] for v in values.values()) == n
 
 
 def test_onnx_fp32_matches_the_torch_model(quality_report: dict) -> None:

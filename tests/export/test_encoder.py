@@ -240,7 +240,8 @@ def test_lora_training_moves_only_adapters_and_merge_matches_peft(tiny_source, t
     base_before = {n: p.detach().clone() for n, p in tower.named_parameters() if not p.requires_grad}
     optimizer = torch.optim.Adam(tower.param_groups(encoder_lr=5e-2, head_lr=5e-2))
     ids, mask = tokenize_to_tensors(tokenizer, TEXTS, info.pad_id)
-    target = torch.nn.functional.normalize(torch.randn(len(TEXTS), 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    gen = torch.Generator().manual_seed(0)
+    target = torch.nn.functional.normalize(torch.randn(len(TEXTS), 8, generator=gen), dim=1)
     tower.train()
     losses = []
     for _ in range(5):

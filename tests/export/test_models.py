@@ -52,7 +52,8 @@ def test_user_tower_is_causal_and_order_sensitive():
 def test_user_tower_scene_changes_the_vector():
     tower = _tower()
     hist, mask, p = torch.randn(1, 4, 16), torch.ones(1, 4), torch.tensor([[0]])
-    assert not torch.allclose(tower(hist, mask, torch.tensor([[0, 0]]), p), tower(hist, mask, torch.tensor([[2, 3]]), p))
+    a, b = tower(hist, mask, torch.tensor([[0, 0]]), p), tower(hist, mask, torch.tensor([[2, 3]]), p)
+    assert not torch.allclose(a, b)
 
 
 def test_item_vectors_cold_items_are_text_only():

@@ -195,7 +195,8 @@ def test_too_small_data_set_is_refused(ml_tiny_dir: Path, tiny_encoder_dir: Path
 
 def test_a_failure_mid_export_leaves_nothing(ml_tiny_dir: Path, tiny_encoder_dir: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch):
-    from recengine.export import ExportConfig, fit as fit_module, pipeline
+    from recengine.export import ExportConfig, pipeline
+    from recengine.export import fit as fit_module
 
     def failing_export(*args, **kwargs):
         raise ParityError("parity check failed for model 'encoder', variant 'int8': simulated")

@@ -107,12 +107,12 @@ def test_bundle_records_as_served_and_reencoded_pipeline_metrics(tiny_bundle: Pa
 
 
 def _tiny_user_training(ml_tiny_dataset, ema: float):
-    from recengine.export.config import UserConfig
     from recengine.evaluation import make_queries
+    from recengine.export.config import UserConfig
     from recengine.export.features import encode_profiles, encode_scene, profile_vocab, scene_vocab
-    from recengine.progress import Progress
     from recengine.export.train_user import make_windows, train_user_tower
     from recengine.export.user_tower import UserTower
+    from recengine.progress import Progress
 
     d = ml_tiny_dataset
     split = leave_last_out(d.interactions, d.n_users, d.n_items, seed=0)

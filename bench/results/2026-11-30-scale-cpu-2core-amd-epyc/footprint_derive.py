@@ -1,7 +1,11 @@
 """Derive --target cpu/gpu bundles from an existing all-variant bundle with the export's own
 drop_untargeted_variants (no retraining), for footprint measurements of a MiniLM bundle."""
-import copy, shutil, sys, types
+import copy
+import shutil
+import sys
+import types
 from pathlib import Path
+
 from recengine.bundle import BundleWriter, open_bundle
 from recengine.export.pipeline import drop_untargeted_variants
 

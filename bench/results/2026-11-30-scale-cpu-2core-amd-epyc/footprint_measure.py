@@ -1,5 +1,8 @@
-import json, sys
+import json
+import sys
+
 from recengine.bench.synthetic import probe_open
+
 out = {}
 for name, path in [a.split("=", 1) for a in sys.argv[2:]]:
     p = probe_open(path, None, threads=1, runs=3, requests=50)
