@@ -75,10 +75,11 @@ def check_depth(node: Any, where: str, limit: int = MAX_DEPTH) -> None:
         item, depth = stack.pop()
         if depth > limit:
             raise BundleError(f"{where}: nested deeper than {limit} levels")
+        # only containers can nest: scalars (the bulk of ids/texts/attribute lists) are never pushed
         if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
         elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
 
 
 # ------------------------------------------------------------------------------------------- field rules
