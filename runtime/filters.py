@@ -16,6 +16,7 @@ over-fetches from the index and post-filters with this mask (see `recengine.retr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,32 @@ from .errors import RequestError
 _OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains")
 
 
-def _is_numeric(column: np.ndarray) -> bool:
-    return column.dtype.kind in "fiu"
+@dataclass(frozen=True)
+class Categorical:
+    """A string attribute as integer codes into its distinct values (-1 = missing): a filter compares small
+    integers instead of Python strings (at 310k items an object-array `isin` took 6.9 ms of a 7.6 ms
+    filtered `recommend`), and `contains` tests each distinct value once."""
+
+    codes: np.ndarray
+    """int32 [rows]"""
+    values: np.ndarray
+    """object [n distinct] of str"""
+
+    def __getitem__(self, rows: Any) -> Categorical:
+        return Categorical(self.codes[rows], self.values)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.codes.shape
+
+    def matching(self, hit: np.ndarray) -> np.ndarray:
+        """Rows whose value is one of the distinct values flagged in `hit` (missing never matches)."""
+        lookup = np.append(np.asarray(hit, dtype=bool), False)  # code -1 -> the trailing False
+        return lookup[self.codes]
+
+
+def _is_numeric(column: Any) -> bool:
+    return not isinstance(column, Categorical) and column.dtype.kind in "fiu"
 
 
 def _predicate(name: str, column: np.ndarray, op: str, arg: Any) -> np.ndarray:
@@ -54,6 +79,9 @@ def _predicate(name: str, column: np.ndarray, op: str, arg: Any) -> np.ndarray:
         if numeric:
             raise RequestError(f"filter {name}: contains needs a string attribute")
         needle = str(arg)
+        if isinstance(column, Categorical):
+            return column.matching(np.fromiter((needle in v for v in column.values), dtype=bool,
+                                               count=column.values.shape[0]))
         return np.fromiter((isinstance(v, str) and needle in v for v in column), dtype=bool, count=column.shape[0])
     raise RequestError(f"filter {name}: unknown operator {op!r} (known: {', '.join(_OPS)})")
 
@@ -65,7 +93,11 @@ def _membership(name: str, column: np.ndarray, values: list[Any], numeric: bool)
         except (TypeError, ValueError):
             raise RequestError(f"filter {name}: numeric attribute compared with {values!r}") from None
         return np.isin(column, wanted)
-    return np.isin(column, np.asarray([str(v) for v in values], dtype=object))
+    wanted_str = {str(v) for v in values}
+    if isinstance(column, Categorical):
+        return column.matching(np.fromiter((v in wanted_str for v in column.values), dtype=bool,
+                                           count=column.values.shape[0]))
+    return np.isin(column, np.asarray(sorted(wanted_str), dtype=object))
 
 
 def build_mask(spec: Mapping[str, Any] | None, row_of: Mapping[str, int], attrs: Mapping[str, np.ndarray],
@@ -103,8 +135,11 @@ def build_mask(spec: Mapping[str, Any] | None, row_of: Mapping[str, int], attrs:
     return mask
 
 
-def attr_column(values: list[Any]) -> np.ndarray:
-    """Store one attribute as float64 (all numbers / missing; NaN = missing) or an object array of str/None."""
+def attr_column(values: list[Any]) -> np.ndarray | Categorical:
+    """One attribute as float64 (all numbers / missing; NaN = missing) or, for strings, a `Categorical`."""
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
         return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    return np.asarray([None if v is None else str(v) for v in values], dtype=object)
+    index: dict[str, int] = {}
+    codes = np.fromiter((-1 if v is None else index.setdefault(str(v), len(index)) for v in values),
+                        dtype=np.int32, count=len(values))
+    return Categorical(codes, np.asarray(list(index), dtype=object))
