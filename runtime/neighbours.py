@@ -74,17 +74,19 @@ def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.
         raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
     if lex_rows.size == 0:  # no query word in the catalogue: the dense ranking as it is
         return Retrieved(dense_rows[:k].astype(np.int64), dense_scores[:k].astype(np.float32))
-    extra = lex_rows[~np.isin(lex_rows, dense_rows)]
-    rows = np.concatenate([dense_rows, extra]).astype(np.int64)
+    seen = set(dense_rows.tolist())
+    extra = np.asarray([r for r in lex_rows.tolist() if r not in seen], dtype=np.int64)
+    rows = np.concatenate([dense_rows.astype(np.int64, copy=False), extra])
     if method == "rrf":
         score = np.zeros(rows.size, np.float64)
         score[: dense_rows.size] = 1.0 / (RRF_K + np.arange(1, dense_rows.size + 1))
-        pos = {int(r): i for i, r in enumerate(rows.tolist())}
+        pos = {r: i for i, r in enumerate(rows.tolist())}
         for rank, r in enumerate(lex_rows.tolist()):
             score[pos[r]] += 1.0 / (RRF_K + rank + 1)
     else:
-        cos = np.concatenate([dense_scores, cosine(extra)]).astype(np.float64)
-        score = (cos + weight * lex[rows] / max(float(lex[lex_rows[0]]), 1e-12)) / (1.0 + weight)
+        cos = np.concatenate([dense_scores.astype(np.float32, copy=False),
+                              cosine(extra).astype(np.float32, copy=False)]) if extra.size else dense_scores
+        score = (cos + np.float32(weight / max(float(lex[lex_rows[0]]), 1e-12)) * lex[rows]) / np.float32(1.0 + weight)
     order = np.argsort(-score, kind="stable")[:k]
     return Retrieved(rows[order], score[order].astype(np.float32))
 
