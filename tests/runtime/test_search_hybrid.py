@@ -22,6 +22,7 @@ def test_tokens_fold_case_and_accents():
     assert tokens("Pokémon: The FIRST Movie (1998)") == ["pokemon", "the", "first", "movie", "1998"]
     assert tokens("Sci-Fi, Mystery") == ["sci", "fi", "mystery"]
     assert tokens("   ") == []
+    assert tokens("Cafe_Society x2") == tokens("Café_Society x2") == ["cafe", "society", "x2"]  # both paths
 
 
 def test_bm25_scores_match_the_formula_on_a_hand_made_corpus():
