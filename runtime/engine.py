@@ -292,7 +292,8 @@ class Engine:
             return _results("item", r.rows, r.scores, cat.ids)
 
     def search(self, text: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> Recommendations:
-        """Items whose text is closest to `text` (encoder text embedding, cosine)."""
+        """Items whose text best matches `text`: hybrid search, the encoder's text-embedding cosine fused with
+        BM25 over the item texts (`recengine.lexical`; see docs/serving.md "Why search is hybrid")."""
         if not isinstance(text, str):
             raise RequestError(f"search text must be a string, got {type(text).__name__}")
         if not text.strip():
