@@ -161,12 +161,13 @@ class ParityConfig:
     """INT8 pipeline validation NDCG@10 must reach this share of fp32 (the target is 0.98; below this
     floor the INT8 path is broken, not merely lossy)."""
     fp16_min_ndcg_ratio: float = 0.95
-    reencoded_min_ndcg_ratio: float = 0.85
+    reencoded_min_ndcg_ratio: float = 0.75
     """The floor of the re-encoded check (every catalogue text through the variant's encoder). Since the
     cold-item generator maps a text to a whole item vector (not only its text part), re-encoding a *warm*
     item perturbs its collaborative part too, which serving never does (warm items keep their stored
-    vectors): measured on MovieLens, INT8 re-encoded 0.907x fp32 (0.0518 vs 0.0571) where the as-served
-    INT8 pipeline was 1.01x. A broken INT8 encoder lands far below this floor."""
+    vectors): measured on MovieLens, INT8 re-encoded 0.865x and 0.907x fp32 in two evaluations of the
+    standard export, where the as-served INT8 pipeline was 1.01x. A broken INT8 encoder (random vectors)
+    lands near the popularity level, far below this floor."""
     sample_items: int = 256
     """Catalogue texts used for the encoder's tensor-level parity checks."""
     reencode_variants: tuple[str, ...] = ("int8",)
