@@ -12,8 +12,9 @@ Cold items (items with no training interaction) have two protocols (`evaluate_co
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -116,6 +117,20 @@ class RankingResult:
     topk: np.ndarray
 
 
+def scored_batches(score_fn: Any, n_queries: int, n_items: int, batch_size: int, exclude_indptr: np.ndarray,
+                   exclude_indices: np.ndarray, exclude_extra: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(query rows, float64 scores [rows, n_items]) per batch: the score function's shape checked, NaN/inf
+    made -inf (ranked last) and each query's excluded items masked. One place for every protocol."""
+    for start in range(0, n_queries, batch_size):
+        rows = np.arange(start, min(start + batch_size, n_queries))
+        scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
+        if scores.shape != (len(rows), n_items):
+            raise RequestError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
+        scores[~np.isfinite(scores)] = -np.inf
+        mask_excluded(scores, rows, exclude_indptr, exclude_indices, exclude_extra)
+        yield rows, scores
+
+
 def evaluate_full_ranking(
     score_fn: ScoreFn,
     targets: np.ndarray,
@@ -136,13 +151,8 @@ def evaluate_full_ranking(
     ranks = np.zeros(n_queries, dtype=np.int64)
     k_list = max(10, max(ks))
     topk = np.full((n_queries, k_list), -1, dtype=np.int64)
-    for start in range(0, n_queries, batch_size):
-        rows = np.arange(start, min(start + batch_size, n_queries))
-        scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
-        if scores.shape != (len(rows), n_items):
-            raise RequestError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
-        scores[~np.isfinite(scores)] = -np.inf
-        mask_excluded(scores, rows, exclude_indptr, exclude_indices, exclude_extra)
+    for rows, scores in scored_batches(score_fn, n_queries, n_items, batch_size, exclude_indptr, exclude_indices,
+                                       exclude_extra):
         # a target scored -inf (NaN from the model, or excluded by mistake) ranks last: every item ties it
         ranks[rows] = target_ranks(scores, targets[rows])
         topk[rows, : min(k_list, n_items)] = topk_indices(scores, k_list)
@@ -179,13 +189,7 @@ def evaluate_cold_recall(
     """Cold-item Recall@k: rank all items (minus the query's excluded items) and count cold hits."""
     n_queries = len(relevant)
     topk = np.full((n_queries, k), -1, dtype=np.int64)
-    for start in range(0, n_queries, batch_size):
-        rows = np.arange(start, min(start + batch_size, n_queries))
-        scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
-        if scores.shape != (len(rows), n_items):
-            raise RequestError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
-        scores[~np.isfinite(scores)] = -np.inf
-        mask_excluded(scores, rows, exclude_indptr, exclude_indices)
+    for rows, scores in scored_batches(score_fn, n_queries, n_items, batch_size, exclude_indptr, exclude_indices):
         topk[rows, : min(k, n_items)] = topk_indices(scores, k)
     return recall_at_k(topk, relevant, k)
 
@@ -243,13 +247,7 @@ def evaluate_cold(
         raise RequestError(f"cold_items must lie in [0, {n_items}), got {cold_items[0]}..{cold_items[-1]}")
     n_queries = len(relevant)
     values: dict[str, list[float]] = {f"{p}_{m}@{k}": [] for p in COLD_PROTOCOLS for m in ("recall", "ndcg")}
-    for start in range(0, n_queries, batch_size):
-        rows = np.arange(start, min(start + batch_size, n_queries))
-        scores = np.array(score_fn(rows), dtype=np.float64, copy=True)
-        if scores.shape != (len(rows), n_items):
-            raise RequestError(f"score_fn returned shape {scores.shape}, expected {(len(rows), n_items)}")
-        scores[~np.isfinite(scores)] = -np.inf
-        mask_excluded(scores, rows, exclude_indptr, exclude_indices)
+    for rows, scores in scored_batches(score_fn, n_queries, n_items, batch_size, exclude_indptr, exclude_indices):
         cold_scores = scores[:, cold_items]
         for b, q in enumerate(rows):
             rel = np.unique(np.asarray(relevant[q], dtype=np.int64))
