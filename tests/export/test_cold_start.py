@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from recengine.export.cold_start import ColdGenerator, fit_generator, generate
+from tests.fixtures.toy_groups import write_group_interactions
 
 KINDS = {"a": "space robots laser galaxy starship", "b": "garden flowers cooking recipes kitchen"}
 PER_KIND, USERS_PER_KIND, K = 30, 24, 10
@@ -31,17 +32,8 @@ def _toy(root: Path) -> Path:
             for i in range(PER_KIND + 1):  # the last one of each kind stays cold
                 picked = " ".join(rng.choice(vocab, size=3, replace=False))
                 w.writerow([f"{kind}{i}", f"{kind} {picked} {i}", words])
-    with (root / "interactions.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["user_id", "item_id", "timestamp"])
-        t = 1_600_000_000
-        for kind in KINDS:
-            for u in range(USERS_PER_KIND):
-                # each user has most items of its kind; a few stay unseen (warm competitors)
-                seen = rng.choice(PER_KIND, size=PER_KIND - 6, replace=False)
-                for i in seen:
-                    t += 1
-                    w.writerow([f"{kind}-user{u}", f"{kind}{i}", t])
+    # each user has most items of its kind; a few stay unseen (warm competitors)
+    write_group_interactions(root, KINDS, USERS_PER_KIND, PER_KIND, rng)
     return root
 
 

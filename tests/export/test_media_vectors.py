@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from recengine.export.cold_start import ColdGenerator
+from tests.fixtures.toy_groups import write_group_interactions
 
 WORDS = "space robots laser galaxy starship garden flowers cooking recipes kitchen".split()
 KINDS = ("a", "b")
@@ -48,15 +49,7 @@ def toy(root: Path, with_vectors: bool) -> Path:
                 vectors.append(media_vector(kind, rng))
     if with_vectors:
         np.save(root / "item_vectors.npy", np.stack(vectors))
-    with (root / "interactions.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["user_id", "item_id", "timestamp"])
-        t = 1_600_000_000
-        for kind in KINDS:
-            for u in range(USERS_PER_KIND):
-                for i in rng.choice(PER_KIND, size=PER_KIND - 6, replace=False):
-                    t += 1
-                    w.writerow([f"{kind}-user{u}", f"{kind}{i}", t])
+    write_group_interactions(root, KINDS, USERS_PER_KIND, PER_KIND, rng)
     return root
 
 
