@@ -42,17 +42,28 @@ def user_histories(dataset: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]
     return to_csr(events.user, events.item, dataset.n_users)
 
 
-def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine) -> dict[str, Any]:
-    """Item and user arrays; returns the `items`, `users` and `vocab` manifest sections."""
+def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine, held_by_index: bool = True
+                 ) -> dict[str, Any]:
+    """Item and user arrays; returns the `items`, `users` and `vocab` manifest sections.
+
+    `held_by_index` (format 2, docs/bundle.md "Item arrays held by an index"): `items.vectors` and
+    `items.text_embeddings` name the index files `write_indexes` writes over exactly those rows, instead of
+    storing them a second time as `.npy` (the text space alone is 1.5 KB per item with MiniLM); the caller
+    must then write the indexes."""
     arrays = fitted.item_arrays()
     f = ITEM_FILES
+    if held_by_index:
+        vectors, text_embeddings = INDEX_FILES["item"], INDEX_FILES["text"]
+    else:
+        vectors = w.write_npy(f["vectors"], arrays["vectors"].astype(np.float32))
+        text_embeddings = w.write_npy(f["text_embeddings"], fitted.text.text_embeddings.astype(np.float32))
     items = {
         "ids": w.write_json(f["ids"], [str(i) for i in dataset.items.ids]),
         "texts": w.write_json(f["texts"], list(dataset.items.texts)),
         "attrs": w.write_json(f["attrs"], _attr_lists(dataset.items.attrs)),
-        "vectors": w.write_npy(f["vectors"], arrays["vectors"].astype(np.float32)),
+        "vectors": vectors,
         "text_vectors": w.write_npy(f["text_vectors"], arrays["text_vectors"].astype(np.float32)),
-        "text_embeddings": w.write_npy(f["text_embeddings"], fitted.text.text_embeddings.astype(np.float32)),
+        "text_embeddings": text_embeddings,
         "popularity": w.write_npy(f["popularity"], fitted.popularity.astype(np.int64)),
         "pop_bucket": w.write_npy(f["pop_bucket"], fitted.pop_bucket.astype(np.int64)),
         "item_feats": w.write_npy(f["item_feats"], arrays["item_feats"].astype(np.float32)),
@@ -88,7 +99,9 @@ def write_media(w: BundleWriter, fitted: FittedRecengine) -> dict[str, str]:
 def write_indexes(w: BundleWriter, vectors: np.ndarray, text_embeddings: np.ndarray, M: int, ef_construction: int,
                   ef_search: int, seed: int) -> dict[str, Any]:
     """hnswlib indexes over every catalogue item (labels = item rows), in the form the runtime serves
-    (`recengine.index_io.write_index`: the same code `Engine.save` writes with)."""
+    (`recengine.index_io.write_index`: the same code `Engine.save` writes with). They also hold the
+    `vectors` and `text_embeddings` rows `write_arrays` did not store as `.npy` (bit for bit: hnswlib's `ip`
+    space stores float32 vectors as given)."""
     from recengine.index_io import write_index
 
     return {name: write_index(w, name, INDEX_FILES[name], data, M=M, ef_construction=ef_construction,

@@ -22,10 +22,14 @@ from .filters import attr_column
 
 
 class Growable:
-    """A 1-D or 2-D numpy array with amortised O(1) row appends."""
+    """A 1-D or 2-D numpy array with amortised O(1) row appends. `copy=False` adopts `array` as the buffer
+    when it is a writeable, C-contiguous array of its own (a freshly loaded one), instead of holding a second
+    copy of it."""
 
-    def __init__(self, array: np.ndarray) -> None:
-        self._buf = np.array(array, copy=True)
+    def __init__(self, array: np.ndarray, copy: bool = True) -> None:
+        owned = (not copy and isinstance(array, np.ndarray) and array.base is None and array.flags.writeable
+                 and array.flags.c_contiguous)
+        self._buf = array if owned else np.array(array, copy=True)
         self.n = int(self._buf.shape[0])
 
     @property
@@ -61,35 +65,36 @@ class Catalogue:
     ARRAYS = tuple(ITEM_ARRAYS)
 
     def __init__(self, ids: Sequence[str], texts: Sequence[str], attrs: Mapping[str, Sequence[Any]],
-                 arrays: Mapping[str, np.ndarray]) -> None:
+                 arrays: Mapping[str, np.ndarray], *, adopt: bool = False) -> None:
+        """`adopt`: the lists and arrays were made for this catalogue (`from_bundle`, `live_copy`) and become
+        its own, without a copy (a 1M-item catalogue would otherwise hold every array twice while opening)."""
         n = len(ids)
-        self.ids: list[str] = [str(i) for i in ids]
-        self.row_of: dict[str, int] = {i: r for r, i in enumerate(self.ids)}
+        self.ids: list[str] = list(map(str, ids))  # str(s) of a str is s itself: no new string objects
+        self.row_of: dict[str, int] = dict(zip(self.ids, range(n)))
         if len(self.row_of) != n:
             raise BundleError("items/ids.json has duplicate ids")
         if len(texts) != n:
             raise BundleError(f"items/texts.json has {len(texts)} texts for {n} ids")
-        self.texts: list[str] = list(texts)
+        self.texts: list[str] = texts if adopt and isinstance(texts, list) else list(texts)
         self.attr_names: tuple[str, ...] = tuple(attrs)
         self._attr_lists: dict[str, list[Any]] = {}
         for name, values in attrs.items():
             if len(values) != n:
                 raise BundleError(f"items/attrs.json: {name} has {len(values)} values for {n} items")
-            self._attr_lists[name] = list(values)
+            self._attr_lists[name] = values if adopt and isinstance(values, list) else list(values)
         self._attr_cache: dict[str, np.ndarray] | None = None
         self._arrays: dict[str, Growable] = {}
         for key in self.ARRAYS:
             arr = np.asarray(arrays[key])
             if arr.shape[0] != n:
                 raise BundleError(f"items/{key}.npy has {arr.shape[0]} rows for {n} item ids")
-            self._arrays[key] = Growable(arr)
+            self._arrays[key] = Growable(arr, copy=not adopt)
         self._alive = Growable(np.ones(n, dtype=bool))
         self.n_dead = 0
         self._current = Growable(np.arange(n, dtype=np.int64))
         """Row -> the row its id lives at now (an id re-added or replaced gets a new row; histories keep
         naming the old one, and exclusions must still catch it)."""
-        self._unit = Growable(unit_rows(self.array("vectors")))
-        self._text_unit = Growable(unit_rows(self.array("text_embeddings")))
+        self._unit = Growable(unit_rows(self.array("vectors")), copy=False)
 
     @classmethod
     def from_bundle(cls, reader: BundleReader) -> Catalogue:
@@ -101,12 +106,12 @@ class Catalogue:
             arrays = {key: reader.load_npy(spec[key]) for key in cls.ARRAYS}
         except KeyError as exc:
             raise BundleError(f"{reader.root}: manifest items section lacks {exc.args[0]!r}") from None
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        if not isinstance(ids, list) or not set(map(type, ids)) <= {str}:
             raise BundleError(f"{reader.root}: items/ids.json must be a list of strings")
         if not isinstance(attrs, dict):
             raise BundleError(f"{reader.root}: items/attrs.json must map attribute -> values")
         arrays = {key: arr.astype(ITEM_ARRAYS[key], copy=False) for key, arr in arrays.items()}
-        return cls(ids, texts, attrs, arrays)
+        return cls(ids, texts, attrs, arrays, adopt=True)
 
     # --- views (valid until the next write) ---
     def array(self, key: str) -> np.ndarray:
@@ -159,10 +164,6 @@ class Catalogue:
         return self._unit.view
 
     @property
-    def unit_text(self) -> np.ndarray:
-        return self._text_unit.view
-
-    @property
     def attrs(self) -> dict[str, np.ndarray]:
         """`attr_*` columns as numpy arrays (float64 with NaN, or object str/None), cached between writes."""
         if self._attr_cache is None:
@@ -211,7 +212,6 @@ class Catalogue:
             cur = self._current.view
             cur[:] = lookup[cur]
         self._unit.append(unit_rows(np.asarray(arrays["vectors"], dtype=np.float32)))
-        self._text_unit.append(unit_rows(np.asarray(arrays["text_embeddings"], dtype=np.float32)))
         for name in self.attr_names:
             self._attr_lists[name].extend(a.get(name) for a in attrs)
         self._attr_cache = None
@@ -228,7 +228,6 @@ class Catalogue:
         self.array("text_vectors")[rows] = text_vectors
         self.array("text_embeddings")[rows] = text_embeddings
         self._unit.view[rows] = unit_rows(np.asarray(vectors, dtype=np.float32))
-        self._text_unit.view[rows] = unit_rows(np.asarray(text_embeddings, dtype=np.float32))
 
     def count_interactions(self, rows: np.ndarray, bucket_edges: np.ndarray | None) -> None:
         """Add one interaction to each of `rows` (repeats count repeatedly) and move them to their new
@@ -270,7 +269,7 @@ class Catalogue:
         row_map = row_map[self.current_rows(np.arange(self.n_rows, dtype=np.int64))]
         out = Catalogue([self.ids[r] for r in live.tolist()], [self.texts[r] for r in live.tolist()],
                         {name: self.attr_values(name, live) for name in self.attr_names},
-                        {key: self.array(key)[live] for key in self.ARRAYS})
+                        {key: self.array(key)[live] for key in self.ARRAYS}, adopt=True)
         return out, row_map
 
     def compaction_due(self, threshold: float = 0.2) -> bool:

@@ -440,9 +440,18 @@ class Engine:
             with self._lock.write():
                 self._state = new_state
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until what `Engine.open` left building in the background (the BM25 index `search` uses) is
+        built; True when it is, False if `timeout` seconds passed first. Requests never need this (a
+        `search` waits by itself); hosts call it before declaring themselves ready, benchmarks before timing."""
+        lexical = self._state.lexical
+        wait = getattr(type(lexical), "wait", None)
+        return True if wait is None else bool(wait(lexical, timeout))
+
     def warmup(self) -> None:
-        """Run every model once, so the first real request pays no lazy initialisation. Benchmarks call
-        it before timing."""
+        """Wait for the background builds (`wait_ready`) and run every model once, so the first real request
+        pays no lazy initialisation. Benchmarks call it before timing."""
+        self.wait_ready()
         with self._lock.read():
             st = self._state
             st.models.encode_batch(["warm up"])

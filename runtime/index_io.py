@@ -8,11 +8,16 @@ first use.
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
 
 from .bundle.format import IndexSpec, wants_augment
+from .errors import BundleError
 from .retrieval import HnswBackend
 
 
@@ -28,6 +33,14 @@ def write_index(writer: Any, name: str, rel: str, matrix: np.ndarray, rows: np.n
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     if rows is None:
         rows = np.arange(matrix.shape[0], dtype=np.int64)
+    if isinstance(served, DeferredIndex) and not served.loaded and served.index_spec.count == rows.size:
+        # never loaded, so never changed (a live update loads it first): the file as it was opened, unloaded
+        served.copy_to(writer.path(rel))
+        out = IndexSpec(path=rel, dim=served.index_spec.dim, M=int(M), ef_construction=int(ef_construction),
+                        ef_search=int(ef_search), count=int(rows.size), max_norm=served.max_norm)
+        return out.manifest()
+    if isinstance(served, DeferredIndex):
+        served = served.backend()
     if served is None:
         if augment is None:
             augment = wants_augment(matrix[rows])
@@ -39,9 +52,127 @@ def write_index(writer: Any, name: str, rel: str, matrix: np.ndarray, rows: np.n
     return spec.manifest()
 
 
-def open_index(path: str, spec: IndexSpec, ef: int | None, n_live: int) -> HnswBackend:
-    """Load a stored index for serving (ef: the request's override, else the manifest's `ef_search`)."""
-    return HnswBackend.load(path, spec.dim, int(ef or spec.ef_search), n_live, max_norm=spec.max_norm)
+def open_index(path: str, spec: IndexSpec, ef: int | None, n_live: int, checked: bool = False) -> HnswBackend:
+    """Load a stored index for serving (ef: the request's override, else the manifest's `ef_search`).
+
+    The whole file is checked first (`recengine.hnsw_file`: hnswlib trusts it), unless `checked` says the
+    caller has just done that (`BundleReader.index_rows` checks it while reading the rows it holds)."""
+    if not checked:
+        return HnswBackend.load(path, spec.dim, int(ef or spec.ef_search), n_live, max_norm=spec.max_norm,
+                                count=spec.count, M=spec.M)
+    import hnswlib
+
+    index = hnswlib.Index(space="ip", dim=int(spec.dim))
+    try:
+        index.load_index(str(path))
+    except Exception as exc:  # hnswlib raises RuntimeError on truncated/garbled files
+        raise BundleError(f"{path}: cannot load the HNSW index ({exc})") from None
+    return HnswBackend(index, int(ef or spec.ef_search), n_live, max_norm=spec.max_norm)
 
 
-__all__ = ["write_index", "open_index"]
+class DeferredIndex:
+    """A stored HNSW index that hnswlib loads on first use (a search, a live update, a save).
+
+    Why: loading costs time at open (~1 s per million items) and memory for as long as the engine lives
+    (the index's own copy of the vectors), yet a catalogue of up to `retrieval.EXACT_BUDGET` items is
+    searched exactly at batch 1, so `search` over a MovieLens-sized catalogue never touches its text index.
+    The file's whole structure is checked when the bundle is opened (a bad index is refused by
+    `Engine.open`, as before); the load re-checks it (`HnswBackend.load`), and it reads the file through
+    a descriptor opened at `Engine.open`, so a bundle replaced on disk since (`save(force=True)` swaps
+    directories) cannot hand this engine another bundle's index.
+
+    It stands in for the `HnswBackend` (same attributes and methods); `ef` and `max_norm` are known
+    without loading. Thread-safe: concurrent first uses load once.
+    """
+
+    name = "hnsw"
+
+    def __init__(self, path: str, spec: IndexSpec, ef: int | None, n_live: int) -> None:
+        self.path = path
+        self.index_spec = spec
+        self.ef = int(ef or spec.ef_search)
+        self.max_norm = spec.max_norm
+        self._n_live = int(n_live)
+        self._loaded: HnswBackend | None = None
+        self._lock = threading.Lock()
+        self._fd: int | None = os.open(path, os.O_RDONLY)
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def backend(self) -> HnswBackend:
+        """The loaded index (loading it now if needed)."""
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = self._load()
+        return self._loaded
+
+    def _opened_path(self) -> str:
+        """A path to the very file opened at `Engine.open` (Linux `/proc/self/fd`), else the original path
+        if it still names that file; BundleError if the file was replaced."""
+        proc = f"/proc/self/fd/{self._fd}"
+        if os.path.exists(proc):
+            return proc
+        if not _same_file(self._fd, self.path):
+            raise BundleError(f"{self.path}: the index file changed on disk since the bundle was opened; reload "
+                              "the engine")
+        return self.path
+
+    def _load(self) -> HnswBackend:
+        backend = open_index(self._opened_path(), self.index_spec, self.ef, self._n_live)  # checked again
+        self._finalizer()  # the descriptor is not needed any more
+        return backend
+
+    def copy_to(self, target: str | os.PathLike[str]) -> None:
+        """Copy the stored file, unloaded (`Engine.save` of an index nothing changed)."""
+        with self._lock:
+            source = self._opened_path() if self._loaded is None else self.path
+            with open(source, "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+    # --- the HnswBackend surface ---
+    @property
+    def index(self) -> Any:
+        return self.backend().index
+
+    @property
+    def n_live(self) -> int:
+        return self._n_live if self._loaded is None else self._loaded.n_live
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.backend().search(queries, k)
+
+    def spec(self) -> dict[str, Any]:
+        """As `HnswBackend.spec` (known without loading)."""
+        if self.max_norm is None:
+            return {"dim": self.index_spec.dim}
+        return {"dim": self.index_spec.dim, "transform": "mips_augment", "max_norm": self.max_norm}
+
+    def refresh(self, matrix: np.ndarray, alive: np.ndarray, added: np.ndarray | None = None,
+                removed: np.ndarray | None = None) -> None:
+        self.backend().refresh(matrix, alive, added, removed)
+
+    def __getattr__(self, name: str) -> Any:  # anything else HnswBackend has
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.backend(), name)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def open_deferred(path: str, spec: IndexSpec, ef: int | None, n_live: int) -> DeferredIndex:
+    """An index for serving that hnswlib loads on first use (`DeferredIndex`); the caller has checked the
+    file's structure (`recengine.hnsw_file.check_hnsw_file`)."""
+    return DeferredIndex(path, spec, ef, n_live)
+
+
+__all__ = ["write_index", "open_index", "open_deferred", "DeferredIndex"]

@@ -23,8 +23,12 @@ import numpy as np
 from ..errors import BundleError
 
 FORMAT_NAME = "recengine-bundle"
-FORMAT_VERSION = "1.0"
-"""major.minor: readers refuse another major version; a minor bump only adds optional fields."""
+FORMAT_VERSION = "2.0"
+"""major.minor: readers refuse a major version they do not know; a minor bump only adds optional fields.
+2.0: `items.vectors` / `items.text_embeddings` may name the index file that holds those rows
+(`INDEX_SOURCE`, docs/bundle.md "Item arrays held by an index"), so the rows are stored once."""
+READABLE_MAJORS = (1, 2)
+"""Major versions this runtime reads: 1.x bundles store every item array as a `.npy` file."""
 MANIFEST_NAME = "manifest.json"
 
 REQUIRED_KEYS = ("format", "format_version", "recengine_version", "created_at", "files")
@@ -73,6 +77,21 @@ INDEX_FILES: dict[str, str] = {"item": "index/items.hnsw", "text": "index/text.h
 """`manifest.index.<space>.path` defaults: `item` indexes `items/vectors`, `text` `items/text_embeddings`."""
 
 INDEX_SOURCE: dict[str, str] = {"item": "vectors", "text": "text_embeddings"}
+
+
+def index_holding(manifest: Mapping[str, Any], rel: str) -> str | None:
+    """The index space whose file holds the item array at `rel` (format 2: `items.<key>` names the same
+    path as `index.<space>.path`, with `key` the array that index is built over, `INDEX_SOURCE`); None for
+    an ordinary file. Readers take those rows from the index (`recengine.hnsw_file.read_vectors`),
+    writers skip the `.npy`."""
+    items, index = manifest.get("items"), manifest.get("index")
+    if not isinstance(items, Mapping) or not isinstance(index, Mapping):
+        return None
+    for space, key in INDEX_SOURCE.items():
+        node = index.get(space)
+        if items.get(key) == rel and isinstance(node, Mapping) and node.get("path") == rel:
+            return space
+    return None
 
 
 def major(version: str) -> int:
@@ -275,7 +294,7 @@ class IndexSpec:
 
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "REQUIRED_KEYS", "ITEM_FILES", "ITEM_ARRAYS", "MEDIA_FILES",
-    "USER_FILES", "INDEX_FILES", "INDEX_SOURCE", "MODEL_NAMES", "MODEL_IO", "TensorSpec", "IndexSpec",
-    "check_session_io", "left_pad", "history_inputs", "wants_augment", "major", "resolve_shape",
+    "FORMAT_NAME", "FORMAT_VERSION", "READABLE_MAJORS", "MANIFEST_NAME", "REQUIRED_KEYS", "ITEM_FILES", "ITEM_ARRAYS",
+    "MEDIA_FILES", "USER_FILES", "INDEX_FILES", "INDEX_SOURCE", "MODEL_NAMES", "MODEL_IO", "TensorSpec", "IndexSpec",
+    "check_session_io", "left_pad", "history_inputs", "wants_augment", "major", "resolve_shape", "index_holding",
 ]

@@ -27,6 +27,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -36,7 +37,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import BundleError
-from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, REQUIRED_KEYS, major
+from .format import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, READABLE_MAJORS, REQUIRED_KEYS, index_holding, major
 from .schema import (
     array_spec,
     check_depth,
@@ -47,17 +48,17 @@ from .schema import (
     validate_manifest,
 )
 
+HASH_THREADS = 4
+"""Files hashed at once when verifying (bounded by the CPU count)."""
 MAX_MANIFEST_BYTES = 64 << 20
 """A manifest is a few KB to a few MB (it lists every file): anything larger is refused unread."""
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, streamed."""
-    digest = hashlib.sha256()
+    """Hex sha256 of a file's bytes, streamed through one reused buffer (`hashlib.file_digest`: no new
+    bytes object per chunk, which matters for the memory of the threads that verify bundles)."""
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def safe_relpath(rel: str) -> str:
@@ -361,8 +362,13 @@ class BundleReader:
     manifest as it is (`recengine info`): only the format, version and file list are checked then.
     """
 
-    def __init__(self, root: str | Path, verify: bool = True, check_schema: bool = True) -> None:
+    def __init__(self, root: str | Path, verify: bool = True, check_schema: bool = True,
+                 background_verify: bool = False) -> None:
         self.root = Path(root).resolve()
+        self._hashing: list[tuple[str, Future[str]]] = []
+        self.checked_indexes: set[str] = set()
+        """Index files whose whole structure was checked while reading the rows they hold (`index_rows`)."""
+        self._pool: ThreadPoolExecutor | None = None
         if not self.root.exists() and not recover_stranded(self.root):
             raise BundleError(f"{root}: no such bundle directory")
         if not self.root.is_dir():
@@ -393,10 +399,11 @@ class BundleReader:
             their_major = major(manifest["format_version"])
         except (ValueError, TypeError):
             raise BundleError(f"{manifest_path}: malformed format_version {manifest['format_version']!r}") from None
-        if their_major != major(FORMAT_VERSION):
+        if their_major not in READABLE_MAJORS:
+            readable = " and ".join(f"{m}.x" for m in READABLE_MAJORS)
             raise BundleError(
                 f"{root}: bundle format version {manifest['format_version']} is not supported by this recengine "
-                f"(reads {major(FORMAT_VERSION)}.x); re-export the bundle or upgrade recengine"
+                f"(reads {readable}); re-export the bundle or upgrade recengine"
             )
         if not isinstance(manifest["files"], dict):
             raise BundleError(f"{manifest_path}: 'files' must map paths to checksums")
@@ -417,7 +424,9 @@ class BundleReader:
         self.manifest: dict[str, Any] = sections(manifest, str(self.root))
         self._schema = check_schema
         if verify:
-            self.verify()
+            self.start_verify()
+            if not background_verify:
+                self.finish_verify()
         if check_schema:
             self._check_index_headers()
 
@@ -442,18 +451,49 @@ class BundleReader:
 
     def verify(self) -> None:
         """Check every listed file exists with the recorded size and sha256."""
+        self.start_verify()
+        self.finish_verify()
+
+    def start_verify(self) -> None:
+        """Check every listed file exists with the recorded size (at once) and start hashing them on a few
+        threads; `finish_verify` waits for the digests and raises on the first mismatch.
+
+        Why threads: hashlib releases the GIL while it hashes, so the files are hashed on every core at once,
+        and `Engine.open` overlaps the hashing with loading (it calls `finish_verify` before serving
+        anything, and reports a checksum mismatch in preference to any error the damaged content caused)."""
+        if self._pool is not None:
+            return
+        jobs = []
         for rel, meta in self.files.items():
             path = self._resolve(rel)
             if not path.is_file():
                 raise BundleError(f"{self.root}: missing file {rel}")
-            if "bytes" in meta and path.stat().st_size != meta["bytes"]:
+            size = path.stat().st_size
+            if "bytes" in meta and size != meta["bytes"]:
                 raise BundleError(f"{self.root}: {rel} has been modified or truncated (size mismatch)")
+            jobs.append((size, rel, path))
+        jobs.sort(key=lambda job: -job[0])  # largest first: the threads finish together
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(HASH_THREADS, os.cpu_count() or 1, len(jobs))),
+                                        thread_name_prefix="recengine-sha256")
+        self._hashing = [(rel, self._pool.submit(sha256_file, path)) for _, rel, path in jobs]
+        self._pool.shutdown(wait=False)
+
+    def finish_verify(self) -> None:
+        """Wait for the digests started by `start_verify` (nothing to do when it was not started); BundleError
+        naming the first file whose sha256 differs from the manifest's."""
+        pending, self._hashing = self._hashing, []
+        failure: BundleError | None = None
+        for rel, future in pending:
             try:
-                digest = sha256_file(path)
+                digest = future.result()
             except OSError as exc:
-                raise BundleError(f"{self.root}: cannot read {rel} ({exc.strerror or exc})") from None
-            if digest != meta.get("sha256"):
-                raise BundleError(f"{self.root}: {rel} has been modified or corrupted (sha256 mismatch)")
+                failure = failure or BundleError(f"{self.root}: cannot read {rel} ({exc.strerror or exc})")
+                continue
+            if failure is None and digest != self.files[rel].get("sha256"):
+                failure = BundleError(f"{self.root}: {rel} has been modified or corrupted (sha256 mismatch)")
+        if failure is not None:
+            self._hashing = [(rel, future) for rel, future in pending]  # the same answer if asked again
+            raise failure
 
     def _resolve(self, rel: str) -> Path:
         rel = safe_relpath(rel)
@@ -516,7 +556,12 @@ class BundleReader:
 
     def load_npy(self, rel: str, mmap: bool = False) -> np.ndarray:
         """A listed .npy array, never unpickled, its header checked first (`array_header`); float arrays
-        must be finite (a NaN vector would score NaN and silently drop out of every ranking)."""
+        must be finite (a NaN vector would score NaN and silently drop out of every ranking).
+
+        An item array held by an index (format 2, `format.index_holding`) is read from that index instead,
+        in the pass that checks the whole index file (`index_rows`)."""
+        if index_holding(self.manifest, rel) is not None:
+            return self.index_rows(rel)
         self.array_header(rel)
         path = self.path(rel)
         try:
@@ -529,6 +574,29 @@ class BundleReader:
         if self._schema and array.size and is_code_array(self.manifest, rel):
             self._check_codes(rel, array)
         return array
+
+    def index_rows(self, rel: str) -> np.ndarray:
+        """The item array an index file holds (`items.vectors` in `index.item`, `items.text_embeddings` in
+        `index.text`), float32 [n_items, width], checked like any array (shape against the manifest, finite)
+        and with the whole index file checked on the way (`recengine.hnsw_file.read_vectors`). Records the
+        file in `checked_indexes`, so the engine does not check it a second time while opening."""
+        from ..hnsw_file import read_vectors
+        from .format import IndexSpec
+
+        space = index_holding(self.manifest, rel)
+        spec = array_spec(self.manifest, rel)
+        if space is None or spec is None:
+            raise BundleError(f"{self.root}: {rel} is not an item array held by an index")
+        _, (n_rows, width) = spec  # type: ignore[misc]
+        if not isinstance(width, int):
+            raise BundleError(f"{self.root}: {rel} holds item rows, but the manifest's dims do not give their width")
+        index = IndexSpec.from_manifest(space, self.manifest["index"][space], width)
+        rows = read_vectors(self.path(rel), index.dim, index.count, index.M)
+        self.checked_indexes.add(rel)
+        if n_rows is not None and rows.shape[0] != n_rows:
+            raise BundleError(f"{self.root}: {rel} holds {rows.shape[0]} rows, the manifest's data.n_items "
+                              f"says {n_rows}")
+        return rows if rows.shape[1] == width else np.ascontiguousarray(rows[:, :width])
 
     def _check_codes(self, rel: str, array: np.ndarray) -> None:
         """Counts, offsets, rows and embedding codes are never negative; codes stay inside the table the
@@ -576,6 +644,8 @@ class BundleReader:
         return node
 
 
-def open_bundle(path: str | Path, verify: bool = True, check_schema: bool = True) -> BundleReader:
-    """Open and (by default) verify a bundle directory (see `BundleReader`)."""
-    return BundleReader(path, verify=verify, check_schema=check_schema)
+def open_bundle(path: str | Path, verify: bool = True, check_schema: bool = True,
+                background_verify: bool = False) -> BundleReader:
+    """Open and (by default) verify a bundle directory (see `BundleReader`). `background_verify`: the
+    checksums are computed while the caller loads, and it must call `finish_verify()` before using anything."""
+    return BundleReader(path, verify=verify, check_schema=check_schema, background_verify=background_verify)

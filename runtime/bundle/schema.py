@@ -68,18 +68,25 @@ def sections(node: Any, root: str = "", path: str = "") -> Any:
     return node
 
 
+_CONTAINERS = (dict, list)
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def check_depth(node: Any, where: str, limit: int = MAX_DEPTH) -> None:
-    """BundleError if `node` nests deeper than `limit` (iterative: no recursion on hostile input)."""
+    """BundleError if `node` nests deeper than `limit` (iterative: no recursion on hostile input).
+
+    Only containers can nest. A container's element types are collected in one C-level pass
+    (`set(map(type, ...))`); a flat one (the id, text and attribute lists: 100k-1M scalars) is done
+    with that, without a Python step per element. `node` is what `json.loads` returns: exact `dict`/`list`."""
     stack: list[tuple[Any, int]] = [(node, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             raise BundleError(f"{where}: nested deeper than {limit} levels")
-        # only containers can nest: scalars (the bulk of ids/texts/attribute lists) are never pushed
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+        values = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        kinds = set(map(type, values))
+        if not kinds.isdisjoint(_CONTAINERS) or not kinds <= _JSON_SCALARS:
+            stack.extend((v, depth + 1) for v in values if isinstance(v, _CONTAINERS))
 
 
 # ------------------------------------------------------------------------------------------- field rules
@@ -275,8 +282,24 @@ def validate_manifest(manifest: dict[str, Any]) -> None:
                     raise BundleError(f"manifest {section}.{key} {problem}")
                 if rel not in files:
                     raise BundleError(f"manifest {section}.{key} names {rel}, which is not listed in 'files'")
+                _held_by_index(manifest, section, key, rel)
     if "index" in manifest:
         _index(manifest)
+
+
+def _held_by_index(manifest: dict[str, Any], section: str, key: str, rel: str) -> None:
+    """Format 2: an item array may live in the index built over it (`format.index_holding`); any other
+    array naming an index file (e.g. `items.vectors` -> the text index) is refused."""
+    from .format import INDEX_SOURCE
+
+    index = manifest.get("index")
+    if not isinstance(index, dict):
+        return
+    for space, node in index.items():
+        if isinstance(node, dict) and node.get("path") == rel and not (
+                section == "items" and INDEX_SOURCE.get(space) == key):
+            raise BundleError(f"manifest {section}.{key} names {rel}, the file of index.{space} (only "
+                              f"items.{INDEX_SOURCE.get(space, '?')} may be read from that index)")
 
 
 def _index(manifest: dict[str, Any]) -> None:
@@ -378,8 +401,12 @@ def is_code_array(manifest: Mapping[str, Any], rel: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- JSON files
-def _scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (str, bool, int, float))
+def _only(values: list[Any], kinds: frozenset[type]) -> bool:
+    """Every element's exact type is in `kinds` (one C-level pass; JSON gives exact types, no subclasses)."""
+    return set(map(type, values)) <= kinds
+
+
+_STR = frozenset({str})
 
 
 def check_json_file(manifest: Mapping[str, Any], rel: str, value: Any) -> None:
@@ -392,7 +419,7 @@ def check_json_file(manifest: Mapping[str, Any], rel: str, value: Any) -> None:
     n_items, n_users = data.get("n_items"), data.get("n_users")
 
     def strings(count: int | None) -> None:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not _only(value, _STR):
             raise BundleError(f"{rel} must be a list of strings")
         if count is not None and len(value) != count:
             raise BundleError(f"{rel} has {len(value)} entries, the manifest's data says {count}")
@@ -405,7 +432,7 @@ def check_json_file(manifest: Mapping[str, Any], rel: str, value: Any) -> None:
         if not isinstance(value, dict):
             raise BundleError(f"{rel} must map attribute names to lists of values")
         for name, values in value.items():
-            if not isinstance(values, list) or not all(_scalar(v) for v in values):
+            if not isinstance(values, list) or not _only(values, _JSON_SCALARS):
                 raise BundleError(f"{rel}: {name} must be a list of strings, numbers, booleans or null")
             if n_items is not None and len(values) != n_items:
                 raise BundleError(f"{rel}: {name} has {len(values)} values, the manifest's data says {n_items}")

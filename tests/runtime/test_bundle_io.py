@@ -143,7 +143,8 @@ def test_unlisted_files_are_not_served(tmp_path: Path) -> None:
         reader.load_json("extra.json")
 
 
-@pytest.mark.parametrize("version, ok", [("1.0", True), ("1.9", True), ("2.0", False), ("0.9", False)])
+@pytest.mark.parametrize("version, ok", [("1.0", True), ("1.9", True), ("2.0", True), ("2.3", True), ("3.0", False),
+                                         ("0.9", False)])
 def test_major_version_gate(tmp_path: Path, version: str, ok: bool) -> None:
     out = write_bundle(tmp_path / "bundle")
     edit_manifest(out, format_version=version)
