@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import BundleWriter
-from .bundle.format import INDEX_SOURCE, ITEM_FILES, USER_FILES
+from .bundle.format import INDEX_SOURCE, ITEM_FILES, USER_FILES, index_holding
 from .errors import BundleError
 from .index_io import write_index
 from .state import EngineState
@@ -55,7 +55,8 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
         writer.write_json(items_spec["texts"], [cat.texts[r] for r in live.tolist()])
         writer.write_json(items_spec["attrs"], {name: cat.attr_values(name, live) for name in cat.attr_names})
         for key in cat.ARRAYS:
-            writer.write_npy(items_spec[key], np.ascontiguousarray(cat.array(key)[live]))
+            if index_holding(manifest, items_spec[key]) is None:  # format 2: else the index written below holds it
+                writer.write_npy(items_spec[key], np.ascontiguousarray(cat.array(key)[live]))
         indptr, hist = users.csr(history_map)
         writer.write_json(users_spec["ids"], list(users.ids))
         writer.write_npy(users_spec["vectors"], np.ascontiguousarray(users.vectors, dtype=np.float32))
