@@ -85,7 +85,7 @@ def test_info_user_errors_exit_2_with_one_line(bundle: Path, tmp_path: Path, pro
         (bundle / "items" / "ids.json").write_text('["x", "y", "z"]')
     elif problem == "future_version":
         manifest = json.loads((bundle / MANIFEST_NAME).read_text())
-        manifest["format_version"] = "2.0"
+        manifest["format_version"] = "9.0"
         (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
     else:
         target = bundle / "items" / "ids.json"
