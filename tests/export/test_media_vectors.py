@@ -119,7 +119,9 @@ def test_the_projection_is_written_only_when_the_data_has_vectors(media_bundle: 
     assert proj.shape == (with_m["dims"]["item"], D_MEDIA)
     assert np.load(media_bundle / MEDIA_FILES["media_scale"]).shape == (D_MEDIA,)
     # cold catalogue items: vectors = the encoder's item_vector + the media part (kept in the difference)
-    vectors = np.load(media_bundle / "items/vectors.npy")
+    from recengine.bundle import open_bundle
+
+    vectors = open_bundle(media_bundle).load_npy(with_m["items"]["vectors"])  # format 2: held by index/items.hnsw
     text_vectors = np.load(media_bundle / "items/text_vectors.npy")
     ids = json.loads((media_bundle / "items/ids.json").read_text())
     cold = [ids.index(i) for k in KINDS for i in CATALOGUE_COLD[k]]
