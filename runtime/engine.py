@@ -130,6 +130,18 @@ class Engine:
         return dict(self._state.models.variants)
 
     @property
+    def variant_reasons(self) -> dict[str, str]:
+        """Why each variant was loaded: "requested", or the per-CPU rule of `recengine.cpu_features`."""
+        return dict(self._state.models.variant_reasons)
+
+    @property
+    def cpu_features(self) -> dict[str, Any] | None:
+        """The CPU the variants were chosen for: arch, model, SIMD instruction sets, int8 dot product
+        (None on the GPU)."""
+        cpu = self._state.models.cpu
+        return cpu.describe() if cpu is not None else None
+
+    @property
     def bundle_path(self) -> Path:
         return self._state.root
 

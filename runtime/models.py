@@ -1,21 +1,25 @@
 """The bundle's three ONNX models behind small typed calls: encoder, user tower, fusion head.
 
-Variant choice: on the CPU the INT8 models (dynamic per-channel quantisation) where the bundle has them,
-on the GPU FP16 (inputs/outputs stay fp32/int64); `variant=` overrides for every model. Sessions are
-created once per engine. On the GPU the encoder pads each batch to a (batch, sequence) bucket so a small,
-fixed set of shapes gets captured as CUDA graphs (see `sessions.CudaGraphRunner`).
+Variant choice: on the CPU the INT8 models (dynamic per-channel quantisation) where the bundle has them
+(`cpu_features.choose_cpu_variant`: fp32 instead only where full-range int8 weights could saturate on a CPU
+without VNNI/AMX; the reason per model is `ModelSet.variant_reasons`), on the GPU FP16 (inputs/outputs stay
+fp32/int64); `variant=` overrides for every model. Sessions are created once per engine. On the GPU the
+encoder pads each batch to a (batch, sequence) bucket so a small, fixed set of shapes gets captured as CUDA
+graphs (see `sessions.CudaGraphRunner`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .bundle import BundleReader
 from .bundle.format import MODEL_NAMES, check_session_io, history_inputs, left_pad
+from .cpu_features import CpuFeatures, choose_cpu_variant
+from .cpu_features import detect as detect_cpu
 from .errors import BundleError, RequestError
 from .sessions import CudaGraphRunner, Session, SessionConfig, bucket, make_session
 from .tokenize import TextTokenizer
@@ -25,14 +29,19 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_BUCKETS = (16, 32, 64, 128, 256, 512)
 
 
-def pick_variant(available: Sequence[str], device: str, requested: str | None, model: str) -> str:
-    """The variant to load for `model`: the requested one, else int8 on CPU / fp16 on GPU, else fp32."""
+def pick_variant(available: Sequence[str], device: str, requested: str | None, model: str,
+                 quantization: Mapping[str, Any] | None = None, cpu: CpuFeatures | None = None) -> str:
+    """The variant to load for `model`: the requested one, else fp16 on GPU, else on the CPU what
+    `cpu_features.choose_cpu_variant` picks for this CPU (int8, or fp32 where full-range int8 weights can
+    saturate), else fp32."""
     if requested is not None:
         if requested not in VARIANTS:
             raise RequestError(f"variant must be one of {', '.join(VARIANTS)}, got {requested!r}")
         if requested not in available:
             raise BundleError(f"model {model} has no {requested} variant in this bundle (has: {', '.join(available)})")
         return requested
+    if device != "cuda" and cpu is not None and any(v in VARIANTS for v in available):
+        return choose_cpu_variant([v for v in available if v in VARIANTS], quantization, cpu).variant
     preferred = ("fp16", "fp32", "int8") if device == "cuda" else ("int8", "fp32", "fp16")
     for name in preferred:
         if name in available:
@@ -53,6 +62,10 @@ class ModelSet:
     item_dim: int
     text_dim: int
     max_history: int
+    variant_reasons: dict[str, str] = field(default_factory=dict)
+    """Why each model's variant was loaded ("requested", or the CPU rule of `cpu_features`)."""
+    cpu: CpuFeatures | None = None
+    """The CPU features the CPU choice was made on (None on the GPU)."""
     _encoder_graphs: CudaGraphRunner | None = None
     _config: SessionConfig | None = None
 
@@ -66,14 +79,24 @@ class ModelSet:
                                   bool(tok.get("lowercase", False)))
         sessions: dict[str, Session] = {}
         chosen: dict[str, str] = {}
+        reasons: dict[str, str] = {}
+        cpu = detect_cpu() if device != "cuda" else None
         for name in MODEL_NAMES:
             if name not in models:
                 raise BundleError(f"{reader.root}: manifest lacks models.{name}")
             variants = models[name].get("variants", {})
             requested = variant.get(name) if isinstance(variant, dict) else variant
-            v = pick_variant(tuple(variants), device, requested, name)
+            int8 = variants.get("int8")
+            quant = int8.get("quantization") if isinstance(int8, dict) else None
+            v = pick_variant(tuple(variants), device, requested, name, quant, cpu)
             path = variants[v]["path"] if isinstance(variants[v], dict) else variants[v]
             chosen[name] = v
+            if requested is not None:
+                reasons[name] = "requested"
+            elif cpu is not None:
+                reasons[name] = choose_cpu_variant([x for x in variants if x in VARIANTS], quant, cpu).reason
+            else:
+                reasons[name] = "GPU default order: fp16, fp32, int8"
             # CUDA graphs only for the encoder: it dominates GPU time and its shapes are bucketed.
             sessions[name] = make_session(f"{name}.{v}", reader.path(path), device, config,
                                           cuda_graph=(name == "encoder" and config.cuda_graphs))
@@ -85,6 +108,8 @@ class ModelSet:
             fusion=sessions["fusion"],
             tokenizer=tokenizer,
             variants=chosen,
+            variant_reasons=reasons,
+            cpu=cpu,
             device="cuda" if sessions["encoder"].provider == "CUDAExecutionProvider" else "cpu",
             item_dim=int(dims["item"]),
             text_dim=int(dims["text"]),
