@@ -176,9 +176,11 @@ class LatencyRun:
             self._engines[key] = engine
         return self._engines[key]
 
-    def record(self, stage: str, variant: str, batch: int, fn: Callable[[int], Any], **extra: Any) -> dict[str, Any]:
+    def record(self, stage: str, variant: str, batch: int, fn: Callable[[int], Any], timing: Any = None,
+               **extra: Any) -> dict[str, Any]:
+        """Time `fn` (or take the `timing` already measured) and keep its row and samples."""
         mode, threads = _mode(batch)
-        timing = measure(fn, batch, self.cfg.budget)
+        timing = timing if timing is not None else measure(fn, batch, self.cfg.budget)
         row = {"stage": stage, "variant": variant, "batch": batch, "mode": mode, "threads": threads,
                **timing.summary(), **extra}
         self.results.append(row)
@@ -199,12 +201,17 @@ class LatencyRun:
             self.record("tokenize", "tokenizers", b, lambda i: stages.tokenize(batches[i % len(batches)]))
 
     def stage_encode(self, fx: Fixture, torch_encoder: Any) -> None:
+        """The bundle's variants and the `ref_*` recipes are timed interleaved (`measure_interleaved`), so
+        their ratios hold on a loaded machine; torch eager runs after them (its threads would disturb ORT)."""
+        from .timing import measure_interleaved
+
         for b in self.progress.bar(self.cfg.batches, "encode"):
             mode, threads = _mode(b)
             batches = [[fx.texts[i] for i in idx] for idx in fx.batches_of(len(fx.texts), b)]
+            fns: dict[str, Callable[[int], Any]] = {}
             for variant in self.cfg.variants:
                 stages = self.engine(variant, threads).stages()
-                self.record("encode", variant, b, lambda i: stages.encode(batches[i % len(batches)]))
+                fns[variant] = lambda i, stages=stages: stages.encode(batches[i % len(batches)])
             refs = self._reference_encoders(fx, threads) if self.cfg.reference else {}
             if refs:
                 tokenize = self.engine(self.cfg.variants[0], threads).stages().tokenize
@@ -215,7 +222,9 @@ class LatencyRun:
                         return sess.run(["text_embedding", "item_vector"],
                                         {"input_ids": tb.input_ids, "attention_mask": tb.attention_mask})
 
-                    self.record("encode", name, b, run_ref)
+                    fns[name] = run_ref
+            for name, timing in measure_interleaved(fns, b, self.cfg.budget).items():
+                self.record("encode", name, b, lambda i: None, timing=timing)
             if torch_encoder is not None:
                 self._set_torch_threads(threads)
                 self.record("encode", "torch_eager", b, lambda i: torch_encoder(batches[i % len(batches)]))

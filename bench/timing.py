@@ -67,3 +67,30 @@ def measure(fn: Callable[[int], Any], batch: int, budget: Budget) -> Timing:
         if len(samples) >= budget.min_requests and time.perf_counter() > deadline:
             break
     return Timing(np.asarray(samples, dtype=np.float64), batch)
+
+
+def measure_interleaved(fns: dict[str, Callable[[int], Any]], batch: int, budget: Budget) -> dict[str, Timing]:
+    """Time several engines round-robin, one call each per round (the first engine rotating), so a change of
+    machine load during the run hits them all alike: their ratios stay meaningful on a shared CPU, where
+    timing one engine after another for `duration` seconds each can move a ratio by 20 % (measured).
+    Each engine gets `budget.requests` timed calls, or fewer once `duration` x engines seconds have passed."""
+    names = list(fns)
+    for name in names:
+        warm_deadline = time.perf_counter() + budget.duration / 4
+        for i in range(budget.warmup):
+            fns[name](i)
+            if time.perf_counter() > warm_deadline:
+                break
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    deadline = time.perf_counter() + budget.duration * len(names)
+    i = budget.warmup
+    while len(samples[names[0]]) < budget.requests:
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            t = time.perf_counter_ns()
+            fns[name](i)
+            samples[name].append((time.perf_counter_ns() - t) / 1e6)
+        i += 1
+        if len(samples[names[0]]) >= budget.min_requests and time.perf_counter() > deadline:
+            break
+    return {name: Timing(np.asarray(s, dtype=np.float64), batch) for name, s in samples.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,16 @@ def test_measure_excludes_warmup_and_respects_the_budget() -> None:
                                                                          min_requests=2))
     assert 2 <= slow.n < 10
     assert np.all(slow.samples_ms >= 15)
+
+
+def test_measure_interleaved_alternates_engines_and_keeps_their_own_times() -> None:
+    from recengine.bench.timing import measure_interleaved
+
+    order: list[str] = []
+    fns = {"fast": lambda i: order.append("fast"), "slow": lambda i: (order.append("slow"), time.sleep(0.004))}
+    timings = measure_interleaved(fns, 1, Budget(requests=6, duration=10.0, warmup=2))
+    assert timings["fast"].n == timings["slow"].n == 6
+    timed = order[4:]  # after 2 warm-up calls each
+    assert all({timed[k], timed[k + 1]} == {"fast", "slow"} for k in range(0, len(timed), 2))  # one call each per round
+    assert timed[0] != timed[2]  # the first engine rotates
+    assert np.median(timings["slow"].samples_ms) > 3 > np.median(timings["fast"].samples_ms)
