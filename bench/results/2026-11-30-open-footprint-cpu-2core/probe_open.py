@@ -1,7 +1,11 @@
 """Open-time and RSS probe, each run in a fresh process: Engine.open, then the first recommend, the first
 search (which waits for anything built in the background), warm-up and served calls; VmRSS/VmHWM.
 usage: python probe.py OUT.json name=bundle [name=bundle ...]   (runs=3, threads=1)"""
-import json, os, statistics, subprocess, sys, time
+import json
+import os
+import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 CHILD = r'''
@@ -45,7 +49,7 @@ def probe(bundle, runs=3):
     out = []
     for _ in range(runs):
         p = subprocess.run([sys.executable, "-c", CHILD, bundle], capture_output=True, text=True, env=env, timeout=1200)
-        line = next((l for l in p.stdout.splitlines() if l.startswith("PROBE ")), None)
+        line = next((ln for ln in p.stdout.splitlines() if ln.startswith("PROBE ")), None)
         if line is None:
             raise SystemExit(f"probe failed: {p.stderr[-2000:]}")
         out.append(json.loads(line[6:]))
