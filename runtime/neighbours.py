@@ -56,26 +56,27 @@ FUSION = "sum"
 
 
 def lexical_top(lex: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
-    """Rows of the `n` best positive BM25 scores among `ok` rows, best first."""
+    """Rows of the `n` best positive scores of a dense BM25 vector among `ok` rows, best first (ties: lower
+    row first); the reference for `LexicalQuery.top`, which never builds the dense vector."""
     rows = np.flatnonzero(lex)
     rows = rows[ok[rows]]
-    if rows.size > n:
-        rows = rows[np.argpartition(-lex[rows], n - 1)[:n]]
-    return rows[np.argsort(-lex[rows], kind="stable")]
+    return rows[np.lexsort((rows, -lex[rows]))][:n]
 
 
 def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.ndarray], np.ndarray],
-         lex: np.ndarray, lex_rows: np.ndarray, k: int, method: str = FUSION,
-         weight: float = LEXICAL_WEIGHT) -> Retrieved:
+         lex_rows: np.ndarray, lex_scores: np.ndarray, lexical: Callable[[np.ndarray], np.ndarray], k: int,
+         method: str = FUSION, weight: float = LEXICAL_WEIGHT) -> Retrieved:
     """Fuse a dense ranking (`dense_rows` best first, their cosines `dense_scores`) with a lexical one
-    (`lex_rows` best first; `lex` the BM25 score of every row). `cosine(rows)` gives the cosine of rows
-    outside the dense ranking (`sum` scores every candidate on both)."""
+    (`lex_rows` best first, their BM25 `lex_scores`). `cosine(rows)` gives the cosine of rows outside the
+    dense ranking and `lexical(rows)` the BM25 of rows outside the lexical one (`sum` scores every candidate
+    on both)."""
     if method not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
     if lex_rows.size == 0:  # no query word in the catalogue: the dense ranking as it is
         return Retrieved(dense_rows[:k].astype(np.int64), dense_scores[:k].astype(np.float32))
     seen = set(dense_rows.tolist())
-    extra = np.asarray([r for r in lex_rows.tolist() if r not in seen], dtype=np.int64)
+    is_extra = np.fromiter((r not in seen for r in lex_rows.tolist()), bool, lex_rows.size)
+    extra = lex_rows[is_extra].astype(np.int64, copy=False)
     rows = np.concatenate([dense_rows.astype(np.int64, copy=False), extra])
     if method == "rrf":
         score = np.zeros(rows.size, np.float64)
@@ -86,7 +87,9 @@ def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.
     else:
         cos = np.concatenate([dense_scores.astype(np.float32, copy=False),
                               cosine(extra).astype(np.float32, copy=False)]) if extra.size else dense_scores
-        score = (cos + np.float32(weight / max(float(lex[lex_rows[0]]), 1e-12)) * lex[rows]) / np.float32(1.0 + weight)
+        lex = np.concatenate([lexical(dense_rows).astype(np.float32, copy=False),
+                              lex_scores[is_extra].astype(np.float32, copy=False)])
+        score = (cos + np.float32(weight / max(float(lex_scores[0]), 1e-12)) * lex) / np.float32(1.0 + weight)
     order = np.argsort(-score, kind="stable")[:k]
     return Retrieved(rows[order], score[order].astype(np.float32))
 
@@ -95,9 +98,9 @@ def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed
                     mode: str = "hybrid", fusion: str = FUSION, weight: float = LEXICAL_WEIGHT) -> Retrieved:
     """`search` for a query already encoded (`emb`: its `text_embedding`, [text]). mode "dense": cosine over
     the text embeddings only (the search of recengine <= 0.1); "hybrid": that fused with BM25 over the item
-    texts (`st.lexical`): `max(k, DENSE_CANDIDATES)` dense and `max(k, SEARCH_CANDIDATES)` lexical candidates,
-    fused by `fusion` ("sum": (cosine + weight * bm25 / max bm25) / (1 + weight); "rrf": reciprocal-rank
-    fusion)."""
+    texts (`st.lexical`): `max(k, DENSE_CANDIDATES)` dense and `max(k, SEARCH_CANDIDATES)` lexical candidates
+    (the exact BM25 top, pruned: only the rare query words' posting lists are scanned), fused by `fusion`
+    ("sum": (cosine + weight * bm25 / max bm25) / (1 + weight); "rrf": reciprocal-rank fusion)."""
     cat = st.catalogue
     q = np.ascontiguousarray(emb, dtype=np.float32).reshape(1, -1)
     lexical = st.lexical if mode == "hybrid" else None
@@ -106,11 +109,21 @@ def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed
                     cat.alive, q, n, allowed=allowed)
     if lexical is None:
         return r
-    ok = cat.alive if allowed is None else (cat.alive & allowed[: cat.n_rows])
-    lex = lexical.scores(text, cat.n_rows)
+    lq = lexical.query(text)
+    if lq.empty:
+        return fuse(r.rows, r.scores, _no_rows, np.zeros(0, np.int64), np.zeros(0, np.float32), _no_rows, k,
+                    fusion, weight)
+    if allowed is not None:
+        ok: np.ndarray | None = cat.alive & allowed[: cat.n_rows]
+    else:  # no filter and no removed row: nothing to mask
+        ok = None if cat.n_alive == cat.n_rows and lexical.n_rows <= cat.n_rows else cat.alive
+    lex_rows, lex_scores = lq.top(max(k, SEARCH_CANDIDATES), ok)
     unit = cat.text_embeddings
-    return fuse(r.rows, r.scores, lambda rows: unit[rows] @ q[0], lex, lexical_top(lex, ok, max(k, SEARCH_CANDIDATES)),
-                k, fusion, weight)
+    return fuse(r.rows, r.scores, lambda rows: unit[rows] @ q[0], lex_rows, lex_scores, lq.score, k, fusion, weight)
+
+
+def _no_rows(rows: np.ndarray) -> np.ndarray:
+    return np.zeros(len(rows), np.float32)
 
 
 def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None, mode: str = "hybrid") -> Retrieved:

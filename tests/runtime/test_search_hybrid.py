@@ -75,21 +75,29 @@ def test_fusions_on_hand_made_rankings():
 
     lex_rows = neighbours.lexical_top(lex, np.ones(5, bool), 10)
     assert lex_rows.tolist() == [1, 3]
+    lex_scores = lex[lex_rows]
+
+    def bm25(r):
+        return lex[r]
+
     # sum: (cos + w * lex / max(lex)) / (1 + w): row 1 = 0.2 + 1.0, row 3 = 0.5 + 0.5, row 0 = 0.9, row 2 = 0.8
-    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex, lex_rows, 3, "sum", 1.0)
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 1.0)
     assert r.rows.tolist() == [1, 3, 0]
     assert r.scores.tolist() == pytest.approx([0.6, 0.5, 0.45])
-    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex, lex_rows, 3, "sum", 0.25)
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 0.25)
     assert r.rows.tolist() == [0, 2, 3]  # a small weight: the cosine leads
+    # a dense row with a lexical score outside the lexical candidates still gets it
+    r = neighbours.fuse(np.array([0, 3]), cos[[0, 3]], cosine, lex_rows[:1], lex_scores[:1], bm25, 3, "sum", 1.0)
+    assert r.rows.tolist() == [1, 3, 0] and r.scores[1] == pytest.approx(0.5)
     # rrf: ties of rank 1 in both lists broken by the order of the candidates (dense first)
-    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex, lex_rows, 4, "rrf")
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 4, "rrf")
     assert r.rows.tolist() == [0, 1, 2, 3]
     assert r.scores[0] == pytest.approx(1 / 61)
     # no lexical match: the dense ranking unchanged
-    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, np.zeros(5, np.float32), np.zeros(0, np.int64), 2)
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, np.zeros(0, np.int64), np.zeros(0, np.float32), bm25, 2)
     assert r.rows.tolist() == [0, 2]
     with pytest.raises(ValueError):
-        neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex, lex_rows, 2, "max")
+        neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 2, "max")
     # lexical_top honours the allowed rows
     assert neighbours.lexical_top(lex, np.array([True, False, True, True, True]), 10).tolist() == [3]
 
