@@ -2,12 +2,19 @@
 
 Queries (seeded by --seed, drawn from DATA's catalogue, which must be the data BUNDLE was exported from):
 - known-item: an item's title (the first text column) as typed by someone who knows it: without the year
-  (`title`), with it (`title_year`), lower-cased without the year (`lower`) and lower-cased with one typo
-  (`typo`: one deletion, insertion, substitution or transposition inside a word of >= 4 letters). Only
-  items whose year-less title is unique in the catalogue are drawn, so exactly one item is right.
-  Metrics: hit@1, hit@10, MRR@10.
-- attribute: one value of another text column (a genre, a tag), lower-cased -> every item that carries
-  it is relevant. Metrics: precision@10, NDCG@10 (binary gains, ideal = min(10, relevant)).
+  or series (`title`: "Toy Story", "The Hunger Games"), as in the catalogue (`title_year`: "Toy Story
+  (1995)", "The Hunger Games (The Hunger Games, #1)"), lower-cased without the year or series (`lower`) and
+  lower-cased with one typo (`typo`: one deletion, insertion, substitution or transposition inside a word
+  of >= 4 letters). Only items whose stripped title is unique in the catalogue are drawn, so exactly one
+  item is right. Metrics: hit@1, hit@10, MRR@10.
+- attribute: one value of another text column (a genre, a tag, an author), lower-cased -> every item that
+  carries it is relevant. Metrics: precision@10, NDCG@10 (binary gains, ideal = min(10, relevant)).
+
+Extra items (`--extra-items TABLE`, a domain the bundle never saw): an items table of the data contract
+(`item_id` + text columns, CSV or Parquet) is added to the opened bundle with `Engine.add_items` (ids
+prefixed `extra:`; texts built from the table's own text columns) and the queries are drawn from those
+items only, titles from the table's first text column and attributes from its other text columns (e.g.
+goodbooks-10k: title, authors). The bundle and the frozen encoder both search the whole grown catalogue.
 
 Systems, all over the same item texts and queries in the same run:
 - `bundle_dense`: the bundle's fine-tuned encoder, cosine over `text_embeddings` (search before issue 15);
@@ -48,6 +55,9 @@ SCHEMA_VERSION = 1
 K = 10
 KNOWN_VARIANTS = ("title", "title_year", "lower", "typo")
 YEAR = re.compile(r"\s*\((?:\d{4}(?:\s*[-–]\s*\d{0,4})?)\)\s*$")
+SERIES = re.compile(r"\s*\([^()]*#\s*\d+(?:\.\d+)?\)\s*$")
+"""A trailing series note, as goodreads titles carry: "(The Hunger Games, #1)"."""
+EXTRA_PREFIX = "extra:"
 SUM_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 """Lexical weights of the `sum` fusion measured beside the served one."""
 LATENCY_REPEATS = 3
@@ -97,7 +107,13 @@ def parse_fields(text: str) -> dict[str, str]:
 
 
 def strip_year(title: str) -> str:
-    return YEAR.sub("", title).strip()
+    """`title` without a trailing "(1995)" / "(1980-1981)" year or "(Series, #2)" note (either order)."""
+    out = title.strip()
+    while True:
+        cut = SERIES.sub("", YEAR.sub("", out)).strip()
+        if cut == out or not cut:
+            return out
+        out = cut
 
 
 def typo(text: str, rng: np.random.Generator) -> str:
@@ -139,8 +155,11 @@ class Queries:
     title_column: str
 
 
-def make_queries(texts: Sequence[str], columns: Sequence[str], n_known: int, n_attr: int, seed: int) -> Queries:
-    """Seeded known-item and attribute queries over `texts` (rows = catalogue rows)."""
+def make_queries(texts: Sequence[str], columns: Sequence[str], n_known: int, n_attr: int, seed: int,
+                 targets: Sequence[int] | None = None) -> Queries:
+    """Seeded known-item and attribute queries over `texts` (rows = catalogue rows). `targets`: the rows
+    queries are drawn from (None: all); titles must be unique over all of `texts` all the same, and an
+    attribute query's relevant items are every row that carries the value."""
     if not columns:
         raise RequestError("the data set names no text columns; search queries come from them")
     rng = np.random.default_rng(seed)
@@ -151,7 +170,8 @@ def make_queries(texts: Sequence[str], columns: Sequence[str], n_known: int, n_a
     counts: dict[str, int] = {}
     for b in base:
         counts[b.lower()] = counts.get(b.lower(), 0) + 1
-    eligible = [r for r, b in enumerate(base) if b and counts[b.lower()] == 1]
+    pool = range(len(texts)) if targets is None else sorted(set(int(t) for t in targets))
+    eligible = [r for r in pool if base[r] and counts[base[r].lower()] == 1]
     if not eligible:
         raise RequestError(f"no item has a unique {title_col!r}: no known-item queries can be drawn")
     rows = rng.choice(eligible, size=min(n_known, len(eligible)), replace=False).tolist()
@@ -162,6 +182,7 @@ def make_queries(texts: Sequence[str], columns: Sequence[str], n_known: int, n_a
         known["lower"].append((base[r].lower(), r))
         known["typo"].append((typo(base[r].lower(), rng), r))
     attribute: dict[str, list[tuple[str, set[int]]]] = {}
+    drawn_from = set(pool)
     for col in columns[1:]:
         carriers: dict[str, set[int]] = {}
         for r, f in enumerate(fields):
@@ -169,7 +190,7 @@ def make_queries(texts: Sequence[str], columns: Sequence[str], n_known: int, n_a
                 value = value.strip().lower()
                 if value and value != "(no genres listed)":
                     carriers.setdefault(value, set()).add(r)
-        values = sorted(v for v, s in carriers.items() if len(s) >= MIN_ITEMS)
+        values = sorted(v for v, s in carriers.items() if len(s) >= MIN_ITEMS and s & drawn_from)
         if not values:
             continue
         picked = rng.choice(len(values), size=min(n_attr, len(values)), replace=False)
@@ -281,6 +302,8 @@ class SearchBenchConfig:
     threads: int = 1
     latency_requests: int = 300
     warmup: int = 20
+    extra_items: Path | None = None
+    """An items table (data contract) added to the bundle before the queries are drawn from it alone."""
     command: str = ""
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -316,10 +339,15 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
         raise RequestError(f"{cfg.bundle} was exported from data with fingerprint {str(bundle_fp)[:12]}…, not from "
                            f"{dataset.name} ({dataset.fingerprint[:12]}…): search queries must come from the "
                            f"bundle's own catalogue")
+    columns = tuple(manifest.get("data", {}).get("text_columns") or dataset.items.text_columns)
+    targets: list[int] | None = None
+    extra_info: dict[str, Any] | None = None
+    if cfg.extra_items is not None:
+        columns, targets, extra_info = add_extra_items(engine, Path(cfg.extra_items), cfg)
+        st = engine._state
     cat = st.catalogue
     texts = list(cat.texts)
-    columns = tuple(manifest.get("data", {}).get("text_columns") or dataset.items.text_columns)
-    queries = make_queries(texts, columns, cfg.n_known, cfg.n_attr, cfg.seed)
+    queries = make_queries(texts, columns, cfg.n_known, cfg.n_attr, cfg.seed, targets)
     flat, offsets = flat_queries(queries)
     _log(cfg, f"{len(flat)} queries ({sum(len(v) for v in queries.known.values())} known-item, "
               f"{sum(len(v) for v in queries.attribute.values())} attribute) over {cat.n_alive} items")
@@ -328,11 +356,11 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
     q_bundle, _ = st.models.encode(flat, batch_size=64)
     encode_s = time.perf_counter() - t0
     lexical = st.lexical if st.lexical is not None else LexicalIndex.build(texts, cat.alive)
-    lex_cache: dict[int, np.ndarray] = {}
+    lex_cache: dict[int, Any] = {}
 
-    def lex_scores(i: int, q: str) -> np.ndarray:
+    def lex_query(i: int, q: str) -> Any:
         if i not in lex_cache:
-            lex_cache[i] = lexical.scores(q, cat.n_rows)
+            lex_cache[i] = lexical.query(q)
         return lex_cache[i]
 
     n_cand = max(K, neighbours.SEARCH_CANDIDATES)
@@ -344,7 +372,7 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
     for w in sorted({neighbours.LEXICAL_WEIGHT, *SUM_WEIGHTS}):
         name = "bundle_hybrid_sum" if w == neighbours.LEXICAL_WEIGHT else f"bundle_hybrid_sum@{w:g}"
         systems[name] = _sum_ranker(st, q_bundle, w)
-    systems["bm25"] = lambda i, q: neighbours.lexical_top(lex_scores(i, q), cat.alive, K)
+    systems["bm25"] = lambda i, q: lex_query(i, q).top(K, cat.alive)[0]
     frozen_info: dict[str, Any] | None = None
     if cfg.frozen:
         enc_dir = cfg.frozen_encoder
@@ -368,9 +396,10 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
 
         def frozen_hybrid(i: int, q: str) -> np.ndarray:
             rows, cos = frozen_top(i, max(K, neighbours.DENSE_CANDIDATES))
-            lex = lex_scores(i, q)
-            return neighbours.fuse(rows, cos, lambda r: items_f[r] @ q_frozen[i], lex,
-                                   neighbours.lexical_top(lex, cat.alive, n_cand), K, neighbours.FUSION).rows
+            lq = lex_query(i, q)
+            lex_rows, lex_scores = lq.top(n_cand, cat.alive)
+            return neighbours.fuse(rows, cos, lambda r: items_f[r] @ q_frozen[i], lex_rows, lex_scores, lq.score, K,
+                                   neighbours.FUSION).rows
 
         systems["frozen_dense"] = lambda i, q: frozen_top(i, K)[0]
         systems["frozen_hybrid"] = frozen_hybrid
@@ -401,7 +430,7 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
                 neighbours.search(st, q, K, None, mode=mode)
                 runs[mode].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        neighbours.lexical_top(lexical.scores(q, cat.n_rows), cat.alive, n_cand)
+        lexical.query(q).top(n_cand, cat.alive)
         dt = time.perf_counter() - t0
         enc = []
         for _ in range(LATENCY_REPEATS):
@@ -459,6 +488,7 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
                    "dense_candidates": neighbours.DENSE_CANDIDATES, "fusion": neighbours.FUSION,
                    "rrf_k": neighbours.RRF_K, "lexical_weight": neighbours.LEXICAL_WEIGHT},
         "data": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_items": n_live},
+        "extra_items": extra_info,
         "bundle": {"encoder": manifest.get("models", {}).get("encoder", {}).get("source", {}).get("name"),
                    "text_dim": int(cat.text_embeddings.shape[1]), "variant": engine.variants.get("encoder"),
                    "encode_queries_s": round(encode_s, 3)},
@@ -472,6 +502,32 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
         "second_encoder_estimate": second,
         "targets": targets, "wall_s": round(time.perf_counter() - started, 1),
     }
+
+
+def add_extra_items(engine: Any, path: Path,
+                    cfg: SearchBenchConfig) -> tuple[tuple[str, ...], list[int], dict[str, Any]]:
+    """Add the items table at `path` to `engine` (ids prefixed `EXTRA_PREFIX`, texts from the table's own
+    text columns); returns those columns, the catalogue rows of the added items and a report entry."""
+    from recengine.data.loader import build_items, read_table
+    from recengine.errors import DataError
+
+    path = Path(path).expanduser()
+    if not path.is_file() or path.suffix not in (".csv", ".parquet"):
+        raise DataError(f"{path}: --extra-items must be a .csv or .parquet items table (item_id + text columns)")
+    table = build_items(path, read_table(path))
+    ids = [f"{EXTRA_PREFIX}{i}" for i in table.ids.tolist()]
+    items = [{"item_id": i, "text": t} for i, t in zip(ids, table.texts) if t.strip()]
+    if not items:
+        raise DataError(f"{path}: no item has any text")
+    _log(cfg, f"adding {len(items)} extra items from {path} (text columns {list(table.text_columns)})")
+    t0 = time.perf_counter()
+    engine.add_items(items, batch_size=64)
+    add_s = time.perf_counter() - t0
+    cat = engine._state.catalogue
+    rows = [cat.row_of[it["item_id"]] for it in items]
+    info = {"path": str(path), "items": len(items), "text_columns": list(table.text_columns),
+            "id_prefix": EXTRA_PREFIX, "add_items_s": round(add_s, 2)}
+    return table.text_columns, rows, info
 
 
 def _targets(results: dict[str, Any], served: str, latency: dict[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,12 @@ def test_strip_year():
     assert strip_year("Cosmos (1980-1981)") == "Cosmos"
     assert strip_year("1984 (1984)") == "1984"
     assert strip_year("No Year") == "No Year"
+    # goodreads series notes, alone or with a year
+    assert strip_year("The Hunger Games (The Hunger Games, #1)") == "The Hunger Games"
+    assert strip_year("Dune (Dune Chronicles #1) (1965)") == "Dune"
+    assert strip_year("Sabriel (Abhorsen, #1.5)") == "Sabriel"
+    assert strip_year("Seven (a.k.a. Se7en) (1995)") == "Seven (a.k.a. Se7en)"  # not a series note: kept
+    assert strip_year("(1995)") == "(1995)"  # nothing would be left
 
 
 TEXTS = [f"title: Film {w} ({1990 + i})\ngenres: {'Comedy' if i % 2 else 'Drama'}\ntags: {'fun' if i < 6 else 'dark'}"
@@ -94,6 +100,52 @@ def test_queries_are_seeded_unique_and_carry_their_items():
     assert make_queries(TEXTS, ("title", "genres", "tags"), 5, 10, seed=8).known != q.known
     with pytest.raises(RequestError):
         make_queries(TEXTS, (), 5, 10, 0)
+
+
+def test_queries_can_be_drawn_from_some_rows_only():
+    targets = list(range(6, 13))
+    q = make_queries(TEXTS, ("title", "genres", "tags"), n_known=50, n_attr=10, seed=1, targets=targets)
+    drawn = {r for _, r in q.known["title"]}
+    assert drawn and drawn <= set(targets) - {12}  # row 12's title is ambiguous with row 0's
+    assert len(drawn) == 6
+    # relevance still counts every row that carries the value; a value none of the targets carries is not drawn
+    assert dict(q.attribute["tags"]) == {"dark": {6, 7, 8, 9, 10, 11, 12}}
+    assert dict(q.attribute["genres"])["comedy"] == {1, 3, 5, 7, 9, 11}
+
+
+def _books(path):
+    rows = ["item_id,title,authors"]
+    authors = ["Ann Quill", "Bo Inkwell", "Cy Margin"]
+    for i in range(30):
+        series = f" (Saga {i % 4}, #{i // 4 + 1})" if i % 2 else ""
+        rows.append(f'{i + 1},"Book Zq{i} Vellum Tome{series}",{authors[i % 3]}')
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_extra_items_are_added_and_queried(tiny_bundle, ml_tiny_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from recengine.cli import cli
+
+    out = tmp_path / "search.json"
+    res = CliRunner().invoke(cli, ["bench", "search", str(tiny_bundle), str(ml_tiny_dir), "--extra-items",
+                                   str(_books(tmp_path / "books.csv")), "--known", "8", "--attributes", "3",
+                                   "--requests", "2", "--no-frozen", "--json", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    report = json.loads(out.read_text())
+    assert report["extra_items"]["items"] == 30 and report["extra_items"]["text_columns"] == ["title", "authors"]
+    assert report["queries"]["title_column"] == "title"
+    assert set(report["queries"]["attribute"]) == {"authors"}
+    assert all(q.startswith("Book Zq") and "#" not in q for q in report["queries"]["examples"]["title"])
+    assert report["data"]["n_items"] > 30
+    # the made-up titles are unique words: BM25 alone finds them, and so does the served hybrid
+    assert report["systems"]["bm25"]["known_item"]["title"]["hit@1"] == 1.0
+    assert report["systems"][report["served"]]["known_item"]["title"]["hit@1"] == 1.0
+    assert report["systems"]["bm25"]["attribute"]["authors"]["precision@10"] == 1.0
+    bad = CliRunner().invoke(cli, ["bench", "search", str(tiny_bundle), str(ml_tiny_dir), "--extra-items",
+                                   str(tmp_path / "none.txt"), "--no-frozen", "--quiet"])
+    assert bad.exit_code == 2 and "--extra-items" in bad.output
 
 
 def test_bench_json_schema(tiny_bundle, ml_tiny_dir, tiny_encoder_dir, tmp_path):
