@@ -243,6 +243,9 @@ def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: floa
 @click.option("--frozen-encoder", type=click.Path(path_type=Path), default=None,
               help="HF encoder directory of the pre-trained model (default: the packaged all-MiniLM-L6-v2).")
 @click.option("--no-frozen", is_flag=True, help="Skip the frozen pre-trained encoder (no torch needed).")
+@click.option("--extra-items", type=click.Path(path_type=Path), default=None,
+              help="An items table (CSV/Parquet: item_id + text columns) added to BUNDLE live; queries are then "
+                   "drawn from those items (a domain the bundle never saw).")
 @click.option("--threads", type=int, default=1, show_default=True, help="ORT (and frozen torch) threads.")
 @click.option("--requests", type=int, default=300, show_default=True, help="Timed search calls per mode.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -251,8 +254,8 @@ def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: floa
               help="Write search.json + search.md into this directory.")
 @click.option("--quiet", is_flag=True, help="No progress lines, no summary on stdout.")
 def search_command(bundle: Path, data: Path | None, n_known: int, n_attr: int, frozen_encoder: Path | None,
-                   no_frozen: bool, threads: int, requests: int, seed: int, json_out: Path | None,
-                   report_dir: Path | None, quiet: bool) -> None:
+                   no_frozen: bool, extra_items: Path | None, threads: int, requests: int, seed: int,
+                   json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
     """Search quality of BUNDLE on queries drawn from DATA (default: embedded MovieLens; BUNDLE must be
     exported from DATA): known-item and attribute queries, bundle encoder vs the frozen pre-trained one,
     dense vs hybrid (BM25) search, and search latency."""
@@ -263,7 +266,7 @@ def search_command(bundle: Path, data: Path | None, n_known: int, n_attr: int, f
     cfg = SearchBenchConfig(bundle=bundle, data=None if data is None else str(data), n_known=n_known, n_attr=n_attr,
                             seed=seed, frozen_encoder=frozen_encoder, frozen=not no_frozen, threads=threads,
                             latency_requests=requests, command=_command_line(click.get_current_context()),
-                            quiet=quiet)
+                            quiet=quiet, extra_items=extra_items)
     report = run_search_bench(cfg)
     if json_out is not None:
         write_json(report, json_out)
