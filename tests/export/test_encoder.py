@@ -303,6 +303,36 @@ def test_export_encoder_writes_three_checked_variants(exported_tiny) -> None:
     json.dumps(entry)
 
 
+def test_int8_recipe_quantises_attention_embeddings_and_head_per_channel_7bit(exported_tiny) -> None:
+    """The export's INT8 recipe (docs/export.md): every MatMul, the fused Attention, the embedding table and the
+    projection head quantised; ONNX Runtime fuses each quantised MatMul into one DynamicQuantizeMatMul; weights
+    are per-channel and 7-bit (they cannot saturate on AVX2); parity within the export's tolerance."""
+    import onnx
+    from onnx import numpy_helper
+
+    from recengine.export.onnx_tools import ParityConfig, graph_op_counts
+
+    _, report, _, _ = exported_tiny
+    ops = graph_op_counts(report.paths["int8"])
+    layers = 2
+    assert ops.get("QAttention") == layers and ops.get("QEmbedLayerNormalization") == 1
+    assert ops.get("MatMulInteger") == 3 * layers + 1  # attention output, FFN in/out per layer + projection head
+    assert not {"Attention", "EmbedLayerNormalization", "MatMul", "Gemm"} & set(ops)
+    served = graph_op_counts(report.paths["int8"], after_ort=True)
+    assert served.get("DynamicQuantizeMatMul") == 3 * layers + 1 and "MatMulInteger" not in served
+    assert served.get("QAttention") == layers
+    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(report.paths["int8"])).graph.initializer}
+    quantised = [w for n, w in weights.items() if w.dtype.name == "int8" and w.ndim == 2]
+    assert len(quantised) >= 3 * layers + 1
+    assert all(np.abs(w.astype(np.int16)).max() <= 64 for w in quantised)  # reduce_range: 7-bit, symmetric
+    scales = [w for n, w in weights.items() if n.endswith("_scale") and w.ndim == 1 and w.size > 1]
+    assert scales  # per-channel: one scale per output column
+    entry = report.manifest_entry()["variants"]["int8"]["quantization"]
+    assert entry == {"per_channel": True, "reduce_range": True, "weight_type": "qint8", "op_types": None}
+    mean_tol, min_tol = ParityConfig().cosine_thresholds("int8")
+    assert report.parity["int8_mean_cos"] >= mean_tol and report.parity["int8_min_cos"] >= min_tol
+
+
 def test_onnx_encoder_matches_torch_on_real_texts_at_any_shape(exported_tiny, tiny_tokenizer) -> None:
     tower, report, texts, _ = exported_tiny
     tokenizer, info = tiny_tokenizer
