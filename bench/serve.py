@@ -1,33 +1,35 @@
 """`recengine bench serve BUNDLE`: the HTTP server under load from a real client, against in-process calls.
 
 The server runs as a separate process (`recengine serve --port 0`, started by
-`recengine.server.process.ServerProcess`); an asyncio client (aiohttp, keep-alive, one connection per
-concurrent client, closed loop: each client sends its next request when the last one answered) drives
-every endpoint at each concurrency. The same calls are timed in-process (`Engine` in this process, one
-call at a time) in the same run, right before that endpoint's HTTP measurements, so the cost of HTTP is
-reported as a difference and a ratio taken under the same machine load.
+`recengine.server.process.ServerProcess`); a lean asyncio HTTP/1.1 client (`recengine.bench.serve_client`:
+pre-encoded requests, keep-alive, one connection per concurrent client, closed loop: each connection sends
+its next request when the last one answered) drives every endpoint at each concurrency. The same calls are
+timed in-process (`Engine` in this process, one call at a time) in the same run, right before that
+endpoint's HTTP measurements, so the cost of HTTP is reported as a difference and a ratio taken under the
+same machine load.
 
 What the numbers include: the client runs on the same machine (its CPU time competes with the server's:
-on 2 cores that is part of what is measured, and said in the report). Latency is per request, from just
-before the client writes it to just after it has read and parsed the whole response.
+on 2 cores that is part of what is measured). So every result carries both sides' CPU time per request:
+`server_cpu_us_per_request` (user + system time of the server process and all its workers, from /proc)
+and `client_cpu_us_per_request` (this process's). Latency is per request, from just before the client
+writes it to the arrival of the response's last byte; a request counts as a success when the status is
+200 and the body holds a result list.
 
 JSON (`schema` = "recengine-bench-serve/1"): `kind` "serve", `created_at`, `command`, `machine`
 (+ `cpu_flags`, `load_average_at_end`), `bundle` {path, data, n_items, n_users, encoder, fusion_by_default},
-`server` {args, workers, threads, pool, provider, rss_mib_start, rss_mib_end, versions}, `config`,
-`in_process[]` {endpoint, p50_ms, p95_ms, p99_ms, mean_ms, n_requests}, `results[]` {endpoint,
-concurrency, p50_ms, p95_ms, p99_ms, mean_ms, requests_per_s, n_requests, errors, error_kinds,
-server_cpu_us_per_request, client_cpu_us_per_request},
-`overhead[]` {endpoint, concurrency 1, http_p50_ms, in_process_p50_ms, overhead_p50_ms, ratio_p50},
-`targets`, `notes`, `seconds`.
+`server` {args, workers, threads, pool, provider, rss_mib_start, rss_mib_end, versions}, `client` {name,
+processes}, `config`, `in_process[]` {endpoint, p50_ms, p95_ms, p99_ms, mean_ms, n_requests}, `results[]`
+{endpoint, concurrency, p50_ms, p95_ms, p99_ms, mean_ms, requests_per_s, n_requests, errors, error_kinds,
+server_cpu_us_per_request, server_user_us_per_request, server_system_us_per_request,
+client_cpu_us_per_request, load_average}, `overhead[]` {endpoint, concurrency 1, http_p50_ms,
+in_process_p50_ms, overhead_p50_ms, ratio_p50}, `targets`, `notes`, `seconds`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,14 +116,62 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used so far (Linux /proc/PID/stat), seconds."""
+def _stat(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (Linux /proc): a server with `--workers N` is a supervisor and N
+    worker processes, and all of them spend CPU on the requests."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [pid]
+    for entry in entries:
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_times(pids: list[int]) -> tuple[float, float] | None:
+    """(user, system) CPU seconds the processes `pids` have used so far (Linux /proc/PID/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    found = False
+    for pid in pids:
+        fields = _stat(pid)
+        if fields is None:
+            continue
+        try:
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+            found = True
+        except (ValueError, IndexError):
+            continue
+    return (user, system) if found else None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time the process `pid` and its descendants have used so far, seconds."""
+    times = cpu_times(process_tree(pid))
+    return None if times is None else times[0] + times[1]
+
+
+def _tree_rss(pid: int) -> float | None:
+    sizes = [r for r in (rss_mib(p) for p in process_tree(pid)) if r is not None]
+    return round(sum(sizes), 1) if sizes else None
 
 
 def build_calls(engine: Any, cfg: ServeBenchConfig) -> dict[str, list[Call]]:
@@ -175,77 +225,35 @@ def measure_in_process(engine: Any, calls: list[Call], cfg: ServeBenchConfig) ->
     return _summary(samples)
 
 
-async def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchConfig,
-                 server_pid: int | None = None) -> dict[str, Any]:
-    """`concurrency` clients in a closed loop over keep-alive connections; per-request latency, and the CPU
-    time the server process and this client process spent per request (robust to a busy machine, unlike
-    wall-clock latency)."""
-    import aiohttp
+def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchConfig,
+           server_pid: int | None = None) -> dict[str, Any]:
+    """`concurrency` clients in a closed loop over keep-alive connections (`serve_client.drive`);
+    per-request latency, and the CPU time the server's processes and this client process spent per
+    request (robust to a busy machine, unlike wall-clock latency)."""
+    from .machine import load_average
+    from .serve_client import drive, run
 
-    samples: list[float] = []
-    errors: Counter[str] = Counter()
-    headers = {"content-type": "application/json"}
-    counter = iter(range(10**12))
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, enable_cleanup_closed=False)
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
-
-        async def one(call: Call) -> tuple[float, str | None]:
-            t = time.perf_counter_ns()
-            try:
-                async with session.request(call.method, call.path, data=call.body,
-                                           headers=headers if call.body is not None else None) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-                payload = json.loads(raw)
-                err = None if status == 200 and "results" in payload else f"http_{status}"
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                err = type(exc).__name__
-            return (time.perf_counter_ns() - t) / 1e6, err
-
-        async def warm() -> None:
-            for _ in range(max(1, cfg.warmup // max(1, concurrency)) + 1):
-                await one(calls[next(counter) % len(calls)])
-
-        await asyncio.gather(*(warm() for _ in range(concurrency)))
-        deadline = time.perf_counter() + cfg.duration
-        sent = 0
-
-        async def client() -> None:
-            nonlocal sent
-            while sent < cfg.requests and time.perf_counter() < deadline:
-                sent += 1
-                ms, err = await one(calls[next(counter) % len(calls)])
-                if err is None:
-                    samples.append(ms)
-                else:
-                    errors[err] += 1
-
-        server_cpu0 = cpu_seconds(server_pid) if server_pid else None
-        client_cpu0 = time.process_time()
-        start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        wall = time.perf_counter() - start
-        client_cpu = time.process_time() - client_cpu0
-        server_cpu1 = cpu_seconds(server_pid) if server_pid else None
-    out = _summary(samples)
-    done = len(samples) + sum(errors.values())
-    out.update({"requests_per_s": round(len(samples) / wall, 1) if wall > 0 else None, "errors": sum(errors.values()),
-                "error_kinds": dict(errors), "wall_s": round(wall, 3), "n_sent": done,
-                "client_cpu_us_per_request": round(client_cpu / done * 1e6, 1) if done else None,
-                "server_cpu_us_per_request": (round((server_cpu1 - server_cpu0) / done * 1e6, 1)
-                                              if done and server_cpu0 is not None and server_cpu1 is not None
-                                              else None)})
+    pids = process_tree(server_pid) if server_pid else []  # the workers exist by now: fixed for the run
+    requests = [(c.method, c.path, c.body) for c in calls]
+    warmup = max(1, cfg.warmup // max(1, concurrency)) + 1
+    server0 = cpu_times(pids) if pids else None
+    result = run(drive(url, requests, concurrency, cfg.duration, cfg.requests, warmup))
+    server1 = cpu_times(pids) if pids else None
+    out = _summary(result.samples_ms)
+    done = result.sent
+    per = (lambda seconds: round(seconds / done * 1e6, 1)) if done else (lambda seconds: None)
+    out.update({"requests_per_s": round(len(result.samples_ms) / result.wall_s, 1) if result.wall_s > 0 else None,
+                "errors": sum(result.errors.values()), "error_kinds": dict(result.errors),
+                "wall_s": round(result.wall_s, 3), "n_sent": done,
+                "client_cpu_us_per_request": per(result.client_cpu_s)})
+    if server0 is not None and server1 is not None:
+        out.update({"server_cpu_us_per_request": per(server1[0] + server1[1] - server0[0] - server0[1]),
+                    "server_user_us_per_request": per(server1[0] - server0[0]),
+                    "server_system_us_per_request": per(server1[1] - server0[1])})
+    else:
+        out["server_cpu_us_per_request"] = None
+    out["load_average"] = load_average()
     return out
-
-
-def _event_loop_policy() -> None:
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:  # the plain asyncio loop: slower client, still correct
-        pass
 
 
 def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
@@ -275,11 +283,10 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
         args += ["--pool", str(cfg.pool)]
     args += list(cfg.server_args)
     in_process, results = [], []
-    _event_loop_policy()
     server = ServerProcess(cfg.bundle, args)
     url = server.start(timeout=300)
     assert server.proc is not None
-    rss_start = rss_mib(server.proc.pid)
+    rss_start = _tree_rss(server.proc.pid)
     try:
         # per endpoint: in-process, then HTTP at each concurrency, back to back, so that both see the same
         # machine (a shared machine's load drifts over minutes)
@@ -289,12 +296,14 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
             say(f"in-process {name}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
             for c in cfg.concurrency:
                 row = {"endpoint": name, "concurrency": c,
-                       **asyncio.run(_drive(url, cs, c, cfg, server_pid=server.proc.pid))}
+                       **_drive(url, cs, c, cfg, server_pid=server.proc.pid)}
                 results.append(row)
                 say(f"http {name} c={c}: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
                     f"{row['requests_per_s']} req/s, errors {row['errors']}, server CPU "
-                    f"{row['server_cpu_us_per_request']} us/request")
-        rss_end = rss_mib(server.proc.pid)
+                    f"{row['server_cpu_us_per_request']} us/request, client CPU "
+                    f"{row['client_cpu_us_per_request']} us/request")
+        rss_end = _tree_rss(server.proc.pid)
+        rss_each = [rss_mib(p) for p in process_tree(server.proc.pid)]
     finally:
         code = server.stop(60)
     del engine
@@ -319,15 +328,17 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
                                                      "met": ov["overhead_p50_ms"] <= goal}
     machine["load_average_at_end"] = load_average()
     versions = {}
-    for lib in ("starlette", "uvicorn", "httptools", "uvloop", "pydantic", "aiohttp"):
+    for lib in ("starlette", "uvicorn", "httptools", "uvloop", "pydantic", "pydantic-core"):
         try:
             versions[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
             continue
     notes = [
-        "The load generator (aiohttp on uvloop, closed loop, keep-alive) runs on the same machine as the server: "
-        "its CPU time competes with the server's, so at high concurrency on few cores the numbers include the "
-        "client's share.",
+        "The load generator (recengine.bench.serve_client: pre-encoded HTTP/1.1 requests on asyncio protocols over "
+        "uvloop, closed loop, keep-alive) runs on the same machine as the server: its CPU time competes with the "
+        "server's, so on few cores the numbers include the client's share (client CPU per request is reported).",
+        "Server CPU per request: user + system time of the server process and all its workers (/proc), over the "
+        "measured requests.",
         "In-process: the same calls on an Engine in the bench process, one at a time, with the same ONNX Runtime "
         "thread count as the server.",
         f"Server exit code after SIGTERM: {code}.",
@@ -336,7 +347,9 @@ def run_serve_bench(cfg: ServeBenchConfig) -> dict[str, Any]:
         "schema": "recengine-bench-serve/1", "kind": "serve", "created_at": utc_now(), "command": cfg.command,
         "machine": machine, "bundle": bundle_info,
         "server": {"args": args, "workers": cfg.workers, "threads": cfg.threads, "pool": cfg.pool,
-                   "provider": provider, "rss_mib_start": rss_start, "rss_mib_end": rss_end, "versions": versions},
+                   "provider": provider, "rss_mib_start": rss_start, "rss_mib_end": rss_end,
+                   "rss_mib_per_process_end": rss_each, "versions": versions},
+        "client": {"name": "recengine.bench.serve_client", "processes": 1},
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()
                    if k not in ("bundle", "command", "quiet")},
         "in_process": in_process, "results": results, "overhead": overhead, "targets": targets, "notes": notes,
@@ -360,7 +373,10 @@ def serve_markdown(report: dict[str, Any]) -> str:
         f"variants {b.get('variants')}, fusion by default: {b['fusion_by_default']})",
         f"- server: `recengine serve {' '.join(s['args'])}` ({s['provider']}; "
         + ", ".join(f"{k} {v}" for k, v in s["versions"].items())
-        + f"); resident memory {s['rss_mib_start']} MiB after start, {s['rss_mib_end']} MiB after the load",
+        + f"); resident memory {s['rss_mib_start']} MiB after start, {s['rss_mib_end']} MiB after the load "
+        f"(all server processes; per process at the end: {s.get('rss_mib_per_process_end')})",
+        f"- client: {report.get('client', {}).get('name')} ({report.get('client', {}).get('processes')} process, "
+        "on the same machine)",
         f"- per measurement: {report['config']['duration']} s or {report['config']['requests']} requests, after "
         f"{report['config']['warmup']} warm-up requests; closed loop, one keep-alive connection per client",
         "",
@@ -373,12 +389,13 @@ def serve_markdown(report: dict[str, Any]) -> str:
                    + f") — **{'met' if t['met'] else 'NOT met'}**")
     out += ["", "## Over HTTP (ms; requests/s over the measurement)", "",
             "| endpoint | concurrency | p50 | p95 | p99 | mean | req/s | requests | errors | server CPU µs/req "
-            "| client CPU µs/req |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| client CPU µs/req | load (1 min) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         out.append(f"| {r['endpoint']} | {r['concurrency']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
                    f"{r['mean_ms']} | {r['requests_per_s']} | {r['n_requests']} | {r['errors']} | "
-                   f"{r.get('server_cpu_us_per_request')} | {r.get('client_cpu_us_per_request')} |")
+                   f"{r.get('server_cpu_us_per_request')} | {r.get('client_cpu_us_per_request')} | "
+                   f"{(r.get('load_average') or [None])[0]} |")
     out += ["", "## In-process (same calls, one at a time) and the cost of HTTP at concurrency 1", "",
             "| endpoint | in-process p50 | p95 | p99 | HTTP p50 | overhead p50 | ratio |",
             "|---|---|---|---|---|---|---|"]

@@ -1,4 +1,4 @@
-"""The ASGI application: Starlette routes over one `Engine`, engine calls on a thread pool.
+"""The ASGI application: Starlette routes over one `Engine`, engine calls on a dedicated thread pool.
 
 Why Starlette and not FastAPI: FastAPI adds dependency resolution and response re-validation to every
 request; here each endpoint already validates its body with pydantic-core in one call
@@ -6,42 +6,49 @@ request; here each endpoint already validates its body with pydantic-core in one
 work would buy nothing but latency. The OpenAPI document is generated from the same pydantic models
 (`recengine.server.openapi`). See docs/serve.md for the measured comparison.
 
-Every request goes through `_endpoint`: request id (the caller's `X-Request-Id` or a fresh one, echoed in
-the response header and in every error body), admin token check and body size limit on the event loop;
-then, on the thread pool, JSON parse and validation, the engine call and the JSON encoding of the answer;
-error mapping (`recengine.server.errors`) and metrics.
+Every engine endpoint is an `EngineEndpoint` (a plain ASGI app): request id (the caller's `X-Request-Id`
+or a fresh one, echoed in the response header and in every error body), admin token check and body size
+limit on the event loop; then, on the engine pool (`recengine.server.pool`), JSON parse and validation,
+the engine call and the JSON encoding of the answer; error mapping (`recengine.server.errors`) and
+metrics. `RecengineApp` hands requests for the endpoints with a fixed path (`POST /recommend`,
+`/search`, ...) straight to their endpoint and everything else (paths with ids, health, metrics,
+OpenAPI, 404/405) to Starlette's router: the same endpoint objects either way, minus the router's and
+middleware's per-request work on the hot paths (measured in docs/serve.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ..errors import RecengineError
 from . import errors
 from .config import ServerConfig
 from .handlers import ROUTES, Call, RouteSpec
 from .metrics import Metrics
+from .pool import EnginePool
 
 log = logging.getLogger("recengine.server")
 
 JSON = "application/json"
+JSON_BYTES = JSON.encode()
 
 
 @dataclass
@@ -50,60 +57,25 @@ class ServerState:
 
     config: ServerConfig
     engine: Any = None
-    pool: ThreadPoolExecutor | None = None
+    pool: EnginePool | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    ids: errors.RequestIds = field(default_factory=errors.RequestIds)
     started_at: float = field(default_factory=time.time)
 
 
+def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON (pydantic-core's encoder: ~6x faster than `json.dumps` on a result list, and
+    already a dependency). Non-finite floats never reach it: `handlers.results` refuses them."""
+    return to_json(payload)
+
+
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    content = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    return Response(content, status_code=status, headers=headers, media_type=JSON)
+    return Response(dumps(payload), status_code=status, headers=headers, media_type=JSON)
 
 
 def _error(error: errors.ApiError, rid: str) -> Response:
     return Response(errors.body(error, rid), status_code=error.status, media_type=JSON,
                     headers={"x-request-id": rid, **error.headers})
-
-
-def _check_admin(request: Request, token: str | None) -> None:
-    if token is None:
-        raise errors.ApiError(403, "admin_disabled",
-                              "admin endpoints are disabled on this server (start it with --admin-token)")
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise errors.ApiError(401, "unauthorized", "admin endpoints need 'Authorization: Bearer <token>'",
-                              headers={"www-authenticate": "Bearer"})
-    if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
-        raise errors.ApiError(403, "forbidden", "wrong admin token")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` bytes (before reading it all)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise errors.ApiError(400, "bad_request", f"Content-Length is not a number: {declared!r}")
-        if int(declared) > limit:
-            raise errors.ApiError(413, "payload_too_large", f"request body of {declared} bytes exceeds the "
-                                  f"limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.ApiError(413, "payload_too_large", f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _check_content_type(request: Request) -> None:
-    kind = request.headers.get("content-type")
-    if kind is None:
-        return
-    mime = kind.split(";", 1)[0].strip().lower()
-    if mime != JSON and not mime.endswith("+json"):
-        raise errors.ApiError(415, "unsupported_media_type", f"request body must be application/json, got {kind!r}")
 
 
 def _run(spec: RouteSpec, engine: Any, raw: bytes | None, path: dict[str, str], query: dict[str, str]) -> bytes:
@@ -117,54 +89,127 @@ def _run(spec: RouteSpec, engine: Any, raw: bytes | None, path: dict[str, str], 
             body = spec.body.model_validate_json(raw or b"")
         except ValidationError as exc:
             raise errors.from_validation(exc) from None
-    payload = spec.handler(engine, Call(body=body, path=path, query=query))
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return dumps(spec.handler(engine, Call(body=body, path=path, query=query)))
 
 
-def _endpoint(spec: RouteSpec, state: ServerState) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap one handler with everything every request needs (see the module docstring). The event loop
-    only checks headers and reads the body; `_run` does the rest on the pool."""
+class _Headers:
+    """The request headers an endpoint reads, taken from the ASGI scope in one pass (names arrive
+    lower-cased; values are latin-1, as HTTP/1.1 defines them)."""
 
-    async def respond(request: Request, rid: str) -> Response:
-        try:
-            if spec.admin:
-                _check_admin(request, state.config.admin_token)
-            raw = None
-            if spec.body is not None:
-                _check_content_type(request)
-                raw = await _read_body(request, state.config.max_body_bytes)
-            engine = state.engine
-            if engine is None or state.pool is None:
-                raise errors.ApiError(503, "unavailable", "the engine is not loaded yet")
-            loop = asyncio.get_running_loop()
-            content = await loop.run_in_executor(state.pool, partial(
-                _run, spec, engine, raw, dict(request.path_params), dict(request.query_params)))
-            return Response(content, media_type=JSON, headers={"x-request-id": rid})
-        except errors.ApiError as exc:
-            return _error(exc, rid)
-        except RecengineError as exc:
-            return _error(errors.from_engine(exc, spec.id_endpoint), rid)
-        except ClientDisconnect:
-            return _error(errors.ApiError(400, "bad_request", "client disconnected before sending the body"), rid)
-        except Exception:  # a defect: log the traceback with the id, answer only the id
-            log.exception("request %s %s %s failed", rid, request.method, request.url.path)
-            return _error(errors.ApiError(500, "internal_error", "internal server error (see the server log "
-                                          "for this request id)"), rid)
+    __slots__ = ("request_id", "content_type", "content_length", "authorization")
 
-    async def endpoint(request: Request) -> Response:
-        rid = errors.request_id(request.headers.get("x-request-id"))
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.request_id = self.content_type = self.content_length = self.authorization = None
+        for name, value in raw:
+            if name == b"content-type":
+                self.content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                self.content_length = value.decode("latin-1")
+            elif name == b"x-request-id":
+                self.request_id = value.decode("latin-1")
+            elif name == b"authorization":
+                self.authorization = value.decode("latin-1")
+
+
+def _check_admin(authorization: str | None, token: str | None) -> None:
+    if token is None:
+        raise errors.ApiError(403, "admin_disabled",
+                              "admin endpoints are disabled on this server (start it with --admin-token)")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise errors.ApiError(401, "unauthorized", "admin endpoints need 'Authorization: Bearer <token>'",
+                              headers={"www-authenticate": "Bearer"})
+    if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
+        raise errors.ApiError(403, "forbidden", "wrong admin token")
+
+
+def _check_content_type(kind: str | None) -> None:
+    if kind is None:
+        return
+    mime = kind.split(";", 1)[0].strip().lower()
+    if mime != JSON and not mime.endswith("+json"):
+        raise errors.ApiError(415, "unsupported_media_type", f"request body must be application/json, got {kind!r}")
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (before reading it all)."""
+    if declared is not None:
+        if not declared.isdigit():
+            raise errors.ApiError(400, "bad_request", f"Content-Length is not a number: {declared!r}")
+        if int(declared) > limit:
+            raise errors.ApiError(413, "payload_too_large", f"request body of {declared} bytes exceeds the "
+                                  f"limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect: the client left before sending it all
+            raise errors.ApiError(400, "bad_request", "client disconnected before sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise errors.ApiError(413, "payload_too_large", f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class EngineEndpoint:
+    """One engine endpoint as a plain ASGI app (what every request needs, see the module docstring).
+
+    Plain ASGI rather than a Starlette `Request`/`Response` function: this path runs for every request,
+    and the objects and wrappers of the function form cost more CPU than the whole body validation. The
+    event loop only reads the headers and the body; `_run` does the rest on the engine pool."""
+
+    def __init__(self, spec: RouteSpec, state: ServerState) -> None:
+        self.spec = spec
+        self.state = state
+        self.__name__ = spec.name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state, spec = self.state, self.spec
         start = time.perf_counter()
+        headers = _Headers(scope["headers"])
+        rid = errors.request_id(headers.request_id, state.ids)
         state.metrics.started()
         status = 499  # recorded if the request is cancelled (client gone) before an answer exists
         try:
-            response = await respond(request, rid)
-            status = response.status_code
-            return response
+            status, content, extra = await self._respond(scope, receive, headers, rid)
+            response_headers = [(b"content-type", JSON_BYTES), (b"content-length", str(len(content)).encode()),
+                                (b"x-request-id", rid.encode())]
+            if extra:
+                response_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+            await send({"type": "http.response.start", "status": status, "headers": response_headers})
+            await send({"type": "http.response.body", "body": content})
         finally:
-            state.metrics.finished(spec.name, request.method, status, time.perf_counter() - start)
+            state.metrics.finished(spec.name, scope["method"], status, time.perf_counter() - start)
 
-    endpoint.__name__ = spec.name
-    return endpoint
+    async def _respond(self, scope: Scope, receive: Receive, headers: _Headers,
+                       rid: str) -> tuple[int, bytes, dict[str, str] | None]:
+        state, spec = self.state, self.spec
+        try:
+            if spec.admin:
+                _check_admin(headers.authorization, state.config.admin_token)
+            raw = None
+            if spec.body is not None:
+                _check_content_type(headers.content_type)
+                raw = await _read_body(receive, headers.content_length, state.config.max_body_bytes)
+            engine, pool = state.engine, state.pool
+            if engine is None or pool is None:
+                raise errors.ApiError(503, "unavailable", "the engine is not loaded yet")
+            query = scope["query_string"]
+            content = await pool.run(_run, spec, engine, raw, scope.get("path_params") or {},
+                                     dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {})
+            return 200, content, None
+        except errors.ApiError as exc:
+            error = exc
+        except RecengineError as exc:
+            error = errors.from_engine(exc, spec.id_endpoint)
+        except Exception:  # a defect: log the traceback with the id, answer only the id
+            log.exception("request %s %s %s failed", rid, scope["method"], scope["path"])
+            error = errors.ApiError(500, "internal_error", "internal server error (see the server log for this "
+                                    "request id)")
+        return error.status, errors.body(error, rid), error.headers
 
 
 def _healthz(state: ServerState) -> Callable[[Request], Awaitable[Response]]:
@@ -213,7 +258,7 @@ def _metrics(state: ServerState) -> Callable[[Request], Awaitable[Response]]:
 def _openapi(state: ServerState) -> Callable[[Request], Awaitable[Response]]:
     from .openapi import openapi_document
 
-    document = json.dumps(openapi_document(state.config)).encode("utf-8")
+    document = dumps(openapi_document(state.config))
 
     async def openapi(request: Request) -> Response:
         return Response(document, media_type=JSON)
@@ -225,7 +270,7 @@ def _not_matched(state: ServerState) -> Callable[[Request, Exception], Awaitable
     """Starlette's own 404 (no route) and 405 (wrong method) as the server's JSON error shape."""
 
     async def handler(request: Request, exc: Exception) -> Response:
-        rid = errors.request_id(request.headers.get("x-request-id"))
+        rid = errors.request_id(request.headers.get("x-request-id"), state.ids)
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "bad_request")
         message = (f"no endpoint {request.method} {request.url.path}" if status == 404 else
@@ -249,7 +294,28 @@ def load_engine(config: ServerConfig) -> Any:
     return engine
 
 
-def create_app(config: ServerConfig, engine: Any = None) -> Starlette:
+class RecengineApp(Starlette):
+    """Starlette, plus a direct hand-off for the engine endpoints whose path has no parameter.
+
+    `(method, path)` of such a request is one dict lookup away from its `EngineEndpoint`; Starlette's
+    error middleware, exception wrapper and router (which tries the routes in order) are skipped, and
+    nothing else changes: the endpoint handles every error itself, and any other request (a path with an
+    id, a wrong method, an unknown path, a mounted root path) takes Starlette's way."""
+
+    def __init__(self, *args: Any, direct: dict[tuple[str, str], EngineEndpoint], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.direct = direct
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            endpoint = self.direct.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(config: ServerConfig, engine: Any = None) -> RecengineApp:
     """The app for `config`. With `engine` given (tests, embedding) it serves that engine; otherwise it
     opens `config.bundle` at startup, before the server accepts connections (so /readyz is true as
     soon as the port answers), and warms it up."""
@@ -257,13 +323,12 @@ def create_app(config: ServerConfig, engine: Any = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.pool = ThreadPoolExecutor(max_workers=config.pool_size, thread_name_prefix="recengine-req")
+        state.pool = EnginePool(config.pool_size)
         stop = asyncio.Event()
         watcher: asyncio.Task[None] | None = None
         try:
             if state.engine is None:
-                loop = asyncio.get_running_loop()
-                state.engine = await loop.run_in_executor(state.pool, load_engine, config)
+                state.engine = await state.pool.run(load_engine, config)
                 log.info("serving %s with %s (%d items, %d users)", config.bundle, state.engine.provider,
                          state.engine.n_items, state.engine.n_users)
             if config.watch is not None:
@@ -282,20 +347,22 @@ def create_app(config: ServerConfig, engine: Any = None) -> Starlette:
             state.pool.shutdown(wait=True)
             log.info("engine pool stopped")
 
-    routes = [Route(spec.path, _endpoint(spec, state), methods=[spec.method], name=spec.name) for spec in ROUTES]
+    endpoints = [EngineEndpoint(spec, state) for spec in ROUTES]
+    routes = [Route(e.spec.path, e, methods=[e.spec.method], name=e.spec.name) for e in endpoints]
     routes += [
         Route("/healthz", _healthz(state), methods=["GET"], name="healthz"),
         Route("/readyz", _readyz(state), methods=["GET"], name="readyz"),
         Route("/metrics", _metrics(state), methods=["GET"], name="metrics"),
         Route("/openapi.json", _openapi(state), methods=["GET"], name="openapi"),
     ]
-    not_matched = _not_matched(state)
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_matched})
+    direct = {(e.spec.method, e.spec.path): e for e in endpoints if "{" not in e.spec.path}
+    app = RecengineApp(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _not_matched(state)},
+                       direct=direct)
     app.state.recengine = state
     return app
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> RecengineApp:
     """App factory for `--workers N`: each worker process reads the config from `RECENGINE_SERVE_CONFIG`
     (set by the parent) and opens its own engine."""
     import os

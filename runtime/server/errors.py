@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
-import uuid
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,12 +39,25 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def request_id(header: str | None) -> str:
+class RequestIds:
+    """Fresh request ids of one app: 16 random hex digits drawn when the app is built, then a counter
+    (32 hex digits in all, like a UUID's). Unique across workers, replicas and restarts (64 random bits
+    per app) without a `uuid4()` per request, which costs an `os.urandom` system call each time."""
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+def request_id(header: str | None, ids: RequestIds) -> str:
     """The caller's `X-Request-Id` when it is a short, safe token (so logs can join across services),
-    else a fresh random one."""
+    else a fresh one from `ids`."""
     if header and _SAFE_ID.match(header):
         return header
-    return uuid.uuid4().hex
+    return ids.new()
 
 
 def from_validation(exc: ValidationError, what: str = "body") -> ApiError:

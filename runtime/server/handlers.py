@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -73,13 +74,13 @@ class RouteSpec:
 
 
 def results(recs: Any) -> dict[str, Any]:
-    """`Recommendations` as the JSON of `RecommendResponse` (reason only when the engine gave one)."""
-    return {
-        "source": recs.source,
-        "skipped": [str(s) for s in recs.skipped],
-        "results": [{"item_id": r.item_id, "score": r.score, "reason": r.reason} if r.reason is not None
-                    else {"item_id": r.item_id, "score": r.score} for r in recs],
-    }
+    """`Recommendations` as the JSON of `RecommendResponse` (reason only when the engine gave one).
+    A score that is not a finite number would be invalid JSON: it is a defect (500), never sent."""
+    out = [{"item_id": r.item_id, "score": r.score, "reason": r.reason} if r.reason is not None
+           else {"item_id": r.item_id, "score": r.score} for r in recs]
+    if not all(isfinite(r["score"]) for r in out):
+        raise ValueError("the engine returned a score that is not a finite number")
+    return {"source": recs.source, "skipped": [str(s) for s in recs.skipped], "results": out}
 
 
 def _query_k(query: dict[str, str]) -> int:

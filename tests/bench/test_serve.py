@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("starlette")
-pytest.importorskip("aiohttp")
 
 from recengine.bench.serve import ENDPOINTS, ServeBenchConfig, run_serve_bench, write_serve_report  # noqa: E402
 from recengine.errors import RequestError  # noqa: E402
@@ -26,6 +25,10 @@ def test_bench_serve_report(tiny_bundle: Path, tmp_path: Path) -> None:
         assert r["errors"] == 0, r
         assert 0 < r["n_requests"] <= 40 and r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
         assert r["requests_per_s"] > 0
+        # /proc counts CPU in 10 ms ticks: a 40-request measurement may round the server's share to 0
+        assert r["server_cpu_us_per_request"] >= 0 and r["client_cpu_us_per_request"] > 0
+        assert r["server_user_us_per_request"] + r["server_system_us_per_request"] == pytest.approx(
+            r["server_cpu_us_per_request"], abs=0.2)
     assert {r["endpoint"] for r in report["in_process"]} == set(ENDPOINTS)
     assert {o["endpoint"] for o in report["overhead"]} == set(ENDPOINTS)
     assert "recommend_user_p99_ms_c8" not in report["targets"]  # no concurrency 8 measured: no verdict
