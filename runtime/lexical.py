@@ -21,11 +21,12 @@ bytes per token instead of a dict entry and a str object. Two tokens of one cata
 Tokens: NFKD-folded (accents dropped), lower-cased runs of letters/digits ("Pokémon" -> "pokemon").
 Scoring: Okapi BM25, k1=1.2, b=0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5)), computed exactly at query
 time from the current statistics.
-Top-n (`LexicalQuery.top`): MaxScore pruning. Posting lists are taken by decreasing score upper bound; once
-the n-th best partial score exceeds what the lists left could add together, no row outside the candidates
-can enter the top n, and the lists left (the common words: "the", "title", a genre) are looked up for the
-candidates only (binary search) instead of being scanned. The result is the exact top n over the query's
-words, less the words `NEGLIGIBLE` leaves out (a word in virtually every item: its weight is ~0).
+Top-n (`LexicalQuery.top`): up to `DENSE_ROWS` catalogue rows, one dense score array; beyond, MaxScore
+pruning. Posting lists are taken by decreasing score upper bound; once the n-th best partial score exceeds
+what the lists left could add together, no row outside the candidates can enter the top n, and the lists
+left (the common words: "the", a genre) are looked up for the candidates only (binary search) instead of
+being scanned. The result is the exact top n over the query's words, less the words `NEGLIGIBLE` leaves
+out (a word in virtually every item, like "title": its weight is ~0).
 Typos: a query token of >= 4 characters that no live item contains is matched to the indexed tokens one
 edit away (a deletion, insertion, substitution or transposition; the candidates are generated from the
 query token and looked up, so this costs no memory), each counted at `FUZZY_WEIGHT` of its BM25 score.
@@ -59,6 +60,9 @@ DELTA_MIN = 65_536
 BUILD_CHUNK = 16_384
 """Texts tokenised per step of `build`/`add` (bounds the transient token lists)."""
 TF_MAX = np.iinfo(np.uint16).max
+DENSE_ROWS = 32_768
+"""`LexicalQuery.top` over at most this many rows scores into one dense array (a few µs to clear and scan),
+beyond it with MaxScore over sparse candidates (the dense array's clear and scan grow with the catalogue)."""
 NEGLIGIBLE = 1e-5
 """A query word whose largest possible BM25 contribution is below this share of the query's strongest
 word's is left out of the query: a word in (nearly) every item, like the "title" every catalogue line
@@ -249,8 +253,11 @@ class LexicalQuery:
         """BM25 of every row below `n_rows` (the reference `top` is tested against)."""
         out = np.zeros(n_rows, np.float32)
         for lst in self._lists:
-            keep = lst.rows < n_rows
-            out[lst.rows[keep]] += self._part(lst, lst.rows[keep], lst.tf[keep])
+            rows, tf = lst.rows, lst.tf
+            if rows.size and int(rows[-1]) >= n_rows:  # rows ascend: cut those beyond the view
+                cut = int(np.searchsorted(rows, n_rows))
+                rows, tf = rows[:cut], tf[:cut]
+            out[rows] += self._part(lst, rows, tf)
         return out
 
     def top(self, n: int, ok: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +266,8 @@ class LexicalQuery:
         if n <= 0 or not self._lists:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         n_ok = self._norm.size if ok is None else ok.size
+        if n_ok <= DENSE_ROWS:
+            return self._top_dense(n, ok, n_ok)
         suffix = np.cumsum([x.bound for x in self._lists][::-1])[::-1].tolist() + [0.0]
         cand = np.zeros(0, np.int64)
         acc = np.zeros(0, np.float32)
@@ -288,14 +297,27 @@ class LexicalQuery:
             cand, acc = cand[live], acc[live].copy()
             for lst in self._lists[rest:]:
                 self._add_at(lst, cand, acc)
-        if cand.size > n:  # the n best; of rows tied with the n-th, the lowest (`cand` ascends)
-            kth = -np.partition(-acc, n - 1)[n - 1]
-            above = acc > kth
-            tied = np.flatnonzero(acc == kth)[: n - int(above.sum())]
-            above[tied] = True
-            cand, acc = cand[above], acc[above]
-        order = np.lexsort((cand, -acc))
-        return cand[order], acc[order]
+        return _best(cand, acc, n)
+
+    def _top_dense(self, n: int, ok: np.ndarray | None, n_ok: int) -> tuple[np.ndarray, np.ndarray]:
+        out = self.dense(n_ok)
+        cand = np.flatnonzero(out)
+        if ok is not None:
+            cand = cand[ok[cand]]
+        return _best(cand, out[cand], n)
+
+
+def _best(cand: np.ndarray, acc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `n` best of ascending rows `cand` (scores `acc`), best first; of rows tied with the n-th, the
+    lowest."""
+    if cand.size > n:
+        kth = -np.partition(-acc, n - 1)[n - 1]
+        above = acc > kth
+        tied = np.flatnonzero(acc == kth)[: n - int(above.sum())]
+        above[tied] = True
+        cand, acc = cand[above], acc[above]
+    order = np.lexsort((cand, -acc))
+    return cand[order].astype(np.int64, copy=False), acc[order]
 
 
 def _union_sum(r1: np.ndarray, s1: np.ndarray, r2: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -84,8 +84,11 @@ def test_scores_match_an_independent_bm25():
         np.testing.assert_allclose(idx.scores(q, len(texts)), _reference(texts, live, q), rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dense_rows", [0, 1 << 20])
 @pytest.mark.parametrize("n", [1, 5, 40, 1000])
-def test_pruned_top_is_the_exact_top(n):
+def test_pruned_top_is_the_exact_top(n, dense_rows, monkeypatch):
+    """Both ways of taking the top n (MaxScore over sparse candidates, one dense array) give the full ranking."""
+    monkeypatch.setattr(lexical, "DENSE_ROWS", dense_rows)
     texts = _corpus(2000, 1)
     idx = LexicalIndex.build(texts)
     rng = np.random.default_rng(2)
@@ -101,14 +104,18 @@ def test_pruned_top_is_the_exact_top(n):
             np.testing.assert_allclose(lq.score(some), dense[some], rtol=1e-5)
 
 
-def test_a_shorter_ok_view_skips_the_rows_beyond_it():
+@pytest.mark.parametrize("dense_rows", [0, 1 << 20])
+def test_a_shorter_ok_view_skips_the_rows_beyond_it(dense_rows, monkeypatch):
+    monkeypatch.setattr(lexical, "DENSE_ROWS", dense_rows)
     texts = _corpus(500, 3)
     idx = LexicalIndex.build(texts)
     rows, _ = idx.query("title w0").top(1000, np.ones(200, bool))
     assert rows.size and rows.max() < 200
 
 
-def test_live_adds_and_removes_score_like_a_fresh_build(monkeypatch):
+@pytest.mark.parametrize("dense_rows", [0, 1 << 20])
+def test_live_adds_and_removes_score_like_a_fresh_build(dense_rows, monkeypatch):
+    monkeypatch.setattr(lexical, "DENSE_ROWS", dense_rows)
     monkeypatch.setattr(lexical, "DELTA_MIN", 200)  # small enough that the delta is merged along the way
     texts = _corpus(3000, 4)
     idx = LexicalIndex.build(texts[:1000])
