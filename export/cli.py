@@ -39,14 +39,20 @@ from recengine.cli.pairs import parse_pairs
 @click.option("--target", type=str, default=None, metavar="[cpu|gpu|all]",
               help="Host the bundle is for: cpu keeps only the int8 models, gpu only fp16, all (default) every "
                    "variant. fp32 is still built and measured during the export (parity, validation).")
+@click.option("--no-adapt", "no_adapt", is_flag=True,
+              help="Keep the profile's values as they are (by default the export fits token length, history length, "
+                   "loss, epoch caps and graph batch size to the data; options and --set keys are never changed).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def export_command(data: Path | None, out: Path, profile: str | None, config_path: Path | None,
                    encoder_dir: Path | None, finetune: str | None, device: str | None, item_dim: int | None,
                    epochs: int | None, graph_epochs: int | None, align_epochs: int | None, max_history: int | None,
-                   seed: int | None, threads: int | None, sets: tuple[str, ...], target: str | None, force: bool,
-                   quiet: bool) -> None:
-    """Train the models on DATA (default: the embedded MovieLens) and write a bundle to --out."""
+                   seed: int | None, threads: int | None, sets: tuple[str, ...], target: str | None, no_adapt: bool,
+                   force: bool, quiet: bool) -> None:
+    """Train the models on DATA (default: the embedded MovieLens) and write a bundle to --out.
+
+    Every option and --set key (and every key of --config) is recorded as explicit (`ExportConfig.explicit`):
+    the data-driven defaults of `recengine.export.adapt` never change them."""
     from recengine.cli.paths import check_bundle_out
     from recengine.errors import ExportError
 
@@ -72,6 +78,8 @@ def export_command(data: Path | None, out: Path, profile: str | None, config_pat
             overrides[key] = value
     if quiet:
         overrides["quiet"] = True
+    if no_adapt:
+        overrides["adapt"] = False
     overrides.update(parse_pairs(sets, "--set", "user.epochs=50"))
     cfg = cfg.override(overrides, source="command line")
 

@@ -43,7 +43,8 @@ class EncoderConfig:
     (MiniLM on 1 shared CPU thread: ~11 s per batch of 64 texts with adapters in all 6 layers)."""
     full_layers: int = 2
     max_length: int = 64
-    """Token truncation for item texts (MovieLens item texts are ~20-60 tokens)."""
+    """Token truncation for item texts (MovieLens item texts are ~20-60 tokens: p99 43 with MiniLM's tokenizer).
+    `recengine.export.adapt` lowers it to the catalogue's p99 rounded up to 8 (at least 16)."""
     epochs: int = 1
     batch_size: int = 64
     lr: float = 1e-3
@@ -92,7 +93,8 @@ class UserConfig:
     """sampled (softmax over the target + `n_negatives` shared uniform negatives) | full (softmax over every
     item). Measured on ML-small (9.7k items, 1 CPU thread, same seed and data): full reached validation
     NDCG@10 0.0531 / test 0.0428 against 0.0492 / 0.0404 for 2048 sampled negatives, at 2.2x the training time
-    (640 s against 287 s); the default samples to keep the export within its time budget."""
+    (640 s against 287 s); the default samples to keep the export within its time budget, and
+    `recengine.export.adapt` switches catalogues of up to 4,096 items (where it costs the same) to full."""
     n_negatives: int = 2048
     windows_per_user: int = 8
     """Training sequences per user: the most recent `max_history`+1 items plus earlier non-overlapping
@@ -205,6 +207,12 @@ class ExportConfig:
     threads spin-wait on each other) and for bit-for-bit reproducibility (with several threads, reruns under
     the same seed agree to ~1e-5)."""
     quiet: bool = False
+    adapt: bool = True
+    """Let the data decide what it should (`recengine.export.adapt`: token length, history length, loss, epoch
+    caps, graph batch size, ablations), never touching a key set explicitly; false = the profile as is."""
+    explicit: tuple[str, ...] = ()
+    """Dotted keys set by `override` (the CLI's options and `--set`, a TOML file, Python), as opposed to the
+    profile's values: `adapt` never changes them. Recorded, never set by hand."""
     ablations: tuple[str, ...] = ("frozen_text", "graph_only", "no_fusion")
     """`text_only` (no graph part: one more user-tower training) is opt-in."""
     variants: tuple[str, ...] = ("fp32", "int8", "fp16")
@@ -265,12 +273,17 @@ class ExportConfig:
         return cfg.override(_flatten(raw), source=str(p))
 
     # ------------------------------------------------------------------ overrides
-    def override(self, values: dict[str, Any], source: str = "override") -> ExportConfig:
-        """Return a copy with dotted keys (`"user.epochs"`, `"seed"`) set; values are type-checked."""
+    def override(self, values: dict[str, Any], source: str = "override", explicit: bool = True) -> ExportConfig:
+        """Return a copy with dotted keys (`"user.epochs"`, `"seed"`) set; values are type-checked.
+
+        With `explicit` (every caller but `recengine.export.adapt`) the keys are added to `explicit`, so the
+        data-driven defaults never replace what a user chose."""
         cfg = dataclasses.replace(self)
-        for sub in ("encoder", "graph", "user", "fusion", "index", "parity"):
+        for sub in ("encoder", "graph", "user", "fusion", "cold", "index", "parity"):
             setattr(cfg, sub, dataclasses.replace(getattr(self, sub)))
         for key, value in values.items():
+            if key == "explicit":
+                raise ExportError(f"{source}: config key 'explicit' is recorded by the export, not set")
             parts = key.split(".")
             target: Any = cfg
             for part in parts[:-1]:
@@ -282,6 +295,8 @@ class ExportConfig:
             if name not in spec or is_dataclass(getattr(target, name)):
                 raise ExportError(f"{source}: unknown config key {key!r}")
             setattr(target, name, _coerce(key, getattr(target, name), spec[name].type, value, source))
+        if explicit:
+            cfg.explicit = tuple(dict.fromkeys((*self.explicit, *values)))
         cfg.validate()
         return cfg
 
