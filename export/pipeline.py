@@ -36,6 +36,7 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
     """
     import torch
 
+    from .adapt import adapt_to_data
     from .align import resolve_source
     from .fit import fit, graph_only_metrics
 
@@ -62,6 +63,7 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         timings["split"] = time.perf_counter() - t
         progress.message(f"export: {dataset.name}: {dataset.n_items} items, {dataset.n_users} users, "
                          f"{len(dataset.interactions)} interactions; profile {cfg.profile}, encoder {source.name}")
+        cfg, adapted = adapt_to_data(cfg, dataset, split, source, progress)  # defaults from the data's shape
 
         fitted = fit(dataset, split, cfg, progress, workdir=Path(tmp), text_source=source)
         timings.update(fitted.timings)
@@ -85,6 +87,7 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
 
         manifest = export_models_and_arrays(w, dataset, fitted, cfg, timings, progress)
         manifest["metrics"]["ablations"] = ablations
+        manifest["adapt"] = adapted.to_manifest()
         manifest["metrics"]["training"] = {k: float(v) for k, v in fitted.metrics.items()}
         manifest["metrics"]["test"] = {"torch": _metric_subset(fitted.evaluate("test"))}
 
