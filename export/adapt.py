@@ -184,7 +184,11 @@ def rule_history(cfg: ExportConfig, stats: DataStats) -> list[Proposal]:
     Why: training windows are `max_history` long whatever the user's history, so on data whose users have a
     handful of events most of every window is padding that the transformer still computes. Shorter windows
     cut that waste (and the serving model's input); more windows per user keep the long histories covered
-    (windows x length stays what the profile had), so no training event is dropped."""
+    (windows x length stays what the profile had), so no training event is dropped. Measured on synthetic data
+    whose users have <= 7 train events at p90 (16,700 users, 5,000 items, 100k interactions; quick profile,
+    20 epochs, patience 3, one fit each on a loaded 2-core machine): length 50 x 8 windows reached validation
+    NDCG@10 0.2327 / test 0.2382 in 182 s of user-tower time (6 epochs); length 8 x 50 windows 0.2327 / 0.2375
+    in 122 s (9 epochs); one epoch's CPU time at length 50 vs 16: 14.5 s vs 4.8 s."""
     p90 = stats.history[f"p{HISTORY_QUANTILE:g}"]
     want = min(cfg.user.max_history, max(MIN_HISTORY, _round_up(p90, 8)))
     if want >= cfg.user.max_history:
