@@ -274,7 +274,8 @@ class QualityRun:
         if not np.isfinite(valid) or not fit.fitted.use_fusion:
             valid = float(fit.fitted.metrics.get("user_tower_val_ndcg@10", float("nan")))
         params = {"profile": self.cfg.profile, "encoder": runner.source().name,
-                  "use_fusion": bool(fit.fitted.use_fusion), "config": "see the export config of the profile"}
+                  "use_fusion": bool(fit.fitted.use_fusion), "config": "see the export config of the profile",
+                  "adapt": [{"key": d["key"], "value": d["value"]} for d in runner.adapted["main"]["decisions"]]}
         factories = runner.scorers(fit, qs, threads=self.cfg.threads)
         for name, factory in factories.items():
             t_eval = time.perf_counter()

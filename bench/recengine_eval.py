@@ -137,6 +137,8 @@ class RecengineRunner:
     workdir: Path
     variants: tuple[str, ...] = VARIANTS
     quiet: bool = False
+    adapted: dict[str, Any] = field(default_factory=dict)
+    """Per fit tag ("main", "cold"): what `recengine.export.adapt` decided (`Adapted.to_manifest()`)."""
 
     def source(self) -> Any:
         from recengine.export.align import resolve_source
@@ -154,6 +156,7 @@ class RecengineRunner:
         refitted on all warm interactions) the user tower is then refitted on every event of `split` for the
         early-stopped epoch count (`recengine.export.fit.refit`)."""
         from recengine.bundle import BundleWriter
+        from recengine.export.adapt import adapt_to_data
         from recengine.export.fit import fit, refit
         from recengine.export.pipeline import export_models_and_arrays
         from recengine.progress import Progress
@@ -161,7 +164,10 @@ class RecengineRunner:
         seconds: dict[str, float] = {}
         progress = Progress(self.quiet)
         t = time.perf_counter()
-        fitted = fit(self.dataset, split, self.config, progress, workdir=self.workdir, text_source=self.source())
+        # the export's own defaults-from-the-data step on this split: the bench scores what `export` would ship
+        config, adapted = adapt_to_data(self.config, self.dataset, split, self.source(), progress)
+        self.adapted[tag] = adapted.to_manifest()
+        fitted = fit(self.dataset, split, config, progress, workdir=self.workdir, text_source=self.source())
         seconds["fit"] = time.perf_counter() - t
         if refit_all:
             t = time.perf_counter()
@@ -171,11 +177,12 @@ class RecengineRunner:
         if self.variants:
             t = time.perf_counter()
             out = self.workdir / f"bundle-{tag}"
-            cfg = self.config
+            cfg = config
             with BundleWriter(out, force=True) as w:
                 manifest = export_models_and_arrays(w, self.dataset, fitted, cfg, dict(fitted.timings), progress)
                 manifest["metrics"]["training"] = {k: float(v) for k, v in fitted.metrics.items()}
                 manifest["timings"] = {k: round(float(v), 3) for k, v in fitted.timings.items()}
+                manifest["adapt"] = self.adapted[tag]
                 bundle = w.commit(manifest)
             seconds["export"] = time.perf_counter() - t
         return RecengineFit(fitted, bundle, seconds)

@@ -208,3 +208,23 @@ def test_cli_quality_bad_input(ml_tiny_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such data directory" in result.output
     result = runner.invoke(cli, ["bench", "quality", str(ml_tiny_dir), "--set", "user.epochs"])
     assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+
+def test_recengine_is_trained_with_the_exports_data_defaults(quality_report: dict, ml_tiny_dir: Path,
+                                                            tiny_encoder_dir: Path) -> None:
+    """The bench scores what `recengine export` ships: the same `adapt` decisions on the bench's split."""
+    from recengine.bench.protocol import Protocol
+    from recengine.bench.quality import _export_config
+    from recengine.data import load_dataset
+    from recengine.export.adapt import adapt_to_data
+    from recengine.export.align import resolve_source
+
+    cfg = QualityConfig(data=str(ml_tiny_dir), profile="quick", encoder=str(tiny_encoder_dir), threads=1, quiet=True)
+    dataset = load_dataset(ml_tiny_dir)
+    ecfg = _export_config(cfg)
+    split = Protocol.build(dataset, cfg.seed).split
+    _, adapted = adapt_to_data(ecfg, dataset, split, resolve_source(ecfg.encoder, Path("."), ecfg.seed))
+    expected = [{"key": d["key"], "value": d["value"]} for d in adapted.to_manifest()["decisions"]]
+    assert expected, "the tiny data set should trigger at least one decision (short histories)"
+    for name in ("recengine_fp32", "recengine_int8"):
+        assert quality_report["models"][name]["params"]["adapt"] == expected
