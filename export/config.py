@@ -94,7 +94,10 @@ class UserConfig:
     item). Measured on ML-small (9.7k items, 1 CPU thread, same seed and data): full reached validation
     NDCG@10 0.0531 / test 0.0428 against 0.0492 / 0.0404 for 2048 sampled negatives, at 2.2x the training time
     (640 s against 287 s); the default samples to keep the export within its time budget, and
-    `recengine.export.adapt` switches catalogues of up to 4,096 items (where it costs the same) to full."""
+    `recengine.export.adapt` switches catalogues of up to 4,096 items (where it costs the same) to full.
+    Re-measured 2026-11-30 with the standard export (LoRA MiniLM, fusion, same split and seed; `recengine bench
+    quality --models recengine --set user.loss=full`): validation 0.0558 / test 0.0468 against 0.0571 / 0.0441
+    sampled, so validation (what the export may select on) no longer confirms the gain at this size."""
     n_negatives: int = 2048
     windows_per_user: int = 8
     """Training sequences per user: the most recent `max_history`+1 items plus earlier non-overlapping
