@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,30 @@ def _metric_subset(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if k != "n_queries"}
 
 
+class StageTimings(dict):
+    """`manifest.timings` as it fills, telling `observer(name, seconds)` the moment each stage's time is recorded
+    (the stages timed inside `fit` all arrive when it returns). The export cost bench uses it to attribute
+    memory samples to stages; the manifest gets a plain copy."""
+
+    def __init__(self, observer: Callable[[str, float], None] | None = None) -> None:
+        super().__init__()
+        self._observer = observer
+
+    def __setitem__(self, name: str, seconds: float) -> None:
+        super().__setitem__(name, seconds)
+        if self._observer is not None:
+            self._observer(name, float(seconds))
+
+    def update(self, other: Any = (), **kwargs: float) -> None:  # type: ignore[override]
+        for name, seconds in dict(other, **kwargs).items():
+            self[name] = seconds
+
+
 def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | None = None,
-               force: bool = False) -> Path:
+               force: bool = False, on_stage: Callable[[str, float], None] | None = None) -> Path:
     """Train on `data` (None = embedded MovieLens) and write the bundle to `out`; returns its path.
+
+    `on_stage(name, seconds)` is called as each stage's time is recorded (see `StageTimings`).
 
     Raises `ExportError` (bad encoder, too little data), `ParityError` (an ONNX variant disagrees),
     `DataError` (bad data) or `BundleError` (`out` exists without `force`); nothing is left at `out` then.
@@ -43,7 +65,7 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
     cfg = config or ExportConfig.from_profile("standard")
     cfg.validate()
     progress = Progress(cfg.quiet)
-    timings: dict[str, float] = {}
+    timings = StageTimings(on_stage)
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -247,5 +269,5 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     }
 
 
-__all__ = ["run_export", "check_pipeline_parity", "drop_untargeted_variants"]
+__all__ = ["run_export", "check_pipeline_parity", "drop_untargeted_variants", "StageTimings"]
 
