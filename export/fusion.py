@@ -23,6 +23,8 @@ from .config import FusionConfig
 
 ITEM_FEATURE_NAMES = ("text_graph_agreement", "no_graph", "graph_gate")
 """Columns of `items/item_feats.npy`: cos(t_i, g_i); 1 if the item has no graph vector; its gate."""
+QUERY_BLOCK = 1024
+"""Queries scored against the whole catalogue at once when mining hard negatives (bounds that score matrix)."""
 
 
 def item_features(text_vectors: np.ndarray, graph_vectors: np.ndarray, gate: np.ndarray) -> np.ndarray:
@@ -113,7 +115,10 @@ def fusion_train_data(split: Split, train_scene: np.ndarray, profiles: np.ndarra
     scene = train_scene[np.asarray(scene_rows)]
     prof = profiles[users_a]
     uvec = user_vector_fn(hist, scene, prof)
-    cands = top_candidates(uvec, item_vecs, excl, cfg.n_candidates)
+    # in blocks of queries: one [queries, items] score matrix grew as users x items (2.2 GB at 10k items and
+    # 5k users, measured by `recengine bench export`); blocks keep it at QUERY_BLOCK x items
+    cands = np.concatenate([top_candidates(uvec[s:s + QUERY_BLOCK], item_vecs, excl[s:s + QUERY_BLOCK],
+                                           cfg.n_candidates) for s in range(0, len(users), QUERY_BLOCK)])
     tgt = np.asarray(targets)
     out = np.empty((len(users), cands.shape[1]), np.int64)
     for i in range(len(users)):
