@@ -1,4 +1,4 @@
-"""`recengine bench latency`, `quality`, `serve` and `search` (click group `bench_group`).
+"""`recengine bench latency`, `quality`, `serve`, `search` and `export` (click group `bench_group`).
 
 Imports no torch/matplotlib at module level: the heavy modules load inside the commands, so
 `recengine --help` works on a lean runtime install.
@@ -274,3 +274,66 @@ def search_command(bundle: Path, data: Path | None, n_known: int, n_attr: int, f
         write_search_report(report, report_dir)
     if not quiet:
         click.echo(search_markdown(report))
+
+
+@bench_group.command("export")
+@click.option("--items", "items", default="2000,10000,50000", show_default=True,
+              help="Catalogue sizes, one per run (comma-separated).")
+@click.option("--interactions", "interactions", default="20000,100000,500000", show_default=True,
+              help="Interactions per run, paired with --items (same count).")
+@click.option("--profile", type=click.Choice(["quick", "standard"]), default="quick", show_default=True,
+              help="Export profile (quick: tiny encoder and models).")
+@click.option("--encoder", default=None,
+              help="'minilm' (the packaged all-MiniLM-L6-v2) or a local HF encoder directory (default: the profile's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Export config override on top of the short run budget (e.g. user.epochs=5; repeatable).")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch threads of each export.")
+@click.option("--interval", type=float, default=0.02, show_default=True, help="Memory sampling interval (s).")
+@click.option("--mean-history", type=int, default=20, show_default=True, help="Mean interactions per user.")
+@click.option("--words", default="12,40", show_default=True, help="Description words per item: MIN,MAX.")
+@click.option("--rate-bundle", type=click.Path(path_type=Path), default=None,
+              help="Also time this bundle's encoder (ONNX int8/fp32; torch with --rate-torch-texts) on short texts.")
+@click.option("--rate-texts", type=int, default=20000, show_default=True, help="Texts per ONNX variant.")
+@click.option("--rate-torch-texts", type=int, default=0, show_default=True,
+              help="Texts for the torch encoder (the export's catalogue encoding path; 0 = skip).")
+@click.option("--rate-threads", type=int, default=2, show_default=True, help="Threads of the encoder timing.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workdir", type=click.Path(path_type=Path), default=None,
+              help="Keep the data sets and bundles here (reused data when the spec matches; default: temporary).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Write export.json + export.md + export_cost.png into this directory.")
+@click.option("--quiet", is_flag=True, help="No progress, no summary on stdout.")
+def export_cost_command(items: str, interactions: str, profile: str, encoder: str | None, sets: tuple[str, ...],
+                        threads: int, interval: float, mean_history: int, words: str, rate_bundle: Path | None,
+                        rate_texts: int, rate_torch_texts: int, rate_threads: int, seed: int, workdir: Path | None,
+                        json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
+    """The export's cost curve: synthetic data sets of growing size, seconds and peak memory per export stage,
+    growth exponents (log-log), super-linear stages flagged; optionally the encoder's rate on short texts."""
+    _check_outputs(json_out, report_dir)
+    if workdir is not None:
+        from recengine.cli.paths import check_output_dir
+
+        check_output_dir(workdir, "--workdir")
+    from .export_cost import ExportCostConfig, export_markdown, run_export_cost, write_export_report
+    from .report import write_json
+
+    n_items, n_inter = _ints(items, "--items"), _ints(interactions, "--interactions")
+    if len(n_items) != len(n_inter):
+        raise RequestError(f"--items has {len(n_items)} sizes but --interactions {len(n_inter)}: give one per run")
+    low_high = _ints(words, "--words")
+    if len(low_high) != 2:
+        raise RequestError(f"--words expects MIN,MAX, got {words!r}")
+    cfg = ExportCostConfig(sizes=tuple(zip(n_items, n_inter)), profile=profile, encoder=encoder,
+                           overrides=parse_pairs(sets, "--set", "user.epochs=5"), threads=threads, interval=interval,
+                           seed=seed, mean_history=mean_history, min_words=low_high[0], max_words=low_high[1],
+                           workdir=workdir, rate_bundle=rate_bundle, rate_texts=rate_texts if rate_bundle else 0,
+                           rate_torch_texts=rate_torch_texts if rate_bundle else 0, rate_threads=rate_threads,
+                           command=_command_line(click.get_current_context()), quiet=quiet)
+    report = run_export_cost(cfg)
+    if json_out is not None:
+        write_json(report, json_out)
+    if report_dir is not None:
+        write_export_report(report, report_dir)
+    if not quiet:
+        click.echo(export_markdown(report))
