@@ -51,6 +51,9 @@ K1 = 1.2
 B = 0.75
 FUZZY_WEIGHT = 0.7
 FUZZY_MIN_LEN = 4
+FUZZY_MAX_WORDS = 8
+"""Unknown query words matched one edit away, at most (each costs ~0.5 ms of candidate lookups: a long
+query of gibberish must not cost seconds); the unknown words beyond match nothing."""
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 DELTA_FRACTION = 0.125
 """The delta segment (rows added live) is merged into the base once it holds this share of the base's
@@ -449,12 +452,14 @@ class LexicalIndex:
         weights: dict[str, float] = {}
         known: dict[str, tuple[int, int, int]] = {}
         keys, pos, df = self._lookup(query_tokens)
+        fuzzy = 0
         for tok, k, p, d in zip(query_tokens, keys.tolist(), pos.tolist(), df.tolist()):
-            if d > 0 or len(tok) < FUZZY_MIN_LEN:
+            if d > 0 or len(tok) < FUZZY_MIN_LEN or fuzzy >= FUZZY_MAX_WORDS:
                 weights[tok] = weights.get(tok, 0.0) + 1.0
                 if d > 0:
                     known[tok] = (k, p, d)
                 continue
+            fuzzy += 1
             near = sorted(edits1(tok))
             nkeys, npos, ndf = self._lookup(near)
             for j in np.flatnonzero(ndf > 0).tolist():

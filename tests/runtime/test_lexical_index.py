@@ -163,3 +163,11 @@ def test_memory_is_a_few_bytes_per_posting():
     assert idx.n_tokens > 20_000
     assert held / len(texts) < 200, held / len(texts)
     assert idx.nbytes() <= held
+
+
+def test_only_the_first_unknown_words_are_matched_one_edit_away():
+    idx = LexicalIndex.build(["alpha beta gamma", "delta"])
+    assert idx.expand(["alpah"]) == {"alpha": lexical.FUZZY_WEIGHT}
+    gibberish = [f"zzzq{i}" for i in range(lexical.FUZZY_MAX_WORDS)]
+    assert "alpha" not in idx.expand(gibberish + ["alpah"])  # the budget is spent
+    assert "alpha" in idx.expand(gibberish[:-1] + ["alpah"])
