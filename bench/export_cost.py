@@ -585,7 +585,7 @@ def export_markdown(report: dict[str, Any], plots: list[str] | None = None) -> s
 
 
 def export_plot(report: dict[str, Any], directory: Path) -> list[Path]:
-    """export_cost.png: seconds and peak RSS delta per stage vs interactions (log-log), with a slope-1 guide."""
+    """export_cost.png: CPU seconds and peak RSS delta per stage vs interactions (log-log)."""
     from .plots import _plt
 
     plt = _plt()
@@ -593,10 +593,10 @@ def export_plot(report: dict[str, Any], directory: Path) -> list[Path]:
     x = np.array([r["n_interactions"] for r in runs], dtype=np.float64)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     for name, g in report["growth"].items():
-        secs = [r["total_s"] if name == "total" else r["stages"].get(name, {}).get("seconds") for r in runs]
+        secs = [r.get("total_cpu_s") if name == "total" else r["stages"].get(name, {}).get("cpu_seconds") for r in runs]
         if all(s is not None and s > 0 for s in secs) and max(secs) >= 0.05:
             style = "k-" if name == "total" else ("-" if not g["super_linear"] else "--")
-            ax1.plot(x, secs, style, marker="o", label=f"{name} (e={_f(g['seconds']['exponent'])})")
+            ax1.plot(x, secs, style, marker="o", label=f"{name} (e={_f(g['cpu_seconds']['exponent'])})")
         mem = [(r["peak_rss_mib"] - r["baseline_rss_mib"]) if name == "total"
                else r["stages"].get(name, {}).get("peak_rss_delta_mib") for r in runs]
         if all(m is not None and m > 0 for m in mem) and max(mem) >= 5:
@@ -607,8 +607,8 @@ def export_plot(report: dict[str, Any], directory: Path) -> list[Path]:
         ax.set_xlabel("interactions (items grow with them: " + ", ".join(f"{r['n_items']:,}" for r in runs) + ")")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    ax1.set_ylabel("seconds")
-    ax1.set_title("export seconds per stage (log-log; slope 1 = linear)")
+    ax1.set_ylabel("CPU seconds of the export process")
+    ax1.set_title("CPU seconds per stage (log-log; slope 1 = linear; dashed = super-linear)")
     ax2.set_ylabel("peak RSS above baseline (MiB)")
     ax2.set_title("peak memory per stage")
     fig.tight_layout()
