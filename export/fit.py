@@ -25,6 +25,7 @@ from recengine.split import Split
 from .align import TextResult, train_text_tower
 from .cold_start import ColdGenerator
 from .config import ExportConfig
+from .eval_sample import EVAL_USERS, sample_queries
 from .features import Vocab, encode_profiles, encode_scene, pop_bucket_edges, pop_buckets, profile_vocab, scene_vocab
 from .fusion import (
     ITEM_FEATURE_NAMES,
@@ -127,14 +128,17 @@ class FittedRecengine:
         return scorer.user_vectors(hist, scene, self.profiles[np.asarray(users, np.int64)])
 
     # ------------------------------------------------------------------ evaluation
-    def queries(self, stage: str) -> Queries:
-        return make_queries(self.split, stage)
+    def queries(self, stage: str, max_users: int = EVAL_USERS) -> Queries:
+        """The queries of `stage`: every user's, or a seeded sample of `max_users` of them (`eval_sample`;
+        0 = all)."""
+        return sample_queries(make_queries(self.split, stage), max_users)
 
-    def score_fn(self, stage: str = "valid", use_fusion: bool | None = None):
-        """(score_fn, queries): `score_fn(query_rows) -> [b, n_items]` for `evaluate_full_ranking`."""
+    def score_fn(self, stage: str = "valid", use_fusion: bool | None = None, max_users: int = EVAL_USERS):
+        """(score_fn, queries): `score_fn(query_rows) -> [b, n_items]` for `evaluate_full_ranking`, over
+        `queries(stage, max_users)`."""
         from .fusion import rerank_scores, top_candidates
 
-        q = self.queries(stage)
+        q = self.queries(stage, max_users)
         indptr, indices = histories(self.split, stage)
         scene = self.scenes[stage][q.scene_rows]
         u = self.user_vectors(q.users, indptr, indices, scene)
@@ -158,8 +162,10 @@ class FittedRecengine:
 
         return fn, q
 
-    def evaluate(self, stage: str = "valid", use_fusion: bool | None = None) -> dict[str, float]:
-        fn, q = self.score_fn(stage, use_fusion)
+    def evaluate(self, stage: str = "valid", use_fusion: bool | None = None,
+                 max_users: int = EVAL_USERS) -> dict[str, float]:
+        """Full-ranking metrics on `stage` over at most `max_users` users (`eval_sample`; 0 = all)."""
+        fn, q = self.score_fn(stage, use_fusion, max_users)
         return evaluate_queries(fn, q).metrics
 
 
@@ -240,7 +246,9 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
     pop = split.item_popularity()
     edges = pop_bucket_edges(pop, config.fusion.pop_buckets)
     buckets = pop_buckets(pop, edges)
-    valid_q = make_queries(split, "valid")
+    # every early-stopping and selection evaluation scores the same seeded sample of validation users
+    # (all of them up to EVAL_USERS): a pass costs at most EVAL_USERS x items instead of users x items
+    valid_q = sample_queries(make_queries(split, "valid"))
     d = config.item_dim
 
     if graph is None:
@@ -390,7 +398,7 @@ def refit(fitted: FittedRecengine, progress: Progress | None = None, include_tes
     return out
 
 
-def graph_only_metrics(graph: GraphResult, split: Split, stage: str) -> dict[str, float]:
-    """LightGCN user.item scores alone (the graph_only ablation)."""
-    q = make_queries(split, stage)
+def graph_only_metrics(graph: GraphResult, split: Split, stage: str, max_users: int = EVAL_USERS) -> dict[str, float]:
+    """LightGCN user.item scores alone (the graph_only ablation), over at most `max_users` users."""
+    q = sample_queries(make_queries(split, stage), max_users)
     return evaluate_queries(lambda rows: graph.user_emb[q.users[rows]] @ graph.item_emb.T, q).metrics

@@ -20,11 +20,22 @@ from recengine.progress import Progress
 from recengine.split import Split, to_csr
 
 from .config import FusionConfig
+from .eval_sample import EVAL_USERS
 
 ITEM_FEATURE_NAMES = ("text_graph_agreement", "no_graph", "graph_gate")
 """Columns of `items/item_feats.npy`: cos(t_i, g_i); 1 if the item has no graph vector; its gate."""
 QUERY_BLOCK = 1024
 """Queries scored against the whole catalogue at once when mining hard negatives (bounds that score matrix)."""
+TRAIN_USERS = EVAL_USERS
+"""Most users whose train sequences give the head its training queries (a seeded sample when more qualify).
+
+Why: each query's hard negatives are an exact top-k over the catalogue, so mining costs queries x items; with
+every user's queries that grew as users x items (fusion stage CPU exponent 1.97, `recengine bench export`
+2026-11-30). With at most this many users it costs at most TRAIN_USERS x `samples_per_user` x items, linear in
+the catalogue, and an epoch of the head is bounded too. The head is small (one hidden layer) and learns a
+correction of the retrieval score: MovieLens trains it on 610 users x 4 queries, so 5,000 users' 20,000
+queries are eight times what it was tuned on. Data sets with at most this many users (MovieLens) are
+unchanged, and the head still ships only if it beats retrieval on validation (`use_by_default`)."""
 
 
 def item_features(text_vectors: np.ndarray, graph_vectors: np.ndarray, gate: np.ndarray) -> np.ndarray:
@@ -86,17 +97,29 @@ class FusionData:
     profile: np.ndarray
 
 
+def training_users(split: Split, max_users: int = TRAIN_USERS, seed: int = 0) -> np.ndarray:
+    """Users with at least 3 train events (the ones a query can be cut from): all of them when at most
+    `max_users` (or `max_users` <= 0), else a seeded sample of `max_users` (sorted)."""
+    counts = np.bincount(split.train.user, minlength=split.n_users)
+    eligible = np.flatnonzero(counts >= 3).astype(np.int64)
+    if max_users <= 0 or len(eligible) <= max_users:
+        return eligible
+    # its own stream: the positions drawn below from `seed` stay those of the unsampled users' loop
+    pick = np.random.default_rng([seed, 1]).choice(len(eligible), size=max_users, replace=False)
+    return eligible[np.sort(pick)]
+
+
 def fusion_train_data(split: Split, train_scene: np.ndarray, profiles: np.ndarray, user_vector_fn,
-                      item_vecs: np.ndarray, cfg: FusionConfig, max_history: int, seed: int) -> FusionData:
-    """Next-item queries at random positions of each train sequence, with hard negatives from retrieval."""
+                      item_vecs: np.ndarray, cfg: FusionConfig, max_history: int, seed: int,
+                      max_users: int = TRAIN_USERS) -> FusionData:
+    """Next-item queries at random positions of the train sequences of at most `max_users` users
+    (`training_users`), with hard negatives from retrieval (exact top-k over the catalogue)."""
     rng = np.random.default_rng(seed)
     indptr, rows = to_csr(split.train.user, np.arange(len(split.train), dtype=np.int64), split.n_users)
     items_all = split.train.item.astype(np.int64)
     hist_rows, users, targets, scene_rows, excl = [], [], [], [], []
-    for u in range(split.n_users):
+    for u in training_users(split, max_users, seed):
         r = rows[indptr[u]:indptr[u + 1]]
-        if len(r) < 3:
-            continue
         positions = rng.choice(np.arange(2, len(r)), size=min(cfg.samples_per_user, len(r) - 2), replace=False)
         for p in np.sort(positions):
             seq = items_all[r[:p]]

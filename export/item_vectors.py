@@ -69,10 +69,30 @@ class ItemVectors(nn.Module):
     def forward(self, item_dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """All item vectors [n, d]; with `item_dropout` > 0 a random share of them is text-only."""
         gate = self.gate()
-        if item_dropout > 0:
-            keep = (torch.rand(gate.shape, generator=generator) >= item_dropout).to(gate)
-            gate = gate * keep.to(gate.device)
+        keep = self.dropout_keep(item_dropout, generator)
+        if keep is not None:
+            gate = gate * keep
         return self.content() + self.graph * gate.unsqueeze(1)
+
+    def dropout_keep(self, item_dropout: float, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Item dropout's mask for one batch: float [n], 0 where the item is text-only (None when
+        `item_dropout` is 0). One draw of n uniforms from `generator`, the draw `forward` makes."""
+        if item_dropout <= 0:
+            return None
+        return (torch.rand(self.log_pop.shape, generator=generator) >= item_dropout).to(self.log_pop)
+
+    def rows(self, index: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The vectors of the items at `index` (int64, any shape) -> [*index.shape, d]; `keep` is a
+        `dropout_keep` mask (None: no dropout). Equal to `forward()[index]` with that mask, at the cost of the
+        rows asked for instead of the whole catalogue (the sampled-softmax user tower needs a batch's history
+        items, targets and negatives only; computing every row per batch made its cost items x batches)."""
+        gate = torch.sigmoid(self.gate_w[0] * self.log_pop[index] + self.gate_w[1]) * self.has_graph[index]
+        if keep is not None:
+            gate = gate * keep[index]
+        out = self.text[index] * self.log_text_scale.exp()
+        if self.media_proj is not None:
+            out = out + self.media_proj(self.media[index])
+        return out + self.graph[index] * gate.unsqueeze(-1)
 
     def content(self) -> torch.Tensor:
         """The part every item has without interactions: s * t (+ P m~ with media)."""

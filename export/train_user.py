@@ -4,6 +4,12 @@ Every position of every training window predicts the next item with a softmax ov
 (`loss="full"`; on ML-small's 9.7k items this is cheap and clearly beats one-negative BCE) or over shared
 uniform negatives (`loss="sampled"`, for catalogues too large for a full softmax). The scene added to each
 position is the scene of the *target* event: that is what the runtime passes as the request scene.
+
+The sampled loss computes only the item vectors a batch reads (`ItemVectors.rows`: its history items, targets
+and negatives), not the whole catalogue's: computing every row in every batch made the stage's cost grow as
+items x batches (`recengine bench export`, 2026-11-30). What remains per batch in the catalogue's size is the
+item-dropout draw (n uniforms, kept so the random stream is the one of the full computation) and the
+optimizer's dense step over the graph vectors (AdamW moves rows with past gradients too).
 """
 
 from __future__ import annotations
@@ -60,6 +66,44 @@ def make_windows(split: Split, train_scene: np.ndarray, max_history: int, per_us
         z = np.zeros((0, max_history), np.int64)
         return Windows(z, z, np.zeros((0, max_history, slots), np.int64), np.zeros(0, np.int64))
     return Windows(np.stack(inputs), np.stack(targets), np.stack(scenes), np.asarray(users, np.int64))
+
+
+def batch_loss(tower: UserTower, items: ItemVectors, inp: torch.Tensor, tgt: torch.Tensor, scene: torch.Tensor,
+               profile: torch.Tensor, loss: str, n_negatives: int, p_drop: float, gen: torch.Generator,
+               device: torch.device) -> tuple[torch.Tensor, int]:
+    """Next-item CE of one batch of windows (inputs/targets [B, L], -1 = padding; scene [B, L, S], profile
+    [B, P]) and its number of predicted positions.
+
+    `gen` draws, in this order, the item-dropout mask (n uniforms) and, for the sampled loss, the shared
+    negatives. The full softmax (`loss="full"`, or at least as many negatives as items) needs every item
+    vector; the sampled loss computes only the rows it reads, with the same values and gradients.
+    """
+    n_items = items.log_pop.shape[0]
+    sel = tgt >= 0
+    y = tgt[sel]
+    if loss == "full" or n_negatives >= n_items:
+        vectors = items(p_drop, gen)
+        hist, mask = gather_history(vectors, inp)
+        h = _hidden(tower, hist, mask, scene, profile)[sel]
+        return F.cross_entropy(h @ vectors.T, y), len(y)
+    keep = items.dropout_keep(p_drop, gen)
+    neg = torch.randint(0, n_items, (n_negatives,), generator=gen).to(device)
+    mask = (inp >= 0).to(items.text.dtype)
+    hist = items.rows(inp.clamp_min(0), keep) * mask.unsqueeze(-1)
+    h = _hidden(tower, hist, mask, scene, profile)[sel]
+    pos_logit = (h * items.rows(y, keep)).sum(-1, keepdim=True)
+    neg_logit = h @ items.rows(neg, keep).T
+    neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == y.unsqueeze(1), -1e9)
+    logits = torch.cat([pos_logit, neg_logit], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=device)), len(y)
+
+
+def _hidden(tower: UserTower, hist: torch.Tensor, mask: torch.Tensor, scene: torch.Tensor,
+            profile: torch.Tensor) -> torch.Tensor:
+    """The tower's state at every position [B, L, d], plus each target event's scene and the profile."""
+    out = tower.sequence(hist, mask)
+    ctx = tower.context(scene, profile.unsqueeze(1))
+    return out + ctx if isinstance(ctx, torch.Tensor) else out
 
 
 def gather_history(vectors: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +181,6 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
     if fixed_epochs is None:
         hist_q, scene_q, prof_q = query_inputs(split, "valid", valid_queries, valid_scenes, profiles, cfg.max_history)
     scorer = UserScorer(tower, items, profiles, device)
-    n_items = split.n_items
 
     def evaluate() -> float:
         u = scorer.user_vectors(hist_q, scene_q, prof_q)
@@ -155,23 +198,8 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
         for start in range(0, len(perm), cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
             inp, tgt = inputs[idx].to(device), targets[idx].to(device)
-            vectors = items(p_drop, gen)
-            hist, mask = gather_history(vectors, inp)
-            out = tower.sequence(hist, mask)
-            ctx = tower.context(scenes[idx].to(device), prof[idx].to(device).unsqueeze(1))
-            out = out + ctx if isinstance(ctx, torch.Tensor) else out
-            sel = tgt >= 0
-            h, y = out[sel], tgt[sel]
-            if cfg.loss == "full" or cfg.n_negatives >= n_items:
-                logits = h @ vectors.T
-                loss = F.cross_entropy(logits, y)
-            else:
-                neg = torch.randint(0, n_items, (cfg.n_negatives,), generator=gen).to(device)
-                pos_logit = (h * vectors[y]).sum(-1, keepdim=True)
-                neg_logit = h @ vectors[neg].T
-                neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == y.unsqueeze(1), -1e9)
-                logits = torch.cat([pos_logit, neg_logit], dim=1)
-                loss = F.cross_entropy(logits, torch.zeros(len(y), dtype=torch.long, device=device))
+            loss, n_pred = batch_loss(tower, items, inp, tgt, scenes[idx].to(device), prof[idx].to(device),
+                                      cfg.loss, cfg.n_negatives, p_drop, gen, device)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -179,8 +207,8 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
                 with torch.no_grad():
                     torch._foreach_mul_(shadow, cfg.ema)
                     torch._foreach_add_(shadow, [p.detach() for p in params], alpha=1.0 - cfg.ema)
-            total += float(loss.detach()) * len(y)
-            count += len(y)
+            total += float(loss.detach()) * n_pred
+            count += n_pred
         entry = {"epoch": epoch + 1, "loss": total / max(count, 1)}
         if fixed_epochs is not None:
             bar.set_postfix(loss=f"{entry['loss']:.4f}")

@@ -9,6 +9,10 @@ As served, a variant ranks the catalogue with the bundle's stored item vectors (
 items added later and text queries). With `reencode`, every item's text part is re-encoded by the
 variant's encoder first (`Engine.reencode_items`): what every item would get had it been added through
 that encoder at serving time, the worst case of what quantising the encoder costs.
+
+Like every evaluation of the export, it scores at most `eval_sample.EVAL_USERS` users of the stage (a seeded
+sample, the same users `fit` early-stopped on; every user when there are fewer): a full-ranking pass costs
+users x items, which made the export's cost grow with the data squared.
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recengine.data.schema import Dataset
 from recengine.errors import ExportError
-from recengine.evaluation import evaluate_engine
+from recengine.evaluation import csr_rows, engine_row_scorer, evaluate_queries, histories, make_queries
 from recengine.split import Split
+
+from .eval_sample import EVAL_USERS, sample_queries
 
 
 def open_variant(bundle: str | Path, variant: str, threads: int = 1) -> Any:
@@ -38,16 +46,31 @@ def check_same_data(engine: Any, dataset: Dataset) -> None:
 
 
 def evaluate_bundle(bundle: str | Path, dataset: Dataset, split: Split, variant: str = "fp32",
-                    stage: str = "valid", reencode: bool = False, threads: int = 1) -> dict[str, float]:
+                    stage: str = "valid", reencode: bool = False, threads: int = 1,
+                    max_users: int = EVAL_USERS) -> dict[str, float]:
     """Full-ranking metrics of the bundle's `variant` on `stage` of `split`, as served (see the module
-    docstring). `dataset` must be the data the bundle was exported from."""
+    docstring), over at most `max_users` of the stage's users (0 = all). `dataset` must be the data the bundle
+    was exported from."""
     engine = open_variant(bundle, variant, threads)
     check_same_data(engine, dataset)
     if reencode:
         engine.reencode_items()
     held = split.valid if stage == "valid" else split.test
     scenes = engine.encode_scenes(held.context, len(held))
-    return evaluate_engine(engine, split, stage, scenes)
+    return evaluate_engine_sample(engine, split, stage, scenes, max_users)
 
 
-__all__ = ["evaluate_bundle", "open_variant", "check_same_data"]
+def evaluate_engine_sample(engine: Any, split: Split, stage: str, scene_codes: Any,
+                           max_users: int = EVAL_USERS) -> dict[str, float]:
+    """`recengine.evaluation.evaluate_engine` over `sample_queries(make_queries(split, stage), max_users)`:
+    the same scorer (`engine_row_scorer` -> `Engine.score_catalogue`) and metrics, on the sampled users."""
+    q = sample_queries(make_queries(split, stage), max_users)
+    indptr, indices = histories(split, stage)
+    scene = (np.zeros((len(q.users), engine.scene_slots), np.int64) if scene_codes is None
+             else np.asarray(scene_codes, dtype=np.int64)[q.scene_rows])
+    scorer = engine_row_scorer(engine, csr_rows(indptr, indices, q.users), scene, engine.user_profiles(q.users),
+                               [q.excluded(i) for i in range(len(q.users))])
+    return evaluate_queries(scorer, q).metrics
+
+
+__all__ = ["evaluate_bundle", "evaluate_engine_sample", "open_variant", "check_same_data"]
