@@ -21,7 +21,7 @@ from .bundle.format import MODEL_NAMES, check_session_io, history_inputs, left_p
 from .cpu_features import CpuFeatures, choose_cpu_variant
 from .cpu_features import detect as detect_cpu
 from .errors import BundleError, RequestError
-from .sessions import CudaGraphRunner, Session, SessionConfig, bucket, make_session
+from .sessions import CPU_ENCODE_ROWS, CudaGraphRunner, Session, SessionConfig, bucket, make_session
 from .tokenize import TextTokenizer
 
 VARIANTS = ("fp32", "int8", "fp16")
@@ -130,7 +130,10 @@ class ModelSet:
         return {"text_embedding": ((b, self.text_dim), np.float32), "item_vector": ((b, self.item_dim), np.float32)}
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """(text_embedding [n, text], item_vector [n, item]) for `texts`, batched by token length."""
+        """(text_embedding [n, text], item_vector [n, item]) for `texts`, batched by token length; on the CPU
+        at most `sessions.CPU_ENCODE_ROWS` texts per run (larger batches only cost memory there)."""
+        if self.device == "cpu":
+            batch_size = min(batch_size, CPU_ENCODE_ROWS)
         n = len(texts)
         text_out = np.empty((n, self.text_dim), dtype=np.float32)
         item_out = np.empty((n, self.item_dim), dtype=np.float32)
@@ -139,20 +142,22 @@ class ModelSet:
         order = np.argsort(-self.tokenizer.lengths(texts), kind="stable") if n > batch_size else np.arange(n)
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
-            t, v = self.encode_batch([texts[i] for i in rows])
+            # memory taken by the runs goes back once, after the last one (`Session.run`'s `release`)
+            t, v = self.encode_batch([texts[i] for i in rows], release=n > 1 and start + batch_size >= n)
             text_out[rows] = t
             item_out[rows] = v
         return text_out, item_out
 
-    def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """One encoder run (no re-batching): what `search` and the latency benchmark time."""
+    def encode_batch(self, texts: Sequence[str], release: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One encoder run (no re-batching): what `search` and the latency benchmark time. `release`: see
+        `Session.run` (None: the CPU memory policy decides by the batch's rows)."""
         if self._encoder_graphs is not None:  # pragma: no cover - GPU only
             out = self._encode_graph(texts)
             if out is not None:
                 return out
         batch = self.tokenizer.encode(texts)
         text, item = self.encoder.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
-                                      ["text_embedding", "item_vector"])
+                                      ["text_embedding", "item_vector"], release=release)
         return np.asarray(text, dtype=np.float32), np.asarray(item, dtype=np.float32)
 
     def bucketed_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
