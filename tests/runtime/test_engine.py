@@ -617,10 +617,12 @@ def test_mips_augmented_index_bundle(tiny_bundle, tmp_path):
     from recengine.index_io import write_index
 
     fp32 = Engine.open(tiny_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=False)
-    arrays = {"vectors": open_bundle(tiny_bundle).load_npy("items/vectors.npy"), "user_ids": fp32.user_ids()}
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    # format 2: the item vectors are stored once, inside the item index they were indexed from
+    assert manifest["items"]["vectors"] == manifest["index"]["item"]["path"]
+    arrays = {"vectors": open_bundle(tiny_bundle).load_npy(manifest["items"]["vectors"]), "user_ids": fp32.user_ids()}
+    assert arrays["vectors"].shape == (len(fp32.item_ids()), manifest["dims"]["item"])
     assert manifest["index"]["item"]["transform"] == "mips_augment"
-    assert manifest["items"]["vectors"] == "items/vectors.npy"
     bundle = copy_bundle(tiny_bundle, tmp_path / "plain")
     manifest = json.loads((bundle / "manifest.json").read_text())
     spec = manifest["index"]["item"]
