@@ -57,9 +57,10 @@ def std() -> ExportConfig:
 
 
 # ------------------------------------------------------------------------------------------ per size
-def test_movielens_standard_keeps_its_tuned_values_but_the_token_length():
-    # the profiles were tuned here: only the token cap moves (p99 43 -> 48 < 64), nothing that costs time
-    assert changed(std(), MOVIELENS) == {"encoder.max_length": 48}
+def test_movielens_standard_keeps_its_tuned_values():
+    # the profiles were tuned here; the token cap would move only 64 -> 48 (p99 43), which changed the trained
+    # model for a 4 % shorter batch (rule_max_length's docstring), so it stays
+    assert changed(std(), MOVIELENS) == {}
 
 
 def test_tiny_catalogue_gets_the_full_softmax():
@@ -146,6 +147,8 @@ def test_short_titles_and_long_descriptions():
     assert short.encoder.max_length == 16  # never below 16
     titles = adapt(std(), stats(1_000, 5_000, 50_000, tokens_p99=21))[0]
     assert titles.encoder.max_length == 24
+    near = adapt(std(), stats(1_000, 5_000, 50_000, tokens_p99=40))[0]  # 40 -> 40 > 64 / 2: not worth a change
+    assert near.encoder.max_length == std().encoder.max_length
     long = adapt(std(), stats(1_000, 5_000, 50_000, tokens_p99=300))[0]
     assert long.encoder.max_length == std().encoder.max_length  # capped by the profile, never raised
     assert adapt(ExportConfig.from_profile("quick"), stats(1_000, 5_000, 50_000, tokens_p99=300))[0] \
@@ -165,7 +168,7 @@ def test_short_histories_get_short_windows_and_more_of_them():
 
 
 # ------------------------------------------------------------------------------------------ explicit keys
-@pytest.mark.parametrize("name", list(SIZES) + ["short"])
+@pytest.mark.parametrize("name", [n for n in SIZES if n != "movielens"] + ["short"])  # movielens: nothing to adapt
 def test_explicit_keys_are_never_overridden(name: str):
     st = SIZES.get(name) or stats(20_000, 5_000, 120_000, hist_p90=7, tokens_p99=11)
     would = changed(std(), st)
