@@ -282,11 +282,15 @@ def rule_eval_cadence(cfg: ExportConfig, stats: DataStats) -> list[Proposal]:
     Why: a validation pass ranks the whole catalogue for every validation user (~ users x items) while an
     epoch costs ~ interactions, so on a large sparse data set validating after every epoch costs more than
     training (see `USER_EVAL_COST`, `GRAPH_EVAL_COST`). The kept checkpoint is then the best of every
-    `eval_every`-th epoch."""
-    scores = float(stats.n_eval_users) * float(stats.n_items)
+    `eval_every`-th epoch. A pass scores at most `eval_sample.EVAL_USERS` users (a seeded sample beyond that),
+    so that is what it costs."""
+    from .eval_sample import EVAL_USERS
+
+    scored = min(stats.n_eval_users, EVAL_USERS)
+    scores = float(scored) * float(stats.n_items)
     n = max(1, stats.n_train)
     steps = max(1, int(math.ceil(n / cfg.graph.batch_size)))
-    why = f"{stats.n_eval_users} validation users x {stats.n_items} items"
+    why = f"{scored} validation users scored x {stats.n_items} items"
     return (_cadence("user", cfg.user.eval_every, cfg.user.patience, cfg.user.epochs, USER_EVAL_COST * scores / n, why)
             + _cadence("graph", cfg.graph.eval_every, cfg.graph.patience, cfg.graph.epochs,
                        GRAPH_EVAL_COST * scores / (steps * n), why))

@@ -123,16 +123,27 @@ def test_eval_cadence_follows_the_cost_of_a_validation_pass():
     for st in (TINY, MOVIELENS, ONE_M):  # few validation users x items: every epoch (user), every 5th (graph)
         cfg, _ = adapt(std(), st)
         assert (cfg.user.eval_every, cfg.user.patience, cfg.graph.eval_every) == (1, 6, 5)
-    for st in (ONE_M_WIDE, TEN_M, stats(10_000, 20_000, 136_617, hist_p90=30)):
+    from recengine.export.eval_sample import EVAL_USERS
+
+    raised = 0
+    for st in (ONE_M_WIDE, TEN_M, stats(10_000, 20_000, 136_617, hist_p90=30), stats(4_000, 60_000, 136_617)):
         cfg, _ = adapt(std(), st)
-        scores = st.n_eval_users * st.n_items
-        user_share = USER_EVAL_COST * scores / st.n_train / cfg.user.eval_every
+        scores = min(st.n_eval_users, EVAL_USERS) * st.n_items  # a pass scores at most EVAL_USERS users
+        every_epoch = USER_EVAL_COST * scores / st.n_train
+        if every_epoch <= MAX_EVAL_SHARE:  # e.g. 10,000 users, of which 5,000 are scored: cheap enough
+            assert cfg.user.eval_every == 1
+            continue
+        raised += 1
+        user_share = every_epoch / cfg.user.eval_every
         assert cfg.user.eval_every > 1 and user_share <= MAX_EVAL_SHARE
         assert cfg.user.patience * cfg.user.eval_every >= 2 * cfg.user.eval_every  # still stops early
         assert cfg.user.patience * cfg.user.eval_every <= std().user.patience * 2 * cfg.user.eval_every
         steps = math.ceil(st.n_train / cfg.graph.batch_size)
         graph_share = GRAPH_EVAL_COST * scores / (steps * st.n_train) / cfg.graph.eval_every
         assert graph_share <= MAX_EVAL_SHARE or cfg.graph.eval_every == cfg.graph.epochs
+    assert raised >= 1
+    # the sample cap: 10,000 validation users cost what 5,000 do (unsampled, this data set would be raised)
+    assert USER_EVAL_COST * 10_000 * 20_000 / 136_617 > MAX_EVAL_SHARE
 
 
 def test_retraining_ablations_are_skipped_on_large_data_only():
