@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from recengine import __version__
 from recengine.bundle import MANIFEST_NAME, BundleWriter
+from recengine.bundle.format import FORMAT_VERSION
 from recengine.cli import cli, main
 
 
@@ -52,7 +53,7 @@ def test_info_summary(bundle: Path) -> None:
     result = run("info", str(bundle))
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "format            recengine-bundle 1.0" in out
+    assert f"format            recengine-bundle {FORMAT_VERSION}" in out  # what the writer stamps
     assert "ml_tiny: 3 items, 2 users, 7 interactions (fingerprint abababababab)" in out
     assert "dims              text=384, item=4" in out
     assert "model encoder     fp32, int8" in out
