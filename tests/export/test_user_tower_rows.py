@@ -116,4 +116,4 @@ def test_full_softmax_batch_loss_is_cross_entropy_over_every_item():
     sel = tgt >= 0
     want = torch.nn.functional.cross_entropy(out[sel] @ vectors.T, tgt[sel])
     assert n == int(sel.sum())
-    assert float(loss.detach()) == pytest.approx(float(want), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
