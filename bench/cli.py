@@ -50,6 +50,20 @@ def _check_outputs(json_out: Path | None, report_dir: Path | None) -> None:
         check_output_dir(report_dir, "--report")
 
 
+def _emit_with(report: dict[str, Any], json_out: Path | None, report_dir: Path | None, quiet: bool,
+               write_dir: Any, markdown: Any) -> None:
+    """Write a bench report the way every subcommand does: JSON (`--json`), its own report directory
+    (`--report`, via `write_dir`), and its Markdown on stdout unless `--quiet`."""
+    from .report import write_json
+
+    if json_out is not None:
+        write_json(report, json_out)
+    if report_dir is not None:
+        write_dir(report, report_dir)
+    if not quiet:
+        click.echo(markdown(report))
+
+
 def _emit(report: dict[str, Any], json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
     from .report import latency_markdown, quality_markdown, write_json, write_report_dir
 
@@ -214,7 +228,6 @@ def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: floa
                   json_out: Path | None, report_dir: Path | None, quiet: bool) -> None:
     """`recengine serve BUNDLE` in a child process under an asyncio HTTP client at each concurrency:
     p50/p95/p99 and requests/s per endpoint, errors, and the same calls in-process (HTTP overhead)."""
-    from .report import write_json
     from .serve import ServeBenchConfig, run_serve_bench, serve_markdown, write_serve_report
 
     cfg = ServeBenchConfig(
@@ -225,12 +238,7 @@ def serve_command(bundle: Path, concurrency: str, endpoints: str, duration: floa
         quiet=quiet,
     )
     report = run_serve_bench(cfg)
-    if json_out is not None:
-        write_json(report, json_out)
-    if report_dir is not None:
-        write_serve_report(report, report_dir)
-    if not quiet:
-        click.echo(serve_markdown(report))
+    _emit_with(report, json_out, report_dir, quiet, write_serve_report, serve_markdown)
 
 
 @bench_group.command("search")
@@ -260,7 +268,6 @@ def search_command(bundle: Path, data: Path | None, n_known: int, n_attr: int, f
     exported from DATA): known-item and attribute queries, bundle encoder vs the frozen pre-trained one,
     dense vs hybrid (BM25) search, and search latency."""
     _check_outputs(json_out, report_dir)
-    from .report import write_json
     from .search import SearchBenchConfig, run_search_bench, search_markdown, write_search_report
 
     cfg = SearchBenchConfig(bundle=bundle, data=None if data is None else str(data), n_known=n_known, n_attr=n_attr,
@@ -268,12 +275,7 @@ def search_command(bundle: Path, data: Path | None, n_known: int, n_attr: int, f
                             latency_requests=requests, command=_command_line(click.get_current_context()),
                             quiet=quiet, extra_items=extra_items)
     report = run_search_bench(cfg)
-    if json_out is not None:
-        write_json(report, json_out)
-    if report_dir is not None:
-        write_search_report(report, report_dir)
-    if not quiet:
-        click.echo(search_markdown(report))
+    _emit_with(report, json_out, report_dir, quiet, write_search_report, search_markdown)
 
 
 @bench_group.command("export")
@@ -316,7 +318,6 @@ def export_cost_command(items: str, interactions: str, profile: str, encoder: st
 
         check_output_dir(workdir, "--workdir")
     from .export_cost import ExportCostConfig, export_markdown, run_export_cost, write_export_report
-    from .report import write_json
 
     n_items, n_inter = _ints(items, "--items"), _ints(interactions, "--interactions")
     if len(n_items) != len(n_inter):
@@ -331,9 +332,4 @@ def export_cost_command(items: str, interactions: str, profile: str, encoder: st
                            rate_torch_texts=rate_torch_texts if rate_bundle else 0, rate_threads=rate_threads,
                            command=_command_line(click.get_current_context()), quiet=quiet)
     report = run_export_cost(cfg)
-    if json_out is not None:
-        write_json(report, json_out)
-    if report_dir is not None:
-        write_export_report(report, report_dir)
-    if not quiet:
-        click.echo(export_markdown(report))
+    _emit_with(report, json_out, report_dir, quiet, write_export_report, export_markdown)
