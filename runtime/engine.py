@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import live, neighbours, pipeline
+from .cooccur import check_weight
 from .errors import NotFoundError, RequestError
 from .filters import build_mask
 from .requests import (
@@ -87,7 +88,7 @@ class Engine:
     def open(cls, bundle: str | Path, device: str = "auto", threads: int | None = None, *,
              variant: str | dict[str, str] | None = None, retrieval: str = "auto", ef: int | None = None,
              rescore: bool | None = None, verify: bool = True, gpu_mem_limit: int = 2 * 1024**3,
-             cuda_graphs: bool = True, fresh_below: int = 5) -> Engine:
+             cuda_graphs: bool = True, fresh_below: int = 5, cooccur_weight: float | None = None) -> Engine:
         """Load and verify a bundle.
 
         device: "auto" (CUDA if it really works, else CPU with a warning), "cpu", or "cuda" (DeviceError
@@ -97,15 +98,19 @@ class Engine:
         (default: the manifest's). rescore: use the fusion head (default: `models.fusion.use_by_default`).
         The HNSW indexes are served in the form the bundle stores them (docs/bundle.md "Indexes").
         fresh_below: items with fewer interactions are "fresh" for a request's `fresh` share of the slots.
+        cooccur_weight: weight of the item co-occurrence signal in `recommend` (default: the bundle's, chosen
+        on validation by the export; 0: the user tower alone; `recengine.cooccur`).
         """
         if threads is not None:
             check_int("threads", threads, 1, 1024)
         if ef is not None:
             check_int("ef", ef, 1, 100_000)
         check_int("fresh_below", fresh_below, 1, 2**62)
+        if cooccur_weight is not None:
+            cooccur_weight = check_weight(cooccur_weight)
         options = ServeOptions(device=device, threads=threads, variant=variant, retrieval=retrieval, ef=ef,
                                rescore=rescore, verify=verify, gpu_mem_limit=gpu_mem_limit, cuda_graphs=cuda_graphs,
-                               fresh_below=fresh_below)
+                               fresh_below=fresh_below, cooccur_weight=cooccur_weight)
         from .retrieval import BACKENDS
         from .sessions import validate_device
 

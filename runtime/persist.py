@@ -24,6 +24,7 @@ from .index_io import write_index
 from .state import EngineState
 
 _REWRITTEN = ("items/", "users/", "index/")
+"""Files `save` writes anew (the co-occurrence lists under items/ among them); the rest is copied."""
 
 
 def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
@@ -63,6 +64,12 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
         writer.write_npy(users_spec["profile"], np.ascontiguousarray(users.profiles, dtype=np.int64))
         writer.write_npy(users_spec["history_indptr"], indptr)
         writer.write_npy(users_spec["history_items"], hist)
+        if st.cooccur is not None:
+            co = st.cooccur.remapped(cat.alive)
+            spec = manifest["cooccur"]
+            writer.write_npy(spec["indices"], co.indices)
+            writer.write_npy(spec["scores"], co.scores.astype(np.float16))
+            spec["weight"] = co.weight  # an `Engine.open(cooccur_weight=...)` override is saved with the state
         index_spec = manifest.setdefault("index", {})
         for space in (st.items_index, st.text_index):
             if space.spec is None:

@@ -1,6 +1,7 @@
 """The serving pipeline: the one scoring path of recengine.
 
-    prepare (request -> rows and codes) -> user vectors -> retrieve candidates -> fuse -> finish
+    prepare (request -> rows and codes) -> user vectors (+ co-occurrence signal) -> retrieve candidates
+    (the user vector's nearest items + the items the history co-occurs with) -> fuse -> finish
 
 `serve` runs it for `Engine.recommend`/`recommend_batch`; `score_catalogue` runs the same stages with exact
 retrieval and returns full score rows over the catalogue (candidates re-scored by the fusion head and
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .cooccur import dense_signal, lookup
 from .errors import RequestError
 from .filters import build_mask
 from .requests import (
@@ -70,6 +72,8 @@ class Query:
     diversity: float = 0.0
     explain: bool = False
     fresh: float = 0.0
+    cooc: tuple[np.ndarray, np.ndarray] | None = None
+    """The history's co-occurrence signal (rows ascending, values), filled by `cooccur_signals`."""
 
 
 def _rows(vectors: list[np.ndarray]) -> np.ndarray:
@@ -171,9 +175,22 @@ def user_vectors(st: EngineState, queries: Sequence[Query]) -> None:
             q.source = "popular"
 
 
+def cooccur_signals(st: EngineState, queries: Sequence[Query]) -> None:
+    """Fill `cooc` of every query that has a user vector and a history, when the bundle blends co-occurrence
+    into its scores (`recengine.cooccur`)."""
+    co = st.cooccur
+    if co is None or co.weight <= 0:
+        return
+    alive = st.catalogue.alive
+    for q in queries:
+        if q.vector is not None and q.history.size and q.cooc is None:
+            q.cooc = co.signal(q.history, alive)
+
+
 def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False) -> dict[int, Retrieved]:
-    """Top max(cands, k) live rows per query by inner product, filters and exclusions applied. Queries
-    without a filter are retrieved as one batch. `exact` scans the whole catalogue (evaluation)."""
+    """Top max(cands, k) live rows per query by inner product, filters and exclusions applied, plus as many
+    of the items the history co-occurs with most (`_with_cooccur`). Queries without a filter are retrieved
+    as one batch. `exact` scans the whole catalogue (evaluation)."""
     cat = st.catalogue
     space = st.items_index
     matrix = cat.vectors
@@ -197,9 +214,34 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False) -
                                  q.vector[None, :].astype(np.float32), max(q.cands, q.k),  # type: ignore[index]
                                  allowed=q.allowed, exclude=[q.exclude])
     for i in with_vec:
+        c = queries[i].cooc
+        if c is not None and c[0].size:
+            out[i] = _with_cooccur(st, queries[i], out[i])
         if queries[i].fresh > 0:
             out[i] = _with_fresh(st, queries[i], out[i], exact)
     return out
+
+
+def _with_cooccur(st: EngineState, q: Query, got: Retrieved) -> Retrieved:
+    """The candidates plus the max(cands, k) items with the largest co-occurrence signal that pass the
+    filter and exclusions and are not there yet, with their retrieval scores: an item the user's latest
+    items point to is scored even when the user vector alone would not have fetched it."""
+    rows, vals = q.cooc  # type: ignore[misc]
+    ok = np.ones(rows.size, dtype=bool)
+    if q.allowed is not None:
+        ok &= q.allowed[rows]
+    if q.exclude.size:
+        ok &= ~np.isin(rows, q.exclude)
+    if got.rows.size:
+        ok &= ~np.isin(rows, got.rows)
+    rows, vals = rows[ok], vals[ok]
+    n = max(q.cands, q.k)
+    if rows.size > n:
+        rows = np.sort(rows[np.argpartition(-vals, n - 1)[:n]])
+    if rows.size == 0:
+        return got
+    scores = inner_products(q.vector[None, :].astype(np.float32), st.catalogue.vectors[rows])[0]  # type: ignore[index]
+    return Retrieved(np.concatenate([got.rows, rows]), np.concatenate([got.scores.astype(np.float32), scores]))
 
 
 def fresh_slots(q: Query) -> int:
@@ -237,11 +279,22 @@ def fusion_scores(st: EngineState, users: np.ndarray, rows: np.ndarray, scene: n
 
 def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retrieved]) -> dict[int, np.ndarray]:
     """Candidate scores per query: the fusion head's (one run over all queries, candidates padded to the
-    longest list) when the bundle uses it, else the retrieval scores."""
+    longest list) when the bundle uses it, else the retrieval scores; plus the co-occurrence blend."""
     scored = {i: r.scores.astype(np.float64) for i, r in retrieved.items()}
     todo = [i for i, r in retrieved.items() if r.rows.size]
-    if not st.use_fusion or not todo:
-        return scored
+    if st.use_fusion and todo:
+        _fusion(st, queries, retrieved, todo, scored)
+    co = st.cooccur
+    if co is not None and co.weight > 0:
+        for i, r in retrieved.items():
+            c = queries[i].cooc
+            if c is not None and r.rows.size:
+                scored[i] = scored[i] + co.weight * lookup(c[0], c[1], r.rows)
+    return scored
+
+
+def _fusion(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retrieved], todo: list[int],
+            scored: dict[int, np.ndarray]) -> None:
     width = max(retrieved[i].rows.size for i in todo)
     rows = np.zeros((len(todo), width), dtype=np.int64)
     for j, i in enumerate(todo):
@@ -252,7 +305,6 @@ def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retriev
                           _rows([queries[i].scene for i in todo]), _rows([queries[i].profile for i in todo]))
     for j, i in enumerate(todo):
         scored[i] = fused[j, : retrieved[i].rows.size].astype(np.float64)
-    return scored
 
 
 def popular(st: EngineState, q: Query) -> Retrieved:
@@ -334,6 +386,7 @@ def finish(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) -> R
 def serve(st: EngineState, queries: list[Query], counters: Counters | None = None) -> list[Recommendations]:
     """Ranked lists for prepared queries: user vectors -> candidates -> fusion -> finish."""
     user_vectors(st, queries)
+    cooccur_signals(st, queries)
     retrieved = candidates(st, queries)
     scored = fuse(st, queries, retrieved)
     out = []
@@ -355,6 +408,7 @@ def score_catalogue(st: EngineState, queries: list[Query]) -> np.ndarray:
     filtered-out and excluded rows are -inf."""
     cat = st.catalogue
     user_vectors(st, queries)
+    cooccur_signals(st, queries)
     retrieved = candidates(st, queries, exact=True)
     scored = fuse(st, queries, retrieved)
     out = np.full((len(queries), cat.n_rows), -np.inf, dtype=np.float64)
@@ -362,6 +416,11 @@ def score_catalogue(st: EngineState, queries: list[Query]) -> np.ndarray:
     if with_vec:
         base = st.items_index.exact.scores(_rows([queries[i].vector for i in with_vec]).astype(np.float32))  # type: ignore[misc]
         out[with_vec] = base
+        co = st.cooccur
+        for i in with_vec:
+            c = queries[i].cooc
+            if co is not None and c is not None:
+                out[i] += co.weight * dense_signal(c[0], c[1], cat.n_rows)
     for i, q in enumerate(queries):
         if q.vector is None:
             r = popular(st, q)
@@ -416,6 +475,7 @@ def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, ex
     seen = np.unique(np.concatenate(histories)) if exclude_seen else np.zeros(0, np.int64)
     members = [Query(scene=scenes[j], profile=st.users.profiles[r], history=histories[j], exclude=seen, k=k,
                      cands=cands, vector=vecs[j]) for j, r in enumerate(known)]
+    cooccur_signals(st, members)
     retrieved = candidates(st, members)
     union = np.unique(np.concatenate([r.rows for r in retrieved.values()]))
     out = Recommendations()
@@ -427,12 +487,17 @@ def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, ex
         member_scores = fusion_scores(st, vecs, rows, scenes, st.users.profiles[known])
     else:
         member_scores = inner_products(vecs, cat.vectors[union])
-    z = np.stack([(s - s.mean()) / (s.std() + 1e-9) for s in member_scores.astype(np.float64)])
+    member_scores = member_scores.astype(np.float64)
+    if st.cooccur is not None:
+        for j, m in enumerate(members):
+            if m.cooc is not None:
+                member_scores[j] += st.cooccur.weight * lookup(m.cooc[0], m.cooc[1], union)
+    z = np.stack([(s - s.mean()) / (s.std() + 1e-9) for s in member_scores])
     agg = {"average": z.mean(axis=0), "least_misery": z.min(axis=0), "max_pleasure": z.max(axis=0)}[strategy]
     for o in np.argsort(-agg, kind="stable")[:k]:
         out.append(Recommendation(cat.ids[int(union[o])], float(agg[o])))
     return out
 
 
-__all__ = ["Counters", "Query", "prepare", "prepare_rows", "user_vectors", "candidates", "fusion_scores", "fuse",
-           "popular", "finish", "serve", "score_catalogue", "group"]
+__all__ = ["Counters", "Query", "prepare", "prepare_rows", "user_vectors", "cooccur_signals", "candidates",
+           "fusion_scores", "fuse", "popular", "finish", "serve", "score_catalogue", "group"]

@@ -20,6 +20,7 @@ import numpy as np
 from .bundle import BundleReader, open_bundle
 from .bundle.format import MEDIA_FILES, IndexSpec, wants_augment
 from .catalogue import Catalogue
+from .cooccur import Cooccur, load_cooccur
 from .errors import BundleError
 from .hnsw_file import check_hnsw_file, read_header
 from .index_io import DeferredIndex, open_deferred, open_index
@@ -53,6 +54,9 @@ class ServeOptions:
     fresh_below: int = 5
     """An item with fewer interactions than this (every item added live starts at 0) is "fresh": what a
     request's `fresh` share of the k slots is reserved for."""
+    cooccur_weight: float | None = None
+    """Weight of the co-occurrence signal in `recommend` (`recengine.cooccur`); None: the bundle's (chosen on
+    validation by the export), 0: the user tower alone."""
 
 
 @dataclass
@@ -157,6 +161,9 @@ class EngineState:
     """BM25 over the live item texts (`search` fuses it with the text space); built at load on a background
     thread (a `Background` stands in for it until then: the first touch waits), kept current by live
     adds/removes, rebuilt by compaction. None: `search` is dense only."""
+    cooccur: Cooccur | None = None
+    """The bundle's item co-occurrence lists and blend settings (None: the bundle has none; `recommend`
+    ranks by the user tower alone)."""
 
 
 def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarray, options: ServeOptions,
@@ -321,5 +328,5 @@ def _load(reader: BundleReader, options: ServeOptions) -> EngineState:
         default_candidates=max(1, int(fusion_spec.get("n_candidates", 200) or 200)),
         pop_bucket_edges=(np.asarray(vocab["pop_bucket_edges"], dtype=np.float64)
                           if isinstance(vocab.get("pop_bucket_edges"), list) else None),
-        media=media,
+        media=media, cooccur=load_cooccur(reader, catalogue.n_rows, options.cooccur_weight),
     )
