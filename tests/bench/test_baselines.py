@@ -70,6 +70,15 @@ def test_itemknn_recovers_co_occurrence(weighting: str, shrink: float) -> None:
     assert int(np.argmax(scores)) == 1
 
 
+def test_itemknn_decay_weights_the_latest_items_most() -> None:
+    # items 0 and 1 each co-occur with one other item (0 with 2, 1 with 3); the probe took 0, then 1
+    data = from_histories([[0, 2], [0, 2], [1, 3], [1, 3], [0, 1]], n_items=4)
+    plain = make("itemknn", data, K=3, weighting="none", shrink=0.0).score(np.array([4]))[0]
+    recent = make("itemknn", data, K=3, weighting="none", shrink=0.0, decay=0.5).score(np.array([4]))[0]
+    assert plain[2] == pytest.approx(plain[3])  # order-blind: a tie
+    assert recent[3] == pytest.approx(2 * recent[2])  # item 1 (age 0) counts twice item 0 (age 1)
+
+
 def test_itemknn_similarity_hand_computed() -> None:
     from scipy import sparse
 

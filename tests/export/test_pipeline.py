@@ -211,3 +211,20 @@ def test_a_failure_mid_export_leaves_nothing(ml_tiny_dir: Path, tiny_encoder_dir
         pipeline.run_export(ml_tiny_dir, out_parent / "bundle", cfg)
     assert _leftovers(out_parent) == []
     assert fit_module is not None
+
+
+def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path):
+    """The blend the export chose on validation is the one served: the fp32 validation NDCG@10 measured after
+    the lists were written equals the chosen grid point's (same users, same engine), or the tower's own
+    when nothing was chosen (and then the bundle has no lists)."""
+    m = open_bundle(tiny_bundle).manifest
+    choice = m["metrics"]["cooccur"]
+    served = m["metrics"]["validation"]["fp32"]["ndcg@10"]
+    assert choice["grid"] and all(p["ndcg@10"] >= 0 for p in choice["grid"])
+    if choice["shrink"] is None:
+        assert "cooccur" not in m and served == pytest.approx(choice["base"], abs=1e-12)
+        return
+    assert served == pytest.approx(choice["best"], abs=1e-12) and choice["best"] > choice["base"]
+    section = m["cooccur"]
+    assert section["weight"] == pytest.approx(choice["relative_weight"] * choice["spread"])
+    assert section["decay"] == choice["decay"] and section["shrink"] == choice["shrink"]

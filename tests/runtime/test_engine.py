@@ -60,6 +60,8 @@ def arrays(lean_bundle):
         "indptr": reader.load_npy(users["history_indptr"]),
         "hist": reader.load_npy(users["history_items"]),
         "manifest": reader.manifest,
+        "cooccur_indices": reader.load_npy(reader.manifest["cooccur"]["indices"]),
+        "cooccur_scores": reader.load_npy(reader.manifest["cooccur"]["scores"]),
     }
 
 
@@ -184,12 +186,27 @@ def test_bucket_padding_leaves_encoder_outputs_unchanged(fp32, arrays):
     assert np.abs(emb[:3] - ref_emb).max() < 1e-5 and np.abs(vec[:3] - ref_vec).max() < 1e-5
 
 
+def cooccur_reference(arrays, u: int) -> np.ndarray:
+    """The co-occurrence term of user `u`'s scores as docs/bundle.md `cooccur` defines it, by plain loops:
+    weight * c(i) / max c, c(i) = sum over the last max_history items h_t of decay^(age) * sim(h_t, i)."""
+    spec = arrays["manifest"]["cooccur"]
+    idx, sim = arrays["cooccur_indices"], arrays["cooccur_scores"].astype(np.float64)
+    hist = arrays["hist"][arrays["indptr"][u] : arrays["indptr"][u + 1]][-spec["max_history"]:]
+    c = np.zeros(len(arrays["item_ids"]))
+    for age, h in enumerate(hist[::-1]):
+        for j, s in zip(idx[h], sim[h]):
+            if j >= 0:
+                c[j] += spec["decay"] ** age * s
+    return spec["weight"] * c / c.max() if c.max() > 0 else c
+
+
 def test_scores_equal_inner_products_for_fixed_users(fp32, arrays):
-    """Without fusion, exact retrieval: the served list is the top-k of u.v over unseen items."""
+    """Without fusion, exact retrieval: the served list is the top-k of u.v plus the co-occurrence term over
+    unseen items."""
     for u in range(5):
         user = arrays["user_ids"][u]
         got = fp32.recommend(user_id=user, k=10)
-        scores = arrays["vectors"] @ arrays["user_vectors"][u]
+        scores = arrays["vectors"] @ arrays["user_vectors"][u] + cooccur_reference(arrays, u)
         seen = [arrays["item_ids"].index(i) for i in seen_ids(arrays, u)]
         scores[seen] = -np.inf
         top = np.argsort(-scores, kind="stable")[:10]
@@ -215,6 +232,11 @@ def test_fusion_scores_match_the_fusion_model(fused, arrays, lean_bundle):
         scores = arrays["vectors"] @ arrays["user_vectors"][u]
         scores[[arrays["item_ids"].index(i) for i in seen_ids(arrays, u)]] = -np.inf
         cands = np.argsort(-scores, kind="stable")[:50]
+        co = cooccur_reference(arrays, u)  # the co-occurrence source adds its 50 best unseen items not there yet
+        co[[arrays["item_ids"].index(i) for i in seen_ids(arrays, u)]] = 0.0
+        co[cands] = 0.0
+        extra = np.flatnonzero(co > 0)
+        cands = np.concatenate([cands, np.sort(extra[np.argsort(-co[extra], kind="stable")[:50]])])
         (fs,) = sess.run(["scores"], {
             "user": arrays["user_vectors"][u][None].astype(np.float32),
             "items": arrays["vectors"][cands][None].astype(np.float32),
@@ -223,9 +245,10 @@ def test_fusion_scores_match_the_fusion_model(fused, arrays, lean_bundle):
             "scene": np.zeros((1, dims["scene_slots"]), np.int64),
             "profile": reader.load_npy(manifest["users"]["profile"])[u][None].astype(np.int64),
         })
-        order = np.argsort(-fs[0], kind="stable")[:10]
+        blended = fs[0] + cooccur_reference(arrays, u)[cands]
+        order = np.argsort(-blended, kind="stable")[:10]
         assert [r.item_id for r in got] == [arrays["item_ids"][i] for i in cands[order]]
-        assert np.allclose([r.score for r in got], fs[0][order], atol=1e-4)
+        assert np.allclose([r.score for r in got], blended[order], atol=1e-4)
 
 
 def test_fused_batch_equals_single(fused, arrays):

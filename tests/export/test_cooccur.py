@@ -1,0 +1,105 @@
+"""The export's co-occurrence lists (`recengine.export.cooccur`): against a dense reference, chunked or not;
+the validation search; the lists of an exported bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+
+from recengine.export import cooccur  # noqa: E402
+from recengine.export.config import CooccurConfig  # noqa: E402
+
+
+def dense_reference(users, items, n_users, n_items, k, shrink):
+    """BM25 (K1 1.2, B 0.75, as implicit's bm25_weight on the item x user matrix) + shrunk cosine, by loops."""
+    x = np.zeros((n_items, n_users))
+    x[items, users] = 1.0
+    idf = np.maximum(np.log(n_items) - np.log1p((x > 0).sum(axis=0)), 0.0)
+    length = x.sum(axis=1)
+    norm = 0.25 + 0.75 * length / length.mean()
+    w = np.where(x > 0, 2.2 / (1.2 * norm[:, None] + 1.0) * idf[None, :], 0.0)
+    norms = np.linalg.norm(w, axis=1)
+    sim = (w @ w.T) / (np.outer(norms, norms) + shrink + 1e-12)
+    np.fill_diagonal(sim, 0.0)
+    idx = np.full((n_items, k), -1)
+    sc = np.zeros((n_items, k))
+    for i in range(n_items):
+        order = [j for j in np.lexsort((np.arange(n_items), -sim[i])) if sim[i, j] > 0][:k]
+        idx[i, : len(order)] = order
+        sc[i, : len(order)] = sim[i, order]
+    return idx, sc
+
+
+@pytest.fixture(scope="module")
+def interactions():
+    rng = np.random.default_rng(3)
+    n_users, n_items = 60, 40
+    pop = rng.pareto(1.2, n_items) + 0.05
+    users, items = [], []
+    for u in range(n_users):
+        chosen = rng.choice(n_items, size=rng.integers(2, 12), replace=False, p=pop / pop.sum())
+        users += [u] * len(chosen)
+        items += chosen.tolist()
+    users.append(0)  # a duplicate event counts once
+    items.append(items[0])
+    return np.array(users), np.array(items), n_users, n_items
+
+
+@pytest.mark.parametrize("budget", [10**9, 50])
+def test_neighbours_match_the_dense_reference(interactions, monkeypatch, budget):
+    monkeypatch.setattr(cooccur, "PAIR_BUDGET", budget)  # 50: many small chunks
+    users, items, n_users, n_items = interactions
+    got = cooccur.item_neighbours(users, items, n_users, n_items, k=5, shrinks=(0.0, 10.0))
+    for shrink in (0.0, 10.0):
+        idx, sc = got[shrink]
+        ref_idx, ref_sc = dense_reference(users, items, n_users, n_items, 5, shrink)
+        assert idx.dtype == np.int32 and sc.dtype == np.float32
+        assert np.allclose(sc, ref_sc, atol=1e-5)
+        # equal scores may be listed in either order: compare the sets of each score level
+        for i in range(n_items):
+            for level in np.unique(ref_sc[i][ref_sc[i] > 0]):
+                assert set(idx[i][np.isclose(sc[i], level, atol=1e-6)]) == \
+                    set(ref_idx[i][np.isclose(ref_sc[i], level, atol=1e-6)])
+
+
+def test_items_without_interactions_get_empty_lists():
+    idx, sc = cooccur.item_neighbours(np.array([0, 0, 1]), np.array([0, 1, 1]), 2, 4, k=3, shrinks=(1.0,))[1.0]
+    assert idx[2].tolist() == [-1, -1, -1] and idx[3].tolist() == [-1, -1, -1]
+    assert idx[0, 0] == 1 and idx[1, 0] == 0 and sc[0, 0] > 0
+
+
+def test_score_spread_is_the_median_gap_to_the_100th():
+    rows = np.stack([np.r_[np.arange(200.0), -np.inf], np.r_[2 * np.arange(200.0), -np.inf]])
+    assert cooccur.score_spread(rows) == pytest.approx((99 + 198) / 2)
+    assert cooccur.score_spread(np.zeros((2, 10))) == 1.0  # too few items: unit scale
+
+
+def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean_bundle):
+    from recengine import Engine
+
+    engine = Engine.open(lean_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact")
+    n = engine.n_items
+    idx = np.full((n, 2), -1, np.int32)
+    lists = {1.0: (idx, np.zeros((n, 2), np.float32)), 5.0: (idx, np.zeros((n, 2), np.float32))}
+    cfg = CooccurConfig(shrinks=(1.0, 5.0), decays=(1.0, 0.5), weights=(1.0, 2.0, 4.0))
+
+    def peaked(e):  # best at decay 0.5 and the largest weight (spread 2: absolute weight 8)
+        c = e._state.cooccur
+        if c is None:
+            return {"ndcg@10": 0.1}
+        return {"ndcg@10": 0.2 + 0.01 * (c.decay == 0.5) + 0.001 * c.weight}
+
+    base_state = engine._state
+    engine._state = dataclasses.replace(base_state, cooccur=None)
+    got = cooccur.choose(engine, lists, cfg, peaked, spread=2.0)
+    assert got.chosen and got.decay == 0.5 and got.relative_weight == 4.0 and got.base == 0.1
+    assert len(got.grid) == 4 + 2  # 2 shrinks x 2 decays at the middle weight, then the 2 other weights
+    assert all(p["relative_weight"] == 2.0 for p in got.grid[:4])
+
+    got = cooccur.choose(engine, lists, cfg, lambda e: {"ndcg@10": 0.1 if e._state.cooccur is None else 0.09},
+                         spread=2.0)
+    assert not got.chosen and got.best is None and got.base == 0.1

@@ -1,0 +1,187 @@
+"""The co-occurrence signal (`recengine.cooccur`): hand-made cases, its place in the serving pipeline, and
+hostile `cooccur` sections."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recengine.bundle import open_bundle
+from recengine.cooccur import Cooccur, dense_signal, lookup
+from recengine.errors import BundleError, RequestError
+from recengine.requests import RowQuery
+
+
+def lists(rows: list[list[tuple[int, float]]], k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.full((len(rows), k), -1, np.int32)
+    sc = np.zeros((len(rows), k), np.float32)
+    for r, pairs in enumerate(rows):
+        for j, (i, s) in enumerate(pairs):
+            idx[r, j], sc[r, j] = i, s
+    return idx, sc
+
+
+# 5 items; 0 -> {1: .5, 2: .2}, 1 -> {2: .4}, 2 -> {}, 3 -> {4: .9, 0: .1}; row 4 has no list (added later)
+IDX, SC = lists([[(1, 0.5), (2, 0.2)], [(2, 0.4)], [], [(4, 0.9), (0, 0.1)]])
+
+
+def co(decay: float = 0.5, weight: float = 2.0, max_history: int = 10) -> Cooccur:
+    return Cooccur(indices=IDX, scores=SC, weight=weight, decay=decay, max_history=max_history)
+
+
+def test_signal_is_recency_weighted_and_normalised():
+    alive = np.ones(5, bool)
+    rows, vals = co(decay=0.5).signal(np.array([3, 0, 1]), alive)  # 1 is the latest (age 0), 3 the oldest (age 2)
+    want = np.zeros(5)
+    want[[1, 2]] += [0.5 * 0.5, 0.2 * 0.5]  # item 0 at age 1
+    want[2] += 0.4  # item 1 at age 0
+    want[[4, 0]] += [0.9 * 0.25, 0.1 * 0.25]  # item 3 at age 2
+    want /= want.max()
+    assert rows.tolist() == [0, 1, 2, 4]
+    assert np.allclose(dense_signal(rows, vals, 5), want)
+
+
+def test_signal_skips_dead_and_listless_rows_and_keeps_their_age():
+    alive = np.array([True, True, False, True, True])
+    rows, vals = co(decay=0.5).signal(np.array([0, 4]), alive)  # 4 (latest) has no list but still ages 0
+    assert rows.tolist() == [1]  # item 2 is dead
+    assert np.allclose(vals, [1.0])
+    empty = co().signal(np.array([2, 4]), alive)
+    assert empty[0].size == 0 and empty[1].size == 0
+
+
+def test_signal_reads_only_the_last_max_history_items():
+    rows, _ = co(max_history=1).signal(np.array([3, 1]), np.ones(5, bool))
+    assert rows.tolist() == [2]
+
+
+def test_lookup_and_dense_agree():
+    rows, vals = np.array([1, 4, 7]), np.array([0.2, 1.0, 0.5])
+    wanted = np.array([0, 1, 7, 9, 4])
+    assert lookup(rows, vals, wanted).tolist() == [0.0, 0.2, 0.5, 0.0, 1.0]
+    assert np.allclose(dense_signal(rows, vals, 10)[wanted], lookup(rows, vals, wanted))
+    assert lookup(np.zeros(0, np.int64), np.zeros(0), wanted).tolist() == [0.0] * 5
+
+
+def test_remapped_drops_dead_rows_and_neighbours():
+    alive = np.array([True, False, True, True, True, True])  # row 1 removed, row 5 added live
+    out = co().remapped(alive)
+    # old rows 0, 2, 3 keep lists (new rows 0, 1, 2); neighbours renamed: 2 -> 1, 4 -> 3, 0 -> 0; 1 dropped
+    assert out.indices.tolist() == [[1, -1, -1], [-1, -1, -1], [3, 0, -1]]
+    assert np.allclose(out.scores, [[0.2, 0, 0], [0, 0, 0], [0.9, 0.1, 0]])
+
+
+# ----------------------------------------------------------------------------- in the engine
+@pytest.fixture(scope="module")
+def engines(lean_bundle):
+    from recengine import Engine
+
+    kw = dict(device="cpu", threads=1, variant="fp32", retrieval="exact", rescore=False)
+    return Engine.open(lean_bundle, **kw), Engine.open(lean_bundle, cooccur_weight=0.0, **kw)
+
+
+def test_the_blend_changes_lists_and_weight_zero_is_the_tower(engines, lean_bundle):
+    blended, tower = engines
+    users = blended.user_ids()[:8]
+    changed = 0
+    for u in users:
+        a = [r.item_id for r in blended.recommend(user_id=u, k=10)]
+        b = [r.item_id for r in tower.recommend(user_id=u, k=10)]
+        changed += a != b
+    assert changed > 0
+    reader = open_bundle(lean_bundle)
+    vectors = reader.load_npy(reader.manifest["items"]["vectors"])
+    uv = reader.load_npy(reader.manifest["users"]["vectors"])
+    got = tower.recommend(user_id=users[0], k=5, exclude_seen=False)
+    assert [r.item_id for r in got] == [tower.item_ids()[i] for i in np.argsort(-(vectors @ uv[0]), kind="stable")[:5]]
+
+
+def test_serve_and_score_catalogue_rank_alike(engines):
+    """The one scoring path: `recommend(history=...)` lists the top of `score_catalogue`'s row."""
+    blended, _ = engines
+    ids = blended.item_ids()
+    for start in (0, 30, 60):
+        hist = ids[start:start + 6]
+        got = [r.item_id for r in blended.recommend(history=hist, k=10)]
+        rows = [ids.index(i) for i in hist]
+        q = RowQuery(history=np.array(rows), scene=np.zeros(blended.scene_slots, np.int64),
+                     profile=np.zeros(len(blended.user_profiles(np.array([0]))[0]), np.int64),
+                     exclude=np.array(rows))
+        row = blended.score_catalogue([q])[0]
+        assert got == [ids[i] for i in np.argsort(-row, kind="stable")[:10]]
+
+
+def test_cooccur_weight_is_checked():
+    from recengine import Engine
+
+    for bad in (-1.0, float("nan"), "1", True):
+        with pytest.raises(RequestError, match="cooccur_weight"):
+            Engine.open("/nonexistent", cooccur_weight=bad)
+
+
+def test_save_compaction_and_live_items_keep_the_lists_consistent(lean_bundle, tmp_path):
+    from recengine import Engine
+
+    engine = Engine.open(lean_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact")
+    ids = engine.item_ids()
+    engine.add_items([{"item_id": "fresh-1", "title": "A new thing", "genres": "Drama"}])
+    user = engine.user_ids()[0]
+    engine.update_user(user, ["fresh-1"])  # a history item without a list: no error, no signal from it
+    engine.remove_items([ids[1], ids[2]])
+    before = [r.item_id for r in engine.recommend(user_id=user, k=10)]
+    assert ids[1] not in before and ids[2] not in before
+    saved = engine.save(tmp_path / "saved")
+    again = Engine.open(saved, device="cpu", threads=1, variant="fp32", retrieval="exact")
+    m = again.manifest["cooccur"]
+    reader = open_bundle(saved)
+    idx = reader.load_npy(m["indices"])
+    assert idx.shape[0] == len(ids) - 2  # the live rows that had lists; the added item has none
+    assert idx.max() < again.n_items and idx.min() >= -1
+    assert [r.item_id for r in again.recommend(user_id=user, k=10)] == before
+
+
+# ----------------------------------------------------------------------------- hostile sections
+def edited(src: Path, dst: Path, change) -> Path:
+    shutil.copytree(src, dst)
+    path = dst / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest, dst)
+    path.write_text(json.dumps(manifest))
+    return dst
+
+
+def _set(key, value):
+    def change(m, root):
+        m["cooccur"][key] = value
+    return change
+
+
+def _array(key, array):
+    def change(m, root):
+        np.save(root / m["cooccur"][key], array)
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set("weight", -1), "cooccur.weight"),
+    (_set("decay", 1.5), "cooccur.decay"),
+    (_set("max_history", 0), "cooccur.max_history"),
+    (_set("indices", 7), "cooccur.indices"),
+    (lambda m, root: m.__setitem__("cooccur", []), "cooccur must be an object"),
+    (_array("indices", np.full((3, 8), 10_000, np.int32)), "shape|outside"),
+    (_array("indices", np.full((160, 8), 10_000, np.int32)), "outside"),
+    (_array("scores", np.full((160, 8), -1.0, np.float32)), "negative"),
+    (_array("scores", np.full((160, 8), np.nan, np.float32)), "non-finite"),
+    (_array("indices", np.zeros((161, 8), np.int32)), "shape"),
+    (_array("indices", np.zeros((160, 8), np.float32)), "integers"),
+])
+def test_hostile_cooccur_sections_are_refused(lean_bundle, tmp_path, change, message):
+    from recengine import Engine
+
+    bad = edited(lean_bundle, tmp_path / "bad", change)
+    with pytest.raises(BundleError, match=message):
+        Engine.open(bad, device="cpu", verify=False)
