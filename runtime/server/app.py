@@ -289,7 +289,7 @@ def load_engine(config: ServerConfig) -> Any:
     from ..engine import Engine
 
     engine = Engine.open(config.bundle, device=config.device, threads=config.threads,
-                         fresh_below=config.fresh_below)
+                         fresh_below=config.fresh_below, cooccur_weight=config.cooccur_weight)
     engine.warmup()
     return engine
 

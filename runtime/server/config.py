@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cooccur import check_weight
 from ..errors import RequestError
 
 # Request caps. They are module constants (not per-server settings) because they are also written into
@@ -65,6 +66,7 @@ class ServerConfig:
     The event loop and the pool threads hand the GIL back and forth on every request; with the default
     5 ms a thread that wants it can wait that long behind a busy one, which shows up directly in p99.
     fresh_below: items with fewer interactions count as fresh for a request's `fresh` share (Engine.open).
+    cooccur_weight: weight of the item co-occurrence signal (Engine.open; None: the bundle's).
     watch: a pointer file naming the bundle to serve, polled every `watch_interval_s` s by every worker
     (see `recengine.server.watch`): how a fleet of replicas and workers moves to a new bundle.
     """
@@ -81,6 +83,7 @@ class ServerConfig:
     graceful_timeout_s: float = 30.0
     switch_interval_s: float | None = 0.0005
     fresh_below: int = 5
+    cooccur_weight: float | None = None
     watch: str | None = None
     watch_interval_s: float = 10.0
     access_log: bool = False
@@ -107,6 +110,8 @@ class ServerConfig:
             raise RequestError(f"switch interval must be between 1e-6 and 1 s, got {self.switch_interval_s}")
         if not (1 <= self.fresh_below <= 2**62):
             raise RequestError(f"fresh_below must be between 1 and 2**62, got {self.fresh_below}")
+        if self.cooccur_weight is not None:
+            check_weight(self.cooccur_weight)
         if not (0.05 <= self.watch_interval_s <= 86400):
             raise RequestError(f"watch interval must be between 0.05 s and a day, got {self.watch_interval_s}")
         if self.graceful_timeout_s <= 0:

@@ -180,3 +180,14 @@ def test_lone_surrogates_are_refused_as_invalid_json(client: Any, path: str, raw
 def test_undecodable_path_bytes_are_just_unknown_ids(client: Any) -> None:
     _error(client.get("/items/%ff%fe/similar"), 404, "not_found")
     assert client.post("/recommend", json={"k": 1}).status_code == 200
+
+
+def test_server_config_checks_the_cooccur_weight(bundle_copy) -> None:
+    from recengine.errors import RequestError
+    from recengine.server import ServerConfig
+    from recengine.server.app import load_engine
+
+    with pytest.raises(RequestError, match="cooccur_weight"):
+        ServerConfig(bundle=str(bundle_copy), cooccur_weight=-0.5)
+    engine = load_engine(ServerConfig(bundle=str(bundle_copy), device="cpu", cooccur_weight=0.0))
+    assert engine._state.cooccur is None or engine._state.cooccur.weight == 0.0
