@@ -94,18 +94,21 @@ def torch_scorer(fitted: Any, qs: QuerySet) -> RowScoreFn:
 
 
 def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0,
-                cold_items: np.ndarray | None = None, fresh: float = 0.0, k: int = 10) -> RowScoreFn:
+                cold_items: np.ndarray | None = None, fresh: float = 0.0, k: int = 10,
+                cooccur_weight: float | None = None) -> RowScoreFn:
     """Row scores of a bundle's ONNX `variant` as served, through `recengine.Engine.score_catalogue` (the
     serving pipeline with exact retrieval: the same code as `Engine.recommend`).
 
     As served: catalogue items keep their stored vectors; `cold_items` (rows nobody interacted with in
     training: the cold items of the cold protocol) are what a live system adds later, through this
     variant's encoder, so a quantised variant re-encodes them (`Engine.reencode_items`). `fresh`/`k`: the
-    fresh-item policy (`recommend(..., fresh=)`) over the first k slots."""
+    fresh-item policy (`recommend(..., fresh=)`) over the first k slots. `cooccur_weight`: override the
+    bundle's co-occurrence weight (0: the user tower alone)."""
+    from recengine.engine import Engine
     from recengine.evaluation import engine_row_scorer
-    from recengine.export.validation import open_variant
 
-    engine = open_variant(bundle, variant, threads)
+    engine = Engine.open(bundle, device="cpu", threads=threads or None, variant=variant, retrieval="exact",
+                         cooccur_weight=cooccur_weight)
     if variant != "fp32" and cold_items is not None and len(cold_items):
         ids = engine.item_ids()
         engine.reencode_items([ids[int(r)] for r in cold_items])
@@ -139,6 +142,8 @@ class RecengineRunner:
     quiet: bool = False
     adapted: dict[str, Any] = field(default_factory=dict)
     """Per fit tag ("main", "cold"): what `recengine.export.adapt` decided (`Adapted.to_manifest()`)."""
+    cooccur: dict[str, Any] = field(default_factory=dict)
+    """Per fit tag: the co-occurrence `Choice` its bundle serves (`recengine.export.cooccur`)."""
 
     def source(self) -> Any:
         from recengine.export.align import resolve_source
@@ -157,8 +162,8 @@ class RecengineRunner:
         early-stopped epoch count (`recengine.export.fit.refit`)."""
         from recengine.bundle import BundleWriter
         from recengine.export.adapt import adapt_to_data
-        from recengine.export.fit import fit, refit
-        from recengine.export.pipeline import export_models_and_arrays
+        from recengine.export.fit import fit, refit, train_valid_split
+        from recengine.export.pipeline import add_cooccur, export_models_and_arrays
         from recengine.progress import Progress
 
         seconds: dict[str, float] = {}
@@ -179,10 +184,19 @@ class RecengineRunner:
             out = self.workdir / f"bundle-{tag}"
             cfg = config
             with BundleWriter(out, force=True) as w:
-                manifest = export_models_and_arrays(w, self.dataset, fitted, cfg, dict(fitted.timings), progress)
+                timings = dict(fitted.timings)
+                manifest = export_models_and_arrays(w, self.dataset, fitted, cfg, timings, progress)
                 manifest["metrics"]["training"] = {k: float(v) for k, v in fitted.metrics.items()}
-                manifest["timings"] = {k: round(float(v), 3) for k, v in fitted.timings.items()}
                 manifest["adapt"] = self.adapted[tag]
+                # the export's co-occurrence stage; the cold fit (refitted on every warm event) reuses the
+                # settings the main fit chose on clean validation, with lists over every warm event
+                fixed = self.cooccur.get("main") if refit_all else None
+                events = train_valid_split(split, include_test=True).train if refit_all else None
+                _, choice = add_cooccur(w, w.preview(manifest), manifest, self.dataset, split, cfg, progress,
+                                        timings, fixed=fixed, events=events)
+                if choice is not None:
+                    self.cooccur[tag] = choice
+                manifest["timings"] = {k: round(float(v), 3) for k, v in timings.items()}
                 bundle = w.commit(manifest)
             seconds["export"] = time.perf_counter() - t
         return RecengineFit(fitted, bundle, seconds)
@@ -199,6 +213,9 @@ class RecengineRunner:
                 if variant == "fp32":  # the fresh-item policy as a host would switch it on: 4 of 20 slots
                     out["recengine_fp32_fresh"] = (lambda c=cold: onnx_scorer(bundle, "fp32", qs, threads, c,
                                                                              fresh=FRESH_SHARE, k=FRESH_K))
+                    if (bundle / "items" / "cooccur_indices.npy").exists():  # what the co-occurrence blend adds
+                        out["recengine_fp32_tower"] = (lambda c=cold: onnx_scorer(bundle, "fp32", qs, threads, c,
+                                                                                 cooccur_weight=0.0))
         return out
 
 

@@ -15,6 +15,8 @@ reader and `Engine.open`:
 - users: as many synthetic users as keep the real users-per-item ratio; history lengths drawn from the
   real ones, items drawn with replacement in proportion to the parent's real popularity (+0.5), duplicates
   dropped; stored user vectors computed by the bundle's own user-tower ONNX model (fp32 when present);
+- co-occurrence lists (when the source has them): each synthetic item gets its parent's list, so the
+  co-occurrence stage of `recommend` costs what it costs on real items;
 - popularity and `pop_bucket` recomputed from all histories with the bundle's bucket edges;
 - both HNSW indexes built by `HnswBackend.build` on all cores and stored by `write_index`; `ef_search` in
   the manifest is the smallest of `efs` whose recall@k against exact search reaches `min_recall`
@@ -274,6 +276,13 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
             rel = users_out.setdefault(key, default)
             value = user_values[key]
             writer.write_npy(rel, value) if isinstance(value, np.ndarray) else writer.write_json(rel, value)
+        if src.get("cooccur"):  # a synthetic item reads its parent's list: the request-time cost of a real one
+            co_spec = manifest["cooccur"]
+            for key in ("indices", "scores"):
+                real = reader.load_npy(src["cooccur"][key])
+                # lists cover the first rows only: synthetic rows get theirs when every real row has one
+                grown = np.concatenate([real, real[parents]]) if real.shape[0] == n_real else real
+                writer.write_npy(co_spec[key], grown)
         timings["write_arrays"] = time.perf_counter() - clock
 
         matrices = {"vectors": vectors, "text_embeddings": text_embeddings}

@@ -142,10 +142,16 @@ def choose(engine: Any, lists: dict[float, tuple[np.ndarray, np.ndarray]], cfg: 
     return choice
 
 
-def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any) -> tuple[dict[str, Any] | None, Choice]:
-    """Learn the lists from `split.train`, choose the settings on validation with the bundle `bundle` (sealed
-    by `writer.preview`, served in fp32 as the export's validation serves it), and write the chosen lists
-    into the bundle being written. Returns (the manifest's `cooccur` section or None, what was measured)."""
+def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fixed: Choice | None = None,
+                events: Any = None) -> tuple[dict[str, Any] | None, Choice]:
+    """Learn the lists from `events` (default `split.train`), choose the settings on `split`'s validation with
+    the bundle `bundle` (sealed by `writer.preview`, served in fp32 as the export's validation serves it), and
+    write the chosen lists into the bundle being written. Returns (the manifest's `cooccur` section or None,
+    what was measured).
+
+    `fixed`: settings chosen before (the bench's cold-item fit reuses those its main fit chose on clean
+    validation, since its own models were refitted on the validation events); only the weight scale (the
+    spread of this bundle's scores) is measured again."""
     from recengine.cooccur import FILES
     from recengine.evaluation import csr_rows, engine_row_scorer, histories, make_queries
 
@@ -153,8 +159,11 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any) ->
     from .validation import check_same_data, evaluate_engine_sample, open_variant
 
     co = cfg.cooccur
-    lists = item_neighbours(split.train.user, split.train.item, split.n_users, split.n_items, co.k,
-                            tuple(dict.fromkeys(float(s) for s in co.shrinks)))
+    if fixed is not None and not fixed.chosen:
+        return None, fixed
+    events = split.train if events is None else events
+    shrinks = (float(fixed.shrink),) if fixed is not None else tuple(dict.fromkeys(float(s) for s in co.shrinks))  # type: ignore[arg-type]
+    lists = item_neighbours(events.user, events.item, split.n_users, split.n_items, co.k, shrinks)
     engine = open_variant(bundle, "fp32")
     check_same_data(engine, dataset)
     scenes = engine.encode_scenes(split.valid.context, len(split.valid))
@@ -167,7 +176,11 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any) ->
     scorer = engine_row_scorer(engine, csr_rows(indptr, indices, q.users), np.asarray(scenes)[q.scene_rows],
                                engine.user_profiles(q.users), [q.excluded(i) for i in range(len(q.users))])
     spread = score_spread(scorer(np.arange(len(q.users))))
-    choice = choose(engine, lists, co, evaluate, spread)
+    if fixed is None:
+        choice = choose(engine, lists, co, evaluate, spread)
+    else:
+        choice = dataclasses.replace(fixed, spread=spread, grid=[], base=float(evaluate(engine)["ndcg@10"]),
+                                     best=None)
     if not choice.chosen:
         return None, choice
     idx, sc = lists[choice.shrink]  # type: ignore[index]

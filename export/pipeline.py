@@ -118,21 +118,7 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         from .validation import evaluate_bundle
 
         written = w.preview(manifest)  # sealed in place: measured through the real reader and engine
-        if cfg.cooccur.enabled:
-            from .cooccur import fit_cooccur
-
-            t = time.perf_counter()
-            progress.message("co-occurrence lists; choosing their blend on validation")
-            section, choice = fit_cooccur(w, written, dataset, split, cfg)
-            manifest["metrics"]["cooccur"] = choice.to_manifest()
-            if section is not None:
-                manifest["cooccur"] = section
-                written = w.preview(manifest)
-            progress.message(f"co-occurrence: validation NDCG@10 {choice.base:.4f} -> "
-                             + (f"{choice.best:.4f} (shrink {choice.shrink:g}, decay {choice.decay:g}, weight "
-                                f"{choice.relative_weight:g} x spread {choice.spread:.3g})" if choice.chosen
-                                else "no gain: not used"))
-            timings["cooccur"] = time.perf_counter() - t
+        written, _ = add_cooccur(w, written, manifest, dataset, split, cfg, progress, timings)
         validation: dict[str, dict[str, float]] = {}
         reencoded: dict[str, dict[str, float]] = {}
         for variant in cfg.variants:
@@ -156,6 +142,34 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         path = w.commit(manifest)
     progress.message(f"bundle written to {path}")
     return path
+
+
+def add_cooccur(w: BundleWriter, written: Path, manifest: dict[str, Any], dataset: Any, split: Any,
+                cfg: ExportConfig, progress: Progress, timings: dict[str, float], fixed: Any = None,
+                events: Any = None) -> tuple[Path, Any]:
+    """The co-occurrence stage (`recengine.export.cooccur.fit_cooccur`) on the bundle `w` has sealed at
+    `written`: records `metrics.cooccur`, adds the `cooccur` section when the lists are kept and seals again.
+    Returns (the sealed bundle, the `Choice`; None when `cooccur.enabled` is off). Shared by `run_export`
+    and the quality bench's recengine fits, so both serve what the other measures."""
+    if not cfg.cooccur.enabled:
+        return written, None
+    from .cooccur import fit_cooccur
+
+    t = time.perf_counter()
+    progress.message("co-occurrence lists; choosing their blend on validation" if fixed is None
+                     else "co-occurrence lists (settings given)")
+    section, choice = fit_cooccur(w, written, dataset, split, cfg, fixed=fixed, events=events)
+    manifest["metrics"]["cooccur"] = choice.to_manifest()
+    if section is not None:
+        manifest["cooccur"] = section
+        written = w.preview(manifest)
+    best = f"{choice.best:.4f} " if choice.best is not None else ""
+    progress.message(f"co-occurrence: validation NDCG@10 {choice.base:.4f} -> "
+                     + (f"{best}(shrink {choice.shrink:g}, decay {choice.decay:g}, weight "
+                        f"{choice.relative_weight:g} x spread {choice.spread:.3g})" if choice.chosen
+                        else "no gain: not used"))
+    timings["cooccur"] = time.perf_counter() - t
+    return written, choice
 
 
 def drop_untargeted_variants(root: Path, manifest: dict[str, Any], cfg: ExportConfig) -> list[str]:
@@ -285,5 +299,5 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     }
 
 
-__all__ = ["run_export", "check_pipeline_parity", "drop_untargeted_variants", "StageTimings"]
+__all__ = ["run_export", "add_cooccur", "check_pipeline_parity", "drop_untargeted_variants", "StageTimings"]
 
