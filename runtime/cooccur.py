@@ -33,6 +33,11 @@ from .errors import BundleError, RequestError
 
 FILES = {"indices": "items/cooccur_indices.npy", "scores": "items/cooccur_scores.npy"}
 """`manifest.cooccur.<key>` -> default path."""
+NEGLIGIBLE = 1e-4
+"""History items weighing less than this (decay^age) are not read: they cannot move a ranking."""
+DENSE_RATIO = 64
+"""Sum densely over the catalogue when it has at most this many rows per neighbour entry read."""
+_EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float64))
 
 
 @dataclass(frozen=True)
@@ -53,25 +58,45 @@ class Cooccur:
 
     def signal(self, history: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows sorted ascending, values in (0, 1]) of the live items the history co-occurs with; empty when
-        nothing does. Recency counts every history item, also those without neighbour lists."""
-        h = np.asarray(history, dtype=np.int64)[-self.max_history:]
+        nothing does. Recency counts every history item, also those without neighbour lists; items whose
+        weight decay^age is below `NEGLIGIBLE` are not read (with decay 0.4, only the latest 11)."""
+        h = np.asarray(history, dtype=np.int64)[-self.reach:]
         age = np.arange(h.size - 1, -1, -1, dtype=np.float64)
         known = (h >= 0) & (h < self.n)
         h, age = h[known], age[known]
         if h.size == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        idx = self.indices[h].ravel().astype(np.int64)
-        val = (self.scores[h].astype(np.float64) * (self.decay ** age)[:, None]).ravel()
-        ok = (idx >= 0) & (val > 0)
+            return _EMPTY
+        idx = self.indices[h].ravel()
+        val = (self.scores[h] * (self.decay ** age)[:, None].astype(np.float32)).ravel()
+        ok = idx >= 0
         idx, val = idx[ok], val[ok]
-        ok = alive[idx]
-        idx, val = idx[ok], val[ok]
-        if idx.size == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        rows, inverse = np.unique(idx, return_inverse=True)
-        sums = np.bincount(inverse, weights=val, minlength=rows.size)
+        n_rows = alive.shape[0]
+        if idx.size * DENSE_RATIO >= n_rows:  # small catalogue: a dense sum is cheaper than sorting
+            dense = np.bincount(idx, weights=val, minlength=n_rows)
+            dense[~alive] = 0.0
+            rows = np.flatnonzero(dense > 0)
+            sums = dense[rows]
+        else:
+            idx = idx.astype(np.int64)
+            keep = alive[idx] & (val > 0)
+            idx, val = idx[keep], val[keep]
+            if idx.size == 0:
+                return _EMPTY
+            rows, inverse = np.unique(idx, return_inverse=True)
+            sums = np.bincount(inverse, weights=val, minlength=rows.size)
+        if rows.size == 0:
+            return _EMPTY
         top = sums.max()
         return rows, sums / top if top > 0 else sums
+
+    @property
+    def reach(self) -> int:
+        """History items the signal reads: `max_history`, fewer when older ones weigh under `NEGLIGIBLE`."""
+        if self.decay >= 1.0:
+            return self.max_history
+        if self.decay <= 0.0:
+            return 1
+        return int(min(self.max_history, 1 + np.floor(np.log(NEGLIGIBLE) / np.log(self.decay))))
 
     def remapped(self, alive: np.ndarray) -> Cooccur:
         """The lists for a catalogue renumbered to its live rows (`alive[old row]`; live rows keep their

@@ -227,13 +227,12 @@ def _with_cooccur(st: EngineState, q: Query, got: Retrieved) -> Retrieved:
     filter and exclusions and are not there yet, with their retrieval scores: an item the user's latest
     items point to is scored even when the user vector alone would not have fetched it."""
     rows, vals = q.cooc  # type: ignore[misc]
-    ok = np.ones(rows.size, dtype=bool)
+    taken = np.zeros(st.catalogue.n_rows, dtype=bool)
+    taken[q.exclude] = True
+    taken[got.rows] = True
+    ok = ~taken[rows]
     if q.allowed is not None:
         ok &= q.allowed[rows]
-    if q.exclude.size:
-        ok &= ~np.isin(rows, q.exclude)
-    if got.rows.size:
-        ok &= ~np.isin(rows, got.rows)
     rows, vals = rows[ok], vals[ok]
     n = max(q.cands, q.k)
     if rows.size > n:

@@ -185,3 +185,27 @@ def test_hostile_cooccur_sections_are_refused(lean_bundle, tmp_path, change, mes
     bad = edited(lean_bundle, tmp_path / "bad", change)
     with pytest.raises(BundleError, match=message):
         Engine.open(bad, device="cpu", verify=False)
+
+
+def test_reach_skips_only_negligible_history_items():
+    from recengine.cooccur import NEGLIGIBLE
+
+    assert co(decay=1.0, max_history=7).reach == 7
+    c = co(decay=0.4, max_history=200)
+    assert 0.4 ** (c.reach - 1) >= NEGLIGIBLE > 0.4 ** c.reach
+    long = np.array([3] * 40 + [0])  # item 3 forty times long ago, item 0 last
+    rows, _ = c.signal(long, np.ones(5, bool))
+    assert 4 in rows.tolist()  # the latest items that still weigh are read
+    far = np.array([3] + [2] * c.reach)  # item 3 just out of reach: nothing of its list
+    assert co(decay=0.4, max_history=200).signal(far, np.ones(5, bool))[0].size == 0
+
+
+def test_dense_and_sparse_sums_agree(monkeypatch):
+    import recengine.cooccur as module
+
+    hist, alive = np.array([3, 0, 1]), np.array([True, True, True, False, True])
+    monkeypatch.setattr(module, "DENSE_RATIO", 10**6)
+    dense = co().signal(hist, alive)
+    monkeypatch.setattr(module, "DENSE_RATIO", 0)
+    sparse = co().signal(hist, alive)
+    assert dense[0].tolist() == sparse[0].tolist() and np.allclose(dense[1], sparse[1])
