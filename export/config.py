@@ -162,6 +162,9 @@ class CooccurConfig:
     (best minus 100th best) over the validation users, so the grid means the same for every model scale."""
     max_history: int = 200
     """Latest history items the signal reads at serving time."""
+    text_standin: bool = True
+    """Give items without a list (new, or nobody interacted with them) a stand-in signal from their text
+    similarity to the history (`text_map`, aligned on warm items), so the blend does not push them out."""
 
 
 @dataclass

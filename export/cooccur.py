@@ -23,6 +23,8 @@ PAIR_BUDGET = 20_000_000
 """Most item pairs one chunk of the similarity product holds (~0.5 GB of COO arrays at the peak)."""
 SPREAD_USERS = 500
 """Validation users whose score spread sets the weight scale."""
+TEXT_MAP_ITEMS = 2000
+"""Warm items whose text neighbours align the text stand-in with the lists (`text_map`)."""
 
 
 def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k1: float = 1.2,
@@ -74,6 +76,39 @@ def item_neighbours(users: np.ndarray, items: np.ndarray, n_users: int, n_items:
             sc[rr[keep] + start, rank[keep]] = ss[keep]
         start = stop
     return out
+
+
+def text_map(indices: np.ndarray, scores: np.ndarray, text: np.ndarray, seed: int = 0,
+             chunk: int = 64) -> dict[str, list[float]] | None:
+    """The text stand-in's map (docs/bundle.md `cooccur.text_map`): for items without a list (new items, items
+    nobody interacted with), the similarity a history item at text cosine c lends them, aligned on warm items
+    (ALDI-style distribution alignment, no cold data needed): over a sample of warm items, the mean text
+    cosine of their r-th nearest warm item by text against the mean similarity at rank r of their lists,
+    r = 1..K. An item below the K-th cosine gets nothing, as it would sit outside every list. None when
+    fewer than two warm items have lists."""
+    warm = np.flatnonzero(indices[:, 0] >= 0)
+    k = indices.shape[1]
+    if warm.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(warm, size=min(TEXT_MAP_ITEMS, warm.size), replace=False))
+    unit = text[warm].astype(np.float32)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    pos = np.searchsorted(warm, sample)
+    kk = min(k, warm.size - 1)
+    cos_sum = np.zeros(kk)
+    for start in range(0, sample.size, chunk):
+        block = unit[pos[start:start + chunk]] @ unit.T
+        block[np.arange(block.shape[0]), pos[start:start + chunk]] = -np.inf  # not itself
+        top = -np.sort(-np.partition(block, block.shape[1] - kk, axis=1)[:, -kk:], axis=1)
+        cos_sum += top.sum(axis=0)
+    cos = cos_sum / sample.size
+    sims = -np.sort(-scores[sample].astype(np.float64), axis=1)[:, :kk].mean(axis=0)
+    # ascending x, non-decreasing y (means of sorted columns are sorted; clip float noise)
+    x, y = cos[::-1], np.maximum.accumulate(np.maximum(sims[::-1], 0.0))
+    if not np.all(np.diff(x) >= 0) or x[0] == x[-1]:
+        return None
+    return {"cos": [float(v) for v in x], "sim": [float(v) for v in y]}
 
 
 def score_spread(rows: np.ndarray) -> float:
@@ -190,7 +225,12 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
                "weight": float(choice.relative_weight * spread),  # type: ignore[operator]
                "decay": float(choice.decay),  # type: ignore[arg-type]
                "max_history": int(co.max_history), "similarity": "bm25-cosine", "shrink": float(choice.shrink)}  # type: ignore[arg-type]
+    if co.text_standin:
+        mapping = text_map(idx, sc, engine._state.catalogue.text_embeddings)
+        if mapping is not None:
+            section["text_map"] = mapping
     return section, choice
 
 
-__all__ = ["bm25_items", "item_neighbours", "score_spread", "choose", "fit_cooccur", "Choice", "PAIR_BUDGET"]
+__all__ = ["bm25_items", "item_neighbours", "text_map", "score_spread", "choose", "fit_cooccur", "Choice",
+           "PAIR_BUDGET"]

@@ -25,7 +25,7 @@ removed live are dropped from every list (their rows are dead). Neighbour rows a
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,7 +37,18 @@ NEGLIGIBLE = 1e-4
 """History items weighing less than this (decay^age) are not read: they cannot move a ranking."""
 DENSE_RATIO = 64
 """Sum densely over the catalogue when it has at most this many rows per neighbour entry read."""
-_EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+
+class Signal(NamedTuple):
+    """A history's co-occurrence signal: `rows` ascending, `values` = raw sums / `top` (in (0, 1])."""
+
+    rows: np.ndarray
+    values: np.ndarray
+    top: float
+    """The largest raw sum (0: the history co-occurs with nothing)."""
+
+
+_EMPTY = Signal(np.zeros(0, np.int64), np.zeros(0, np.float64), 0.0)
 
 
 @dataclass(frozen=True)
@@ -51,13 +62,48 @@ class Cooccur:
     weight: float
     decay: float
     max_history: int
+    text_cos: np.ndarray | None = None
+    """float64 [m] ascending, with `text_sim`: the text stand-in for items without a list (None: none)."""
+    text_sim: np.ndarray | None = None
+    """float64 [m] non-decreasing, >= 0: similarity an item without a list gets from a history item at text
+    cosine `text_cos` (linear in between, 0 below the first point, the last value above the last)."""
 
     @property
     def n(self) -> int:
         return int(self.indices.shape[0])
 
-    def signal(self, history: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rows sorted ascending, values in (0, 1]) of the live items the history co-occurs with; empty when
+    def listless(self, rows: np.ndarray) -> np.ndarray:
+        """Which `rows` have no neighbour list (added after the export, or nobody interacted with them)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = rows >= self.n
+        inside = ~out
+        out[inside] = self.indices[rows[inside], 0] < 0
+        return out
+
+    def text_term(self, history: np.ndarray, rows: np.ndarray, text: np.ndarray, signal: Signal) -> np.ndarray:
+        """The stand-in signal of `rows` (0 for rows with a list): for an item without a list, what the
+        co-occurrence lists would give it if it sat in each history item's list at the similarity warm items
+        at its text cosine get (`text_cos`/`text_sim`, aligned on warm items by the export), normalised
+        like `signal` (by its `top`; by the stand-in's own largest value when the history co-occurs with
+        nothing)."""
+        out = np.zeros(rows.shape, dtype=np.float64)
+        if self.text_cos is None or self.text_sim is None or rows.size == 0:
+            return out
+        mask = self.listless(rows)
+        h = np.asarray(history, dtype=np.int64)[-self.reach:]
+        if not mask.any() or h.size == 0:
+            return out
+        age = np.arange(h.size - 1, -1, -1, dtype=np.float64)
+        cos = text[rows[mask]].astype(np.float64) @ text[h].astype(np.float64).T  # [listless, history]
+        sim = np.interp(cos, self.text_cos, self.text_sim, left=0.0, right=float(self.text_sim[-1]))
+        sim[cos < self.text_cos[0]] = 0.0
+        raw = sim @ (self.decay ** age)
+        top = signal.top if signal.top > 0 else float(raw.max())
+        out[mask] = raw / top if top > 0 else raw
+        return out
+
+    def signal(self, history: np.ndarray, alive: np.ndarray) -> Signal:
+        """(rows sorted ascending, values in (0, 1], top) of the live items the history co-occurs with; empty when
         nothing does. Recency counts every history item, also those without neighbour lists; items whose
         weight decay^age is below `NEGLIGIBLE` are not read (with decay 0.4, only the latest 11)."""
         h = np.asarray(history, dtype=np.int64)[-self.reach:]
@@ -86,8 +132,8 @@ class Cooccur:
             sums = np.bincount(inverse, weights=val, minlength=rows.size)
         if rows.size == 0:
             return _EMPTY
-        top = sums.max()
-        return rows, sums / top if top > 0 else sums
+        top = float(sums.max())
+        return Signal(rows, sums / top if top > 0 else sums, top)
 
     @property
     def reach(self) -> int:
@@ -132,6 +178,12 @@ def lookup(rows: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarr
     return np.where(rows[pos] == wanted, values[pos], 0.0)
 
 
+def blend_term(co: Cooccur, signal: Signal, history: np.ndarray, rows: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """What the co-occurrence blend adds to the scores of `rows` (before the weight): the signal where an item
+    has one, the text stand-in for items without a list."""
+    return lookup(signal.rows, signal.values, rows) + co.text_term(history, rows, text, signal)
+
+
 def check_weight(weight: Any) -> float:
     """A host's `cooccur_weight` override (>= 0, finite)."""
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
@@ -174,7 +226,27 @@ def load_cooccur(reader: Any, n_items: int, weight_override: float | None = None
     if scores.size and (not np.all(np.isfinite(scores)) or scores.min() < 0):
         raise BundleError(f"{root}: {spec['scores']} holds negative or non-finite values")
     weight = settings["weight"] if weight_override is None else check_weight(weight_override)
-    return Cooccur(indices=indices, scores=scores, weight=weight, decay=settings["decay"], max_history=mh)
+    text_cos, text_sim = _text_map(spec.get("text_map"), root)
+    return Cooccur(indices=indices, scores=scores, weight=weight, decay=settings["decay"], max_history=mh,
+                   text_cos=text_cos, text_sim=text_sim)
 
 
-__all__ = ["Cooccur", "FILES", "load_cooccur", "dense_signal", "lookup", "check_weight"]
+def _text_map(node: Any, root: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`cooccur.text_map` ({"cos": [...], "sim": [...]}, optional), checked."""
+    if node is None:
+        return None, None
+    ok = isinstance(node, dict) and all(isinstance(node.get(k), list) for k in ("cos", "sim"))
+    if ok:
+        try:
+            cos = np.asarray(node["cos"], dtype=np.float64)
+            sim = np.asarray(node["sim"], dtype=np.float64)
+        except (TypeError, ValueError):
+            ok = False
+    if not ok or cos.ndim != 1 or cos.shape != sim.shape or cos.size < 2 or not np.all(np.isfinite(cos)) \
+            or not np.all(np.isfinite(sim)) or np.any(np.diff(cos) < 0) or np.any(np.diff(sim) < 0) or sim.min() < 0:
+        raise BundleError(f"{root}: manifest cooccur.text_map must be {{'cos': [...], 'sim': [...]}}: two lists of "
+                          "at least 2 finite numbers of the same length, both non-decreasing, sim >= 0")
+    return cos, sim
+
+
+__all__ = ["Cooccur", "Signal", "FILES", "load_cooccur", "dense_signal", "lookup", "blend_term", "check_weight"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .cooccur import dense_signal, lookup
+from .cooccur import Signal, blend_term, dense_signal
 from .errors import RequestError
 from .filters import build_mask
 from .requests import (
@@ -72,8 +72,8 @@ class Query:
     diversity: float = 0.0
     explain: bool = False
     fresh: float = 0.0
-    cooc: tuple[np.ndarray, np.ndarray] | None = None
-    """The history's co-occurrence signal (rows ascending, values), filled by `cooccur_signals`."""
+    cooc: Signal | None = None
+    """The history's co-occurrence signal, filled by `cooccur_signals`."""
 
 
 def _rows(vectors: list[np.ndarray]) -> np.ndarray:
@@ -226,7 +226,7 @@ def _with_cooccur(st: EngineState, q: Query, got: Retrieved) -> Retrieved:
     """The candidates plus the max(cands, k) items with the largest co-occurrence signal that pass the
     filter and exclusions and are not there yet, with their retrieval scores: an item the user's latest
     items point to is scored even when the user vector alone would not have fetched it."""
-    rows, vals = q.cooc  # type: ignore[misc]
+    rows, vals = q.cooc.rows, q.cooc.values  # type: ignore[union-attr]
     taken = np.zeros(st.catalogue.n_rows, dtype=bool)
     taken[q.exclude] = True
     taken[got.rows] = True
@@ -288,7 +288,8 @@ def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retriev
         for i, r in retrieved.items():
             c = queries[i].cooc
             if c is not None and r.rows.size:
-                scored[i] = scored[i] + co.weight * lookup(c[0], c[1], r.rows)
+                scored[i] = scored[i] + co.weight * blend_term(co, c, queries[i].history, r.rows,
+                                                               st.catalogue.text_embeddings)
     return scored
 
 
@@ -490,7 +491,8 @@ def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, ex
     if st.cooccur is not None:
         for j, m in enumerate(members):
             if m.cooc is not None:
-                member_scores[j] += st.cooccur.weight * lookup(m.cooc[0], m.cooc[1], union)
+                member_scores[j] += st.cooccur.weight * blend_term(st.cooccur, m.cooc, m.history, union,
+                                                                   cat.text_embeddings)
     z = np.stack([(s - s.mean()) / (s.std() + 1e-9) for s in member_scores])
     agg = {"average": z.mean(axis=0), "least_misery": z.min(axis=0), "max_pleasure": z.max(axis=0)}[strategy]
     for o in np.argsort(-agg, kind="stable")[:k]:

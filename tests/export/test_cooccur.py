@@ -103,3 +103,26 @@ def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean
     got = cooccur.choose(engine, lists, cfg, lambda e: {"ndcg@10": 0.1 if e._state.cooccur is None else 0.09},
                          spread=2.0)
     assert not got.chosen and got.best is None and got.base == 0.1
+
+
+def test_text_map_aligns_text_cosines_with_list_similarities():
+    rng = np.random.default_rng(0)
+    n, k = 300, 10
+    text = rng.standard_normal((n, 16))
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    idx = np.full((n, k), -1, np.int32)
+    sc = np.zeros((n, k), np.float32)
+    warm = np.arange(250)  # the last 50 items have no list
+    for i in warm:
+        others = rng.choice(warm[warm != i], size=k, replace=False)
+        idx[i] = others
+        sc[i] = np.sort(rng.uniform(0.01, 0.3, k))[::-1]
+    got = cooccur.text_map(idx, sc, text)
+    x, y = np.array(got["cos"]), np.array(got["sim"])
+    assert x.size == y.size == k and np.all(np.diff(x) >= 0) and np.all(np.diff(y) >= 0)
+    # the top of the map: the mean nearest-neighbour cosine among warm items and the mean best similarity
+    unit = text[warm] @ text[warm].T
+    np.fill_diagonal(unit, -np.inf)
+    assert x[-1] == pytest.approx(unit.max(axis=1).mean(), rel=1e-4)
+    assert y[-1] == pytest.approx(sc[warm, 0].mean(), rel=1e-4)
+    assert cooccur.text_map(np.full((5, 3), -1, np.int32), np.zeros((5, 3), np.float32), text[:5]) is None

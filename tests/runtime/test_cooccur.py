@@ -35,7 +35,7 @@ def co(decay: float = 0.5, weight: float = 2.0, max_history: int = 10) -> Cooccu
 
 def test_signal_is_recency_weighted_and_normalised():
     alive = np.ones(5, bool)
-    rows, vals = co(decay=0.5).signal(np.array([3, 0, 1]), alive)  # 1 is the latest (age 0), 3 the oldest (age 2)
+    rows, vals, _ = co(decay=0.5).signal(np.array([3, 0, 1]), alive)  # 1 is the latest (age 0), 3 the oldest (age 2)
     want = np.zeros(5)
     want[[1, 2]] += [0.5 * 0.5, 0.2 * 0.5]  # item 0 at age 1
     want[2] += 0.4  # item 1 at age 0
@@ -47,7 +47,7 @@ def test_signal_is_recency_weighted_and_normalised():
 
 def test_signal_skips_dead_and_listless_rows_and_keeps_their_age():
     alive = np.array([True, True, False, True, True])
-    rows, vals = co(decay=0.5).signal(np.array([0, 4]), alive)  # 4 (latest) has no list but still ages 0
+    rows, vals, _ = co(decay=0.5).signal(np.array([0, 4]), alive)  # 4 (latest) has no list but still ages 0
     assert rows.tolist() == [1]  # item 2 is dead
     assert np.allclose(vals, [1.0])
     empty = co().signal(np.array([2, 4]), alive)
@@ -55,7 +55,7 @@ def test_signal_skips_dead_and_listless_rows_and_keeps_their_age():
 
 
 def test_signal_reads_only_the_last_max_history_items():
-    rows, _ = co(max_history=1).signal(np.array([3, 1]), np.ones(5, bool))
+    rows, _, _ = co(max_history=1).signal(np.array([3, 1]), np.ones(5, bool))
     assert rows.tolist() == [2]
 
 
@@ -178,6 +178,12 @@ def _array(key, array):
     (_array("scores", np.full((160, 8), np.nan, np.float32)), "non-finite"),
     (_array("indices", np.zeros((161, 8), np.int32)), "shape"),
     (_array("indices", np.zeros((160, 8), np.float32)), "integers"),
+    (_set("text_map", [1, 2]), "text_map"),
+    (_set("text_map", {"cos": [0.5, 0.1], "sim": [0.1, 0.2]}), "text_map"),
+    (_set("text_map", {"cos": [0.1, 0.5], "sim": [-0.1, 0.2]}), "text_map"),
+    (_set("text_map", {"cos": [0.1, 0.5, 0.6], "sim": [0.1, 0.2]}), "text_map"),
+    (_set("text_map", {"cos": [0.1, "x"], "sim": [0.1, 0.2]}), "text_map"),
+    (_set("text_map", {"cos": [0.1, float("nan")], "sim": [0.1, 0.2]}), "NaN"),  # refused as JSON already
 ])
 def test_hostile_cooccur_sections_are_refused(lean_bundle, tmp_path, change, message):
     from recengine import Engine
@@ -194,7 +200,7 @@ def test_reach_skips_only_negligible_history_items():
     c = co(decay=0.4, max_history=200)
     assert 0.4 ** (c.reach - 1) >= NEGLIGIBLE > 0.4 ** c.reach
     long = np.array([3] * 40 + [0])  # item 3 forty times long ago, item 0 last
-    rows, _ = c.signal(long, np.ones(5, bool))
+    rows, _, _ = c.signal(long, np.ones(5, bool))
     assert 4 in rows.tolist()  # the latest items that still weigh are read
     far = np.array([3] + [2] * c.reach)  # item 3 just out of reach: nothing of its list
     assert co(decay=0.4, max_history=200).signal(far, np.ones(5, bool))[0].size == 0
@@ -209,3 +215,53 @@ def test_dense_and_sparse_sums_agree(monkeypatch):
     monkeypatch.setattr(module, "DENSE_RATIO", 0)
     sparse = co().signal(hist, alive)
     assert dense[0].tolist() == sparse[0].tolist() and np.allclose(dense[1], sparse[1])
+
+
+# ----------------------------------------------------------------------------- the text stand-in
+def with_map() -> Cooccur:
+    return Cooccur(indices=IDX, scores=SC, weight=1.0, decay=0.5, max_history=10,
+                   text_cos=np.array([0.2, 0.5, 0.8]), text_sim=np.array([0.1, 0.2, 0.6]))
+
+
+TEXT = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, 0.6], [1.0, 0.0], [0.0, 1.0], [0.28, 0.96]])
+
+
+def test_text_term_reaches_only_items_without_a_list():
+    c = with_map()
+    hist = np.array([0, 3])  # 3 is the latest (age 0), 0 at age 1
+    sig = c.signal(hist, np.ones(7, bool))
+    rows = np.array([1, 2, 4, 5, 6])  # 1 has a list; 2 has an empty list; 4-6 are past the lists (added live)
+    got = c.text_term(hist, rows, TEXT, sig)
+    assert c.listless(rows).tolist() == [False, True, True, True, True]
+    # item 2 (0, 1): cos 0.6 to item 3 (age 0) -> 0.2 + 0.1 / 0.3 * 0.4; cos 0 to item 0 -> below the map
+    want2 = 0.2 + (0.6 - 0.5) / 0.3 * 0.4
+    # item 4 (1, 0): cos 0.8 to 3 -> 0.6; cos 1.0 to 0 (age 1, beyond the map: its last value) -> 0.6 * 0.5
+    want4 = 0.6 + 0.5 * 0.6
+    # item 6 (0.28, 0.96): cos 0.8 to 3 -> 0.6; cos 0.28 to 0 -> (0.1 + 0.08 / 0.3 * 0.1) * 0.5
+    want6 = 0.6 + 0.5 * (0.1 + (0.28 - 0.2) / 0.3 * 0.1)
+    assert np.allclose(got, np.array([0.0, want2, want4, want2, want6]) / sig.top)
+
+
+def test_text_term_normalises_by_itself_when_nothing_co_occurs():
+    c = with_map()
+    hist = np.array([2])  # an empty list: no signal, top 0
+    sig = c.signal(hist, np.ones(7, bool))
+    assert sig.top == 0.0
+    got = c.text_term(hist, np.array([4, 5, 6]), TEXT, sig)
+    assert got.max() == pytest.approx(1.0) and got[0] == 0.0  # item 4 is orthogonal to item 2
+
+
+def test_the_engine_serves_the_text_stand_in(engines, lean_bundle):
+    blended, tower = engines
+    reader = open_bundle(lean_bundle)
+    idx = reader.load_npy(reader.manifest["cooccur"]["indices"])
+    ids = blended.item_ids()
+    listless = {ids[i] for i in np.flatnonzero(idx[:, 0] < 0)}
+    assert listless
+    lifted = 0
+    for user in blended.user_ids()[:6]:  # every item is a candidate (200 > 160): all scores are served
+        a = {r.item_id: r.score for r in blended.recommend(user_id=user, k=200)}
+        b = {r.item_id: r.score for r in tower.recommend(user_id=user, k=200)}
+        assert a.keys() == b.keys()
+        lifted += sum(a[i] > b[i] + 1e-9 for i in listless if i in a)
+    assert lifted > 0  # items nobody interacted with are lifted by their text, not left behind

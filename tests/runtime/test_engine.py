@@ -197,7 +197,16 @@ def cooccur_reference(arrays, u: int) -> np.ndarray:
         for j, s in zip(idx[h], sim[h]):
             if j >= 0:
                 c[j] += spec["decay"] ** age * s
-    return spec["weight"] * c / c.max() if c.max() > 0 else c
+    top = c.max()
+    # items without a list (nobody interacted with them) get the text stand-in: interpolated similarity at
+    # their text cosine to each history item, nothing below the map's first point
+    emb, tm = arrays["text_embeddings"].astype(np.float64), spec["text_map"]
+    for i in np.flatnonzero(idx[:, 0] < 0):
+        for age, h in enumerate(hist[::-1]):
+            cos = float(emb[i] @ emb[h])
+            if cos >= tm["cos"][0]:
+                c[i] += spec["decay"] ** age * float(np.interp(cos, tm["cos"], tm["sim"]))
+    return spec["weight"] * c / top if top > 0 else c
 
 
 def test_scores_equal_inner_products_for_fixed_users(fp32, arrays):
