@@ -30,7 +30,9 @@ TEXT_MAP_ITEMS = 2000
 def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k1: float = 1.2,
                b: float = 0.75) -> Any:
     """Item x user CSR of BM25-weighted binary interactions (duplicates counted once)."""
-    import scipy.sparse as sp
+    from recengine._deps import require
+
+    sp = require("scipy.sparse", "The export's item co-occurrence lists")
 
     x = sp.csr_matrix((np.ones(len(items), np.float64), (np.asarray(items), np.asarray(users))),
                       shape=(n_items, n_users))

@@ -11,7 +11,7 @@ _INSTALL_HINT = {
     "onnxruntime": "pip install 'recengine[cpu]' (or 'recengine[gpu]' for onnxruntime-gpu; never both)",
     "matplotlib": "pip install 'recengine[bench]'",
     "implicit": "pip install 'recengine[bench]'",
-    "scipy": "pip install 'recengine[bench]'",
+    "scipy": "pip install 'recengine[export]' (or 'recengine[bench]')",
 }
 _DEFAULT_HINT = "pip install 'recengine[export]'"
 
