@@ -147,9 +147,9 @@ class Choice:
 
 def choose(engine: Any, lists: dict[float, tuple[np.ndarray, np.ndarray]], cfg: Any, evaluate: Any,
            spread: float) -> Choice:
-    """Shrink x decay at the middle weight, then the weight for the best pair; every point is the validation
-    NDCG@10 of `engine` serving those lists (`evaluate(engine) -> metrics`). Picks nothing unless the best
-    point beats the tower alone."""
+    """Shrink x decay at the middle weight, then the weight for the best pair, then the decay again at that
+    weight; every point is the validation NDCG@10 of `engine` serving those lists (`evaluate(engine) ->
+    metrics`). Picks the best point measured, and nothing unless it beats the tower alone."""
     from recengine.cooccur import Cooccur
     from recengine.engine import Engine
 
@@ -169,13 +169,17 @@ def choose(engine: Any, lists: dict[float, tuple[np.ndarray, np.ndarray]], cfg: 
         return measured[key]
 
     weights = sorted(cfg.weights)
-    mid = weights[len(weights) // 2]
+    mid = weights[(len(weights) - 1) // 2 + (len(weights) % 2 == 0)]
     pairs = [(s, d) for s in cfg.shrinks for d in cfg.decays]
     best_pair = max(pairs, key=lambda p: (point(p[0], p[1], mid), -pairs.index(p)))
     best_w = max(weights, key=lambda w: (point(*best_pair, w), -weights.index(w)))
-    best = measured[(*best_pair, best_w)]
-    if best > base:
-        choice.shrink, choice.decay, choice.relative_weight, choice.best = best_pair[0], best_pair[1], best_w, best
+    for d in cfg.decays:  # the decay again at the chosen weight: the two interact (a faster decay wants more)
+        point(best_pair[0], d, best_w)
+    order = list(measured)
+    key = max(order, key=lambda p: (measured[p], -order.index(p)))
+    if measured[key] > base:
+        choice.shrink, choice.decay, choice.relative_weight = key
+        choice.best = measured[key]
     return choice
 
 

@@ -97,7 +97,8 @@ def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean
     engine._state = dataclasses.replace(base_state, cooccur=None)
     got = cooccur.choose(engine, lists, cfg, peaked, spread=2.0)
     assert got.chosen and got.decay == 0.5 and got.relative_weight == 4.0 and got.base == 0.1
-    assert len(got.grid) == 4 + 2  # 2 shrinks x 2 decays at the middle weight, then the 2 other weights
+    # 2 shrinks x 2 decays at the middle weight, the 2 other weights, the other decay at the chosen weight
+    assert len(got.grid) == 4 + 2 + 1
     assert all(p["relative_weight"] == 2.0 for p in got.grid[:4])
 
     got = cooccur.choose(engine, lists, cfg, lambda e: {"ndcg@10": 0.1 if e._state.cooccur is None else 0.09},
