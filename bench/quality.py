@@ -277,7 +277,10 @@ class QualityRun:
                   "use_fusion": bool(fit.fitted.use_fusion), "config": "see the export config of the profile",
                   "adapt": [{"key": d["key"], "value": d["value"]} for d in runner.adapted["main"]["decisions"]]}
         if "main" in runner.cooccur:  # what the export chose on validation (the grid: the bundle's manifest)
-            params["cooccur"] = {k: v for k, v in runner.cooccur["main"].to_manifest().items() if k != "grid"}
+            choice = runner.cooccur["main"]
+            params["cooccur"] = {k: v for k, v in choice.to_manifest().items() if k != "grid"}
+            if choice.chosen:  # the served model's validation figure: the chosen blend's
+                valid = float(choice.best)
         factories = runner.scorers(fit, qs, threads=self.cfg.threads)
         for name, factory in factories.items():
             t_eval = time.perf_counter()
