@@ -165,8 +165,9 @@ class CooccurConfig:
     max_history: int = 200
     """Latest history items the signal reads at serving time."""
     text_standin: bool = True
-    """Give items without a list (new, or nobody interacted with them) a stand-in signal from their text
-    similarity to the history (`text_map`, aligned on warm items), so the blend does not push them out."""
+    """Give items without a list (new, or nobody interacted with them) a stand-in signal from the cosine of
+    their item vector (which their text gives them) to the history's (`text_map`, aligned on warm items), so
+    the blend does not push them out."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ PAIR_BUDGET = 20_000_000
 SPREAD_USERS = 500
 """Validation users whose score spread sets the weight scale."""
 TEXT_MAP_ITEMS = 2000
-"""Warm items whose text neighbours align the text stand-in with the lists (`text_map`)."""
+"""Warm items whose nearest neighbours align the text stand-in with the lists (`text_map`)."""
 
 
 def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k1: float = 1.2,
@@ -83,11 +83,12 @@ def item_neighbours(users: np.ndarray, items: np.ndarray, n_users: int, n_items:
 def text_map(indices: np.ndarray, scores: np.ndarray, text: np.ndarray, seed: int = 0,
              chunk: int = 64) -> dict[str, list[float]] | None:
     """The text stand-in's map (docs/bundle.md `cooccur.text_map`): for items without a list (new items, items
-    nobody interacted with), the similarity a history item at text cosine c lends them, aligned on warm items
-    (ALDI-style distribution alignment, no cold data needed): over a sample of warm items, the mean text
-    cosine of their r-th nearest warm item by text against the mean similarity at rank r of their lists,
-    r = 1..K. An item below the K-th cosine gets nothing, as it would sit outside every list. None when
-    fewer than two warm items have lists."""
+    nobody interacted with), the similarity a history item at cosine c lends them, aligned on warm items
+    (ALDI-style distribution alignment, no cold data needed): over a sample of warm items, the mean cosine
+    of their r-th nearest warm item against the mean similarity at rank r of their lists, r = 1..K. An item
+    below the K-th cosine gets nothing, as it would sit outside every list. `text`: the rows cosines are
+    taken in, the ones the runtime uses (the catalogue's item vectors: a new item's comes from its text).
+    None when fewer than two warm items have lists."""
     warm = np.flatnonzero(indices[:, 0] >= 0)
     k = indices.shape[1]
     if warm.size < 2:
@@ -232,7 +233,7 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
                "decay": float(choice.decay),  # type: ignore[arg-type]
                "max_history": int(co.max_history), "similarity": "bm25-cosine", "shrink": float(choice.shrink)}  # type: ignore[arg-type]
     if co.text_standin:
-        mapping = text_map(idx, sc, engine._state.catalogue.text_embeddings)
+        mapping = text_map(idx, sc, engine._state.catalogue.unit_vectors)
         if mapping is not None:
             section["text_map"] = mapping
     return section, choice

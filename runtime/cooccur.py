@@ -63,9 +63,11 @@ class Cooccur:
     decay: float
     max_history: int
     text_cos: np.ndarray | None = None
-    """float64 [m] ascending, with `text_sim`: the text stand-in for items without a list (None: none)."""
+    """float64 [m] ascending, with `text_sim`: the text stand-in for items without a list (None: none).
+    The cosine is that of the items' retrieval vectors (row-normalised `items/vectors`): an item without
+    history has the vector its text gives through the encoder's generator, so it is its text that places it."""
     text_sim: np.ndarray | None = None
-    """float64 [m] non-decreasing, >= 0: similarity an item without a list gets from a history item at text
+    """float64 [m] non-decreasing, >= 0: similarity an item without a list gets from a history item at vector
     cosine `text_cos` (linear in between, 0 below the first point, the last value above the last)."""
 
     @property
@@ -83,9 +85,11 @@ class Cooccur:
     def text_term(self, history: np.ndarray, rows: np.ndarray, text: np.ndarray, signal: Signal) -> np.ndarray:
         """The stand-in signal of `rows` (0 for rows with a list): for an item without a list, what the
         co-occurrence lists would give it if it sat in each history item's list at the similarity warm items
-        at its text cosine get (`text_cos`/`text_sim`, aligned on warm items by the export), normalised
-        like `signal` (by its `top`; by the stand-in's own largest value when the history co-occurs with
-        nothing)."""
+        at its cosine get (`text_cos`/`text_sim`, aligned on warm items by the export), normalised like
+        `signal` (by its `top`; by the stand-in's own largest value when the history co-occurs with nothing).
+        `text`: unit rows to take cosines in (the catalogue's `unit_vectors`: the item space, where a new
+        item sits where its text puts it; measured on MovieLens's cold protocol, the encoder's raw text space
+        lifted cold items a fifth as well and, with a weak encoder, lifted them for everyone)."""
         out = np.zeros(rows.shape, dtype=np.float64)
         if self.text_cos is None or self.text_sim is None or rows.size == 0:
             return out

@@ -289,7 +289,7 @@ def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retriev
             c = queries[i].cooc
             if c is not None and r.rows.size:
                 scored[i] = scored[i] + co.weight * blend_term(co, c, queries[i].history, r.rows,
-                                                               st.catalogue.text_embeddings)
+                                                               st.catalogue.unit_vectors)
     return scored
 
 
@@ -492,7 +492,7 @@ def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, ex
         for j, m in enumerate(members):
             if m.cooc is not None:
                 member_scores[j] += st.cooccur.weight * blend_term(st.cooccur, m.cooc, m.history, union,
-                                                                   cat.text_embeddings)
+                                                                   cat.unit_vectors)
     z = np.stack([(s - s.mean()) / (s.std() + 1e-9) for s in member_scores])
     agg = {"average": z.mean(axis=0), "least_misery": z.min(axis=0), "max_pleasure": z.max(axis=0)}[strategy]
     for o in np.argsort(-agg, kind="stable")[:k]:

@@ -198,9 +198,11 @@ def cooccur_reference(arrays, u: int) -> np.ndarray:
             if j >= 0:
                 c[j] += spec["decay"] ** age * s
     top = c.max()
-    # items without a list (nobody interacted with them) get the text stand-in: interpolated similarity at
-    # their text cosine to each history item, nothing below the map's first point
-    emb, tm = arrays["text_embeddings"].astype(np.float64), spec["text_map"]
+    # items without a list (nobody interacted with them) get the stand-in: interpolated similarity at the
+    # cosine of their item vector (from their text) to each history item's, nothing below the map's first point
+    emb = arrays["vectors"].astype(np.float64)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    tm = spec["text_map"]
     for i in np.flatnonzero(idx[:, 0] < 0):
         for age, h in enumerate(hist[::-1]):
             cos = float(emb[i] @ emb[h])

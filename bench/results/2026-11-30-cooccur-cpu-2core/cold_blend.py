@@ -44,7 +44,7 @@ def main() -> None:
     idx = reader.load_npy(m["cooccur"]["indices"])
     sc = reader.load_npy(m["cooccur"]["scores"]).astype(np.float32)
     from recengine import Engine
-    emb = Engine.open(bundle, device="cpu", variant="fp32")._state.catalogue.text_embeddings
+    emb = Engine.open(bundle, device="cpu", variant="fp32")._state.catalogue.unit_vectors
     mapping = text_map(idx, sc, emb)
     m2 = json.loads((with_text / "manifest.json").read_text())
     m2["cooccur"]["text_map"] = mapping

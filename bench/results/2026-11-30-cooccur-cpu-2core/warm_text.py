@@ -21,7 +21,7 @@ ds = load_dataset(None)
 split = leave_last_out(ds.interactions, ds.n_users, ds.n_items, seed=0)
 r = open_bundle(bundle)
 m = r.manifest
-emb = Engine.open(bundle, device="cpu", variant="fp32")._state.catalogue.text_embeddings
+emb = Engine.open(bundle, device="cpu", variant="fp32")._state.catalogue.unit_vectors
 mapping = text_map(r.load_npy(m["cooccur"]["indices"]), r.load_npy(m["cooccur"]["scores"]).astype(np.float32), emb)
 tmp = Path(tempfile.mkdtemp()) / "b"
 shutil.copytree(bundle, tmp)
