@@ -137,6 +137,9 @@ class Choice:
     decay: float | None = None
     relative_weight: float | None = None
     best: float | None = None
+    """Validation NDCG@10 of what the bundle serves (the chosen point, with the stand-in when kept)."""
+    text_standin: bool | None = None
+    """Whether the text stand-in is kept (None: not measured): kept unless it lowers validation NDCG@10."""
 
     @property
     def chosen(self) -> bool:
@@ -235,7 +238,23 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     if co.text_standin:
         mapping = text_map(idx, sc, engine._state.catalogue.unit_vectors)
         if mapping is not None:
-            section["text_map"] = mapping
+            keep = fixed.text_standin if fixed is not None else None
+            if keep is None:  # measured like every other setting: it must not lower validation
+                from recengine.cooccur import Cooccur
+                from recengine.engine import Engine
+
+                served = Cooccur(indices=idx, scores=sc, weight=section["weight"], decay=section["decay"],
+                                 max_history=section["max_history"], text_cos=np.asarray(mapping["cos"]),
+                                 text_sim=np.asarray(mapping["sim"]))
+                ndcg = float(evaluate(Engine(dataclasses.replace(engine._state, cooccur=served)))["ndcg@10"])
+                choice.grid.append({"shrink": choice.shrink, "decay": choice.decay,  # type: ignore[dict-item]
+                                    "relative_weight": choice.relative_weight, "text_standin": 1.0, "ndcg@10": ndcg})
+                keep = choice.best is None or ndcg >= choice.best
+                if keep:
+                    choice.best = ndcg
+            choice.text_standin = bool(keep)
+            if keep:
+                section["text_map"] = mapping
     return section, choice
 
 

@@ -228,3 +228,4 @@ def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path):
     section = m["cooccur"]
     assert section["weight"] == pytest.approx(choice["relative_weight"] * choice["spread"])
     assert section["decay"] == choice["decay"] and section["shrink"] == choice["shrink"]
+    assert ("text_map" in section) == bool(choice["text_standin"])  # kept only when validation did not drop
