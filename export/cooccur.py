@@ -27,9 +27,13 @@ TEXT_MAP_ITEMS = 2000
 """Warm items whose nearest neighbours align the text stand-in with the lists (`text_map`)."""
 
 
+WEIGHTINGS = ("bm25", "tfidf")
+
+
 def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k1: float = 1.2,
-               b: float = 0.75) -> Any:
-    """Item x user CSR of BM25-weighted binary interactions (duplicates counted once)."""
+               b: float = 0.75, weighting: str = "bm25") -> Any:
+    """Item x user CSR of weighted binary interactions (duplicates counted once): `bm25` as implicit's
+    `bm25_weight`, `tfidf` as its `tfidf_weight` (on binary data: each user's idf alone, no length norm)."""
     from recengine._deps import require
 
     sp = require("scipy.sparse", "The export's item co-occurrence lists")
@@ -42,15 +46,20 @@ def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
     length = np.diff(x.indptr).astype(np.float64)
     norm = (1.0 - b) + b * length / max(length.mean(), 1e-12)
     rows = np.repeat(np.arange(n_items), np.diff(x.indptr))
-    x.data = x.data * (k1 + 1.0) / (k1 * norm[rows] + x.data) * idf[x.indices]
+    if weighting == "tfidf":
+        x.data = idf[x.indices]
+    elif weighting == "bm25":
+        x.data = x.data * (k1 + 1.0) / (k1 * norm[rows] + x.data) * idf[x.indices]
+    else:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     x.eliminate_zeros()
     return x
 
 
 def item_neighbours(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int,
-                    shrinks: tuple[float, ...]) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+                    shrinks: tuple[float, ...], weighting: str = "bm25") -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """For each shrink: (indices int32 [n_items, k] best first, -1 padded; scores float32 [n_items, k])."""
-    x = bm25_items(users, items, n_users, n_items)
+    x = bm25_items(users, items, n_users, n_items, weighting=weighting)
     xt = x.T.tocsr()
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
     # pairs per item row: sum over its users of their item counts (what its row of the product can hold)
@@ -132,7 +141,8 @@ class Choice:
     base: float
     """Validation NDCG@10 of the tower alone (weight 0)."""
     spread: float
-    grid: list[dict[str, float]]
+    grid: list[dict[str, Any]]
+    weighting: str | None = None
     shrink: float | None = None
     decay: float | None = None
     relative_weight: float | None = None
@@ -140,6 +150,8 @@ class Choice:
     """Validation NDCG@10 of what the bundle serves (the chosen point, with the stand-in when kept)."""
     text_standin: bool | None = None
     """Whether the text stand-in is kept (None: not measured): kept unless it lowers validation NDCG@10."""
+    k: int | None = None
+    """Neighbours per list served (the lists cut to their best k when that did not lower validation)."""
 
     @property
     def chosen(self) -> bool:
@@ -149,41 +161,49 @@ class Choice:
         return dataclasses.asdict(self)
 
 
-def choose(engine: Any, lists: dict[float, tuple[np.ndarray, np.ndarray]], cfg: Any, evaluate: Any,
+def choose(engine: Any, lists: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]], cfg: Any, evaluate: Any,
            spread: float) -> Choice:
-    """Shrink x decay at the middle weight, then the weight for the best pair, then the decay again at that
-    weight; every point is the validation NDCG@10 of `engine` serving those lists (`evaluate(engine) ->
-    metrics`). Picks the best point measured, and nothing unless it beats the tower alone."""
+    """Lists (weighting, shrink) x decay at the middle weight, then the weight for the best pair, then the
+    decay again at that weight, then the lists cut to fewer neighbours (`cfg.cuts`); every point is the
+    validation NDCG@10 of `engine` serving those lists (`evaluate(engine) -> metrics`). Picks the best point
+    measured (a cut only when it does not lower it), and nothing unless it beats the tower alone."""
     from recengine.cooccur import Cooccur
     from recengine.engine import Engine
 
     base_state = engine._state
     base = float(evaluate(engine)["ndcg@10"])
     choice = Choice(base=base, spread=spread, grid=[])
-    measured: dict[tuple[float, float, float], float] = {}
+    measured: dict[tuple[Any, ...], float] = {}
+    full_k = next(iter(lists.values()))[0].shape[1]
 
-    def point(shrink: float, decay: float, rel: float) -> float:
-        key = (shrink, decay, rel)
-        if key not in measured:
-            idx, sc = lists[shrink]
-            co = Cooccur(indices=idx, scores=sc, weight=rel * spread, decay=decay, max_history=cfg.max_history)
+    def point(key: tuple[str, float], decay: float, rel: float, k: int = full_k) -> float:
+        at = (key, decay, rel, k)
+        if at not in measured:
+            idx, sc = lists[key]
+            co = Cooccur(indices=idx[:, :k], scores=sc[:, :k], weight=rel * spread, decay=decay,
+                         max_history=cfg.max_history)
             ndcg = float(evaluate(Engine(dataclasses.replace(base_state, cooccur=co)))["ndcg@10"])
-            measured[key] = ndcg
-            choice.grid.append({"shrink": shrink, "decay": decay, "relative_weight": rel, "ndcg@10": ndcg})
-        return measured[key]
+            measured[at] = ndcg
+            choice.grid.append({"weighting": key[0], "shrink": key[1], "decay": decay, "relative_weight": rel,
+                                "k": k, "ndcg@10": ndcg})
+        return measured[at]
 
     weights = sorted(cfg.weights)
     mid = weights[(len(weights) - 1) // 2 + (len(weights) % 2 == 0)]
-    pairs = [(s, d) for s in cfg.shrinks for d in cfg.decays]
+    pairs = [(key, d) for key in lists for d in cfg.decays]
     best_pair = max(pairs, key=lambda p: (point(p[0], p[1], mid), -pairs.index(p)))
     best_w = max(weights, key=lambda w: (point(*best_pair, w), -weights.index(w)))
     for d in cfg.decays:  # the decay again at the chosen weight: the two interact (a faster decay wants more)
         point(best_pair[0], d, best_w)
     order = list(measured)
-    key = max(order, key=lambda p: (measured[p], -order.index(p)))
-    if measured[key] > base:
-        choice.shrink, choice.decay, choice.relative_weight = key
-        choice.best = measured[key]
+    top = max(order, key=lambda p: (measured[p], -order.index(p)))
+    for k in sorted(c for c in cfg.cuts if c < full_k):  # fewer neighbours: a smaller bundle, often as good
+        if point(top[0], top[1], top[2], k) >= measured[top]:
+            top = (top[0], top[1], top[2], k)
+            break
+    if measured[top] > base:
+        (choice.weighting, choice.shrink), choice.decay, choice.relative_weight, choice.k = top
+        choice.best = measured[top]
     return choice
 
 
@@ -207,8 +227,13 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     if fixed is not None and not fixed.chosen:
         return None, fixed
     events = split.train if events is None else events
-    shrinks = (float(fixed.shrink),) if fixed is not None else tuple(dict.fromkeys(float(s) for s in co.shrinks))  # type: ignore[arg-type]
-    lists = item_neighbours(events.user, events.item, split.n_users, split.n_items, co.k, shrinks)
+    if fixed is not None:
+        combos = {str(fixed.weighting): (float(fixed.shrink),)}  # type: ignore[arg-type]
+    else:
+        combos = {w: tuple(dict.fromkeys(float(x) for x in co.shrinks)) for w in dict.fromkeys(co.weightings)}
+    lists = {(w, shrink): pair for w, shrinks in combos.items()
+             for shrink, pair in item_neighbours(events.user, events.item, split.n_users, split.n_items, co.k,
+                                                 shrinks, weighting=w).items()}
     engine = open_variant(bundle, "fp32")
     check_same_data(engine, dataset)
     scenes = engine.encode_scenes(split.valid.context, len(split.valid))
@@ -228,13 +253,16 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
                                      best=None)
     if not choice.chosen:
         return None, choice
-    idx, sc = lists[choice.shrink]  # type: ignore[index]
+    idx, sc = lists[(choice.weighting, choice.shrink)]  # type: ignore[index]
+    k = int(choice.k or idx.shape[1])
+    idx, sc = np.ascontiguousarray(idx[:, :k]), np.ascontiguousarray(sc[:, :k])
     writer.write_npy(FILES["indices"], idx)
     writer.write_npy(FILES["scores"], sc.astype(np.float16))
-    section = {"indices": FILES["indices"], "scores": FILES["scores"], "k": int(co.k),
+    section = {"indices": FILES["indices"], "scores": FILES["scores"], "k": k,
                "weight": float(choice.relative_weight * spread),  # type: ignore[operator]
                "decay": float(choice.decay),  # type: ignore[arg-type]
-               "max_history": int(co.max_history), "similarity": "bm25-cosine", "shrink": float(choice.shrink)}  # type: ignore[arg-type]
+               "max_history": int(co.max_history), "similarity": f"{choice.weighting}-cosine",
+               "shrink": float(choice.shrink)}  # type: ignore[arg-type]
     if co.text_standin:
         mapping = text_map(idx, sc, engine._state.catalogue.unit_vectors)
         if mapping is not None:

@@ -51,6 +51,7 @@ def interactions():
 
 @pytest.mark.parametrize("budget", [10**9, 50])
 def test_neighbours_match_the_dense_reference(interactions, monkeypatch, budget):
+    """BM25 lists against `dense_reference` (tf-idf: `test_tfidf_lists_weight_by_user_idf_only`)."""
     monkeypatch.setattr(cooccur, "PAIR_BUDGET", budget)  # 50: many small chunks
     users, items, n_users, n_items = interactions
     got = cooccur.item_neighbours(users, items, n_users, n_items, k=5, shrinks=(0.0, 10.0))
@@ -84,8 +85,8 @@ def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean
     engine = Engine.open(lean_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact")
     n = engine.n_items
     idx = np.full((n, 2), -1, np.int32)
-    lists = {1.0: (idx, np.zeros((n, 2), np.float32)), 5.0: (idx, np.zeros((n, 2), np.float32))}
-    cfg = CooccurConfig(shrinks=(1.0, 5.0), decays=(1.0, 0.5), weights=(1.0, 2.0, 4.0))
+    lists = {("bm25", 1.0): (idx, np.zeros((n, 2), np.float32)), ("bm25", 5.0): (idx, np.zeros((n, 2), np.float32))}
+    cfg = CooccurConfig(shrinks=(1.0, 5.0), decays=(1.0, 0.5), weights=(1.0, 2.0, 4.0), cuts=(1,))
 
     def peaked(e):  # best at decay 0.5 and the largest weight (spread 2: absolute weight 8)
         c = e._state.cooccur
@@ -97,9 +98,11 @@ def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean
     engine._state = dataclasses.replace(base_state, cooccur=None)
     got = cooccur.choose(engine, lists, cfg, peaked, spread=2.0)
     assert got.chosen and got.decay == 0.5 and got.relative_weight == 4.0 and got.base == 0.1
-    # 2 shrinks x 2 decays at the middle weight, the 2 other weights, the other decay at the chosen weight
-    assert len(got.grid) == 4 + 2 + 1
+    # 2 lists x 2 decays at the middle weight, the 2 other weights, the other decay at the chosen weight, the cut
+    assert len(got.grid) == 4 + 2 + 1 + 1
+    assert got.k == 1  # the cut to 1 neighbour scored no lower (peaked ignores the lists): kept
     assert all(p["relative_weight"] == 2.0 for p in got.grid[:4])
+    assert got.weighting == "bm25" and got.grid[-1]["k"] == 1
 
     got = cooccur.choose(engine, lists, cfg, lambda e: {"ndcg@10": 0.1 if e._state.cooccur is None else 0.09},
                          spread=2.0)
@@ -127,3 +130,16 @@ def test_text_map_aligns_text_cosines_with_list_similarities():
     assert x[-1] == pytest.approx(unit.max(axis=1).mean(), rel=1e-4)
     assert y[-1] == pytest.approx(sc[warm, 0].mean(), rel=1e-4)
     assert cooccur.text_map(np.full((5, 3), -1, np.int32), np.zeros((5, 3), np.float32), text[:5]) is None
+
+
+def test_tfidf_lists_weight_by_user_idf_only():
+    # 10 items; user 0 took items 0, 1; user 1 took items 0, 1, 2
+    users, items = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, 2])
+    x = cooccur.bm25_items(users, items, 2, 10, weighting="tfidf").toarray()
+    idf = np.log(10) - np.log1p(np.array([2, 3]))  # 1.20 and 0.92: a user who took fewer items counts more
+    want = np.zeros((10, 2))
+    want[[0, 1], 0] = idf[0]
+    want[[0, 1, 2], 1] = idf[1]
+    assert np.allclose(x, want) and x[0, 0] > x[0, 1] > 0
+    with pytest.raises(ValueError, match="weighting"):
+        cooccur.bm25_items(users, items, 2, 10, weighting="nope")
