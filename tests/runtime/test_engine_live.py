@@ -42,10 +42,14 @@ def test_add_items_makes_them_retrievable_at_once(engine, text_columns):
 
 
 def test_added_item_is_scored_by_its_text_vector(lean_bundle, text_columns):
-    """A new item's retrieval vector is the encoder's item_vector for its text (the cold-start path)."""
+    """A new item's retrieval vector is the encoder's item_vector for its text (the cold-start path): with the
+    co-occurrence blend off its score is that vector against the user's; with it, the text stand-in only adds."""
     from recengine import Engine
 
-    eng = Engine.open(lean_bundle, device="cpu", variant="fp32", retrieval="exact", rescore=False)
+    blended = Engine.open(lean_bundle, device="cpu", variant="fp32", retrieval="exact", rescore=False)
+    blended.add_items([NEW])
+    eng = Engine.open(lean_bundle, device="cpu", variant="fp32", retrieval="exact", rescore=False,
+                      cooccur_weight=0.0)
     eng.add_items([NEW])
     _, item_vec = eng.stages().encode([build_item_text(NEW, text_columns)])
     user = eng.user_ids()[0]
@@ -53,6 +57,8 @@ def test_added_item_is_scored_by_its_text_vector(lean_bundle, text_columns):
     (rec,) = eng.recommend(user_id=user, k=1, filter={"ids": ["live-1"]})
     assert rec.item_id == "live-1"
     assert abs(rec.score - float(item_vec[0] @ user_vec)) < 1e-3
+    (with_blend,) = blended.recommend(user_id=user, k=1, filter={"ids": ["live-1"]})
+    assert with_blend.score >= rec.score - 1e-6
 
 
 def test_added_attributes_are_filterable_and_saved(engine, tmp_path):
