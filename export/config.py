@@ -156,9 +156,12 @@ class CooccurConfig:
     k: int = 50
     """Neighbours kept per item (bundle size: items x k x 6 bytes; 50 against 200 changed MovieLens's
     validation NDCG@10 by less than its standard error)."""
-    weightings: tuple[str, ...] = ("bm25", "tfidf")
-    """Weightings of the item x user matrix tried (`recengine.export.cooccur.WEIGHTINGS`), as a practitioner
-    tunes ItemKNN: tf-idf won on Book-Crossing's tuned ItemKNN, BM25 on MovieLens's."""
+    weightings: tuple[str, ...] = ("bm25", "tfidf", "ease")
+    """List kinds tried: cosine lists over the BM25- or TF-IDF-weighted item x user matrix, as a practitioner
+    tunes ItemKNN (tf-idf won Book-Crossing's tuned ItemKNN, BM25 MovieLens's), and EASE^R weights (the
+    strongest baseline on Book-Crossing; only up to `EASE_MAX_ITEMS` items with interactions)."""
+    ease_lambdas: tuple[float, ...] = (100.0, 400.0)
+    """EASE's regularisation values tried (the bench's tuned EASE chose 50-100 on MovieLens and Book-Crossing)."""
     shrinks: tuple[float, ...] = (10.0, 100.0)
     decays: tuple[float, ...] = (1.0, 0.7, 0.4)
     """Weight of the t-th latest history item is decay^t (1.0: order-blind, for data without timestamps)."""
@@ -355,8 +358,9 @@ class ExportConfig:
             (self.cold.generator in ("ridge", "text"), "cold.generator", "ridge or text"),
             (self.cold.ridge > 0, "cold.ridge", "> 0"),
             (self.cooccur.k >= 1, "cooccur.k", ">= 1"),
-            (bool(self.cooccur.weightings) and all(w in ("bm25", "tfidf") for w in self.cooccur.weightings),
-             "cooccur.weightings", "a non-empty subset of bm25, tfidf"),
+            (bool(self.cooccur.weightings) and all(w in ("bm25", "tfidf", "ease") for w in self.cooccur.weightings),
+             "cooccur.weightings", "a non-empty subset of bm25, tfidf, ease"),
+            (all(x > 0 for x in self.cooccur.ease_lambdas), "cooccur.ease_lambdas", "numbers > 0"),
             (all(c >= 1 for c in self.cooccur.cuts), "cooccur.cuts", "numbers >= 1"),
             (1 <= self.cooccur.max_history <= 100_000, "cooccur.max_history", "in [1, 100000]"),
             (bool(self.cooccur.shrinks) and all(x >= 0 for x in self.cooccur.shrinks), "cooccur.shrinks",

@@ -28,6 +28,11 @@ TEXT_MAP_ITEMS = 2000
 
 
 WEIGHTINGS = ("bm25", "tfidf")
+"""Weightings of the cosine lists; `ease` lists (`ease_neighbours`) are the third kind `fit_cooccur` tries."""
+EASE_MAX_ITEMS = 12_000
+"""EASE lists need a dense inverse of the Gram matrix of the items with interactions (items^2 x 8 bytes:
+1.2 GB at 12,000 items, ~1 min per lambda on 2 cores at MovieLens's 9,742); larger catalogues use the cosine
+lists only."""
 
 
 def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k1: float = 1.2,
@@ -89,6 +94,48 @@ def item_neighbours(users: np.ndarray, items: np.ndarray, n_users: int, n_items:
     return out
 
 
+def ease_neighbours(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k: int,
+                    lambdas: tuple[float, ...], chunk: int = 1024) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """EASE^R lists (`recengine.export.ease.ease_weights` of the binary interactions): for each lambda, row i
+    holds the k largest positive B[i, j] (what item i adds to item j's EASE score), best first; the signal of
+    a history is then EASE's score with the negative weights left out (and, with decay < 1, recency).
+    Empty when more than `EASE_MAX_ITEMS` items have interactions."""
+    from recengine._deps import require
+
+    from .ease import ease_weights
+
+    sp = require("scipy.sparse", "The export's item co-occurrence lists")
+    x = sp.csr_matrix((np.ones(len(items), np.float64), (np.asarray(users), np.asarray(items))),
+                      shape=(n_users, n_items))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    active = np.flatnonzero(np.diff(x.tocsc().indptr) > 0)
+    if active.size > EASE_MAX_ITEMS or active.size < 2:
+        return {}
+    sub = x[:, active]
+    gram = np.asarray((sub.T @ sub).todense(), dtype=np.float64)
+    kk = min(k, active.size - 1)
+    out = {}
+    for n, lam in enumerate(lambdas):
+        last = n == len(lambdas) - 1
+        b = ease_weights(gram, float(lam), overwrite=last)
+        idx = np.full((n_items, k), -1, np.int32)
+        sc = np.zeros((n_items, k), np.float32)
+        for start in range(0, active.size, chunk):
+            block = b[start:start + chunk]
+            top = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
+            vals = np.take_along_axis(block, top, axis=1)
+            order = np.argsort(-vals, axis=1, kind="stable")
+            top, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
+            keep = vals > 0
+            rows = active[start:start + chunk]
+            idx[rows, :kk] = np.where(keep, active[top], -1)
+            sc[rows, :kk] = np.where(keep, vals, 0.0)
+        out[float(lam)] = (idx, sc)
+        del b
+    return out
+
+
 def text_map(indices: np.ndarray, scores: np.ndarray, text: np.ndarray, seed: int = 0,
              chunk: int = 64) -> dict[str, list[float]] | None:
     """The text stand-in's map (docs/bundle.md `cooccur.text_map`): for items without a list (new items, items
@@ -143,7 +190,9 @@ class Choice:
     spread: float
     grid: list[dict[str, Any]]
     weighting: str | None = None
+    """The lists' kind: `bm25` or `tfidf` (cosine lists) or `ease`."""
     shrink: float | None = None
+    """The cosine lists' shrink, or EASE's lambda."""
     decay: float | None = None
     relative_weight: float | None = None
     best: float | None = None
@@ -230,10 +279,16 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     if fixed is not None:
         combos = {str(fixed.weighting): (float(fixed.shrink),)}  # type: ignore[arg-type]
     else:
-        combos = {w: tuple(dict.fromkeys(float(x) for x in co.shrinks)) for w in dict.fromkeys(co.weightings)}
-    lists = {(w, shrink): pair for w, shrinks in combos.items()
-             for shrink, pair in item_neighbours(events.user, events.item, split.n_users, split.n_items, co.k,
-                                                 shrinks, weighting=w).items()}
+        combos = {w: tuple(dict.fromkeys(float(x) for x in (co.ease_lambdas if w == "ease" else co.shrinks)))
+                  for w in dict.fromkeys(co.weightings)}
+    lists = {}
+    for w, params in combos.items():
+        if w == "ease":
+            built = ease_neighbours(events.user, events.item, split.n_users, split.n_items, co.k, params)
+        else:
+            built = item_neighbours(events.user, events.item, split.n_users, split.n_items, co.k, params,
+                                    weighting=w)
+        lists.update({(w, param): pair for param, pair in built.items()})
     engine = open_variant(bundle, "fp32")
     check_same_data(engine, dataset)
     scenes = engine.encode_scenes(split.valid.context, len(split.valid))
@@ -258,11 +313,14 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     idx, sc = np.ascontiguousarray(idx[:, :k]), np.ascontiguousarray(sc[:, :k])
     writer.write_npy(FILES["indices"], idx)
     writer.write_npy(FILES["scores"], sc.astype(np.float16))
-    section = {"indices": FILES["indices"], "scores": FILES["scores"], "k": k,
+    section: dict[str, Any] = {"indices": FILES["indices"], "scores": FILES["scores"], "k": k,
                "weight": float(choice.relative_weight * spread),  # type: ignore[operator]
                "decay": float(choice.decay),  # type: ignore[arg-type]
-               "max_history": int(co.max_history), "similarity": f"{choice.weighting}-cosine",
-               "shrink": float(choice.shrink)}  # type: ignore[arg-type]
+               "max_history": int(co.max_history)}
+    if choice.weighting == "ease":
+        section.update({"similarity": "ease", "lambda": float(choice.shrink)})  # type: ignore[arg-type]
+    else:
+        section.update({"similarity": f"{choice.weighting}-cosine", "shrink": float(choice.shrink)})  # type: ignore[arg-type]
     if co.text_standin:
         mapping = text_map(idx, sc, engine._state.catalogue.unit_vectors)
         if mapping is not None:
@@ -286,5 +344,5 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     return section, choice
 
 
-__all__ = ["bm25_items", "item_neighbours", "text_map", "score_spread", "choose", "fit_cooccur", "Choice",
-           "PAIR_BUDGET"]
+__all__ = ["bm25_items", "item_neighbours", "ease_neighbours", "EASE_MAX_ITEMS", "text_map", "score_spread", "choose",
+           "fit_cooccur", "Choice", "PAIR_BUDGET", "WEIGHTINGS"]

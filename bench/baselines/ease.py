@@ -13,38 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from recengine._deps import require
+from recengine.export.ease import ease_weights
 
 from .base import Recommender, TrainData, ValidateFn
-
-
-def ease_weights(gram: np.ndarray, lam: float, overwrite: bool = False) -> np.ndarray:
-    """B (float64) from the item Gram matrix X^T X and lambda > 0; `overwrite` reuses `gram`'s memory (a
-    float64 C-contiguous array), which keeps MovieLens-small's peak at one 9.7k x 9.7k matrix."""
-    linalg = require("scipy.linalg", "The EASE baseline")
-    p = gram if overwrite and gram.dtype == np.float64 and gram.flags.c_contiguous else \
-        np.array(gram, dtype=np.float64, copy=True, order="C")
-    p[np.diag_indices_from(p)] += float(lam)
-    # Cholesky inverse: X^T X + lambda I is symmetric positive definite for lambda > 0 (half of an LU inverse).
-    # LAPACK sees the C array as its transpose (same matrix: symmetric), so "lower" there is our upper.
-    potrf, potri = linalg.lapack.get_lapack_funcs(("potrf", "potri"), (p,))
-    chol, info = potrf(p.T, lower=True, overwrite_a=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: Cholesky failed (info {info}); is lambda > 0?")
-    inv, info = potri(chol, lower=True, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: inversion failed (info {info})")
-    inv = inv.T  # back to C order: the upper triangle holds P
-    n = inv.shape[0]
-    for start in range(0, n, 1024):  # mirror the upper triangle into the lower one, a block of rows at a time
-        stop = min(start + 1024, n)
-        block = inv[start:stop, start:stop]
-        block[:] = np.triu(block) + np.triu(block, 1).T
-        inv[stop:, start:stop] = inv[start:stop, stop:].T
-    diag = inv.diagonal().copy()
-    inv /= -diag[None, :]
-    np.fill_diagonal(inv, 0.0)
-    return inv
 
 
 class EASE(Recommender):

@@ -143,3 +143,27 @@ def test_tfidf_lists_weight_by_user_idf_only():
     assert np.allclose(x, want) and x[0, 0] > x[0, 1] > 0
     with pytest.raises(ValueError, match="weighting"):
         cooccur.bm25_items(users, items, 2, 10, weighting="nope")
+
+
+def test_ease_lists_are_the_positive_top_of_easer_rows(interactions):
+    from recengine.export.ease import ease_weights
+
+    users, items, n_users, n_items = interactions
+    got = cooccur.ease_neighbours(users, items, n_users, n_items, k=4, lambdas=(5.0,))[5.0]
+    x = np.zeros((n_users, n_items))
+    x[users, items] = 1.0
+    active = np.flatnonzero(x.sum(axis=0) > 0)
+    b = ease_weights(x[:, active].T @ x[:, active], 5.0)
+    for row, i in enumerate(active):
+        want = [active[j] for j in np.argsort(-b[row], kind="stable") if b[row, j] > 0][:4]
+        listed = [j for j in got[0][i] if j >= 0]
+        assert set(listed) == set(want)
+        assert np.allclose(sorted(got[1][i][: len(listed)], reverse=True), got[1][i][: len(listed)])
+    inactive = np.setdiff1d(np.arange(n_items), active)
+    assert all((got[0][i] == -1).all() for i in inactive)
+
+
+def test_ease_lists_are_skipped_past_the_item_cap(interactions, monkeypatch):
+    monkeypatch.setattr(cooccur, "EASE_MAX_ITEMS", 5)
+    users, items, n_users, n_items = interactions
+    assert cooccur.ease_neighbours(users, items, n_users, n_items, k=4, lambdas=(5.0,)) == {}
