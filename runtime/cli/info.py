@@ -53,6 +53,9 @@ def summarize(manifest: dict[str, Any]) -> list[str]:
         if isinstance(node, dict):
             for key, value in node.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif isinstance(node, list) and node and all(isinstance(v, dict) for v in node):
+            # a table of measured points (e.g. cooccur.grid): its size here, the points in `info --json`
+            lines.append(f"metric  {prefix:<40} {len(node)} points (see --json)")
         else:
             lines.append(f"metric  {prefix:<40} {_fmt(node)}")
 

@@ -71,10 +71,11 @@ def test_info_json_is_the_manifest(bundle: Path) -> None:
 
 def test_info_survives_odd_manifest_sections(bundle: Path) -> None:
     manifest = json.loads((bundle / MANIFEST_NAME).read_text())
-    manifest.update(data=[1, 2], models="x", metrics={"a": [1, 2]}, timings=None)
+    manifest.update(data=[1, 2], models="x", metrics={"a": [1, 2], "grid": [{"x": 1}, {"x": 2}]}, timings=None)
     (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
     result = run("info", str(bundle))
     assert result.exit_code == 0, result.output
+    assert "grid" in result.output and "2 points (see --json)" in result.output  # a table is summarised
 
 
 @pytest.mark.parametrize("problem", ["missing", "tampered", "future_version", "a_file"])
