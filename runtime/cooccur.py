@@ -163,9 +163,6 @@ class Cooccur:
         return replace(self, indices=np.take_along_axis(mapped, order, axis=1).astype(np.int32),
                        scores=np.take_along_axis(score, order, axis=1))
 
-    def with_weight(self, weight: float) -> Cooccur:
-        return replace(self, weight=float(weight))
-
 
 def dense_signal(rows: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
     """The signal as a float64 row over the catalogue (0 elsewhere)."""

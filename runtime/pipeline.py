@@ -215,7 +215,7 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False) -
                                  allowed=q.allowed, exclude=[q.exclude])
     for i in with_vec:
         c = queries[i].cooc
-        if c is not None and c[0].size:
+        if c is not None and c.rows.size:
             out[i] = _with_cooccur(st, queries[i], out[i])
         if queries[i].fresh > 0:
             out[i] = _with_fresh(st, queries[i], out[i], exact)
@@ -295,6 +295,7 @@ def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retriev
 
 def _fusion(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retrieved], todo: list[int],
             scored: dict[int, np.ndarray]) -> None:
+    """Replace `scored[i]` of the queries `todo` by the fusion head's scores (one run, lists padded)."""
     width = max(retrieved[i].rows.size for i in todo)
     rows = np.zeros((len(todo), width), dtype=np.int64)
     for j, i in enumerate(todo):
@@ -420,7 +421,7 @@ def score_catalogue(st: EngineState, queries: list[Query]) -> np.ndarray:
         for i in with_vec:
             c = queries[i].cooc
             if co is not None and c is not None:
-                out[i] += co.weight * dense_signal(c[0], c[1], cat.n_rows)
+                out[i] += co.weight * dense_signal(c.rows, c.values, cat.n_rows)
     for i, q in enumerate(queries):
         if q.vector is None:
             r = popular(st, q)
