@@ -168,6 +168,9 @@ class VariantReport:
     graph: dict[str, Any]
     timings: dict[str, float]
     spec: OnnxModelSpec | None = None
+    dropped: dict[str, str] = field(default_factory=dict)
+    """Reduced-precision variants built but removed because they failed parity -> the failure message
+    (`ParityConfig.drop_failed_variants`); the manifest records them in `metrics.parity.<model>.dropped`."""
 
     def manifest_entry(self, bundle_root: str | Path | None = None) -> dict[str, Any]:
         """`models.<name>` of the manifest: inputs, outputs, variants (path relative to the bundle root,
@@ -493,7 +496,7 @@ def compare_onnx(
         inputs = [inputs]
     cfg = config or ParityConfig()
     do_raise = cfg.raise_on_failure if raise_on_failure is None else raise_on_failure
-    mean_tol, min_tol = cfg.cosine_thresholds(variant)
+    cfg.cosine_thresholds(variant)  # an unknown variant fails before any session is built
     name = model or Path(reference_path).name.split(".")[0]
     ref = make_session(reference_path, threads=1, device="cpu")
     var = make_session(variant_path, threads=1, device=device)
@@ -517,11 +520,24 @@ def compare_onnx(
         "per_output": per_output,
     }
     if do_raise:
-        if not mean_cos >= mean_tol:
-            raise _fail(name, variant, "mean cosine vs fp32", mean_cos, f">= {mean_tol:g}")
-        if not min_cos >= min_tol:
-            raise _fail(name, variant, "min cosine vs fp32", min_cos, f">= {min_tol:g}")
+        failure = variant_failure(name, variant, report, cfg)
+        if failure is not None:
+            raise failure
     return report
+
+
+def variant_failure(model: str, variant: str, report: Mapping[str, Any], config: ParityConfig) -> ParityError | None:
+    """The `ParityError` a `compare_onnx` report of `variant` deserves under `config`, or None if it passes.
+
+    Kept apart from `compare_onnx` so the export can decide what a failure means (drop the variant or stop).
+    """
+    mean_tol, min_tol = config.cosine_thresholds(variant)
+    mean_cos, min_cos = report[f"{variant}_mean_cos"], report[f"{variant}_min_cos"]
+    if not mean_cos >= mean_tol:
+        return _fail(model, variant, "mean cosine vs fp32", mean_cos, f">= {mean_tol:g}")
+    if not min_cos >= min_tol:
+        return _fail(model, variant, "min cosine vs fp32", min_cos, f">= {min_tol:g}")
+    return None
 
 
 def export_variants(
@@ -537,7 +553,9 @@ def export_variants(
     Writes `<name>.fp32.onnx` (BERT-fused when `spec.optimization` is set), `<name>.int8.onnx` and
     `<name>.fp16.onnx` (those listed in `spec.variants`). Parity runs on `parity_inputs` (real data,
     e.g. tokenised item texts) or, if None, on `spec.parity_inputs()`; fp32 vs torch runs on `device`,
-    fp16 on `device` (its target), int8 on the CPU. Raises `ParityError` on a failed check.
+    fp16 on `device` (its target), int8 on the CPU. Raises `ParityError` when fp32 disagrees with torch; an
+    int8/fp16 variant that fails its cosine check is deleted and listed in `VariantReport.dropped` (or raises,
+    with `ParityConfig.drop_failed_variants` False).
     The module is moved to `device` and left in eval mode (as `nn.Module.to` does, in place).
     """
     import torch
@@ -594,6 +612,7 @@ def export_variants(
     )
     parity: dict[str, float] = {"fp32_max_abs": fp32["fp32_max_abs"]}
     details: dict[str, Any] = {"fp32": fp32["per_output"]}
+    dropped: dict[str, str] = {}
     for variant in ("int8", "fp16"):
         if variant in paths:
             rep = compare_onnx(
@@ -604,12 +623,21 @@ def export_variants(
                 spec.parity,
                 model=spec.name,
                 device=device if variant == "fp16" else "cpu",
+                raise_on_failure=False,
             )
             details[variant] = rep.pop("per_output")
             parity.update(rep)
+            failure = variant_failure(spec.name, variant, rep, spec.parity) if spec.parity.raise_on_failure else None
+            if failure is not None:
+                if not spec.parity.drop_failed_variants:
+                    raise failure
+                # lossy, not wrong: the model serves fp32 where this variant would have served
+                paths.pop(variant).unlink(missing_ok=True)
+                dropped[variant] = str(failure)
     timings["parity_s"] = time.perf_counter() - t1
     graph["parity_details"] = details
-    return VariantReport(name=spec.name, paths=paths, parity=parity, graph=graph, timings=timings, spec=spec)
+    return VariantReport(name=spec.name, paths=paths, parity=parity, graph=graph, timings=timings, spec=spec,
+                         dropped=dropped)
 
 
 __all__ = [
@@ -633,4 +661,5 @@ __all__ = [
     "quantize_int8",
     "row_cosines",
     "run_session",
+    "variant_failure",
 ]

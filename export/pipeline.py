@@ -18,7 +18,7 @@ import numpy as np
 
 from recengine.bundle import BundleWriter
 from recengine.data import load_dataset
-from recengine.errors import ParityError
+from recengine.errors import ExportError, ParityError
 from recengine.progress import Progress
 from recengine.split import leave_last_out
 
@@ -134,7 +134,10 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         manifest["metrics"]["validation"] = validation
         manifest["metrics"]["validation_reencoded"] = reencoded
         manifest["metrics"]["test"]["fp32"] = _metric_subset(evaluate_bundle(written, dataset, split, "fp32", "test"))
-        check_pipeline_parity(validation, cfg, manifest["metrics"]["parity"], reencoded)
+        failed = check_pipeline_parity(validation, cfg, manifest["metrics"]["parity"], reencoded)
+        for variant, reason in failed.items():
+            progress.message(f"warning: dropping the {variant} models: {reason}")
+            drop_variant(Path(written), manifest, variant)
         drop_untargeted_variants(Path(written), manifest, cfg)  # measured above; the bundle keeps the target's
 
         timings["total"] = time.perf_counter() - t_start
@@ -172,9 +175,26 @@ def add_cooccur(w: BundleWriter, written: Path, manifest: dict[str, Any], datase
     return written, choice
 
 
+def _remove_variant(root: Path, variants: dict[str, Any], variant: str) -> str:
+    entry = variants.pop(variant)
+    rel = entry["path"] if isinstance(entry, dict) else entry
+    (root / rel).unlink(missing_ok=True)
+    return str(rel)
+
+
+def drop_variant(root: Path, manifest: dict[str, Any], variant: str) -> list[str]:
+    """Delete `variant` of every model from the bundle being written and from `manifest.models`; returns the
+    removed paths. fp32 is never dropped: it is what every host falls back to."""
+    if variant == "fp32":
+        raise ExportError("the fp32 models are the reference and are never dropped")
+    return [_remove_variant(root, spec["variants"], variant) for spec in manifest["models"].values()
+            if variant in spec.get("variants", {})]
+
+
 def drop_untargeted_variants(root: Path, manifest: dict[str, Any], cfg: ExportConfig) -> list[str]:
     """Delete the model files `cfg.target` does not need (`--target cpu`: int8 only, `gpu`: fp16 only) from
-    the bundle being written and from `manifest.models.<m>.variants`; returns the removed paths. Their
+    the bundle being written and from `manifest.models.<m>.variants`; returns the removed paths. A model whose
+    target variant was dropped for failing parity keeps its fp32 (the host serves that model in fp32). The
     parity and validation metrics stay in the manifest (fp32 is the reference they were measured against)."""
     from .config import TARGET_VARIANTS
 
@@ -184,26 +204,27 @@ def drop_untargeted_variants(root: Path, manifest: dict[str, Any], cfg: ExportCo
         return removed
     for spec in manifest["models"].values():
         variants = spec.get("variants", {})
-        for variant in [v for v in variants if v not in keep]:
-            entry = variants.pop(variant)
-            rel = entry["path"] if isinstance(entry, dict) else entry
-            (root / rel).unlink(missing_ok=True)
-            removed.append(rel)
+        kept = set(keep) & set(variants) or {"fp32"} & set(variants)
+        for variant in [v for v in variants if v not in kept]:
+            removed.append(_remove_variant(root, variants, variant))
     return removed
 
 
 def check_pipeline_parity(validation: dict[str, dict[str, float]], cfg: ExportConfig, parity: dict[str, Any],
-                          reencoded: dict[str, dict[str, float]] | None = None) -> None:
-    """INT8/FP16 pipelines must keep their share of the fp32 validation NDCG@10 (else ParityError).
+                          reencoded: dict[str, dict[str, float]] | None = None) -> dict[str, str]:
+    """INT8/FP16 pipelines must keep their share of the fp32 validation NDCG@10.
 
     Checked for the pipeline as served (stored catalogue vectors) and, where measured, with every item
     re-encoded by the variant's encoder (the path of items added at serving time; its own, lower floor
     `parity.reencoded_min_ndcg_ratio`); both ratios are recorded in `parity.pipeline` as
-    `<variant>_ndcg_ratio` and `<variant>_reencoded_ndcg_ratio`.
+    `<variant>_ndcg_ratio` and `<variant>_reencoded_ndcg_ratio`. Returns the failed variants -> reason (also
+    recorded in `parity.pipeline.dropped`) for the caller to drop (`parity.drop_failed_variants`); raises
+    ParityError instead when that is off.
     """
     base = validation["fp32"]["ndcg@10"]
     floors = {"int8": cfg.parity.int8_min_ndcg_ratio, "fp16": cfg.parity.fp16_min_ndcg_ratio}
     pipe = parity.setdefault("pipeline", {})
+    failed: dict[str, str] = {}
     for suffix, table in (("", validation), ("_reencoded", reencoded or {})):
         for variant, floor in floors.items():
             if variant not in table:
@@ -213,12 +234,18 @@ def check_pipeline_parity(validation: dict[str, dict[str, float]], cfg: ExportCo
             got = table[variant]["ndcg@10"]
             ratio = got / base if base > 0 else 1.0
             pipe[f"{variant}{suffix}_ndcg_ratio"] = ratio
-            if ratio < floor:
+            if ratio < floor and cfg.parity.raise_on_failure and variant not in failed:
                 how = " with the catalogue re-encoded by its encoder" if suffix else ""
-                raise ParityError(
+                failure = ParityError(
                     f"parity check failed for the {variant} pipeline{how}: validation NDCG@10 {got:.4f}"
                     f" is {ratio:.3f}x fp32 ({base:.4f}); tolerance >= {floor:g}x"
                 )
+                if not cfg.parity.drop_failed_variants:
+                    raise failure
+                failed[variant] = str(failure)
+    if failed:
+        pipe["dropped"] = dict(failed)
+    return failed
 
 
 def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig, timings: dict[str, float],
@@ -274,7 +301,13 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     }
     models["encoder"]["source"] = fitted.text.source.describe()
     models["encoder"]["finetune"] = cfg.encoder.finetune
-    parity = {"encoder": enc.parity, "user_tower": user.parity, "fusion": fusion.parity}
+    parity: dict[str, Any] = {"encoder": enc.parity, "user_tower": user.parity, "fusion": fusion.parity}
+    for name, report in (("encoder", enc), ("user_tower", user), ("fusion", fusion)):
+        dropped = {v: reason for v, reason in report.dropped.items() if v in variants}
+        if dropped:
+            parity[name] = {**report.parity, "dropped": dropped}
+            for v, reason in dropped.items():
+                progress.message(f"warning: dropping the {v} {name}, it serves fp32 instead: {reason}")
 
     save_tokenizer(fitted.text.tokenizer, w.path("tokenizer.json"))
     info = fitted.text.tokenizer_info
@@ -299,5 +332,6 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     }
 
 
-__all__ = ["run_export", "add_cooccur", "check_pipeline_parity", "drop_untargeted_variants", "StageTimings"]
+__all__ = ["run_export", "add_cooccur", "check_pipeline_parity", "drop_untargeted_variants", "drop_variant",
+           "StageTimings"]
 

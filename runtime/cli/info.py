@@ -38,9 +38,13 @@ def summarize(manifest: dict[str, Any]) -> list[str]:
     if dims:
         lines.append("dims              " + ", ".join(f"{k}={v}" for k, v in dims.items()))
     models = _dict(manifest.get("models"))
+    parity = _dict(_dict(manifest.get("metrics")).get("parity"))
     for name, spec in models.items():
         variants = _dict(spec.get("variants")) if isinstance(spec, dict) else {}
-        lines.append(f"model {name:<12}" + ", ".join(sorted(variants)))
+        dropped = set(_dict(_dict(parity.get(name)).get("dropped"))) | set(
+            _dict(_dict(parity.get("pipeline")).get("dropped")))
+        note = f" ({', '.join(sorted(dropped))} dropped: failed parity, serves fp32)" if dropped else ""
+        lines.append(f"model {name:<12}" + ", ".join(sorted(variants)) + note)
     index = _dict(manifest.get("index"))
     for name, spec in index.items():
         if isinstance(spec, dict):

@@ -163,6 +163,16 @@ def test_ease_lists_are_the_positive_top_of_easer_rows(interactions):
     assert all((got[0][i] == -1).all() for i in inactive)
 
 
+def test_each_lambda_gets_its_own_ease_lists(interactions):
+    """Every lambda inverts its own Gram matrix in place: one call with several equals separate calls."""
+    users, items, n_users, n_items = interactions
+    both = cooccur.ease_neighbours(users, items, n_users, n_items, k=4, lambdas=(5.0, 50.0))
+    for lam in (5.0, 50.0):
+        alone = cooccur.ease_neighbours(users, items, n_users, n_items, k=4, lambdas=(lam,))[lam]
+        assert np.array_equal(both[lam][0], alone[0]) and np.allclose(both[lam][1], alone[1])
+    assert not np.allclose(both[5.0][1], both[50.0][1])
+
+
 def test_ease_lists_are_skipped_past_the_item_cap(interactions, monkeypatch):
     monkeypatch.setattr(cooccur, "EASE_MAX_ITEMS", 5)
     users, items, n_users, n_items = interactions

@@ -140,10 +140,10 @@ def test_config_profiles_toml_and_overrides(tmp_path):
         ExportConfig.from_profile("fast")
 
 
-def test_pipeline_parity_floor_raises():
-    cfg = ExportConfig.from_profile("standard")
+def test_pipeline_parity_floor_raises_when_dropping_is_off():
+    cfg = ExportConfig.from_profile("standard").override({"parity.drop_failed_variants": False})
     parity: dict = {}
-    check_pipeline_parity({"fp32": {"ndcg@10": 0.1}, "int8": {"ndcg@10": 0.099}}, cfg, parity)
+    assert check_pipeline_parity({"fp32": {"ndcg@10": 0.1}, "int8": {"ndcg@10": 0.099}}, cfg, parity) == {}
     assert parity["pipeline"]["int8_ndcg_ratio"] == pytest.approx(0.99)
     with pytest.raises(ParityError, match="int8"):
         check_pipeline_parity({"fp32": {"ndcg@10": 0.1}, "int8": {"ndcg@10": 0.05}}, cfg, {})
@@ -154,3 +154,16 @@ def test_pipeline_parity_floor_raises():
     assert parity["pipeline"]["int8_reencoded_ndcg_ratio"] == pytest.approx(0.86)
     with pytest.raises(ParityError, match="re-encoded"):
         check_pipeline_parity(served, cfg, {}, {"int8": {"ndcg@10": 0.07}})
+
+
+def test_pipeline_parity_failure_is_returned_for_dropping_by_default():
+    cfg = ExportConfig.from_profile("standard")
+    parity: dict = {}
+    failed = check_pipeline_parity({"fp32": {"ndcg@10": 0.1}, "int8": {"ndcg@10": 0.05},
+                                    "fp16": {"ndcg@10": 0.1}}, cfg, parity, {"int8": {"ndcg@10": 0.01}})
+    assert list(failed) == ["int8"] and "0.500x fp32" in failed["int8"]  # the first failure names it
+    assert parity["pipeline"]["dropped"] == failed
+    assert parity["pipeline"]["int8_ndcg_ratio"] == pytest.approx(0.5)
+    assert parity["pipeline"]["fp16_ndcg_ratio"] == pytest.approx(1.0)
+    lenient = ExportConfig.from_profile("standard").override({"parity.raise_on_failure": False})
+    assert check_pipeline_parity({"fp32": {"ndcg@10": 0.1}, "int8": {"ndcg@10": 0.05}}, lenient, {}) == {}

@@ -166,6 +166,22 @@ def test_compare_onnx_thresholds_are_configurable(exported) -> None:
     assert set(rep["per_output"]) == {"scores"}
 
 
+def test_a_failing_reduced_precision_variant_is_dropped_not_fatal(tmp_path) -> None:
+    strict = ParityConfig(int8_mean_cos=1.0 + 1e-9)  # unreachable for int8; fp16 keeps its defaults
+    report = export_variants(_spec(parity=strict), TinyScorer(), tmp_path / "drop")
+    assert set(report.paths) == {"fp32", "fp16"} and list(report.dropped) == ["int8"]
+    assert "variant 'int8': mean cosine vs fp32" in report.dropped["int8"]
+    assert not (tmp_path / "drop" / "scorer.int8.onnx").exists()  # nothing half-kept
+    assert report.parity["int8_mean_cos"] < 1.0  # what it measured stays on record
+    assert set(report.manifest_entry(tmp_path)["variants"]) == {"fp32", "fp16"}
+
+    stop = ParityConfig(int8_mean_cos=1.0 + 1e-9, drop_failed_variants=False)
+    with pytest.raises(ParityError, match="variant 'int8': mean cosine vs fp32"):
+        export_variants(_spec(parity=stop), TinyScorer(), tmp_path / "stop")
+    keep = ParityConfig(int8_mean_cos=1.0 + 1e-9, raise_on_failure=False)  # diagnostics: keeps every variant
+    assert set(export_variants(_spec(parity=keep), TinyScorer(), tmp_path / "keep").paths) == {"fp32", "int8", "fp16"}
+
+
 def test_export_variants_raises_parity_error_for_a_bad_fp32_tolerance(tmp_path) -> None:
     # A tolerance of -1 can never be met: the check must fail loudly rather than pass silently.
     spec = _spec(parity=ParityConfig(fp32_atol=-1.0), variants=("fp32",))

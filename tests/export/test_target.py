@@ -13,11 +13,11 @@ from recengine.cli import cli
 pytest.importorskip("torch", reason="the export needs torch (the export extra)")
 
 
-def _export(ml_tiny_dir: Path, tiny_encoder_dir: Path, out: Path, target: str) -> Path:
+def _export(ml_tiny_dir: Path, tiny_encoder_dir: Path, out: Path, target: str, **overrides) -> Path:
     from recengine.export import ExportConfig, run_export
 
     cfg = ExportConfig.from_profile("quick").override({"encoder.path": str(tiny_encoder_dir), "quiet": True,
-                                                      "target": target})
+                                                      "target": target, **overrides})
     return run_export(ml_tiny_dir, out, cfg)
 
 
@@ -68,6 +68,29 @@ def test_gpu_target_keeps_only_fp16_and_opens_on_cpu(tmp_path: Path, ml_tiny_dir
     assert _model_files(bundle) == ["encoder.fp16.onnx", "fusion.fp16.onnx", "user_tower.fp16.onnx"]
     engine = Engine.open(bundle, device="cpu", threads=1)  # no int8/fp32: the CPU falls back to fp16
     assert set(engine.variants.values()) == {"fp16"}
+    _serves(engine)
+
+
+def test_int8_failing_parity_is_dropped_and_the_cpu_target_keeps_fp32(tmp_path: Path, ml_tiny_dir: Path,
+                                                                      tiny_encoder_dir: Path) -> None:
+    """Texts that quantise badly must not stop the export: the int8 models that fail are dropped, recorded,
+    and a CPU-target bundle keeps the fp32 models instead of shipping nothing."""
+    from recengine import Engine
+    from recengine.cli.info import summarize
+
+    bundle = _export(ml_tiny_dir, tiny_encoder_dir, tmp_path / "bundle", "cpu",
+                     **{"parity.int8_mean_cos": 1.0 + 1e-9})  # int8 is never exact: every int8 model fails
+    assert _model_files(bundle) == ["encoder.fp32.onnx", "fusion.fp32.onnx", "user_tower.fp32.onnx"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in ("encoder", "user_tower", "fusion"):
+        assert list(manifest["models"][name]["variants"]) == ["fp32"]
+        reason = manifest["metrics"]["parity"][name]["dropped"]["int8"]
+        assert f"model '{name}', variant 'int8': mean cosine vs fp32" in reason
+    # the int8 pipeline was measured as a host asking for int8 gets it: fp32 wherever int8 was dropped
+    assert manifest["metrics"]["validation"]["int8"] == manifest["metrics"]["validation"]["fp32"]
+    assert any("int8 dropped: failed parity, serves fp32" in line for line in summarize(manifest))
+    engine = Engine.open(bundle, device="cpu", threads=1)
+    assert set(engine.variants.values()) == {"fp32"}
     _serves(engine)
 
 
