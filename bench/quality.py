@@ -268,6 +268,7 @@ class QualityRun:
         self.progress.message("recengine: fitting on the bench split (export code, "
                               f"profile {self.cfg.profile}, encoder {runner.source().name})")
         fit = runner.fit(protocol.split, "main")
+        self.notes.extend(fit.notes)
         qs = QuerySet(protocol.test.users, protocol.train_valid, protocol.test.context,
                       protocol.test.exclude_indptr, protocol.test.exclude_indices)
         valid = float(fit.fitted.metrics.get("fusion_val_ndcg@10", float("nan")))
@@ -300,6 +301,7 @@ class QualityRun:
         self.progress.message("recengine: fitting on the warm items for the cold-item protocol")
         wsplit = warm_split(cold.split.warm, protocol.dataset.n_users, protocol.dataset.n_items, self.cfg.seed)
         cold_fit = runner.fit(wsplit, "cold", refit_all=True)  # baselines refit on every warm interaction
+        self.notes.extend(cold_fit.notes)
         cqs = QuerySet(cold.users, cold.data, {}, cold.exclude_indptr, cold.exclude_indices)
         for name, factory in runner.scorers(cold_fit, cqs, threads=self.cfg.threads).items():
             if name in self.outcomes:  # full score rows: the cold-only protocol ranks their cold columns

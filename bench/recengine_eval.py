@@ -181,6 +181,7 @@ class RecengineRunner:
             fitted = refit(fitted, progress, include_test=True)
             seconds["refit"] = time.perf_counter() - t
         bundle = None
+        notes: list[str] = []
         if self.variants:
             t = time.perf_counter()
             out = self.workdir / f"bundle-{tag}"
@@ -200,8 +201,12 @@ class RecengineRunner:
                     self.cooccur[tag] = choice
                 manifest["timings"] = {k: round(float(v), 3) for k, v in timings.items()}
                 bundle = w.commit(manifest)
+                notes = [f"recengine ({tag} fit): the {variant} {model} failed its parity check and was dropped; "
+                         f"recengine_{variant} serves that model in fp32 ({reason})"
+                         for model, checks in manifest["metrics"]["parity"].items() if isinstance(checks, dict)
+                         for variant, reason in checks.get("dropped", {}).items()]
             seconds["export"] = time.perf_counter() - t
-        return RecengineFit(fitted, bundle, seconds)
+        return RecengineFit(fitted, bundle, seconds, notes)
 
     def scorers(self, fit_result: RecengineFit, qs: QuerySet, threads: int = 0) -> dict[str, Callable[[], RowScoreFn]]:
         """Factories (built lazily: each re-encodes the catalogue) of `recengine_torch` and of

@@ -26,6 +26,7 @@ from . import live, neighbours, pipeline
 from .cooccur import check_weight
 from .errors import NotFoundError, RequestError
 from .filters import build_mask
+from .index_io import DeferredIndex
 from .requests import (
     GROUP_STRATEGIES,
     MAX_CANDIDATES,
@@ -466,13 +467,17 @@ class Engine:
         return True if wait is None else bool(wait(lexical, timeout))
 
     def warmup(self) -> None:
-        """Wait for the background builds (`wait_ready`) and run every model once, so the first real request
-        pays no lazy initialisation. Benchmarks call it before timing."""
+        """Wait for the background builds (`wait_ready`), load what loads on first use (the text space's HNSW
+        index when `search` would use it) and run every model once, so the first real request pays no lazy
+        initialisation. Benchmarks and `recengine serve` call it before serving."""
         self.wait_ready()
         with self._lock.read():
             st = self._state
             st.models.encode_batch(["warm up"])
             users = st.users.ids[:1]
+            chosen = st.text_index.backend(st.catalogue.n_alive, 1)  # what a search would use
+            if isinstance(chosen, DeferredIndex):
+                chosen.backend()  # hnswlib loads it now rather than in the first search
         if users:
             self.recommend(user_id=users[0], k=1)
             self.recommend(history=[], scene=None, k=1)

@@ -169,10 +169,12 @@ class EngineState:
 def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarray, options: ServeOptions,
            device: str) -> SpaceIndex:
     """One retrieval space. Its HNSW index file is checked whole here (or was, while the rows it holds were
-    read: `BundleReader.index_rows`), so a malformed index is refused at open. hnswlib loads it here when a
-    single query would use it (`choose_backend` at batch 1: a catalogue past `EXACT_BUDGET` items, or
-    `retrieval="hnsw"`), else on first use (`DeferredIndex`: a MovieLens-sized catalogue is searched exactly
-    and never pays the index's memory)."""
+    read: `BundleReader.index_rows`), so a malformed index is refused at open. hnswlib loads the item space's
+    index here when a single query would use it (`choose_backend` at batch 1: a catalogue past `EXACT_BUDGET`
+    items, or `retrieval="hnsw"`), else on first use (`DeferredIndex`: a MovieLens-sized catalogue is searched
+    exactly and never pays the index's memory). The text space's index always loads on first use (a
+    `search`, a live update, `Engine.warmup`): `recommend` never reads it, and at 1M items its load was
+    ~0.7-0.9 s of a 5.0 s `Engine.open`."""
     node = reader.manifest.get("index", {}).get(name)
     exact = ExactBackend(matrix, alive)
     onnx = None
@@ -192,7 +194,7 @@ def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarra
         if count != matrix.shape[0]:
             raise BundleError(f"{reader.root}: index.{name} holds {count} items, the catalogue {matrix.shape[0]}")
         n_live = int(alive.sum())
-        if choose_backend(options.retrieval, device, n_live, 1, onnx_ok=onnx is not None) == "hnsw":
+        if name != "text" and choose_backend(options.retrieval, device, n_live, 1, onnx_ok=onnx is not None) == "hnsw":
             hnsw = open_index(str(path), spec, options.ef, n_live, checked=True)
         else:
             hnsw = open_deferred(str(path), spec, options.ef, n_live)

@@ -231,3 +231,16 @@ def test_recengine_is_trained_with_the_exports_data_defaults(quality_report: dic
     assert expected, "the tiny data set should trigger at least one decision (short histories)"
     for name in ("recengine_fp32", "recengine_int8"):
         assert quality_report["models"][name]["params"]["adapt"] == expected
+
+
+def test_a_variant_dropped_at_export_is_served_in_fp32_and_said(ml_tiny_dir: Path, tiny_encoder_dir: Path) -> None:
+    """Where int8 fails parity (texts that quantise badly), the bench's recengine_int8 row is what a host
+    asking for int8 gets: fp32 for the dropped models. The report says so instead of failing the run."""
+    cfg = QualityConfig(data=str(ml_tiny_dir), profile="quick", encoder=str(tiny_encoder_dir), threads=1, quiet=True,
+                        models=("popularity", "recengine"), variants=("fp32", "int8"), cold=False,
+                        export_overrides={"parity.int8_mean_cos": 1.0 + 1e-9})  # int8 is never exact
+    report = run_quality(cfg)
+    fp32, int8 = report["models"]["recengine_fp32"], report["models"]["recengine_int8"]
+    assert int8["ndcg@10"] == pytest.approx(fp32["ndcg@10"])  # every model fell back to fp32
+    dropped = [n for n in report["notes"] if "failed its parity check and was dropped" in n]
+    assert {n.split(" failed")[0].split("the int8 ")[1] for n in dropped} == {"encoder", "user_tower", "fusion"}

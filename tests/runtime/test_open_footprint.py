@@ -146,6 +146,27 @@ def test_index_is_checked_at_open_and_loaded_on_first_use(lean_bundle: Path) -> 
     assert np.array_equal(rows, eager.stages().retrieve(queries, 6, backend="hnsw")[0])
 
 
+def test_text_index_loads_on_first_search_or_warmup_never_at_open(lean_bundle: Path) -> None:
+    """`recommend` never reads the text space, so even where a batch-1 search uses its HNSW index
+    (`retrieval="hnsw"`, or a catalogue past the exact budget) hnswlib loads it on first use or in `warmup`,
+    not in `Engine.open` (~0.8 s of the 5 s open at 1M items); the item index still loads at open."""
+    engine = Engine.open(lean_bundle, device="cpu", retrieval="hnsw")
+    text = engine._state.text_index.hnsw  # noqa: SLF001
+    assert isinstance(text, DeferredIndex) and not text.loaded
+    assert not isinstance(engine._state.items_index.hnsw, DeferredIndex)  # noqa: SLF001
+    engine.recommend(user_id=engine.user_ids()[0], k=5)
+    assert not text.loaded
+    first = engine.search("the movie", k=5)
+    assert text.loaded
+    warmed = Engine.open(lean_bundle, device="cpu", retrieval="hnsw")
+    warmed.warmup()
+    assert warmed._state.text_index.hnsw.loaded  # noqa: SLF001
+    assert [r.item_id for r in warmed.search("the movie", k=5)] == [r.item_id for r in first]
+    exact = Engine.open(lean_bundle, device="cpu")  # 160 items: search is exact, warmup loads nothing
+    exact.warmup()
+    assert not exact._state.text_index.hnsw.loaded  # noqa: SLF001
+
+
 def test_deferred_load_reads_the_file_opened_at_open(lean_bundle: Path, tmp_path: Path) -> None:
     """A bundle replaced on disk after open (save(force=True) swaps directories) cannot hand the engine
     another bundle's index: the load reads the file opened at open."""
