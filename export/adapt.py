@@ -229,6 +229,18 @@ def rule_loss(cfg: ExportConfig, stats: DataStats) -> list[Proposal]:
     return out
 
 
+def rule_order(cfg: ExportConfig, stats: DataStats) -> list[Proposal]:
+    """`user.reshuffle = True` on data without timestamps.
+
+    Why: without a timestamp column the split puts each user's events in a seeded random order (what is held
+    out is a random event, `recengine.split`); a tower trained on that one fixed order learns positions that
+    mean nothing and sees each target after one history only. A new order per epoch turns the sequence model
+    into a set model and multiplies the (history, target) pairs it learns from."""
+    if stats.has_timestamps or cfg.user.reshuffle:
+        return []
+    return [Proposal("user.reshuffle", True, "no timestamps: the order of each user's events is arbitrary")]
+
+
 def rule_graph_batch(cfg: ExportConfig, stats: DataStats) -> list[Proposal]:
     """`graph.batch_size` = train interactions / `GRAPH_MAX_STEPS` when that is larger than the profile's.
 
@@ -307,7 +319,7 @@ def rule_ablations(cfg: ExportConfig, stats: DataStats) -> list[Proposal]:
                                         "retraining ablations (diagnostics only) skipped")]
 
 
-RULES: tuple[Rule, ...] = (rule_max_length, rule_history, rule_loss, rule_graph_batch, rule_user_epochs,
+RULES: tuple[Rule, ...] = (rule_max_length, rule_history, rule_loss, rule_order, rule_graph_batch, rule_user_epochs,
                            rule_eval_cadence, rule_ablations)
 
 

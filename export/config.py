@@ -103,6 +103,11 @@ class UserConfig:
     """Training sequences per user: the most recent `max_history`+1 items plus earlier non-overlapping
     windows (up to this many in all), so long histories are not wasted."""
     eval_every: int = 1
+    reshuffle: bool = False
+    """Put each user's train events in a new random order every epoch before cutting the windows. For data
+    without timestamps (`recengine.export.adapt` switches it on there): their order is arbitrary (the split
+    shuffles it once), so one fixed order would teach the tower positions that mean nothing and show each
+    target only one history."""
     ema: float = 0.0
     """Decay of an exponential moving average of the weights, per optimizer step (0 = off). Validation and the
     exported model use the averaged weights, which smooths the epoch-to-epoch noise of the ranking metrics."""

@@ -207,6 +207,19 @@ def fit_cold(fitted: FittedRecengine, seed: int) -> ColdGenerator | None:
     return ColdGenerator.fit(fitted.text.text_embeddings, vectors, warm, cfg.ridge, users, media=fitted.media)
 
 
+def user_windows(split: Split, train_scene: np.ndarray, ucfg: Any, seed: int) -> tuple[Any, Any]:
+    """The user tower's first windows and, with `user.reshuffle`, the maker of each later epoch's (a new order
+    of every user's train events per epoch, seeded by `seed` and the epoch)."""
+    if not ucfg.reshuffle:
+        return make_windows(split, train_scene, ucfg.max_history, ucfg.windows_per_user), None
+
+    def rewindow(epoch: int) -> Any:
+        return make_windows(split, train_scene, ucfg.max_history, ucfg.windows_per_user,
+                            shuffle_seed=seed * 100_003 + epoch)
+
+    return rewindow(0), rewindow
+
+
 def _timed(timings: dict[str, float], name: str):
     class _T:
         def __enter__(self):
@@ -267,9 +280,10 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
         ucfg = config.user
         tower = UserTower(d, ucfg.max_history, ucfg.layers, ucfg.heads, ucfg.dropout, svocab.sizes,
                           pvocab.sizes).to(device)
-        windows = make_windows(split, scenes["train"], ucfg.max_history, ucfg.windows_per_user)
+        windows, rewindow = user_windows(split, scenes["train"], ucfg, seed)
         result = train_user_tower(tower, items, split, windows, profiles, valid_q, scenes["valid"], ucfg, seed,
-                                  device, progress, item_dropout=ucfg.item_dropout if use_graph else 0.0)
+                                  device, progress, item_dropout=ucfg.item_dropout if use_graph else 0.0,
+                                  rewindow=rewindow)
         tower, items = tower.cpu().eval(), items.cpu()
         text_scale = items.text_scale()
         text = fold_text_scale(text, items)
@@ -369,9 +383,9 @@ def refit(fitted: FittedRecengine, progress: Progress | None = None, include_tes
                             media=fitted.media if iv.WARM_MEDIA else None).to(device)
         tower = UserTower(d, ucfg.max_history, ucfg.layers, ucfg.heads, ucfg.dropout, fitted.scene_vocab.sizes,
                           fitted.profile_vocab.sizes).to(device)
-        windows = make_windows(split, scenes["train"], ucfg.max_history, ucfg.windows_per_user)
+        windows, rewindow = user_windows(split, scenes["train"], ucfg, seed)
         train_user_tower(tower, items, split, windows, fitted.profiles, None, None, ucfg, seed,  # type: ignore[arg-type]
-                         device, progress, fixed_epochs=epochs)
+                         device, progress, fixed_epochs=epochs, rewindow=rewindow)
         tower, items = tower.cpu().eval(), items.cpu()
         text = fold_text_scale(fitted.text, items)
     out = FittedRecengine(config=config, split=split, scene_vocab=fitted.scene_vocab,

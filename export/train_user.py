@@ -14,6 +14,7 @@ optimizer's dense step over the graph vectors (AdamW moves rows with past gradie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,9 +41,16 @@ class Windows:
     users: np.ndarray
 
 
-def make_windows(split: Split, train_scene: np.ndarray, max_history: int, per_user: int) -> Windows:
-    """Cut each user's train sequence into windows of `max_history`+1 items, most recent first."""
+def make_windows(split: Split, train_scene: np.ndarray, max_history: int, per_user: int,
+                 shuffle_seed: int | None = None) -> Windows:
+    """Cut each user's train sequence into windows of `max_history`+1 items, most recent first.
+
+    `shuffle_seed`: each user's train events are first put in a random order drawn from it (data without
+    timestamps, whose order is arbitrary: a new order per epoch pairs each target with other histories)."""
     indptr, rows = to_csr(split.train.user, np.arange(len(split.train), dtype=np.int64), split.n_users)
+    if shuffle_seed is not None:
+        keys = np.random.default_rng(shuffle_seed).random(len(rows))
+        rows = rows[np.lexsort((keys, np.repeat(np.arange(split.n_users), np.diff(indptr))))]
     items_all = split.train.item.astype(np.int64)
     slots = train_scene.shape[1]
     inputs, targets, scenes, users = [], [], [], []
@@ -152,11 +160,13 @@ class UserTrainResult:
 def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows: Windows, profiles: np.ndarray,
                      valid_queries: Queries | None, valid_scenes: np.ndarray | None, cfg: UserConfig, seed: int,
                      device: torch.device, progress: Progress, item_dropout: float | None = None,
-                     fixed_epochs: int | None = None) -> UserTrainResult:
+                     fixed_epochs: int | None = None,
+                     rewindow: Callable[[int], Windows] | None = None) -> UserTrainResult:
     """AdamW on next-item CE; evaluates validation NDCG@10 every `eval_every` epochs and keeps the best.
 
     With `fixed_epochs`, trains exactly that many epochs with no validation (the refit on train+valid, whose
-    epoch count was early-stopped on the first fit); `valid_queries` is then unused.
+    epoch count was early-stopped on the first fit); `valid_queries` is then unused. `rewindow(epoch)`, when
+    given, supplies each epoch after the first its own windows (`make_windows` with a new `shuffle_seed`).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -193,6 +203,10 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
     bar = progress.bar(range(n_epochs), "user tower")
     for epoch in bar:
         tower.train()
+        if rewindow is not None and epoch > 0:
+            windows = rewindow(epoch)
+            inputs, targets = torch.from_numpy(windows.inputs), torch.from_numpy(windows.targets)
+            scenes, prof = torch.from_numpy(windows.scenes), torch.from_numpy(profiles[windows.users])
         perm = torch.randperm(len(inputs), generator=gen)
         total, count = 0.0, 0
         for start in range(0, len(perm), cfg.batch_size):

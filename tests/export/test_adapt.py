@@ -178,6 +178,12 @@ def test_short_histories_get_short_windows_and_more_of_them():
     assert adapt(ExportConfig.from_profile("quick"), st)[0].user.max_history == 8
 
 
+def test_data_without_timestamps_reshuffles_the_tower_windows():
+    assert changed(std(), stats(20_000, 5_000, 120_000, has_timestamps=False))["user.reshuffle"] is True
+    assert "user.reshuffle" not in changed(std(), stats(20_000, 5_000, 120_000))  # ordered data keeps its order
+    assert not adapt(std(), MOVIELENS)[0].user.reshuffle
+
+
 # ------------------------------------------------------------------------------------------ explicit keys
 @pytest.mark.parametrize("name", [n for n in SIZES if n != "movielens"] + ["short"])  # movielens: nothing to adapt
 def test_explicit_keys_are_never_overridden(name: str):

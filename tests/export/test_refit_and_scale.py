@@ -106,7 +106,7 @@ def test_bundle_records_as_served_and_reencoded_pipeline_metrics(tiny_bundle: Pa
             m["metrics"]["validation_reencoded"]["int8"]["ndcg@10"] / base)
 
 
-def _tiny_user_training(ml_tiny_dataset, ema: float):
+def _tiny_user_training(ml_tiny_dataset, ema: float, rewindow=None):
     from recengine.evaluation import make_queries
     from recengine.export.config import UserConfig
     from recengine.export.features import encode_profiles, encode_scene, profile_vocab, scene_vocab
@@ -127,9 +127,50 @@ def _tiny_user_training(ml_tiny_dataset, ema: float):
     windows = make_windows(split, encode_scene(sv, split.train), 10, 1)
     result = train_user_tower(tower, items, split, windows, encode_profiles(pv, d), make_queries(split, "valid"),
                               encode_scene(sv, split.valid), cfg, 0, torch.device("cpu"), Progress(True),
-                              fixed_epochs=2)
+                              fixed_epochs=2, rewindow=rewindow and (lambda e: rewindow(e, split, sv)))
     moved = max(float((p.detach() - s).abs().max()) for p, s in zip(tower.parameters(), start))
     return result, moved
+
+
+def test_reshuffled_windows_keep_each_users_events_in_a_new_order(ml_tiny_dataset):
+    from recengine.export.config import UserConfig
+    from recengine.export.features import encode_scene, scene_vocab
+    from recengine.export.fit import user_windows
+    from recengine.export.train_user import make_windows
+
+    d = ml_tiny_dataset
+    split = leave_last_out(d.interactions, d.n_users, d.n_items, seed=0)
+    scene = encode_scene(scene_vocab(d), split.train)
+    plain = make_windows(split, scene, 500, 1)  # one window holds a user's whole train sequence
+
+    def per_user(w):
+        return {int(u): w.inputs[i][w.inputs[i] >= 0].tolist() + [int(w.targets[i][-1])]
+                for i, u in enumerate(w.users)}
+
+    base = per_user(plain)
+    first, rewindow = user_windows(split, scene, UserConfig(max_history=500, windows_per_user=1, reshuffle=True), 7)
+    later = rewindow(1)
+    for w in (first, later):
+        got = per_user(w)
+        assert got.keys() == base.keys() and all(sorted(got[u]) == sorted(base[u]) for u in base)
+    assert per_user(first) != base and per_user(later) != per_user(first)
+    assert np.array_equal(rewindow(1).inputs, later.inputs)  # seeded: the same epoch gets the same order
+    fixed, none = user_windows(split, scene, UserConfig(max_history=500, windows_per_user=1), 7)
+    assert none is None and np.array_equal(fixed.inputs, plain.inputs)
+
+
+def test_training_takes_new_windows_every_later_epoch(ml_tiny_dataset):
+    from recengine.export.features import encode_scene
+    from recengine.export.train_user import make_windows
+
+    asked = []
+
+    def rewindow(epoch, split, sv):
+        asked.append(epoch)
+        return make_windows(split, encode_scene(sv, split.train), 10, 1, shuffle_seed=epoch)
+
+    result, moved = _tiny_user_training(ml_tiny_dataset, ema=0.0, rewindow=rewindow)
+    assert asked == [1] and moved > 1e-3 and result.epochs_run == 2  # epoch 0 trains on the windows given
 
 
 def test_weight_averaging_keeps_the_averaged_weights(ml_tiny_dataset):
