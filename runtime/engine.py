@@ -408,9 +408,9 @@ class Engine:
         with self._compaction_lock:
             if self._compaction is not None and self._compaction.is_alive():
                 return
-            self._compaction = threading.Thread(target=self._run_compaction, name="recengine-compaction",
-                                                daemon=True)
-            self._compaction.start()
+            thread = threading.Thread(target=self._run_compaction, name="recengine-compaction", daemon=True)
+            thread.start()
+            self._compaction = thread  # published started: other writers join it without this lock
 
     def _run_compaction(self) -> None:
         try:

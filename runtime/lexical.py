@@ -54,6 +54,10 @@ FUZZY_MIN_LEN = 4
 FUZZY_MAX_WORDS = 8
 """Unknown query words matched one edit away, at most (each costs ~0.5 ms of candidate lookups: a long
 query of gibberish must not cost seconds); the unknown words beyond match nothing."""
+FUZZY_MAX_LEN = 32
+"""Unknown words longer than this are not matched one edit away: `edits1` makes ~72 L candidates of length ~L
+(a 4,096-character word: ~1.2 GB and 3 s per query, measured by a fuzzer), and no catalogue word that long is
+a typing slip of another."""
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 DELTA_FRACTION = 0.125
 """The delta segment (rows added live) is merged into the base once it holds this share of the base's
@@ -454,7 +458,7 @@ class LexicalIndex:
         keys, pos, df = self._lookup(query_tokens)
         fuzzy = 0
         for tok, k, p, d in zip(query_tokens, keys.tolist(), pos.tolist(), df.tolist()):
-            if d > 0 or len(tok) < FUZZY_MIN_LEN or fuzzy >= FUZZY_MAX_WORDS:
+            if d > 0 or not FUZZY_MIN_LEN <= len(tok) <= FUZZY_MAX_LEN or fuzzy >= FUZZY_MAX_WORDS:
                 weights[tok] = weights.get(tok, 0.0) + 1.0
                 if d > 0:
                     known[tok] = (k, p, d)
@@ -469,8 +473,8 @@ class LexicalIndex:
         return weights, known
 
     def expand(self, query_tokens: Sequence[str]) -> dict[str, float]:
-        """Query token -> weight (its count); an unknown token of >= FUZZY_MIN_LEN characters is replaced by
-        the known tokens one edit away, each at FUZZY_WEIGHT."""
+        """Query token -> weight (its count); an unknown token of FUZZY_MIN_LEN..FUZZY_MAX_LEN characters is
+        replaced by the known tokens one edit away, each at FUZZY_WEIGHT."""
         return self._terms(list(query_tokens))[0]
 
     def query(self, text: str) -> LexicalQuery:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -132,6 +133,44 @@ def test_heavy_removal_compacts_rows_and_index(lean_bundle):
     recs = eng.recommend(user_id=user, k=10)
     assert len(recs) == 10 and not {r.item_id for r in recs} & set(gone)
     assert not {r.item_id for r in recs} & set(eng.history(user))
+
+
+def test_writers_never_join_a_compaction_before_it_started(lean_bundle, monkeypatch):
+    """The compaction thread is published only once started: a writer that joins it meanwhile (every write
+    waits for a running compaction) must not get "cannot join thread before it is started" (found by a
+    fuzzer: 2,577 lost writes in 20 s of 4 writer threads)."""
+    import threading
+
+    from recengine import Engine
+    from recengine import engine as engine_module
+
+    started = threading.Event()
+
+    class SlowStart(threading.Thread):
+        def start(self) -> None:
+            if self.name == "recengine-compaction":
+                started.set()
+                time.sleep(0.3)  # another writer runs while the thread is being started
+            super().start()
+
+    monkeypatch.setattr(engine_module.threading, "Thread", SlowStart)
+    eng = Engine.open(lean_bundle, device="cpu", retrieval="hnsw")
+    ids = eng.item_ids()
+    errors: list[BaseException] = []
+
+    def other_writer() -> None:
+        started.wait(10)
+        try:
+            eng.add_items([{"item_id": "during-start", "text": "added while the compaction starts"}])
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    eng.remove_items(ids[: int(len(ids) * 0.3)])  # past the tombstone threshold: starts the compaction
+    writer.join(10)
+    assert not errors and eng.wait_for_compaction(timeout=60)
+    assert "during-start" in eng.item_ids()
 
 
 def test_churn_keeps_rows_bounded(lean_bundle):

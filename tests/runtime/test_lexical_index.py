@@ -171,3 +171,15 @@ def test_only_the_first_unknown_words_are_matched_one_edit_away():
     gibberish = [f"zzzq{i}" for i in range(lexical.FUZZY_MAX_WORDS)]
     assert "alpha" not in idx.expand(gibberish + ["alpah"])  # the budget is spent
     assert "alpha" in idx.expand(gibberish[:-1] + ["alpah"])
+
+
+def test_very_long_unknown_words_are_not_expanded():
+    """A hostile query word of thousands of characters must cost what its length does, not ~72 L^2 bytes of
+    edit candidates (a fuzzer's 4,096-character word took 1.2 GB and 3 s before the cap)."""
+    word = "a" * lexical.FUZZY_MAX_LEN
+    idx = LexicalIndex.build([word, "delta"])
+    assert idx.expand([word[:-1] + "b"]) == {word: lexical.FUZZY_WEIGHT}  # at the cap: still one edit away
+    long = "q" * (lexical.FUZZY_MAX_LEN + 1)
+    assert idx.expand([long]) == {long: 1.0}
+    huge = "x" * 200_000
+    assert idx.expand([huge]) == {huge: 1.0} and idx.query(huge + " delta").top(5, None)[0].tolist() == [1]
