@@ -24,7 +24,7 @@ import numpy as np
 
 from . import live, neighbours, pipeline
 from .cooccur import check_weight
-from .errors import NotFoundError, RequestError
+from .errors import NotFoundError, RequestError, shown
 from .filters import build_mask
 from .index_io import DeferredIndex
 from .requests import (
@@ -37,6 +37,7 @@ from .requests import (
     RowQuery,
     UpdateResult,
     as_requests,
+    check_flag,
     check_id,
     check_ids,
     check_int,
@@ -285,15 +286,16 @@ class Engine:
         ids = check_ids("user_ids", user_ids)
         if not ids:
             raise RequestError("recommend_group needs at least one user id")
-        if strategy not in GROUP_STRATEGIES:
-            raise RequestError(f"strategy must be one of {', '.join(GROUP_STRATEGIES)}, got {strategy!r}")
+        if not isinstance(strategy, str) or strategy not in GROUP_STRATEGIES:
+            raise RequestError(f"strategy must be one of {', '.join(GROUP_STRATEGIES)}, got {shown(strategy)}")
         k = check_int("k", k, 1, MAX_K)
+        exclude_seen = check_flag("exclude_seen", exclude_seen)
         with self._lock.read():
             st = self._state
             cands = st.default_candidates if candidates is None else check_int("candidates", candidates, 1,
                                                                                 MAX_CANDIDATES)
             scene_codes = st.scene.encode(scene)  # bad scene keys raise RequestError, like recommend
-            return pipeline.group(st, ids, strategy, k, cands, bool(exclude_seen), scene_codes, bool(scene))
+            return pipeline.group(st, ids, strategy, k, cands, exclude_seen, scene_codes, bool(scene))
 
     def similar_items(self, item_id: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> Recommendations:
         """Items most similar to `item_id`: cosine similarity of retrieval vectors (score = cosine); see

@@ -47,7 +47,33 @@ class DeviceError(RecengineError):
     """The requested execution device is not really available (e.g. CUDA asked for, CPU delivered)."""
 
 
+SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """`value` as an error message shows it: its repr cut to `SHOWN_CHARS` characters. Why: messages echo what
+    the caller sent, and a hostile value must not break the message itself (repr of an int past 4,300 digits
+    raises ValueError; a 1 MB string would be echoed whole)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - any object's __repr__ may fail; the message must not
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
+
+
+def as_number(value: object) -> float:
+    """float(value), with every way that fails as ValueError (OverflowError for ints past float's range)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 __all__ = [
+    "shown",
+    "as_number",
     "RecengineError",
     "DataError",
     "BundleError",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RequestError
+from .errors import RequestError, as_number, shown
 
 _OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains")
 
@@ -60,9 +60,9 @@ def _predicate(name: str, column: np.ndarray, op: str, arg: Any) -> np.ndarray:
         if not numeric:
             raise RequestError(f"filter {name}: {op} needs a numeric attribute")
         try:
-            x = float(arg)
-        except (TypeError, ValueError):
-            raise RequestError(f"filter {name}: {op} needs a number, got {arg!r}") from None
+            x = as_number(arg)
+        except ValueError:
+            raise RequestError(f"filter {name}: {op} needs a number, got {shown(arg)}") from None
         with np.errstate(invalid="ignore"):
             return {"lt": column < x, "lte": column <= x, "gt": column > x, "gte": column >= x}[op]
     if op in ("eq", "ne"):
@@ -72,28 +72,36 @@ def _predicate(name: str, column: np.ndarray, op: str, arg: Any) -> np.ndarray:
         return mask
     if op in ("in", "not_in"):
         if isinstance(arg, (str, bytes)) or not hasattr(arg, "__iter__"):
-            raise RequestError(f"filter {name}: {op} needs a list of values, got {arg!r}")
+            raise RequestError(f"filter {name}: {op} needs a list of values, got {shown(arg)}")
         mask = _membership(name, column, list(arg), numeric)
         return ~mask if op == "not_in" else mask
     if op == "contains":
         if numeric:
             raise RequestError(f"filter {name}: contains needs a string attribute")
-        needle = str(arg)
+        needle = _text(name, arg)
         if isinstance(column, Categorical):
             return column.matching(np.fromiter((needle in v for v in column.values), dtype=bool,
                                                count=column.values.shape[0]))
         return np.fromiter((isinstance(v, str) and needle in v for v in column), dtype=bool, count=column.shape[0])
-    raise RequestError(f"filter {name}: unknown operator {op!r} (known: {', '.join(_OPS)})")
+    raise RequestError(f"filter {name}: unknown operator {shown(op)} (known: {', '.join(_OPS)})")
+
+
+def _text(name: str, value: Any) -> str:
+    """str(value) for a string attribute's comparison; an int too long to print is a RequestError."""
+    try:
+        return str(value)
+    except ValueError:
+        raise RequestError(f"filter {name}: cannot compare a string attribute with {shown(value)}") from None
 
 
 def _membership(name: str, column: np.ndarray, values: list[Any], numeric: bool) -> np.ndarray:
     if numeric:
         try:
-            wanted = np.asarray([float(v) for v in values], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise RequestError(f"filter {name}: numeric attribute compared with {values!r}") from None
+            wanted = np.asarray([as_number(v) for v in values], dtype=np.float64)
+        except ValueError:
+            raise RequestError(f"filter {name}: numeric attribute compared with {shown(values)}") from None
         return np.isin(column, wanted)
-    wanted_str = {str(v) for v in values}
+    wanted_str = {_text(name, v) for v in values}
     if isinstance(column, Categorical):
         return column.matching(np.fromiter((v in wanted_str for v in column.values), dtype=bool,
                                            count=column.values.shape[0]))
@@ -110,7 +118,7 @@ def build_mask(spec: Mapping[str, Any] | None, row_of: Mapping[str, int], attrs:
     mask = np.ones(n_rows, dtype=bool)
     for key, cond in spec.items():
         if not isinstance(key, str):
-            raise RequestError(f"filter keys must be strings, got {key!r}")
+            raise RequestError(f"filter keys must be strings, got {shown(key)}")
         if key == "ids":
             if isinstance(cond, (str, bytes)) or not hasattr(cond, "__iter__"):
                 raise RequestError("filter ids must be a list of item id strings")
@@ -123,11 +131,11 @@ def build_mask(spec: Mapping[str, Any] | None, row_of: Mapping[str, int], attrs:
         name = key if key in attrs else f"attr_{key}"
         if name not in attrs:
             known = ", ".join(sorted(attrs)) or "none"
-            raise RequestError(f"filter on unknown attribute {key!r} (this catalogue has: {known})")
+            raise RequestError(f"filter on unknown attribute {shown(key)} (this catalogue has: {known})")
         column = attrs[name][:n_rows]
         if isinstance(cond, Mapping):
             for op, arg in cond.items():
-                mask &= _predicate(name, column, str(op), arg)
+                mask &= _predicate(name, column, op if isinstance(op, str) else shown(op), arg)
         elif isinstance(cond, (list, tuple, set, frozenset)):
             mask &= _predicate(name, column, "in", cond)
         else:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import BundleWriter
+from .bundle import BundleWriter, bundle_path
 from .bundle.format import INDEX_SOURCE, ITEM_FILES, USER_FILES, index_holding
 from .errors import BundleError
 from .index_io import write_index
@@ -29,7 +29,7 @@ _REWRITTEN = ("items/", "users/", "index/")
 
 def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
     cat, users = st.catalogue, st.users
-    out = Path(path).resolve()
+    out = bundle_path(path, "save path")
     if out == st.root:
         raise BundleError(f"{out}: cannot save over the bundle being served (save elsewhere, then reload)")
     manifest: dict[str, Any] = copy.deepcopy(st.manifest)

@@ -31,6 +31,7 @@ from .requests import (
     Recommendations,
     RecommendRequest,
     RowQuery,
+    check_flag,
     check_float,
     check_id,
     check_ids,
@@ -91,13 +92,15 @@ def prepare(st: EngineState, req: RecommendRequest, counters: Counters | None = 
     long_tail = check_float("long_tail", req.long_tail, 0.0, 100.0)
     diversity = check_float("diversity", req.diversity, 0.0, 1.0)
     fresh = check_float("fresh", req.fresh, 0.0, 1.0)
+    exclude_seen = check_flag("exclude_seen", req.exclude_seen)
+    want_explain = check_flag("explain", req.explain)
     scene = st.scene.encode(req.scene)
     user_row = None
     if req.user_id is not None:
         check_id("user_id", req.user_id)
         user_row = st.users.row_of.get(req.user_id)
     profile = st.users.profiles[user_row].copy() if user_row is not None else np.zeros(st.profile.slots, np.int64)
-    if req.profile:
+    if req.profile is not None:
         override = st.profile.encode(req.profile)
         given = [st.profile.columns.index(st.profile.column_for(key)) for key in req.profile]
         profile[given] = override[given]
@@ -112,7 +115,7 @@ def prepare(st: EngineState, req: RecommendRequest, counters: Counters | None = 
             counters.add("unknown_history_items", len(unknown))
     else:
         history = stored[cat.alive[stored]] if stored.size else stored
-    if not req.exclude_seen:
+    if not exclude_seen:
         exclude = np.zeros(0, np.int64)
     elif req.history is None:
         exclude = stored
@@ -120,7 +123,7 @@ def prepare(st: EngineState, req: RecommendRequest, counters: Counters | None = 
         exclude = np.unique(np.concatenate([stored, history]))
     q = Query(scene=scene, profile=profile, history=history, exclude=exclude, k=k, cands=cands,
               allowed=build_mask(req.filter, cat.row_of, cat.attrs, cat.n_rows), skipped=skipped,
-              long_tail=long_tail, diversity=diversity, explain=bool(req.explain), fresh=fresh)
+              long_tail=long_tail, diversity=diversity, explain=want_explain, fresh=fresh)
     contextual = bool(req.scene) or bool(req.profile)
     if req.history is not None:
         q.source, q.needs_tower = "history", True

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RequestError
+from .errors import RequestError, as_number, shown
 
 MAX_K = 10_000
 MAX_CANDIDATES = 100_000
@@ -91,24 +91,34 @@ class UpdateResult:
 
 def check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise RequestError(f"{name} must be an integer, got {value!r}")
+        raise RequestError(f"{name} must be an integer, got {shown(value)}")
     if not low <= int(value) <= high:
-        raise RequestError(f"{name} must be between {low} and {high}, got {value}")
+        raise RequestError(f"{name} must be between {low} and {high}, got {shown(int(value))}")
     return int(value)
 
 
 def check_float(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise RequestError(f"{name} must be a number, got {value!r}")
-    x = float(value)
+        raise RequestError(f"{name} must be a number, got {shown(value)}")
+    try:
+        x = as_number(value)
+    except ValueError:  # an int past float64's range
+        raise RequestError(f"{name} must be between {low} and {high}, got {shown(value)}") from None
     if not (low <= x <= high):
-        raise RequestError(f"{name} must be between {low} and {high}, got {value}")
+        raise RequestError(f"{name} must be between {low} and {high}, got {shown(value)}")
     return x
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """A yes/no option: a bool (or NumPy bool), never an array or other object whose truth is ambiguous."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise RequestError(f"{name} must be true or false, got {shown(value)}")
+    return bool(value)
 
 
 def check_id(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise RequestError(f"{name} must be a string id, got {type(value).__name__} {value!r}")
+        raise RequestError(f"{name} must be a string id, got {type(value).__name__} {shown(value)}")
     if not value:
         raise RequestError(f"{name} must not be empty")
     return value
@@ -116,11 +126,11 @@ def check_id(name: str, value: Any) -> str:
 
 def check_ids(name: str, values: Any) -> list[str]:
     if values is None or isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise RequestError(f"{name} must be a list of string ids, got {values!r}")
+        raise RequestError(f"{name} must be a list of string ids, got {shown(values)}")
     out = list(values)
     for i, v in enumerate(out):
         if not isinstance(v, str):
-            raise RequestError(f"{name}[{i}] must be a string id, got {type(v).__name__} {v!r}")
+            raise RequestError(f"{name}[{i}] must be a string id, got {type(v).__name__} {shown(v)}")
     return out
 
 
@@ -143,5 +153,6 @@ def as_requests(requests: Any) -> list[RecommendRequest]:
 
 
 __all__ = ["Recommendation", "Recommendations", "RecommendRequest", "RowQuery", "UpdateResult", "MAX_K",
-           "MAX_CANDIDATES", "GROUP_STRATEGIES", "check_int", "check_float", "check_id", "check_ids", "as_request",
+           "MAX_CANDIDATES", "GROUP_STRATEGIES", "check_int", "check_float", "check_flag", "check_id", "check_ids",
+           "as_request",
            "as_requests"]

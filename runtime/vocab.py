@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BundleError, RequestError
+from .errors import BundleError, RequestError, as_number, shown
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,12 @@ class SlotVocab:
             if name in self.columns:
                 return name
         known = ", ".join(c[len(self.prefix):] if c.startswith(self.prefix) else c for c in self.columns) or "none"
-        raise RequestError(f"unknown {self.kind} key {key!r} (this bundle knows: {known})")
+        raise RequestError(f"unknown {self.kind} key {shown(key)} (this bundle knows: {known})")
 
     def encode(self, mapping: Mapping[str, Any] | None) -> np.ndarray:
         """int64 [slots] codes for one request (all zeros when `mapping` is None or empty)."""
         out = np.zeros(self.slots, dtype=np.int64)
-        if not mapping:
+        if mapping is None:
             return out
         if not isinstance(mapping, Mapping):
             raise RequestError(f"{self.kind} must be a mapping of key -> value, got {type(mapping).__name__}")
@@ -91,13 +91,16 @@ class SlotVocab:
             return 0
         if col in self.numeric:
             try:
-                x = float(value)
-            except (TypeError, ValueError):
-                raise RequestError(f"{self.kind} value for {col!r} must be a number, got {value!r}") from None
+                x = as_number(value)
+            except ValueError:
+                raise RequestError(f"{self.kind} value for {col!r} must be a number, got {shown(value)}") from None
             if math.isnan(x):
                 return 0
             return int(1 + np.searchsorted(self.numeric[col], x))
-        text = str(value)
+        try:
+            text = str(value)
+        except ValueError:  # an int too long to print: no vocabulary value is that
+            raise RequestError(f"{self.kind} value for {col!r} is {shown(value)}, not a known value") from None
         if text == "":
             return 0
         return int(self.values[col].get(text, 0))

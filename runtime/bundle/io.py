@@ -196,6 +196,26 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def bundle_path(value: Any, what: str = "bundle path") -> Path:
+    """`value` (str or os.PathLike) as an absolute Path, or a BundleError naming what is wrong with it. Why:
+    paths reach here from hosts and HTTP admin requests; None, a number, an empty string (it would resolve
+    to the working directory), a NUL byte or a name the OS refuses must be a clear error, not a TypeError,
+    ValueError or OSError from deep inside pathlib."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise BundleError(f"{what} must be a string path, got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip():
+        raise BundleError(f"{what} must be a non-empty path")
+    if "\x00" in text:
+        raise BundleError(f"{what} must not contain a NUL character")
+    try:
+        path = Path(text).resolve()
+        path.exists()  # ENAMETOOLONG and the like surface here, not halfway through a write
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on older Pythons
+        raise BundleError(f"{what} {text[:200]!r} cannot be used ({getattr(exc, 'strerror', None) or exc})") from None
+    return path
+
+
 class BundleWriter:
     """Fill a bundle in a temporary directory, then `commit()` it into place atomically.
 
@@ -206,7 +226,7 @@ class BundleWriter:
     """
 
     def __init__(self, out: str | Path, force: bool = False) -> None:
-        self.out = Path(out).resolve()
+        self.out = bundle_path(out, "output path")
         self.force = force
         parent = self.out.parent
         if parent.is_dir():
@@ -216,6 +236,10 @@ class BundleWriter:
             raise BundleError(f"{self.out}: output path already exists (pass --force to replace it)")
         if self.out.exists() and not self.out.is_dir():
             raise BundleError(f"{self.out}: exists and is not a directory")
+        if self.out.exists() and not (self.out / MANIFEST_NAME).is_file() and any(self.out.iterdir()):
+            # --force replaces a bundle, never a directory of something else (a home directory, a checkout)
+            raise BundleError(f"{self.out}: exists and is not a recengine bundle (no {MANIFEST_NAME}); "
+                              "refusing to replace it")
         if not parent.is_dir():
             raise BundleError(f"{parent}: parent directory of the output does not exist")
         try:
@@ -364,7 +388,7 @@ class BundleReader:
 
     def __init__(self, root: str | Path, verify: bool = True, check_schema: bool = True,
                  background_verify: bool = False) -> None:
-        self.root = Path(root).resolve()
+        self.root = bundle_path(root)
         self._hashing: list[tuple[str, Future[str]]] = []
         self.checked_indexes: set[str] = set()
         """Index files whose whole structure was checked while reading the rows they hold (`index_rows`)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from ..errors import shown
 from .config import MAX_K
 from .errors import ApiError
 from .schemas import (
@@ -85,8 +86,9 @@ def results(recs: Any) -> dict[str, Any]:
 
 def _query_k(query: dict[str, str]) -> int:
     raw = query.get("k", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_K:
-        raise ApiError(422, "validation_error", f"k: must be an integer between 1 and {MAX_K}, got {raw!r}",
+    # ASCII digits only ("²".isdigit() is True, int("²") fails) and short enough for int() (4,300 digits)
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= MAX_K:
+        raise ApiError(422, "validation_error", f"k: must be an integer between 1 and {MAX_K}, got {shown(raw)}",
                        [{"loc": "query.k", "message": f"must be an integer between 1 and {MAX_K}"}])
     return int(raw)
 

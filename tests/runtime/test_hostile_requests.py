@@ -86,3 +86,73 @@ def test_engine_search_and_add_items_refuse_invalid_unicode(engine) -> None:
 def test_valid_non_ascii_text_is_fine(engine) -> None:
     results = engine.search("Amélie 東京 🎬", k=2)
     assert len(results) == 2 and all(math.isfinite(r.score) for r in results)
+
+
+# ------------------------------------------------------------------ values a fuzzer found (each was not a RequestError)
+BIG = 10 ** 400  # float() overflows
+HUGE = 10 ** 5000  # str() and repr() raise ValueError (past 4,300 digits)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"profile": {"age": BIG}},
+    {"profile": {"age": HUGE}},
+    {"scene": {"daypart": HUGE}},
+    {"filter": {"runtime": BIG}},
+    {"filter": {"runtime": {"lt": BIG}}},
+    {"filter": {"runtime": {"in": [BIG]}}},
+    {"filter": {"studio": HUGE}},
+    {"filter": {"studio": {"contains": HUGE}}},
+    {"filter": {"runtime": {HUGE: 1}}},
+    {"long_tail": 10 ** 30},
+    {"diversity": HUGE},
+    {"fresh": BIG},
+    {"k": HUGE},
+    {"candidates": HUGE},
+    {"history": [HUGE]},
+    {"user_id": HUGE},
+    {"scene": np.array([1, 2])},
+    {"profile": np.array([1, 2])},
+    {"exclude_seen": np.array([True, False])},
+    {"explain": np.array([1, 2])},
+    {"explain": "yes"},
+])
+def test_hostile_request_values_are_request_errors(engine, kwargs: dict) -> None:
+    with pytest.raises(RequestError) as err:
+        engine.recommend(**kwargs)
+    assert len(str(err.value)) < 400  # the message names the problem without echoing the value whole
+    assert engine.recommend(k=3)  # still serving
+
+
+def test_hostile_group_and_similar_values_are_request_errors(engine) -> None:
+    users = engine.user_ids()[:2]
+    for kwargs in ({"strategy": np.array(["average"])}, {"strategy": HUGE}, {"exclude_seen": np.array([1])}):
+        with pytest.raises(RequestError):
+            engine.recommend_group(users, **kwargs)
+    with pytest.raises(RequestError):
+        engine.similar_items(engine.item_ids()[0], filter={"runtime": {"gte": BIG}})
+
+
+@pytest.mark.parametrize("path", [None, 1, "", "   ", "a\x00b", "x" * 300])
+def test_save_to_a_hostile_path_is_a_bundle_error(engine, path: object) -> None:
+    from recengine.errors import BundleError
+
+    with pytest.raises(BundleError):
+        engine.save(path)  # type: ignore[arg-type]
+    with pytest.raises(BundleError):
+        engine.reload(path if path is not None else 1)  # type: ignore[arg-type]
+    assert engine.recommend(k=3)
+
+
+def test_save_force_replaces_bundles_only(engine, tmp_path: Path) -> None:
+    from recengine.errors import BundleError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    with pytest.raises(BundleError, match="not a recengine bundle"):
+        engine.save(mine, force=True)
+    assert (mine / "keep.txt").read_text() == "x"
+    first = engine.save(tmp_path / "b1")
+    assert engine.save(first, force=True) == first  # a bundle is replaced
+    (tmp_path / "empty").mkdir()
+    assert engine.save(tmp_path / "empty", force=True).joinpath("manifest.json").is_file()

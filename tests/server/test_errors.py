@@ -191,3 +191,46 @@ def test_server_config_checks_the_cooccur_weight(bundle_copy) -> None:
         ServerConfig(bundle=str(bundle_copy), cooccur_weight=-0.5)
     engine = load_engine(ServerConfig(bundle=str(bundle_copy), device="cpu", cooccur_weight=0.0))
     assert engine._state.cooccur is None or engine._state.cooccur.weight == 0.0
+
+
+BIG = 10 ** 400  # valid JSON, parsed by pydantic; float() of it overflows, repr of 10**5000 raises
+
+
+@pytest.mark.parametrize("cond", [BIG, {"lt": BIG}, {"in": [BIG]}])
+def test_integers_past_float_range_are_4xx_not_500(client: Any, cond: Any) -> None:
+    """Found by a fuzzer: integers of 309+ digits made float() overflow into a 500 (a numeric attribute:
+    the one an item added here carries; every other item lacks it)."""
+    assert client.post("/items", json={"items": [{"item_id": "big-int", "title": "Big",
+                                                  "attr_fuzzyear": 2000}]}).status_code == 200
+    r = client.post("/recommend", json={"filter": {"fuzzyear": cond}})
+    _error(r, 400, "bad_request", "fuzzyear")
+    assert client.post("/recommend", json={"filter": {"fuzzyear": {"lt": 2001}}, "k": 2}).status_code == 200
+
+
+@pytest.mark.parametrize("k", ["\u00b2", "\u0663", "9" * 5000, "-1", " 5"])
+def test_odd_k_query_strings_are_422(client: Any, engine: Any, k: str) -> None:
+    """'²'.isdigit() is True but int('²') fails, and int() refuses 4,300+ digits: both were 500s."""
+    item = engine.item_ids()[0]
+    _error(client.get(f"/items/{item}/similar", params={"k": k}), 422, "validation_error", "k")
+
+
+@pytest.mark.parametrize("path, body, status", [
+    ("/admin/save", {"path": "/tmp/a\u0000b"}, 400),
+    ("/admin/save", {"path": " "}, 400),
+    ("/admin/save", {"path": "x" * 300}, 400),  # a name the OS refuses (ENAMETOOLONG)
+    ("/admin/save", {"path": ""}, 422),  # refused by the schema
+    ("/admin/reload", {"bundle": "\u0000"}, 400),
+])
+def test_admin_paths_with_nul_or_nothing_are_4xx(client: Any, admin: dict[str, str], path: str, body: dict,
+                                                 status: int) -> None:
+    _error(client.post(path, json=body, headers=admin), status, "bad_request" if status == 400 else "validation_error")
+    assert client.get("/readyz").json()["ready"] is True
+
+
+def test_admin_save_never_replaces_a_directory_that_is_not_a_bundle(client: Any, admin: dict[str, str],
+                                                                   tmp_path) -> None:
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("mine")
+    r = client.post("/admin/save", json={"path": str(tmp_path / "home"), "force": True}, headers=admin)
+    _error(r, 400, "bad_request", "not a recengine bundle")
+    assert (tmp_path / "home" / "notes.txt").read_text() == "mine"
