@@ -145,13 +145,15 @@ def ease_neighbours(users: np.ndarray, items: np.ndarray, n_users: int, n_items:
 
 
 def text_map(indices: np.ndarray, scores: np.ndarray, text: np.ndarray, seed: int = 0,
-             chunk: int = 64) -> dict[str, list[float]] | None:
+             chunk: int = 64, query: np.ndarray | None = None) -> dict[str, list[float]] | None:
     """The text stand-in's map (docs/bundle.md `cooccur.text_map`): for items without a list (new items, items
     nobody interacted with), the similarity a history item at cosine c lends them, aligned on warm items
     (ALDI-style distribution alignment, no cold data needed): over a sample of warm items, the mean cosine
     of their r-th nearest warm item against the mean similarity at rank r of their lists, r = 1..K. An item
     below the K-th cosine gets nothing, as it would sit outside every list. `text`: the rows cosines are
     taken in, the ones the runtime uses (the catalogue's item vectors: a new item's comes from its text).
+    `query`: the sampled items' rows on the cold side of each cosine (default: `text` itself); with the
+    vectors their text alone gives them (`text_vectors`), the map sees the cosines a new item will have.
     None when fewer than two warm items have lists."""
     warm = np.flatnonzero(indices[:, 0] >= 0)
     k = indices.shape[1]
@@ -162,10 +164,12 @@ def text_map(indices: np.ndarray, scores: np.ndarray, text: np.ndarray, seed: in
     unit = text[warm].astype(np.float32)
     unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     pos = np.searchsorted(warm, sample)
+    asked = unit[pos] if query is None else query[sample].astype(np.float32)
+    asked /= np.maximum(np.linalg.norm(asked, axis=1, keepdims=True), 1e-12)
     kk = min(k, warm.size - 1)
     cos_sum = np.zeros(kk)
     for start in range(0, sample.size, chunk):
-        block = unit[pos[start:start + chunk]] @ unit.T
+        block = asked[start:start + chunk] @ unit.T
         block[np.arange(block.shape[0]), pos[start:start + chunk]] = -np.inf  # not itself
         top = -np.sort(-np.partition(block, block.shape[1] - kk, axis=1)[:, -kk:], axis=1)
         cos_sum += top.sum(axis=0)
