@@ -130,6 +130,12 @@ def test_text_map_aligns_text_cosines_with_list_similarities():
     assert x[-1] == pytest.approx(unit.max(axis=1).mean(), rel=1e-4)
     assert y[-1] == pytest.approx(sc[warm, 0].mean(), rel=1e-4)
     assert cooccur.text_map(np.full((5, 3), -1, np.int32), np.zeros((5, 3), np.float32), text[:5]) is None
+    # query rows: the cold side of each cosine; the rows themselves give the default map, others move it
+    same = cooccur.text_map(idx, sc, text, query=text * 3.0)  # scale-free: rows are normalised
+    assert np.allclose(same["cos"], got["cos"], atol=1e-6) and same["sim"] == got["sim"]
+    shifted = text + 0.5 * rng.standard_normal(text.shape)
+    other = cooccur.text_map(idx, sc, text, query=shifted)
+    assert other["sim"] == got["sim"] and other["cos"][-1] < got["cos"][-1]
 
 
 def test_tfidf_lists_weight_by_user_idf_only():
