@@ -10,7 +10,9 @@ in the export's progress output. A key the user set (CLI option, `--set`, TOML f
 `ExportConfig.explicit`) is never changed; the rule's value is recorded under `adapt.kept` instead.
 
 Rules only ever *lower* a profile's value (shorter truncation, shorter windows, fewer epochs) or switch to a
-variant measured at least as good at no more cost (the full softmax on small catalogues); none raises a cost.
+variant measured at least as good at no more cost (the full softmax on small catalogues); none raises a cost
+but `rule_order`, whose new windows per epoch cost a loop over the users (measured: 1.5 s per epoch at 100k
+users and 1.5M train events, against 1.1 s for the one fixed set).
 `config.adapt = false` turns them all off.
 """
 

@@ -140,7 +140,7 @@ def ease_neighbours(users: np.ndarray, items: np.ndarray, n_users: int, n_items:
             idx[rows, :kk] = np.where(keep, active[top], -1)
             sc[rows, :kk] = np.where(keep, vals, 0.0)
         out[float(lam)] = (idx, sc)
-        del b
+        del b, block  # `block` is a view of `b`: it too would keep the whole matrix alive into the next lambda
     return out
 
 

@@ -10,7 +10,7 @@ graphs (see `sessions.CudaGraphRunner`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +30,18 @@ SEQ_BUCKETS = (16, 32, 64, 128, 256, 512)
 
 
 def pick_variant(available: Sequence[str], device: str, requested: str | None, model: str,
-                 quantization: Mapping[str, Any] | None = None, cpu: CpuFeatures | None = None) -> str:
+                 quantization: Mapping[str, Any] | None = None, cpu: CpuFeatures | None = None,
+                 dropped: Collection[str] = ()) -> str:
     """The variant to load for `model`: the requested one, else fp16 on GPU, else on the CPU what
     `cpu_features.choose_cpu_variant` picks for this CPU (int8, or fp32 where full-range int8 weights can
-    saturate), else fp32."""
+    saturate), else fp32. A requested variant the export dropped from this model for failing parity
+    (`dropped`, from `metrics.parity`) is served by fp32: the export measured that combination as the
+    variant's pipeline; any other missing variant is a BundleError."""
     if requested is not None:
         if requested not in VARIANTS:
             raise RequestError(f"variant must be one of {', '.join(VARIANTS)}, got {requested!r}")
+        if requested not in available and requested in dropped and "fp32" in available:
+            return "fp32"
         if requested not in available:
             raise BundleError(f"model {model} has no {requested} variant in this bundle (has: {', '.join(available)})")
         return requested
@@ -47,6 +52,20 @@ def pick_variant(available: Sequence[str], device: str, requested: str | None, m
         if name in available:
             return name
     raise BundleError(f"model {model} lists no usable variant (has: {', '.join(available) or 'none'})")
+
+
+def dropped_variants(manifest: Mapping[str, Any], model: str) -> frozenset[str]:
+    """Variants the export dropped from `model` for failing parity (`metrics.parity.<model>.dropped` and
+    `metrics.parity.pipeline.dropped`; docs/bundle.md). Anything malformed there reads as none."""
+    metrics = manifest.get("metrics")
+    parity = metrics.get("parity") if isinstance(metrics, Mapping) else None
+    if not isinstance(parity, Mapping):
+        return frozenset()
+    out: set[str] = set()
+    for node in (parity.get(model), parity.get("pipeline")):
+        if isinstance(node, Mapping) and isinstance(node.get("dropped"), Mapping):
+            out.update(v for v in node["dropped"] if v in VARIANTS)
+    return frozenset(out)
 
 
 @dataclass
@@ -88,10 +107,13 @@ class ModelSet:
             requested = variant.get(name) if isinstance(variant, dict) else variant
             int8 = variants.get("int8")
             quant = int8.get("quantization") if isinstance(int8, dict) else None
-            v = pick_variant(tuple(variants), device, requested, name, quant, cpu)
+            dropped = dropped_variants(reader.manifest, name)
+            v = pick_variant(tuple(variants), device, requested, name, quant, cpu, dropped)
             path = variants[v]["path"] if isinstance(variants[v], dict) else variants[v]
             chosen[name] = v
-            if requested is not None:
+            if requested is not None and v != requested:
+                reasons[name] = f"requested {requested}: dropped at export for failing parity, serving fp32"
+            elif requested is not None:
                 reasons[name] = "requested"
             elif cpu is not None:
                 reasons[name] = choose_cpu_variant([x for x in variants if x in VARIANTS], quant, cpu).reason

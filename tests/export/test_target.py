@@ -92,6 +92,11 @@ def test_int8_failing_parity_is_dropped_and_the_cpu_target_keeps_fp32(tmp_path: 
     engine = Engine.open(bundle, device="cpu", threads=1)
     assert set(engine.variants.values()) == {"fp32"}
     _serves(engine)
+    asked = Engine.open(bundle, device="cpu", threads=1, variant="int8")  # what the export measured as int8
+    assert set(asked.variants.values()) == {"fp32"}
+    assert "dropped at export" in asked.variant_reasons["encoder"]
+    with pytest.raises(Exception, match="no fp16 variant"):  # never built for this target: still an error
+        Engine.open(bundle, device="cpu", threads=1, variant="fp16")
 
 
 @pytest.mark.parametrize("args,fragment", [

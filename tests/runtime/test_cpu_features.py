@@ -109,3 +109,21 @@ def test_pick_variant_applies_the_cpu_rule_only_to_the_default() -> None:
     assert pick_variant(ALL, "cpu", "int8", "encoder", FULL, avx2) == "int8"
     assert pick_variant(ALL, "cpu", None, "encoder", BDI, avx2) == "int8"
     assert pick_variant(ALL, "cuda", None, "encoder", FULL, None) == "fp16"
+
+
+def test_a_variant_dropped_at_export_is_served_by_fp32_when_asked_for() -> None:
+    from recengine.errors import BundleError
+    from recengine.models import dropped_variants, pick_variant
+
+    manifest = {"metrics": {"parity": {"encoder": {"dropped": {"int8": "mean cosine 0.68"}},
+                                       "pipeline": {"dropped": {"fp16": "ndcg ratio 0.5"}}}}}
+    assert dropped_variants(manifest, "encoder") == {"int8", "fp16"}
+    assert dropped_variants(manifest, "user_tower") == {"fp16"}
+    assert dropped_variants({"metrics": {"parity": "junk"}}, "encoder") == frozenset()
+    assert dropped_variants({}, "encoder") == frozenset()
+    have = ("fp32", "fp16")
+    assert pick_variant(have, "cpu", "int8", "encoder", dropped={"int8"}) == "fp32"
+    with pytest.raises(BundleError, match="no int8 variant"):  # missing but never dropped: an error
+        pick_variant(have, "cpu", "int8", "encoder")
+    with pytest.raises(BundleError, match="no int8 variant"):  # dropped, but no fp32 to serve instead
+        pick_variant(("fp16",), "cpu", "int8", "encoder", dropped={"int8"})
