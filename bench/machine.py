@@ -32,6 +32,22 @@ def memory_gib() -> float | None:
         return None
 
 
+def available_memory_bytes() -> int | None:
+    """What the kernel says can still be allocated without swapping (`MemAvailable`, Linux), else the free
+    physical pages, else None (unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def git_revision() -> str | None:
     """The recengine source commit (plus "-dirty" with local changes) when running from a git checkout."""
     import subprocess

@@ -27,6 +27,7 @@ from recengine.errors import DependencyError, RequestError
 from recengine.progress import Progress
 
 from .baselines import BASELINES, Recommender, create
+from .baselines.base import BaselineSkipped
 from .machine import load_average, machine_info, utc_now
 from .protocol import ColdProtocol, Protocol, cold_protocol, evaluate, evaluate_rows, scene_metrics
 
@@ -362,7 +363,7 @@ class QualityRun:
                 t = time.perf_counter()
                 try:
                     self.run_baseline(name, protocol, cold, text)
-                except DependencyError as exc:
+                except (DependencyError, BaselineSkipped) as exc:
                     self.notes.append(f"{name} omitted: {exc}")
                 self.timings[name] = time.perf_counter() - t
             if "recengine" in cfg.models:

@@ -16,7 +16,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recengine.data.schema import Interactions
+from recengine.errors import RecengineError
 from recengine.split import chronological_order, to_csr
+
+
+class BaselineSkipped(RecengineError):
+    """A baseline cannot run on this data with this machine's means (the message says why, with numbers):
+    the bench omits it with a note instead of being killed by the kernel halfway through the run."""
+
 
 ValidateFn = Callable[[Callable[[np.ndarray], np.ndarray]], float]
 """Given a score function (users -> [b, n_items]), return the validation NDCG@10 (for early stopping)."""

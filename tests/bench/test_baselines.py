@@ -139,6 +139,32 @@ def test_ease_matches_the_closed_form() -> None:
         make("ease", data, **{"lambda": 0.0})
 
 
+def test_ease_is_skipped_with_numbers_when_its_matrix_cannot_fit(monkeypatch) -> None:
+    """At 50,000 items EASE's dense fit needs ~28 GiB: the bench must say so, not be killed by the kernel."""
+    from recengine.bench.baselines import ease
+    from recengine.bench.baselines.base import BaselineSkipped
+    from recengine.errors import RecengineError
+
+    with pytest.raises(BaselineSkipped, match=r"~27.9 GiB .* 50000 items .* 16.0 GiB is available"):
+        ease.check_memory(50_000, available=16 * 2**30)
+    ease.check_memory(10_000, available=16 * 2**30)  # 1.1 GiB: fits
+    assert issubclass(BaselineSkipped, RecengineError)
+    data, _ = block_diagonal()
+    monkeypatch.setattr("recengine.bench.machine.available_memory_bytes", lambda: 1000)
+    with pytest.raises(BaselineSkipped):
+        make("ease", data, **{"lambda": 1.0})
+
+
+def test_quality_run_notes_a_skipped_baseline(ml_tiny_dir, monkeypatch) -> None:
+    from recengine.bench.quality import QualityConfig, run_quality
+
+    monkeypatch.setattr("recengine.bench.machine.available_memory_bytes", lambda: 1000)
+    report = run_quality(QualityConfig(data=str(ml_tiny_dir), profile="quick", models=("popularity", "ease"),
+                                       cold=False, quiet=True))
+    assert "ease" not in report["models"] and "popularity" in report["models"]
+    assert any(n.startswith("ease omitted: EASE needs") for n in report["notes"])
+
+
 @pytest.mark.parametrize("name", ["als", "bpr", "lightgcn", "itemknn", "ease", "frozen_text"])
 def test_community_models_rank_the_users_own_half_first(name: str) -> None:
     data, group = blocks()
