@@ -38,24 +38,42 @@ def weighted_matrix(matrix: Any, weighting: str, k1: float = 1.2, b: float = 0.7
     raise ValueError(f"ItemKNN weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
 
 
-def knn_similarity(weighted: Any, k: int, shrink: float) -> Any:
-    """Sparse CSR [n_items, n_items]: row i holds item i's top-k shrunk cosine similarities (self excluded)."""
+BLOCK_BYTES = 1 << 28
+"""Similarity rows are computed a block at a time, each block at most this big (256 MiB of float32): a dense
+items x items matrix would need 10 GB at 50,000 items and get the bench killed."""
+
+
+def knn_similarity(weighted: Any, k: int, shrink: float, block_bytes: int = BLOCK_BYTES) -> Any:
+    """Sparse CSR [n_items, n_items]: row i holds item i's top-k shrunk cosine similarities (self excluded).
+
+    Computed in blocks of item rows (each row's values and its top k do not depend on the other rows), so
+    memory is bounded by `block_bytes` plus the k entries kept per item, whatever the catalogue."""
     sparse = require("scipy.sparse", "The ItemKNN baseline")
     n = weighted.shape[1]
-    dots = np.asarray((weighted.T @ weighted).todense(), dtype=np.float32)
-    norms = np.sqrt(np.maximum(np.diag(dots).astype(np.float64), 0.0)).astype(np.float32)
-    np.fill_diagonal(dots, 0.0)
-    denom = norms[:, None] * norms[None, :] + np.float32(shrink)
-    np.divide(dots, denom, out=dots, where=denom > 0)
-    dots[:, norms == 0] = 0.0
     k = min(k, n - 1) if n > 1 else 0
     if k <= 0:
         return sparse.csr_matrix((n, n), dtype=np.float32)
-    top = np.argpartition(-dots, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(dots, top, axis=1)
-    rows = np.repeat(np.arange(n), k)
-    keep = vals.ravel() > 0
-    return sparse.csr_matrix((vals.ravel()[keep], (rows[keep], top.ravel()[keep])), shape=(n, n))
+    items = weighted.T.tocsr()
+    sumsq = np.asarray(items.multiply(items).sum(axis=1), dtype=np.float64).ravel().astype(np.float32)
+    norms = np.sqrt(np.maximum(sumsq.astype(np.float64), 0.0)).astype(np.float32)
+    empty = norms == 0
+    step = max(1, block_bytes // (4 * n))
+    all_rows, all_cols, all_vals = [], [], []
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        dots = np.asarray((items[start:stop] @ weighted).todense(), dtype=np.float32)
+        dots[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        denom = norms[start:stop, None] * norms[None, :] + np.float32(shrink)
+        np.divide(dots, denom, out=dots, where=denom > 0)
+        dots[:, empty] = 0.0
+        top = np.argpartition(-dots, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(dots, top, axis=1).ravel()
+        keep = vals > 0
+        all_rows.append(np.repeat(np.arange(start, stop), k)[keep])
+        all_cols.append(top.ravel()[keep])
+        all_vals.append(vals[keep])
+    return sparse.csr_matrix((np.concatenate(all_vals), (np.concatenate(all_rows), np.concatenate(all_cols))),
+                             shape=(n, n))
 
 
 def recency_matrix(data: TrainData, decay: float) -> Any:
