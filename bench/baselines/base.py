@@ -25,6 +25,21 @@ class BaselineSkipped(RecengineError):
     the bench omits it with a note instead of being killed by the kernel halfway through the run."""
 
 
+MEMORY_SHARE = 0.7
+"""Of the memory available when a baseline starts, what its largest structure may take (the rest: the bench,
+the data, the OS)."""
+
+
+def require_memory(need: int, what: str, available: int | None = None) -> None:
+    """BaselineSkipped naming `what` and both sizes when `need` bytes exceed `MEMORY_SHARE` of the memory
+    available (`available`, default: the kernel's MemAvailable); nothing when that is unknown."""
+    from ..machine import available_memory_bytes
+
+    avail = available_memory_bytes() if available is None else available
+    if avail is not None and need > MEMORY_SHARE * avail:
+        raise BaselineSkipped(f"{what} needs ~{need / 2**30:.1f} GiB; {avail / 2**30:.1f} GiB is available")
+
+
 ValidateFn = Callable[[Callable[[np.ndarray], np.ndarray]], float]
 """Given a score function (users -> [b, n_items]), return the validation NDCG@10 (for early stopping)."""
 

@@ -15,24 +15,17 @@ import numpy as np
 
 from recengine.export.ease import ease_weights
 
-from .base import BaselineSkipped, Recommender, TrainData, ValidateFn
+from .base import Recommender, TrainData, ValidateFn, require_memory
 
 BYTES_PER_ITEM_SQUARED = 12
 """Peak of a fit: the float64 inverse (8 bytes per item pair) and its float32 copy B (4) exist together."""
-MEMORY_SHARE = 0.7
-"""Of the memory available at fit time, what the fit may take (the rest: the bench, the data, the OS)."""
 
 
 def check_memory(n_items: int, available: int | None = None) -> None:
     """BaselineSkipped when the dense n x n fit would not fit in memory: at 50,000 items it needs 28 GiB,
     and the kernel would kill the whole bench run rather than raise MemoryError."""
-    from ..machine import available_memory_bytes
-
-    need = BYTES_PER_ITEM_SQUARED * n_items * n_items
-    avail = available_memory_bytes() if available is None else available
-    if avail is not None and need > MEMORY_SHARE * avail:
-        raise BaselineSkipped(f"EASE needs ~{need / 2**30:.1f} GiB for the dense inverse over {n_items} items with "
-                              f"interactions; {avail / 2**30:.1f} GiB is available")
+    require_memory(BYTES_PER_ITEM_SQUARED * n_items * n_items,
+                   f"EASE's dense inverse over {n_items} items with interactions", available)
 
 
 class EASE(Recommender):

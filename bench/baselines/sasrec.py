@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._torch import EarlyStopping, seed_everything, torch_module
-from .base import Recommender, TrainData, ValidateFn
+from .base import Recommender, TrainData, ValidateFn, require_memory
 
 
 def _build_net(n_items: int, dim: int, max_len: int, blocks: int, heads: int, dropout: float) -> Any:
@@ -109,6 +109,9 @@ class SASRec(Recommender):
         seqs, tgts = self._windows(data, max_len, bool(p.get("all_windows", False)))
         seqs_t, tgts_t = torch.from_numpy(seqs), torch.from_numpy(tgts)
         batch, epochs, eval_every = int(p.get("batch", 128)), int(p.get("epochs", 100)), int(p.get("eval_every", 4))
+        # the full softmax holds logits, their log-softmax and its gradient for every position of a batch
+        require_memory(3 * 4 * batch * max_len * data.n_items,
+                       f"SASRec's full softmax over {data.n_items} items (batch {batch} x {max_len} positions)")
         stopper = EarlyStopping(int(p.get("patience", 4)), self.info)
         for epoch in range(1, epochs + 1):
             net.train()

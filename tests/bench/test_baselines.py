@@ -168,7 +168,7 @@ def test_ease_is_skipped_with_numbers_when_its_matrix_cannot_fit(monkeypatch) ->
     from recengine.bench.baselines.base import BaselineSkipped
     from recengine.errors import RecengineError
 
-    with pytest.raises(BaselineSkipped, match=r"~27.9 GiB .* 50000 items .* 16.0 GiB is available"):
+    with pytest.raises(BaselineSkipped, match=r"50000 items .* needs ~27.9 GiB; 16.0 GiB is available"):
         ease.check_memory(50_000, available=16 * 2**30)
     ease.check_memory(10_000, available=16 * 2**30)  # 1.1 GiB: fits
     assert issubclass(BaselineSkipped, RecengineError)
@@ -178,6 +178,16 @@ def test_ease_is_skipped_with_numbers_when_its_matrix_cannot_fit(monkeypatch) ->
         make("ease", data, **{"lambda": 1.0})
 
 
+def test_sasrec_full_softmax_is_skipped_when_its_logits_cannot_fit(monkeypatch) -> None:
+    pytest.importorskip("torch")
+    from recengine.bench.baselines.base import BaselineSkipped
+
+    data, _ = block_diagonal()
+    monkeypatch.setattr("recengine.bench.machine.available_memory_bytes", lambda: 1000)
+    with pytest.raises(BaselineSkipped, match="SASRec's full softmax over"):
+        make("sasrec", data, epochs=1)
+
+
 def test_quality_run_notes_a_skipped_baseline(ml_tiny_dir, monkeypatch) -> None:
     from recengine.bench.quality import QualityConfig, run_quality
 
@@ -185,7 +195,7 @@ def test_quality_run_notes_a_skipped_baseline(ml_tiny_dir, monkeypatch) -> None:
     report = run_quality(QualityConfig(data=str(ml_tiny_dir), profile="quick", models=("popularity", "ease"),
                                        cold=False, quiet=True))
     assert "ease" not in report["models"] and "popularity" in report["models"]
-    assert any(n.startswith("ease omitted: EASE needs") for n in report["notes"])
+    assert any(n.startswith("ease omitted: EASE's dense inverse") for n in report["notes"])
 
 
 @pytest.mark.parametrize("name", ["als", "bpr", "lightgcn", "itemknn", "ease", "frozen_text"])
