@@ -173,6 +173,13 @@ class LatencyRun:
                                  rescore=rescore)
             if hasattr(engine, "warmup"):
                 engine.warmup()  # models once + deferred index work: none of it lands in a timed call
+            served = getattr(engine, "variants", {})
+            for model, got in sorted(served.items()):
+                if got != variant:  # the export dropped this model's variant for failing parity
+                    note = (f"{variant} rows: the {model} runs {got} "
+                            f"({engine.variant_reasons.get(model, 'not in the bundle')})")
+                    if note not in self.notes:
+                        self.notes.append(note)
             self._engines[key] = engine
         return self._engines[key]
 

@@ -127,3 +127,25 @@ def test_measure_interleaved_alternates_engines_and_keeps_their_own_times() -> N
     assert all({timed[k], timed[k + 1]} == {"fast", "slow"} for k in range(0, len(timed), 2))  # one call each per round
     assert timed[0] != timed[2]  # the first engine rotates
     assert np.median(timings["slow"].samples_ms) > 3 > np.median(timings["fast"].samples_ms)
+
+
+def test_a_variant_dropped_at_export_is_named_in_the_notes(tiny_bundle: Path, tmp_path: Path) -> None:
+    """A bundle whose int8 encoder was dropped for failing parity still benches `--variants int8`: the
+    encoder runs fp32 there (as a host asking for int8 gets it), and the report says so."""
+    from tests.fixtures.hostile_bundles import copy_bundle, edit_manifest
+
+    bundle = copy_bundle(tiny_bundle, tmp_path / "b")
+
+    def drop(m: dict) -> None:
+        m["models"]["encoder"]["variants"].pop("int8")
+        m["metrics"]["parity"]["encoder"]["dropped"] = {"int8": "mean cosine vs fp32 = 0.68"}
+
+    edit_manifest(bundle, drop)
+    out = tmp_path / "l.json"
+    result = CliRunner().invoke(cli, [
+        "bench", "latency", str(bundle), "--variants", "int8", "--stages", "encode", "--batch", "1",
+        "--requests", "5", "--duration", "1", "--warmup", "1", "--no-torch", "--no-reference", "--json", str(out),
+        "--quiet"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(out.read_text())["notes"]
+    assert any(n.startswith("int8 rows: the encoder runs fp32 (requested int8: dropped at export") for n in notes)
