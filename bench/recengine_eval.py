@@ -106,11 +106,9 @@ def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0,
     bundle's co-occurrence weight (0: the user tower alone)."""
     from recengine.engine import Engine
     from recengine.evaluation import engine_row_scorer
-    from recengine.export.validation import served_variants
-
-    # a model whose `variant` failed parity at export serves fp32 (ParityConfig.drop_failed_variants)
-    engine = Engine.open(bundle, device="cpu", threads=threads or None, variant=served_variants(bundle, variant),
-                         retrieval="exact", cooccur_weight=cooccur_weight)
+    # a model whose `variant` failed parity at export runs fp32 (recengine.models.pick_variant)
+    engine = Engine.open(bundle, device="cpu", threads=threads or None, variant=variant, retrieval="exact",
+                         cooccur_weight=cooccur_weight)
     if variant != "fp32" and cold_items is not None and len(cold_items):
         ids = engine.item_ids()
         engine.reencode_items([ids[int(r)] for r in cold_items])

@@ -30,23 +30,13 @@ from recengine.split import Split
 from .eval_sample import EVAL_USERS, sample_queries
 
 
-def served_variants(bundle: str | Path, variant: str) -> dict[str, str]:
-    """Per model, `variant` where the bundle has it, else fp32: the export drops a reduced-precision variant
-    that failed its parity check from that model alone (`ParityConfig.drop_failed_variants`), and a host
-    asking for int8 then serves that model in fp32, so the int8 pipeline is measured that way too."""
-    from recengine.bundle import open_bundle
-
-    models = open_bundle(bundle, verify=False).section("models")
-    return {name: variant if variant in spec.get("variants", {}) else "fp32" for name, spec in models.items()}
-
-
 def open_variant(bundle: str | Path, variant: str, threads: int = 1) -> Any:
-    """The bundle served on the CPU with `variant` models (fp32 for a model whose `variant` was dropped) and
-    exact retrieval (threads 0 = all cores)."""
+    """The bundle served on the CPU with `variant` models and exact retrieval (threads 0 = all cores). A model
+    whose `variant` the export dropped for failing parity runs fp32, as for any host asking for the variant
+    (`recengine.models.pick_variant`)."""
     from recengine.engine import Engine
 
-    return Engine.open(bundle, device="cpu", threads=threads or None, variant=served_variants(bundle, variant),
-                       retrieval="exact")
+    return Engine.open(bundle, device="cpu", threads=threads or None, variant=variant, retrieval="exact")
 
 
 def check_same_data(engine: Any, dataset: Dataset) -> None:
@@ -85,4 +75,4 @@ def evaluate_engine_sample(engine: Any, split: Split, stage: str, scene_codes: A
     return evaluate_queries(scorer, q).metrics
 
 
-__all__ = ["evaluate_bundle", "evaluate_engine_sample", "open_variant", "served_variants", "check_same_data"]
+__all__ = ["evaluate_bundle", "evaluate_engine_sample", "open_variant", "check_same_data"]
