@@ -29,6 +29,27 @@ from recengine.export.cooccur import text_map
 from recengine.metrics import multi_ranks
 
 
+def cold_recalls(ds, cold, score_rows) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per cold-protocol user: hybrid and cold-only Recall@20 of `score_rows`, and the mean cold share of top 20."""
+    n = len(cold.users)
+    hybrid, only, share = np.zeros(n), np.zeros(n), 0.0
+    is_cold = np.zeros(ds.n_items, bool)
+    is_cold[cold.split.cold_items] = True
+    for start in range(0, n, 128):
+        rows = np.arange(start, min(n, start + 128))
+        scores = np.asarray(score_rows(rows), np.float64)
+        for j, r in enumerate(rows):
+            row = scores[j].copy()
+            row[cold.exclude_indices[cold.exclude_indptr[r]:cold.exclude_indptr[r + 1]]] = -np.inf
+            rel = cold.relevant[r]
+            hybrid[r] = np.mean(multi_ranks(row, rel) <= 20)
+            share += is_cold[np.argsort(-row, kind="stable")[:20]].mean()
+            masked = np.full_like(row, -np.inf)
+            masked[cold.split.cold_items] = row[cold.split.cold_items]
+            only[r] = np.mean(multi_ranks(masked, rel) <= 20)
+    return hybrid, only, share / n
+
+
 def main() -> None:
     bundle, out = Path(sys.argv[1]), Path(sys.argv[2])
     ds = load_dataset(None)
@@ -50,29 +71,10 @@ def main() -> None:
     m2["cooccur"]["text_map"] = mapping
     (with_text / "manifest.json").write_text(json.dumps(m2))
 
-    def per_user(score_rows) -> tuple[np.ndarray, np.ndarray, float]:
-        n = len(cold.users)
-        hybrid, only, share = np.zeros(n), np.zeros(n), 0.0
-        is_cold = np.zeros(ds.n_items, bool)
-        is_cold[cold.split.cold_items] = True
-        for start in range(0, n, 128):
-            rows = np.arange(start, min(n, start + 128))
-            scores = np.asarray(score_rows(rows), np.float64)
-            for j, r in enumerate(rows):
-                row = scores[j].copy()
-                row[cold.exclude_indices[cold.exclude_indptr[r]:cold.exclude_indptr[r + 1]]] = -np.inf
-                rel = cold.relevant[r]
-                hybrid[r] = np.mean(multi_ranks(row, rel) <= 20)
-                share += is_cold[np.argsort(-row, kind="stable")[:20]].mean()
-                masked = np.full_like(row, -np.inf)
-                masked[cold.split.cold_items] = row[cold.split.cold_items]
-                only[r] = np.mean(multi_ranks(masked, rel) <= 20)
-        return hybrid, only, share / n
-
     runs = {
-        "tower": per_user(onnx_scorer(bundle, "fp32", queries, 1, cold_rows, cooccur_weight=0.0)),
-        "blend": per_user(onnx_scorer(bundle, "fp32", queries, 1, cold_rows)),
-        "blend+text": per_user(onnx_scorer(with_text, "fp32", queries, 1, cold_rows)),
+        "tower": cold_recalls(ds, cold, onnx_scorer(bundle, "fp32", queries, 1, cold_rows, cooccur_weight=0.0)),
+        "blend": cold_recalls(ds, cold, onnx_scorer(bundle, "fp32", queries, 1, cold_rows)),
+        "blend+text": cold_recalls(ds, cold, onnx_scorer(with_text, "fp32", queries, 1, cold_rows)),
     }
     report = {"bundle": str(bundle), "text_map": mapping, "users": len(cold.users), "runs": {}}
     for name, (hyb, only, share) in runs.items():

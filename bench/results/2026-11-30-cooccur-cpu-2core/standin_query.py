@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from cold_blend import cold_recalls  # this folder's script: the same per-user recall
 
 from recengine import Engine
 from recengine.bench.protocol import cold_protocol
@@ -28,7 +29,6 @@ from recengine.bundle import open_bundle
 from recengine.data import load_dataset
 from recengine.export.cooccur import text_map
 from recengine.export.validation import evaluate_bundle
-from recengine.metrics import multi_ranks
 from recengine.split import leave_last_out
 
 
@@ -52,19 +52,7 @@ def with_maps(bundle: Path, tmp: Path) -> dict[str, Path]:
 def cold_recall(bundle: Path, ds, cold) -> tuple[np.ndarray, np.ndarray]:
     queries = QuerySet(cold.users, cold.data, {}, cold.exclude_indptr, cold.exclude_indices)
     cold_rows = np.flatnonzero(np.load(bundle / "items/popularity.npy") <= 0)
-    score_rows = onnx_scorer(bundle, "fp32", queries, 1, cold_rows)
-    n = len(cold.users)
-    hybrid, only = np.zeros(n), np.zeros(n)
-    for start in range(0, n, 128):
-        rows = np.arange(start, min(n, start + 128))
-        scores = np.asarray(score_rows(rows), np.float64)
-        for j, r in enumerate(rows):
-            row = scores[j].copy()
-            row[cold.exclude_indices[cold.exclude_indptr[r]:cold.exclude_indptr[r + 1]]] = -np.inf
-            hybrid[r] = np.mean(multi_ranks(row, cold.relevant[r]) <= 20)
-            masked = np.full_like(row, -np.inf)
-            masked[cold.split.cold_items] = row[cold.split.cold_items]
-            only[r] = np.mean(multi_ranks(masked, cold.relevant[r]) <= 20)
+    hybrid, only, _ = cold_recalls(ds, cold, onnx_scorer(bundle, "fp32", queries, 1, cold_rows))
     return hybrid, only
 
 
