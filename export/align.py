@@ -8,6 +8,7 @@ embeddings are computed once and only the projection trains (the `frozen_text` a
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ class TextResult:
     text_embeddings: np.ndarray
     text_vectors: np.ndarray
     align_loss: float
+    """InfoNCE of the last alignment batch."""
+    anchor_drift: float = float("nan")
+    """Cosine distance of the last batch's text embeddings from the untouched encoder's (with `anchor` > 0)."""
 
 
 def resolve_source(cfg: EncoderConfig, workdir: Path | None, seed: int) -> Any:
@@ -100,6 +104,11 @@ def encode_catalogue(tower: Any, tokenizer: Any, texts: list[str], batch_size: i
     return text_out, item_out
 
 
+def anchor_distance(text: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean cosine distance between matching rows of two L2-normalised embedding batches (the anchor term)."""
+    return (1.0 - (text * reference).sum(dim=-1)).mean()
+
+
 def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.ndarray, item_dim: int,
                      cfg: EncoderConfig, finetune: str, seed: int, device: torch.device, progress: Progress,
                      workdir: Path | None = None, source: Any = None) -> TextResult:
@@ -121,7 +130,7 @@ def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.n
     weights = np.sqrt(popularity[candidates].astype(np.float64))
     weights /= weights.sum()
     per_epoch = min(len(candidates), cfg.max_align_items)
-    last_loss = float("nan")
+    last_loss = last_drift = float("nan")
 
     if finetune == "none":
         # frozen encoder: encode once, then train the projection on the cached embeddings (cheap)
@@ -144,6 +153,9 @@ def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.n
                 last_loss = float(loss.detach())
             bar.set_postfix(infonce=f"{last_loss:.4f}")
     else:
+        # the untouched encoder, for the anchor: a copy taken before any step (LoRA's B starts at zero, so the
+        # copy's output is the pre-trained model's); it never trains and runs without autograd
+        reference = copy.deepcopy(tower).eval() if cfg.anchor > 0 else None
         groups = tower.param_groups(encoder_lr=cfg.lr if finetune == "lora" else cfg.encoder_lr, head_lr=cfg.lr)
         opt = torch.optim.AdamW(groups)
         tower.train()
@@ -156,15 +168,23 @@ def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.n
                 if len(rows) < 2:
                     continue
                 ids, mask = tokenize_to_tensors(tokenizer, [texts[i] for i in rows], tok_info.pad_id, device)
-                _, item = tower(ids, mask)
+                text, item = tower(ids, mask)
                 loss = info_nce(item, targets[torch.from_numpy(rows).to(device)], cfg.temperature)
+                last_loss = float(loss.detach())
+                if reference is not None:
+                    with torch.no_grad():
+                        frozen, _ = reference(ids, mask)
+                    drift = anchor_distance(text, frozen)
+                    last_drift = float(drift.detach())
+                    loss = loss + cfg.anchor * drift
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                last_loss = float(loss.detach())
-                bar.set_postfix(infonce=f"{last_loss:.4f}")
+                bar.set_postfix(infonce=f"{last_loss:.4f}", drift=f"{last_drift:.4f}")
+    reference = None
     tower.eval()
     text_emb, item_vec = encode_catalogue(tower, tokenizer, texts, cfg.encode_batch_size, device, tok_info.pad_id,
                                           progress)
     return TextResult(tower=tower, tokenizer=tokenizer, tokenizer_info=tok_info, source=source,
-                      text_embeddings=text_emb, text_vectors=item_vec, align_loss=last_loss)
+                      text_embeddings=text_emb, text_vectors=item_vec, align_loss=last_loss,
+                      anchor_drift=last_drift)
