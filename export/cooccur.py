@@ -21,12 +21,15 @@ import numpy as np
 
 PAIR_BUDGET = 20_000_000
 """Most item pairs one chunk of the similarity product holds (~0.5 GB of COO arrays at the peak)."""
-STANDIN_TOLERANCE = 0.01
-"""The text stand-in is dropped only when it lowers validation NDCG@10 by more than this share. Why not any
-drop: it moves only items without training interactions, few of the validation targets, so the change is
-mostly noise; MovieLens's standard export measured 0.07872 with it against 0.07883 without (one user), and a
-strict rule then dropped it and with it the cold items' place in users' lists (hybrid Recall@20 0.012
-against 0.054 with it). The quick profile's tiny encoder on the test fixture loses 23 %: dropped."""
+STANDIN_TOLERANCE = 0.02
+"""The text stand-in is dropped only when it lowers validation NDCG@10 by more than this share: the warm
+accuracy the cold-start work may spend (issue 10: warm NDCG@10 >= 0.98x). Why not any drop: it moves only
+items without training interactions, few of the validation targets, so the change is mostly noise;
+MovieLens's standard export measured 0.07872 with it against 0.07883 without (one user), and a strict rule
+then dropped it and with it the cold items' place in users' lists (hybrid Recall@20 0.012 against 0.054 with
+it). With 1 % MovieLens-100K dropped it for a 1.14 % validation dip whose test cost was 0.08 % (0.1129 ->
+0.1128) while hybrid cold Recall@20 went 0.030 -> 0.081 (bench/results/2026-11-30-standin-cpu-2core). The
+quick profile's tiny encoder on the test fixture loses 23 %: dropped."""
 SPREAD_USERS = 500
 """Validation users whose score spread sets the weight scale."""
 TEXT_MAP_ITEMS = 2000

@@ -7,7 +7,7 @@ no stand-in) and `blend+text` (the same plus `cooccur.text_map` computed by the 
 `recengine.export.cooccur.text_map` from the bundle's lists and text embeddings: no cold data used),
 and reports hybrid and cold-only Recall@20 per user with paired-bootstrap intervals against `tower`.
 
-Usage: python cold_blend.py BUNDLE_COLD OUT_JSON
+Usage: python cold_blend.py BUNDLE_COLD OUT_JSON [DATA]  (DATA: the data set the bench ran on; default the embedded MovieLens)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def cold_recalls(ds, cold, score_rows) -> tuple[np.ndarray, np.ndarray, float]:
 
 def main() -> None:
     bundle, out = Path(sys.argv[1]), Path(sys.argv[2])
-    ds = load_dataset(None)
+    ds = load_dataset(sys.argv[3] if len(sys.argv) > 3 else None)
     cold = cold_protocol(ds, 0.1, 5, 0)
     queries = QuerySet(cold.users, cold.data, {}, cold.exclude_indptr, cold.exclude_indices)
     cold_rows = np.flatnonzero(np.load(bundle / "items/popularity.npy") <= 0)

@@ -1,6 +1,6 @@
 """Does the text stand-in cost warm accuracy? Main-protocol validation and test NDCG@10 of the bench's
 main bundle served with its co-occurrence blend, without and with `cooccur.text_map` (computed by the
-export's own `text_map` from the bundle's lists and text embeddings). Usage: python warm_text.py BUNDLE_MAIN"""
+export's own `text_map` from the bundle's lists and text embeddings). Usage: python warm_text.py BUNDLE_MAIN [DATA]"""
 import json
 import shutil
 import sys
@@ -17,7 +17,7 @@ from recengine.export.validation import evaluate_bundle
 from recengine.split import leave_last_out
 
 bundle = Path(sys.argv[1])
-ds = load_dataset(None)
+ds = load_dataset(sys.argv[2] if len(sys.argv) > 2 else None)
 split = leave_last_out(ds.interactions, ds.n_users, ds.n_items, seed=0)
 r = open_bundle(bundle)
 m = r.manifest
