@@ -58,7 +58,10 @@ class EncoderConfig:
     encoder's embedding of the same text. InfoNCE alone moves the search space with the graph (issue 15:
     known-item hit@1 of the dense space 0.95 -> 0.36 on MovieLens); the anchor keeps it where the pre-trained
     model put it while the projection and what LoRA can do within that bound pull the item vectors to the
-    graph. 0 = off."""
+    graph. 0 = off, the default: measured on MovieLens (docs/export.md "The encoder"), anchor 1 doubled the
+    dense space's known-item hit@1 (0.34 -> 0.72) but cost the user tower 18 % of its validation NDCG@10 and
+    the served blend 5 %, while the hybrid search `search` serves was already level with the untouched
+    encoder."""
     max_align_items: int = 3000
     """Items per alignment epoch, sampled proportionally to sqrt(popularity) (bounds the cost of a
     forward+backward pass of the real encoder on 2 CPU cores)."""
@@ -197,6 +200,11 @@ class IndexConfig:
     M: int = 16
     ef_construction: int = 200
     ef_search: int = 128
+    """The smallest ef_search stored; `min_recall` may raise it per index."""
+    min_recall: float | None = 0.95
+    """Each index's stored ef_search is the smallest (from `ef_search` up, `recengine.index_io.EF_LADDER`)
+    whose recall@10 against exact search reaches this, probed with 256 catalogue rows as queries
+    (`recengine.index_io.calibrate_ef`); None: `ef_search` as given."""
 
 
 @dataclass
@@ -390,6 +398,9 @@ class ExportConfig:
             (bool(self.cooccur.weights) and all(x > 0 for x in self.cooccur.weights), "cooccur.weights",
              "a non-empty list of numbers > 0"),
             (self.encoder.temperature > 0, "encoder.temperature", "> 0"),
+            (self.encoder.anchor >= 0, "encoder.anchor", ">= 0"),
+            (self.index.min_recall is None or 0 < self.index.min_recall <= 1, "index.min_recall",
+             "in (0, 1] (or none)"),
             (all(v in ("fp32", "int8", "fp16") for v in self.variants) and "fp32" in self.variants,
              "variants", "a subset of fp32, int8, fp16 that includes fp32"),
             (self.target in TARGET_VARIANTS, "target", "cpu, gpu or all"),

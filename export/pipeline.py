@@ -315,8 +315,20 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     tokenizer = {**info.manifest("tokenizer.json"), "pad_id": int(info.pad_id)}
 
     t = time.perf_counter()
+    probes: dict[str, np.ndarray] = {}
+    if cfg.index.min_recall is not None:  # queries like the served ones (`recengine.index_io.calibrate_ef`)
+        from .bundle_write import PROBES, query_like
+        from .encoder import encode_texts
+
+        pick = rng.choice(len(user_vecs), size=min(PROBES, len(user_vecs)), replace=False)
+        probes["item"] = np.asarray(user_vecs, np.float32)[np.sort(pick)]
+        queries = query_like(texts, PROBES, cfg.seed)
+        if queries:
+            emb, _ = encode_texts(fitted.serving_tower().cpu(), fitted.text.tokenizer, queries,
+                                  pad_id=fitted.text.tokenizer_info.pad_id)
+            probes["text"] = emb.numpy()
     index = write_indexes(w, item["vectors"], fitted.text.text_embeddings, cfg.index.M, cfg.index.ef_construction,
-                          cfg.index.ef_search, cfg.seed)
+                          cfg.index.ef_search, cfg.seed, min_recall=cfg.index.min_recall, probes=probes)
     timings["index"] = time.perf_counter() - t
 
     return {

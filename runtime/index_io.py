@@ -20,16 +20,69 @@ from .bundle.format import IndexSpec, wants_augment
 from .errors import BundleError
 from .retrieval import HnswBackend
 
+EF_LADDER = (64, 128, 256, 512, 1024, 2048)
+"""The ef values `calibrate_ef` tries (those at or above the configured ef_search), smallest first."""
+PROBE_QUERIES = 256
+"""Catalogue rows `calibrate_ef` uses as queries."""
+
+
+def calibrate_ef(backend: HnswBackend, matrix: np.ndarray, rows: np.ndarray, floor: int, min_recall: float,
+                 queries: np.ndarray | None = None, k: int = 10, seed: int = 0) -> tuple[int, float]:
+    """The smallest ef in `EF_LADDER` (and >= `floor`) at which `backend` finds at least `min_recall` of the
+    exact top-k neighbours among `matrix[rows]` of `queries` (None: up to `PROBE_QUERIES` sampled rows, each
+    with itself left out); (ef, the recall measured there). The ladder's largest ef when none reaches it.
+
+    Why: one default ef does not fit every space, and what a space needs depends on where its queries fall.
+    MovieLens's 384-wide fine-tuned text space found 0.86 of the exact top 10 of real search queries at ef
+    128, 0.92 at 256, 0.96 at 512 (2026-11-30), while its own rows as queries found 0.9996 at ef 128: probe
+    with queries like the ones served (the export: encoded short title-like texts for the text space, stored
+    user vectors for the item space)."""
+    rows = np.asarray(rows, np.int64)
+    if rows.size <= k + 1:
+        return floor, 1.0
+    own = queries is None
+    if own:
+        probe = np.random.default_rng(seed).choice(rows, size=min(PROBE_QUERIES, rows.size), replace=False)
+        queries = matrix[probe]
+    else:
+        probe = np.full(len(queries), -1, np.int64)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    data = np.ascontiguousarray(matrix[rows], dtype=np.float32)
+    exact = np.empty((len(queries), k), np.int64)
+    for start in range(0, len(queries), 64):  # BLAS over the whole catalogue, 64 queries at a time
+        scores = queries[start:start + 64] @ data.T
+        if own:
+            scores[np.arange(scores.shape[0]), np.searchsorted(rows, probe[start:start + 64])] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        exact[start:start + 64] = rows[top]
+    ladder = [ef for ef in EF_LADDER if ef >= floor] or [floor]
+    recall = 0.0
+    old = backend.ef
+    try:
+        for ef in ladder:
+            backend.index.set_ef(int(ef))
+            found, _ = backend.search(queries, k + 1)
+            hits = sum(len(set(f[f != p].tolist()[:k]) & set(e.tolist())) for f, e, p in zip(found, exact, probe))
+            recall = hits / (len(queries) * k)
+            if recall >= min_recall:
+                return int(ef), float(recall)
+        return int(ladder[-1]), float(recall)
+    finally:
+        backend.index.set_ef(int(old))
+
 
 def write_index(writer: Any, name: str, rel: str, matrix: np.ndarray, rows: np.ndarray | None = None, *,
                 M: int = 16, ef_construction: int = 200, ef_search: int = 100, seed: int = 0,
-                augment: bool | None = None, served: HnswBackend | None = None) -> dict[str, Any]:
+                augment: bool | None = None, served: HnswBackend | None = None,
+                min_recall: float | None = None, probe: np.ndarray | None = None) -> dict[str, Any]:
     """Store the index of `matrix[rows]` (labels = positions in the written catalogue) at `rel` inside the
     bundle being written and return its `manifest.index.<name>` section.
 
     `served`: an index whose labels already equal the written rows (nothing removed since it was loaded)
     is saved as it is, so the saved bundle serves identically. Otherwise a new index is built, in the
-    form `augment` says (None: the stored-form rule)."""
+    form `augment` says (None: the stored-form rule). `min_recall`: the stored ef_search is the smallest
+    at or above `ef_search` that reaches it for the `probe` queries (`calibrate_ef`) instead of `ef_search`
+    itself."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     if rows is None:
         rows = np.arange(matrix.shape[0], dtype=np.int64)
@@ -46,6 +99,8 @@ def write_index(writer: Any, name: str, rel: str, matrix: np.ndarray, rows: np.n
             augment = wants_augment(matrix[rows])
         served = HnswBackend.build(matrix, rows, M=M, ef_construction=ef_construction, ef=ef_search,
                                    augment=augment, seed=seed)
+    if min_recall is not None:
+        ef_search, _ = calibrate_ef(served, matrix, rows, int(ef_search), float(min_recall), queries=probe, seed=seed)
     served.index.save_index(str(writer.path(rel)))
     spec = IndexSpec(path=rel, dim=int(served.index.dim), M=int(M), ef_construction=int(ef_construction),
                      ef_search=int(ef_search), count=int(rows.size), max_norm=served.max_norm)

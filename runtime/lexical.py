@@ -221,10 +221,13 @@ class _List:
 class LexicalQuery:
     """A query resolved against one consistent view of the index (take it under the read lock)."""
 
-    def __init__(self, lists: list[_List], norm: np.ndarray) -> None:
+    def __init__(self, lists: list[_List], norm: np.ndarray, full: float = 0.0) -> None:
         top = max((x.bound for x in lists), default=0.0)
         self._lists = sorted((x for x in lists if x.bound >= NEGLIGIBLE * top), key=lambda x: -x.bound)
         self._norm = norm
+        self.full = full
+        """BM25 of an average-length item holding every query word that occurs in the catalogue once (the sum
+        of their idf; a misspelt word counts at its best one-edit neighbour's `FUZZY_WEIGHT` x idf)."""
 
     @property
     def empty(self) -> bool:
@@ -451,10 +454,14 @@ class LexicalIndex:
         pos, found = _find(self._keys, keys)
         return keys, pos, np.where(found, self._df[pos], 0)
 
-    def _terms(self, query_tokens: Sequence[str]) -> tuple[dict[str, float], dict[str, tuple[int, int, int]]]:
-        """`expand` and, for every expanded word with live items, its (key, vocabulary position, df)."""
+    def _terms(self, query_tokens: Sequence[str]) -> tuple[dict[str, float], dict[str, tuple[int, int, int]],
+                                                          list[list[tuple[str, float]]]]:
+        """`expand`, for every expanded word with live items its (key, vocabulary position, df), and per query
+        token the (word, weight) pairs it can match in the catalogue (the token itself, or its neighbours one
+        edit away at `FUZZY_WEIGHT`; empty when it matches nothing)."""
         weights: dict[str, float] = {}
         known: dict[str, tuple[int, int, int]] = {}
+        groups: list[list[tuple[str, float]]] = []
         keys, pos, df = self._lookup(query_tokens)
         fuzzy = 0
         for tok, k, p, d in zip(query_tokens, keys.tolist(), pos.tolist(), df.tolist()):
@@ -462,15 +469,20 @@ class LexicalIndex:
                 weights[tok] = weights.get(tok, 0.0) + 1.0
                 if d > 0:
                     known[tok] = (k, p, d)
+                    groups.append([(tok, 1.0)])
                 continue
             fuzzy += 1
             near = sorted(edits1(tok))
             nkeys, npos, ndf = self._lookup(near)
+            group: list[tuple[str, float]] = []
             for j in np.flatnonzero(ndf > 0).tolist():
                 word = near[j]
                 weights[word] = weights.get(word, 0.0) + FUZZY_WEIGHT
                 known[word] = (int(nkeys[j]), int(npos[j]), int(ndf[j]))
-        return weights, known
+                group.append((word, FUZZY_WEIGHT))
+            if group:
+                groups.append(group)
+        return weights, known, groups
 
     def expand(self, query_tokens: Sequence[str]) -> dict[str, float]:
         """Query token -> weight (its count); an unknown token of FUZZY_MIN_LEN..FUZZY_MAX_LEN characters is
@@ -481,13 +493,18 @@ class LexicalIndex:
         """`text` tokenised, expanded and resolved to posting lists with their BM25 weights."""
         if self.n_live <= 0:
             return LexicalQuery([], self._norm)
-        weights, known = self._terms(tokens(text))
+        weights, known, groups = self._terms(tokens(text))
         if not known:
             return LexicalQuery([], self._norm)
         words = list(known)
         avg = max(self._total_len / max(self.n_live, 1), 1e-9)
         df = np.asarray([known[w][2] for w in words], np.float64)
-        coef = np.asarray([weights[w] for w in words]) * np.log1p((self.n_live - df + 0.5) / (df + 0.5))
+        idf = np.log1p((self.n_live - df + 0.5) / (df + 0.5))
+        coef = np.asarray([weights[w] for w in words]) * idf
+        of = dict(zip(words, idf.tolist()))
+        # an item of average length holding each matchable query word once scores sum(idf) (BM25's tf part
+        # is 1 there): what "matches the whole query" means for the fusion's scale
+        full = float(sum(max(f * of[w] for w, f in g) for g in groups))
         lists: list[_List] = []
         for seg in (self._base, self._delta):
             if seg.n_postings == 0:
@@ -502,7 +519,7 @@ class LexicalIndex:
             lo, hi = seg.offsets[at].tolist(), seg.offsets[at + 1].tolist()
             for j in np.flatnonzero(found).tolist():
                 lists.append(_List(seg.rows[lo[j]:hi[j]], seg.tf[lo[j]:hi[j]], float(coef[j]), float(bound[j])))
-        return LexicalQuery(lists, self._norm)
+        return LexicalQuery(lists, self._norm, full)
 
     def scores(self, query: str, n_rows: int) -> np.ndarray:
         """BM25 score of every row (0 where no query token occurs; dead rows are the caller's to mask)."""

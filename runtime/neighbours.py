@@ -50,6 +50,15 @@ RRF_K = 60.0
 LEXICAL_WEIGHT = 1.0
 """`sum` fusion: (cosine + LEXICAL_WEIGHT * bm25 / max(bm25 over the candidates)) / (1 + LEXICAL_WEIGHT), a
 score <= 1 like the cosine it replaces (the cosine itself where no query word is in the catalogue)."""
+SCALES = ("best", "full")
+LEXICAL_SCALE = "best"
+"""What `sum` fusion divides BM25 by. "best": the best candidate's BM25, so the best lexical match counts
+fully however little of the query it matches. "full": at least `LexicalQuery.full`, what an average-length
+item holding every query word scores, so a partial match counts for the share of the query it matches.
+Measured by `recengine bench search` on MovieLens (2026-11-30, bench/results/2026-11-30-search-anchor-cpu-2core):
+a tie within one or two queries of 1,200 known-item and 40 genre+tag queries, either way on two bundles
+(known-item hit@1 0.954 full / 0.957 best, genre+tag P@10 0.568 / 0.570 on the default bundle), so the
+fusion served since issue 15 stays; the bench keeps the other as a row (`bundle_hybrid_sum_full`)."""
 FUSIONS = ("rrf", "sum")
 FUSION = "sum"
 """The fusion `search` serves with (chosen by `recengine bench search` on MovieLens, docs/bench.md)."""
@@ -65,11 +74,11 @@ def lexical_top(lex: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
 
 def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.ndarray], np.ndarray],
          lex_rows: np.ndarray, lex_scores: np.ndarray, lexical: Callable[[np.ndarray], np.ndarray], k: int,
-         method: str = FUSION, weight: float = LEXICAL_WEIGHT) -> Retrieved:
+         method: str = FUSION, weight: float = LEXICAL_WEIGHT, full: float = 0.0) -> Retrieved:
     """Fuse a dense ranking (`dense_rows` best first, their cosines `dense_scores`) with a lexical one
     (`lex_rows` best first, their BM25 `lex_scores`). `cosine(rows)` gives the cosine of rows outside the
     dense ranking and `lexical(rows)` the BM25 of rows outside the lexical one (`sum` scores every candidate
-    on both)."""
+    on both, BM25 divided by the larger of the best candidate's and `full`: see `LEXICAL_SCALE`)."""
     if method not in FUSIONS:
         raise ValueError(f"fusion must be one of {FUSIONS}, got {method!r}")
     if lex_rows.size == 0:  # no query word in the catalogue: the dense ranking as it is
@@ -89,18 +98,23 @@ def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.
                               cosine(extra).astype(np.float32, copy=False)]) if extra.size else dense_scores
         lex = np.concatenate([lexical(dense_rows).astype(np.float32, copy=False),
                               lex_scores[is_extra].astype(np.float32, copy=False)])
-        score = (cos + np.float32(weight / max(float(lex_scores[0]), 1e-12)) * lex) / np.float32(1.0 + weight)
+        scale = max(float(lex_scores[0]), float(full), 1e-12)
+        score = (cos + np.float32(weight / scale) * lex) / np.float32(1.0 + weight)
     order = np.argsort(-score, kind="stable")[:k]
     return Retrieved(rows[order], score[order].astype(np.float32))
 
 
 def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed: np.ndarray | None,
-                    mode: str = "hybrid", fusion: str = FUSION, weight: float = LEXICAL_WEIGHT) -> Retrieved:
+                    mode: str = "hybrid", fusion: str = FUSION, weight: float = LEXICAL_WEIGHT,
+                    scale: str = LEXICAL_SCALE) -> Retrieved:
     """`search` for a query already encoded (`emb`: its `text_embedding`, [text]). mode "dense": cosine over
     the text embeddings only (the search of recengine <= 0.1); "hybrid": that fused with BM25 over the item
     texts (`st.lexical`): `max(k, DENSE_CANDIDATES)` dense and `max(k, SEARCH_CANDIDATES)` lexical candidates
     (the exact BM25 top, pruned: only the rare query words' posting lists are scanned), fused by `fusion`
-    ("sum": (cosine + weight * bm25 / max bm25) / (1 + weight); "rrf": reciprocal-rank fusion)."""
+    ("sum": (cosine + weight * bm25 / s) / (1 + weight), s by `scale`, see `LEXICAL_SCALE`; "rrf":
+    reciprocal-rank fusion)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     cat = st.catalogue
     q = np.ascontiguousarray(emb, dtype=np.float32).reshape(1, -1)
     lexical = st.lexical if mode == "hybrid" else None
@@ -119,7 +133,8 @@ def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed
         ok = None if cat.n_alive == cat.n_rows and lexical.n_rows <= cat.n_rows else cat.alive
     lex_rows, lex_scores = lq.top(max(k, SEARCH_CANDIDATES), ok)
     unit = cat.text_embeddings
-    return fuse(r.rows, r.scores, lambda rows: unit[rows] @ q[0], lex_rows, lex_scores, lq.score, k, fusion, weight)
+    return fuse(r.rows, r.scores, lambda rows: unit[rows] @ q[0], lex_rows, lex_scores, lq.score, k, fusion, weight,
+                full=lq.full if scale == "full" else 0.0)
 
 
 def _no_rows(rows: np.ndarray) -> np.ndarray:

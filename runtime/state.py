@@ -73,7 +73,7 @@ class SpaceIndex:
 
     def backend(self, n_live: int, batch: int) -> Backend:
         choice = choose_backend(self.requested, self.device, n_live, batch, has_hnsw=self.hnsw is not None,
-                                onnx_ok=self.onnx is not None)
+                                onnx_ok=self.onnx is not None, dim=self.exact.dim)
         if choice == "hnsw" and self.hnsw is not None:
             return self.hnsw
         if choice == "onnx" and self.onnx is not None:
@@ -194,7 +194,8 @@ def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarra
         if count != matrix.shape[0]:
             raise BundleError(f"{reader.root}: index.{name} holds {count} items, the catalogue {matrix.shape[0]}")
         n_live = int(alive.sum())
-        if name != "text" and choose_backend(options.retrieval, device, n_live, 1, onnx_ok=onnx is not None) == "hnsw":
+        if name != "text" and choose_backend(options.retrieval, device, n_live, 1, onnx_ok=onnx is not None,
+                                             dim=matrix.shape[1]) == "hnsw":
             hnsw = open_index(str(path), spec, options.ef, n_live, checked=True)
         else:
             hnsw = open_deferred(str(path), spec, options.ef, n_live)

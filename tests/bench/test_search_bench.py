@@ -102,6 +102,20 @@ def test_queries_are_seeded_unique_and_carry_their_items():
         make_queries(TEXTS, (), 5, 10, 0)
 
 
+def test_combined_queries_name_two_values_and_need_both():
+    texts = [f"title: Film {i}\ngenres: {'Action' if i < 12 else 'Drama'}\ntags: {'space' if i % 2 == 0 else 'noir'}"
+             for i in range(20)]
+    q = make_queries(texts, ("title", "genres", "tags"), n_known=3, n_attr=10, seed=0)
+    combined = dict(q.attribute["genres+tags"])
+    # carried by >= 5 items together: action+space (0, 2, .., 10) and action+noir (1, .., 11); drama+space
+    # and drama+noir hold 4 each
+    assert combined == {"action space": set(range(0, 12, 2)), "action noir": set(range(1, 12, 2))}
+    # the single-column queries are drawn as before (the combined ones come after them from the same seed)
+    assert dict(q.attribute["genres"])["drama"] == set(range(12, 20))
+    # one attribute column: no combined queries
+    assert "genres+tags" not in make_queries(texts, ("title", "genres"), 3, 10, 0).attribute
+
+
 def test_queries_can_be_drawn_from_some_rows_only():
     targets = list(range(6, 13))
     q = make_queries(TEXTS, ("title", "genres", "tags"), n_known=50, n_attr=10, seed=1, targets=targets)
@@ -180,8 +194,11 @@ def test_bench_json_schema(tiny_bundle, ml_tiny_dir, tiny_encoder_dir, tmp_path)
         assert "all" in res_["attribute"]
         for v in res_["attribute"].values():
             assert 0.0 <= v["precision@10"] <= 1.0 and 0.0 <= v["ndcg@10"] <= 1.0
-    for mode in ("dense", "hybrid", "dense_min3", "hybrid_min3", "encode_min3", "bm25_scoring"):
+    for mode in ("dense", "hybrid", "dense_min3", "hybrid_min3", "dense_scan", "dense_scan_min3", "encode_min3",
+                 "bm25_scoring"):
         assert report["latency"][mode]["n"] > 0 and report["latency"][mode]["p50_ms"] > 0
+    assert report["latency"]["before"] == "dense_scan"  # a tiny catalogue was scanned before issue 15
+    assert "latency_p50_ratio_vs_before" in report["targets"]
     assert report["lexical_index"]["items"] > 0 and report["lexical_index"]["bytes_per_item"] > 0
     assert report["second_encoder_estimate"]["latency_ratio_estimate"] > 1.0
     for t in report["targets"].values():

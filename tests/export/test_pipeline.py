@@ -78,6 +78,32 @@ def test_every_item_is_indexed_and_cold_items_get_text_vectors(tiny_bundle: Path
     assert overlap >= 0.8
 
 
+def test_stored_ef_is_calibrated_on_search_like_queries(tiny_bundle: Path):
+    """Each index's ef_search is the smallest of the ladder, from the profile's ef up, that reaches
+    `index.min_recall` on probe queries (`recengine.index_io.calibrate_ef`): re-measured here on the stored
+    index with the export's own text probes."""
+    from recengine import Engine
+    from recengine.export.bundle_write import PROBES, query_like
+    from recengine.export.config import ExportConfig
+    from recengine.index_io import EF_LADDER, calibrate_ef
+
+    cfg = ExportConfig.from_profile("quick").index
+    m = open_bundle(tiny_bundle).manifest
+    engine = Engine.open(tiny_bundle, device="cpu", variant="fp32")
+    engine.warmup()
+    st = engine._state
+    for name in ("item", "text"):
+        ef = m["index"][name]["ef_search"]
+        assert ef == cfg.ef_search or (ef in EF_LADDER and ef > cfg.ef_search)
+    probe, _ = st.models.encode(query_like(list(st.catalogue.texts), PROBES, m["config"]["seed"]), batch_size=64)
+    backend = st.text_index.hnsw.backend()
+    rows = np.arange(st.catalogue.n_rows)
+    ef, recall = calibrate_ef(backend, st.catalogue.text_embeddings, rows, cfg.ef_search, cfg.min_recall,
+                              queries=probe)
+    assert recall >= cfg.min_recall or ef == EF_LADDER[-1]
+    assert m["index"]["text"]["ef_search"] == ef  # the same choice from the served encoder's embeddings
+
+
 def test_text_vectors_come_from_the_onnx_encoder(tiny_bundle: Path):
     from tokenizers import Tokenizer
 

@@ -159,6 +159,10 @@ def test_choose_backend_rules():
     assert choose_backend("auto", "cuda", 1_000, batch=1) == "exact"
     assert choose_backend("auto", "cuda", 1_000_000, onnx_ok=False) == "hnsw"
     assert choose_backend("hnsw", "cpu", 10) == "hnsw"
+    # the exact scan's cost grows with the width: a 384-wide space switches at 64/384 of the items
+    assert choose_backend("auto", "cpu", 10_000, dim=64) == "exact"
+    assert choose_backend("auto", "cpu", 10_000, dim=384) == "hnsw"
+    assert choose_backend("auto", "cpu", 3_000, dim=384) == "exact"
     assert choose_backend("hnsw", "cpu", 10, has_hnsw=False) == "exact"
     with pytest.raises(RequestError, match="retrieval must be one of"):
         choose_backend("faiss", "cpu", 10)

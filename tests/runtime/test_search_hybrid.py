@@ -100,6 +100,30 @@ def test_fusions_on_hand_made_rankings():
         neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 2, "max")
     # lexical_top honours the allowed rows
     assert neighbours.lexical_top(lex, np.array([True, False, True, True, True]), 10).tolist() == [3]
+    # full: BM25 over max(best, full); the best match, of half the query, counts half: row 1 = (0.2 + 0.5) / 2
+    # falls behind row 3 = (0.5 + 0.25) / 2
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 1.0, full=8.0)
+    assert r.rows.tolist() == [0, 2, 3] and r.scores.tolist() == pytest.approx([0.45, 0.4, 0.375])
+    # a full below the best match changes nothing
+    r2 = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 1.0, full=1.0)
+    assert r2.rows.tolist() == [1, 3, 0]
+
+
+def test_full_is_the_sum_of_the_matchable_query_words_idf():
+    idx = LexicalIndex.build(["toy story", "toy soldiers", "heat", "big hero"])
+    n = 4
+
+    def idf(df: int) -> float:
+        return float(np.log1p((n - df + 0.5) / (df + 0.5)))
+
+    # "toy" (df 2) + "story" (df 1); "zzz" occurs nowhere and counts nothing
+    assert idx.query("toy story zzz").full == pytest.approx(idf(2) + idf(1))
+    # a misspelt word counts at FUZZY_WEIGHT x its best neighbour's idf, once
+    assert idx.query("toy stroy").full == pytest.approx(idf(2) + FUZZY_WEIGHT * idf(1))
+    assert idx.query("zzz").full == 0.0
+    # an item of average length holding every query word once scores exactly `full`
+    same = LexicalIndex.build(["toy story", "toy soldiers", "big hero"])
+    assert same.scores("toy story", 3)[0] == pytest.approx(same.query("toy story").full, rel=1e-6)
 
 
 def _title(text: str) -> str:

@@ -7,7 +7,8 @@ no stand-in) and `blend+text` (the same plus `cooccur.text_map` computed by the 
 `recengine.export.cooccur.text_map` from the bundle's lists and text embeddings: no cold data used),
 and reports hybrid and cold-only Recall@20 per user with paired-bootstrap intervals against `tower`.
 
-Usage: python cold_blend.py BUNDLE_COLD OUT_JSON [DATA]  (DATA: the data set the bench ran on; default the embedded MovieLens)
+Usage: python cold_blend.py BUNDLE_COLD OUT_JSON [DATA]
+(DATA: the data set the bench ran on; default the embedded MovieLens)
 """
 
 from __future__ import annotations
