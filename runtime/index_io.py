@@ -40,7 +40,7 @@ def calibrate_ef(backend: HnswBackend, matrix: np.ndarray, rows: np.ndarray, flo
     rows = np.asarray(rows, np.int64)
     if rows.size <= k + 1:
         return floor, 1.0
-    own = queries is None
+    own = queries is None or len(queries) == 0
     if own:
         probe = np.random.default_rng(seed).choice(rows, size=min(PROBE_QUERIES, rows.size), replace=False)
         queries = matrix[probe]

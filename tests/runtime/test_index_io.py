@@ -50,5 +50,7 @@ def test_calibrate_ef_on_a_subset_of_rows_and_tiny_catalogues():
     b = HnswBackend.build(x, rows, M=8, ef_construction=64, ef=64, seed=0)
     ef, recall = calibrate_ef(b, x, rows, floor=64, min_recall=0.9)
     assert ef >= 64 and recall >= 0.9
+    # no probe queries (a data set without users): the index's own rows probe it
+    assert calibrate_ef(b, x, rows, 64, 0.9, queries=np.zeros((0, x.shape[1]), np.float32)) == (ef, recall)
     tiny = HnswBackend.build(x, rows[:5], ef=50)
     assert calibrate_ef(tiny, x, rows[:5], floor=50, min_recall=0.95) == (50, 1.0)
