@@ -469,7 +469,8 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
     for j, q in enumerate(lat_q):
         runs: dict[str, list[float]] = {m: [] for m in modes}
         for rep in range(LATENCY_REPEATS):
-            for mode in (modes if (j + rep) % 2 == 0 else modes[::-1]):
+            shift = (j + rep) % len(modes)  # each mode runs first, in the middle and last equally often
+            for mode in modes[shift:] + modes[:shift]:
                 t0 = time.perf_counter()
                 if mode == "dense_scan":
                     _dense_scan(st, q)

@@ -58,7 +58,9 @@ class EncoderConfig:
     encoder's embedding of the same text. InfoNCE alone moves the search space with the graph (issue 15:
     known-item hit@1 of the dense space 0.95 -> 0.36 on MovieLens); the anchor keeps it where the pre-trained
     model put it while the projection and what LoRA can do within that bound pull the item vectors to the
-    graph. 0 = off, the default: measured on MovieLens (docs/export.md "The encoder"), anchor 1 doubled the
+    graph. The trained tower runs with its dropout and the copy without, so the term also carries dropout's
+    noise (the tests' tiny encoder: 0.018 at the first step, 3e-8 without dropout). 0 = off, the default:
+    measured on MovieLens (docs/export.md "The encoder"), anchor 1 doubled the
     dense space's known-item hit@1 (0.34 -> 0.72) but cost the user tower 18 % of its validation NDCG@10 and
     the served blend 5 %, while the hybrid search `search` serves was already level with the untouched
     encoder."""
@@ -202,9 +204,11 @@ class IndexConfig:
     ef_search: int = 128
     """The smallest ef_search stored; `min_recall` may raise it per index."""
     min_recall: float | None = 0.95
-    """Each index's stored ef_search is the smallest (from `ef_search` up, `recengine.index_io.EF_LADDER`)
-    whose recall@10 against exact search reaches this, probed with 256 catalogue rows as queries
-    (`recengine.index_io.calibrate_ef`); None: `ef_search` as given."""
+    """Each index's stored ef_search is the smallest (`ef_search`, then up `recengine.index_io.EF_LADDER`)
+    whose recall@10 against exact search reaches this for 256 probe queries like the served ones: stored
+    user vectors for the item index, the encoded first 1-8 words of sampled titles for the text index
+    (`recengine.export.bundle_write.query_like`, `recengine.index_io.calibrate_ef`); None: `ef_search` as
+    given."""
 
 
 @dataclass

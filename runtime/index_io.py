@@ -23,14 +23,17 @@ from .retrieval import HnswBackend
 EF_LADDER = (64, 128, 256, 512, 1024, 2048)
 """The ef values `calibrate_ef` tries (those at or above the configured ef_search), smallest first."""
 PROBE_QUERIES = 256
-"""Catalogue rows `calibrate_ef` uses as queries."""
+"""Catalogue rows `calibrate_ef` uses as queries when it is given none."""
+SCORE_CELLS = 1 << 24
+"""Most exact scores `calibrate_ef` holds at once (64 MiB of float32: 16 queries at a time over 1M items)."""
 
 
 def calibrate_ef(backend: HnswBackend, matrix: np.ndarray, rows: np.ndarray, floor: int, min_recall: float,
                  queries: np.ndarray | None = None, k: int = 10, seed: int = 0) -> tuple[int, float]:
-    """The smallest ef in `EF_LADDER` (and >= `floor`) at which `backend` finds at least `min_recall` of the
-    exact top-k neighbours among `matrix[rows]` of `queries` (None: up to `PROBE_QUERIES` sampled rows, each
-    with itself left out); (ef, the recall measured there). The ladder's largest ef when none reaches it.
+    """The smallest ef, `floor` or one of `EF_LADDER` above it, at which `backend` finds at least `min_recall`
+    of the exact top-k neighbours among `matrix[rows]` (`rows` in any order) of `queries` (None: up to
+    `PROBE_QUERIES` sampled rows, each with itself left out); (ef, the recall measured there). The ladder's
+    largest ef when none reaches it.
 
     Why: one default ef does not fit every space, and what a space needs depends on where its queries fall.
     MovieLens's 384-wide fine-tuned text space found 0.86 of the exact top 10 of real search queries at ef
@@ -41,21 +44,24 @@ def calibrate_ef(backend: HnswBackend, matrix: np.ndarray, rows: np.ndarray, flo
     if rows.size <= k + 1:
         return floor, 1.0
     own = queries is None or len(queries) == 0
-    if own:
-        probe = np.random.default_rng(seed).choice(rows, size=min(PROBE_QUERIES, rows.size), replace=False)
+    if own:  # sampled positions in `rows` (any order): a probe's own column is its position
+        pos = np.random.default_rng(seed).choice(rows.size, size=min(PROBE_QUERIES, rows.size), replace=False)
+        probe = rows[pos]
         queries = matrix[probe]
     else:
-        probe = np.full(len(queries), -1, np.int64)
+        pos = probe = np.full(len(queries), -1, np.int64)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    data = np.ascontiguousarray(matrix[rows], dtype=np.float32)
+    every = rows.size == matrix.shape[0] and bool(np.all(rows == np.arange(rows.size)))
+    data = np.asarray(matrix, dtype=np.float32) if every else np.ascontiguousarray(matrix[rows], dtype=np.float32)
     exact = np.empty((len(queries), k), np.int64)
-    for start in range(0, len(queries), 64):  # BLAS over the whole catalogue, 64 queries at a time
-        scores = queries[start:start + 64] @ data.T
+    step = max(1, min(64, SCORE_CELLS // max(rows.size, 1)))  # bounded score buffers at any catalogue size
+    for start in range(0, len(queries), step):
+        scores = queries[start:start + step] @ data.T
         if own:
-            scores[np.arange(scores.shape[0]), np.searchsorted(rows, probe[start:start + 64])] = -np.inf
+            scores[np.arange(scores.shape[0]), pos[start:start + step]] = -np.inf
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        exact[start:start + 64] = rows[top]
-    ladder = [ef for ef in EF_LADDER if ef >= floor] or [floor]
+        exact[start:start + step] = rows[top]
+    ladder = [int(floor)] + [ef for ef in EF_LADDER if ef > floor]
     recall = 0.0
     old = backend.ef
     try:
@@ -129,8 +135,9 @@ class DeferredIndex:
     """A stored HNSW index that hnswlib loads on first use (a search, a live update, a save).
 
     Why: loading costs time at open (~1 s per million items) and memory for as long as the engine lives
-    (the index's own copy of the vectors), yet a catalogue of up to `retrieval.EXACT_BUDGET` items is
-    searched exactly at batch 1, so `search` over a MovieLens-sized catalogue never touches its text index.
+    (the index's own copy of the vectors), yet `recommend` never reads the text index, and a small enough
+    space is searched exactly (`retrieval.choose_backend`: items x width within the scan budget; MovieLens's
+    384-wide text space is not: its first `search` or `Engine.warmup` loads it, 0.02 s).
     The file's whole structure is checked when the bundle is opened (a bad index is refused by
     `Engine.open`, as before); the load re-checks it (`HnswBackend.load`), and it reads the file through
     a descriptor opened at `Engine.open`, so a bundle replaced on disk since (`save(force=True)` swaps

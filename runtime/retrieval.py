@@ -327,9 +327,10 @@ def choose_backend(requested: str, device: str, n_live: int, batch: int = 1, has
         if requested == "onnx" and not onnx_ok:
             return "exact"
         return requested
-    if device == "cuda" and onnx_ok and n_live * batch > EXACT_BUDGET:
+    small = n_live * batch * max(dim, 1) <= EXACT_BUDGET * EXACT_DIM
+    if device == "cuda" and onnx_ok and not small:
         return "onnx"  # one host->device copy of the queries beats everything but a tiny scan
-    if not has_hnsw or n_live * batch * max(dim, 1) <= EXACT_BUDGET * EXACT_DIM:
+    if not has_hnsw or small:
         return "exact"
     return "hnsw"
 

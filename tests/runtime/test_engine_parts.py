@@ -163,6 +163,7 @@ def test_choose_backend_rules():
     assert choose_backend("auto", "cpu", 10_000, dim=64) == "exact"
     assert choose_backend("auto", "cpu", 10_000, dim=384) == "hnsw"
     assert choose_backend("auto", "cpu", 3_000, dim=384) == "exact"
+    assert choose_backend("auto", "cuda", 10_000, dim=384) == "onnx"  # the wide space's scan goes to the GPU
     assert choose_backend("hnsw", "cpu", 10, has_hnsw=False) == "exact"
     with pytest.raises(RequestError, match="retrieval must be one of"):
         choose_backend("faiss", "cpu", 10)

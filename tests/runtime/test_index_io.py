@@ -52,5 +52,12 @@ def test_calibrate_ef_on_a_subset_of_rows_and_tiny_catalogues():
     assert ef >= 64 and recall >= 0.9
     # no probe queries (a data set without users): the index's own rows probe it
     assert calibrate_ef(b, x, rows, 64, 0.9, queries=np.zeros((0, x.shape[1]), np.float32)) == (ef, recall)
+    # rows in any order: the same choice as sorted (each probe's own row is left out by position)
+    shuffled = np.random.default_rng(1).permutation(rows)
+    b2 = HnswBackend.build(x, shuffled, M=8, ef_construction=64, ef=64, seed=0)
+    ef2, recall2 = calibrate_ef(b2, x, shuffled, floor=64, min_recall=0.9)
+    assert ef2 < EF_LADDER[-1] and recall2 >= 0.9
+    # a floor off the ladder is tried first (the quick profile's ef 50)
+    assert calibrate_ef(b, x, rows, floor=50, min_recall=0.1)[0] == 50
     tiny = HnswBackend.build(x, rows[:5], ef=50)
     assert calibrate_ef(tiny, x, rows[:5], floor=50, min_recall=0.95) == (50, 1.0)
