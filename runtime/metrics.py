@@ -222,6 +222,42 @@ COLD_PROTOCOLS: tuple[str, ...] = ("cold", "coldonly")
 """Metric-name prefixes of the two cold protocols: `cold_*` = hybrid, `coldonly_*` = cold-only."""
 
 
+def cold_query_values(
+    score_fn: ScoreFn,
+    relevant: list[np.ndarray],
+    exclude_indptr: np.ndarray,
+    exclude_indices: np.ndarray,
+    n_items: int,
+    cold_items: np.ndarray,
+    k: int = 20,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per query, both cold-item protocols (see `evaluate_cold`, which averages these): (the queries that
+    have relevant items, in order; metric name -> value per such query). What a paired comparison of two
+    scorers on the same queries needs."""
+    cold_items = np.unique(np.asarray(cold_items, dtype=np.int64))
+    if len(cold_items) and (cold_items[0] < 0 or cold_items[-1] >= n_items):
+        raise RequestError(f"cold_items must lie in [0, {n_items}), got {cold_items[0]}..{cold_items[-1]}")
+    n_queries = len(relevant)
+    values: dict[str, list[float]] = {f"{p}_{m}@{k}": [] for p in COLD_PROTOCOLS for m in ("recall", "ndcg")}
+    counted: list[int] = []
+    for rows, scores in scored_batches(score_fn, n_queries, n_items, batch_size, exclude_indptr, exclude_indices):
+        cold_scores = scores[:, cold_items]
+        for b, q in enumerate(rows):
+            rel = np.unique(np.asarray(relevant[q], dtype=np.int64))
+            if not len(rel):
+                continue
+            pos = np.searchsorted(cold_items, rel)
+            if np.any(pos >= len(cold_items)) or np.any(cold_items[np.minimum(pos, len(cold_items) - 1)] != rel):
+                raise RequestError(f"query {q}: relevant items {rel.tolist()} are not all cold items")
+            counted.append(int(q))
+            for prefix, row, idx in (("cold", scores[b], rel), ("coldonly", cold_scores[b], pos)):
+                ranks = multi_ranks(row, idx)
+                values[f"{prefix}_recall@{k}"].append(recall_from_ranks(ranks, k))
+                values[f"{prefix}_ndcg@{k}"].append(ndcg_from_ranks(ranks, k))
+    return np.asarray(counted, np.int64), {name: np.asarray(v, np.float64) for name, v in values.items()}
+
+
 def evaluate_cold(
     score_fn: ScoreFn,
     relevant: list[np.ndarray],
@@ -242,24 +278,8 @@ def evaluate_cold(
     Recall@k = mean over queries of |relevant ranked <= k| / |relevant|; NDCG@k as `ndcg_from_ranks`.
     Queries without relevant items are skipped (`n_queries` counts the others).
     """
-    cold_items = np.unique(np.asarray(cold_items, dtype=np.int64))
-    if len(cold_items) and (cold_items[0] < 0 or cold_items[-1] >= n_items):
-        raise RequestError(f"cold_items must lie in [0, {n_items}), got {cold_items[0]}..{cold_items[-1]}")
-    n_queries = len(relevant)
-    values: dict[str, list[float]] = {f"{p}_{m}@{k}": [] for p in COLD_PROTOCOLS for m in ("recall", "ndcg")}
-    for rows, scores in scored_batches(score_fn, n_queries, n_items, batch_size, exclude_indptr, exclude_indices):
-        cold_scores = scores[:, cold_items]
-        for b, q in enumerate(rows):
-            rel = np.unique(np.asarray(relevant[q], dtype=np.int64))
-            if not len(rel):
-                continue
-            pos = np.searchsorted(cold_items, rel)
-            if np.any(pos >= len(cold_items)) or np.any(cold_items[np.minimum(pos, len(cold_items) - 1)] != rel):
-                raise RequestError(f"query {q}: relevant items {rel.tolist()} are not all cold items")
-            for prefix, row, idx in (("cold", scores[b], rel), ("coldonly", cold_scores[b], pos)):
-                ranks = multi_ranks(row, idx)
-                values[f"{prefix}_recall@{k}"].append(recall_from_ranks(ranks, k))
-                values[f"{prefix}_ndcg@{k}"].append(ndcg_from_ranks(ranks, k))
-    out = {name: float(np.mean(v)) if v else 0.0 for name, v in values.items()}
+    _, values = cold_query_values(score_fn, relevant, exclude_indptr, exclude_indices, n_items, cold_items, k,
+                                  batch_size)
+    out = {name: float(np.mean(v)) if len(v) else 0.0 for name, v in values.items()}
     out["n_queries"] = float(len(values[f"cold_recall@{k}"]))
     return out

@@ -9,6 +9,7 @@ import pytest
 
 from recengine.errors import RequestError
 from recengine.metrics import (
+    cold_query_values,
     coverage,
     evaluate_cold,
     evaluate_cold_recall,
@@ -180,6 +181,13 @@ def test_evaluate_cold_both_protocols_hand_computed() -> None:
     assert out["cold_ndcg@5"] == pytest.approx((l6 / (l2 + l3)) / 3)
     assert out["coldonly_recall@5"] == pytest.approx((1 + 1 + 1) / 3)
     assert out["coldonly_ndcg@5"] == pytest.approx(((l2 + l4) / (l2 + l3) + l4 + l4) / 3)
+
+    # the same per query (what a paired comparison reads): q2 has no relevant item and is left out
+    queries, per = cold_query_values(lambda rows: scores[rows], relevant, indptr, indices, 8, np.array([7, 5, 6]),
+                                     k=5, batch_size=3)
+    assert queries.tolist() == [0, 1, 3]
+    assert per["cold_recall@5"].tolist() == pytest.approx([0.5, 0.0, 0.0])
+    assert per["coldonly_ndcg@5"].tolist() == pytest.approx([(l2 + l4) / (l2 + l3), l4, l4])
 
     out = evaluate_cold(lambda rows: scores[rows], relevant, indptr, indices, 8, np.array([5, 6, 7]), k=2)
     assert out["cold_recall@2"] == 0.0 and out["cold_ndcg@2"] == 0.0

@@ -25,7 +25,7 @@ from recengine.bench.protocol import cold_protocol
 from recengine.bench.quality import paired_bootstrap_ratio
 from recengine.bench.recengine_eval import QuerySet, onnx_scorer
 from recengine.data import load_dataset
-from recengine.metrics import multi_ranks
+from recengine.metrics import cold_query_values
 
 
 def main() -> None:
@@ -43,20 +43,9 @@ def main() -> None:
     cold_rows = np.flatnonzero(np.load(args.bundle / "items/popularity.npy") <= 0)
 
     def per_user(score_rows) -> tuple[np.ndarray, np.ndarray]:
-        n = len(cold.users)
-        hybrid, only = np.zeros(n), np.zeros(n)
-        for start in range(0, n, 128):
-            rows = np.arange(start, min(n, start + 128))
-            scores = np.asarray(score_rows(rows), np.float64)
-            for j, r in enumerate(rows):
-                row = scores[j].copy()
-                row[cold.exclude_indices[cold.exclude_indptr[r]:cold.exclude_indptr[r + 1]]] = -np.inf
-                rel = cold.relevant[r]
-                hybrid[r] = np.mean(multi_ranks(row, rel) <= 20)
-                masked = np.full_like(row, -np.inf)
-                masked[cold.split.cold_items] = row[cold.split.cold_items]
-                only[r] = np.mean(multi_ranks(masked, rel) <= 20)
-        return hybrid, only
+        _, v = cold_query_values(score_rows, cold.relevant, cold.exclude_indptr, cold.exclude_indices, ds.n_items,
+                                 cold.split.cold_items)
+        return v["cold_recall@20"], v["coldonly_recall@20"]
 
     res = {v: per_user(onnx_scorer(args.bundle, v, queries, 1, cold_rows)) for v in ("fp32", "int8")}
     for i, proto in enumerate(("hybrid", "cold-only")):

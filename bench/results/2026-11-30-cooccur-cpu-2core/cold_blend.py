@@ -27,28 +27,27 @@ from recengine.bench.recengine_eval import QuerySet, onnx_scorer
 from recengine.bundle import open_bundle
 from recengine.data import load_dataset
 from recengine.export.cooccur import text_map
-from recengine.metrics import multi_ranks
+from recengine.metrics import cold_query_values
 
 
 def cold_recalls(ds, cold, score_rows) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per cold-protocol user: hybrid and cold-only Recall@20 of `score_rows`, and the mean cold share of top 20."""
-    n = len(cold.users)
-    hybrid, only, share = np.zeros(n), np.zeros(n), 0.0
+    """Per cold-protocol user: hybrid and cold-only Recall@20 of `score_rows` (`recengine.metrics`, as the
+    bench), and the mean cold share of the top 20 (known items excluded)."""
     is_cold = np.zeros(ds.n_items, bool)
     is_cold[cold.split.cold_items] = True
-    for start in range(0, n, 128):
-        rows = np.arange(start, min(n, start + 128))
+    shares: list[float] = []
+
+    def scored(rows: np.ndarray) -> np.ndarray:
         scores = np.asarray(score_rows(rows), np.float64)
         for j, r in enumerate(rows):
             row = scores[j].copy()
             row[cold.exclude_indices[cold.exclude_indptr[r]:cold.exclude_indptr[r + 1]]] = -np.inf
-            rel = cold.relevant[r]
-            hybrid[r] = np.mean(multi_ranks(row, rel) <= 20)
-            share += is_cold[np.argsort(-row, kind="stable")[:20]].mean()
-            masked = np.full_like(row, -np.inf)
-            masked[cold.split.cold_items] = row[cold.split.cold_items]
-            only[r] = np.mean(multi_ranks(masked, rel) <= 20)
-    return hybrid, only, share / n
+            shares.append(float(is_cold[np.argsort(-row, kind="stable")[:20]].mean()))
+        return scores
+
+    _, v = cold_query_values(scored, cold.relevant, cold.exclude_indptr, cold.exclude_indices, ds.n_items,
+                             cold.split.cold_items)
+    return v["cold_recall@20"], v["coldonly_recall@20"], float(np.mean(shares))
 
 
 def main() -> None:
