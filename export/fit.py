@@ -7,6 +7,7 @@ items get text-only vectors because they have no training interactions).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,7 +321,7 @@ def fit(dataset: Dataset, split: Split, config: ExportConfig, progress: Progress
         "user_tower_best_epoch": result.best_epoch,
         "fusion_best_epoch": fusion_epoch,
         "align_infonce": text.align_loss,
-        **({"align_anchor_drift": text.anchor_drift} if text.anchor_drift == text.anchor_drift else {}),
+        **({} if math.isnan(text.anchor_drift) else {"align_anchor_drift": text.anchor_drift}),
         "text_scale": text_scale,
         "cold_spread": fitted.cold.spread if fitted.cold is not None else 0.0,
         "fusion_val_ndcg@10": fused,

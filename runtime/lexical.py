@@ -221,13 +221,20 @@ class _List:
 class LexicalQuery:
     """A query resolved against one consistent view of the index (take it under the read lock)."""
 
-    def __init__(self, lists: list[_List], norm: np.ndarray, full: float = 0.0) -> None:
+    def __init__(self, lists: list[_List], norm: np.ndarray, groups: list[list[tuple[str, float]]] | None = None,
+                 idf: dict[str, float] | None = None) -> None:
         top = max((x.bound for x in lists), default=0.0)
         self._lists = sorted((x for x in lists if x.bound >= NEGLIGIBLE * top), key=lambda x: -x.bound)
         self._norm = norm
-        self.full = full
-        """BM25 of an average-length item holding every query word that occurs in the catalogue once (the sum
-        of their idf; a misspelt word counts at its best one-edit neighbour's `FUZZY_WEIGHT` x idf)."""
+        self._groups = groups or []
+        self._idf = idf or {}
+
+    @property
+    def full(self) -> float:
+        """BM25 of an average-length item holding every query word that occurs in the catalogue once (BM25's
+        tf part is 1 there: the sum of their idf; a misspelt word counts at its best one-edit neighbour's
+        `FUZZY_WEIGHT` x idf). Computed when asked: only the "full" fusion scale reads it."""
+        return float(sum(max(f * self._idf[w] for w, f in g) for g in self._groups))
 
     @property
     def empty(self) -> bool:
@@ -501,10 +508,6 @@ class LexicalIndex:
         df = np.asarray([known[w][2] for w in words], np.float64)
         idf = np.log1p((self.n_live - df + 0.5) / (df + 0.5))
         coef = np.asarray([weights[w] for w in words]) * idf
-        of = dict(zip(words, idf.tolist()))
-        # an item of average length holding each matchable query word once scores sum(idf) (BM25's tf part
-        # is 1 there): what "matches the whole query" means for the fusion's scale
-        full = float(sum(max(f * of[w] for w, f in g) for g in groups))
         lists: list[_List] = []
         for seg in (self._base, self._delta):
             if seg.n_postings == 0:
@@ -519,7 +522,7 @@ class LexicalIndex:
             lo, hi = seg.offsets[at].tolist(), seg.offsets[at + 1].tolist()
             for j in np.flatnonzero(found).tolist():
                 lists.append(_List(seg.rows[lo[j]:hi[j]], seg.tf[lo[j]:hi[j]], float(coef[j]), float(bound[j])))
-        return LexicalQuery(lists, self._norm, full)
+        return LexicalQuery(lists, self._norm, groups, dict(zip(words, idf.tolist())))
 
     def scores(self, query: str, n_rows: int) -> np.ndarray:
         """BM25 score of every row (0 where no query token occurs; dead rows are the caller's to mask)."""
