@@ -18,10 +18,10 @@ import numpy as np
 
 from .bundle.format import IndexSpec, wants_augment
 from .errors import BundleError
-from .retrieval import HnswBackend
+from .retrieval import HnswBackend, topk_rows
 
 EF_LADDER = (64, 128, 256, 512, 1024, 2048)
-"""The ef values `calibrate_ef` tries (those at or above the configured ef_search), smallest first."""
+"""The ef values `calibrate_ef` tries after the configured ef_search (those above it), smallest first."""
 PROBE_QUERIES = 256
 """Catalogue rows `calibrate_ef` uses as queries when it is given none."""
 SCORE_CELLS = 1 << 24
@@ -59,8 +59,7 @@ def calibrate_ef(backend: HnswBackend, matrix: np.ndarray, rows: np.ndarray, flo
         scores = queries[start:start + step] @ data.T
         if own:
             scores[np.arange(scores.shape[0]), pos[start:start + step]] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        exact[start:start + step] = rows[top]
+        exact[start:start + step] = rows[topk_rows(scores, k)[0]]
     ladder = [int(floor)] + [ef for ef in EF_LADDER if ef > floor]
     recall = 0.0
     old = backend.ef
