@@ -479,10 +479,12 @@ class LexicalIndex:
                     groups.append([(tok, 1.0)])
                 continue
             fuzzy += 1
-            near = sorted(edits1(tok))
+            near = list(edits1(tok))
             nkeys, npos, ndf = self._lookup(near)
             group: list[tuple[str, float]] = []
-            for j in np.flatnonzero(ndf > 0).tolist():
+            # only the few neighbours found are sorted (a fixed order whatever the set's; sorting all ~70 x
+            # len(tok) candidates cost more than looking them up)
+            for j in sorted(np.flatnonzero(ndf > 0).tolist(), key=near.__getitem__):
                 word = near[j]
                 weights[word] = weights.get(word, 0.0) + FUZZY_WEIGHT
                 known[word] = (int(nkeys[j]), int(npos[j]), int(ndf[j]))

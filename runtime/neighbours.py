@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .retrieval import EXACT_BUDGET, Retrieved, inner_products, retrieve, topk_rows
+from .retrieval import EXACT_BUDGET, ExactBackend, Retrieved, inner_products, retrieve, topk_rows
 from .state import EngineState
 
 
@@ -98,10 +98,33 @@ def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.
                               cosine(extra).astype(np.float32, copy=False)]) if extra.size else dense_scores
         lex = np.concatenate([lexical(dense_rows).astype(np.float32, copy=False),
                               lex_scores[is_extra].astype(np.float32, copy=False)])
-        scale = max(float(lex_scores[0]), float(full), 1e-12)
-        score = (cos + np.float32(weight / scale) * lex) / np.float32(1.0 + weight)
+        score = sum_scores(cos, lex, float(lex_scores[0]), weight, full)
     order = np.argsort(-score, kind="stable")[:k]
     return Retrieved(rows[order], score[order].astype(np.float32))
+
+
+def sum_scores(cos: np.ndarray, lex: np.ndarray, best: float, weight: float = LEXICAL_WEIGHT,
+               full: float = 0.0) -> np.ndarray:
+    """The `sum` fusion rule, the one place it is written: (cosine + weight * bm25 / s) / (1 + weight), s the
+    larger of `best` (the best BM25 among the rows that may be returned) and `full` (see `LEXICAL_SCALE`)."""
+    scale = max(float(best), float(full), 1e-12)
+    return (cos.astype(np.float32, copy=False) + np.float32(weight / scale) * lex.astype(np.float32, copy=False)) \
+        / np.float32(1.0 + weight)
+
+
+def fuse_scanned(cos: np.ndarray, lex: np.ndarray, k: int, weight: float = LEXICAL_WEIGHT,
+                 full: float = 0.0) -> Retrieved:
+    """`sum` fusion over every row of a scanned space: `cos` the cosine of every row (-inf where a row may not
+    be returned: removed, filtered out), `lex` its BM25 (0 where no query word occurs). The exact top k of
+    what `fuse` computes over candidates only; on a catalogue small enough to scan, computing it for every
+    row is cheaper than gathering candidates (measured on Book-Crossing, 1,928 books: ~0.1 ms less per query,
+    docs/bench.md), and no row outside both candidate lists can be missed."""
+    ok = np.isfinite(cos)
+    best = float(lex[ok].max()) if ok.any() else 0.0
+    score = cos if best <= 0.0 else sum_scores(cos, lex, best, weight, full)
+    idx, vals = topk_rows(score[None, :], k)
+    keep = np.isfinite(vals[0])
+    return Retrieved(idx[0][keep], vals[0][keep].astype(np.float32))
 
 
 def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed: np.ndarray | None,
@@ -118,9 +141,11 @@ def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed
     cat = st.catalogue
     q = np.ascontiguousarray(emb, dtype=np.float32).reshape(1, -1)
     lexical = st.lexical if mode == "hybrid" else None
+    backend = st.text_index.backend(cat.n_alive, 1)
+    if lexical is not None and fusion == "sum" and isinstance(backend, ExactBackend):
+        return _search_scanned(st, backend, q, text, k, allowed, weight, scale)
     n = k if lexical is None else max(k, DENSE_CANDIDATES)
-    (r,) = retrieve(st.text_index.backend(cat.n_alive, 1), st.text_index.exact, cat.text_embeddings,
-                    cat.alive, q, n, allowed=allowed)
+    (r,) = retrieve(backend, st.text_index.exact, cat.text_embeddings, cat.alive, q, n, allowed=allowed)
     if lexical is None:
         return r
     lq = lexical.query(text)
@@ -137,6 +162,21 @@ def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed
                 full=lq.full if scale == "full" else 0.0)
 
 
+def _search_scanned(st: EngineState, exact: ExactBackend, q: np.ndarray, text: str, k: int,
+                    allowed: np.ndarray | None, weight: float, scale: str) -> Retrieved:
+    """Hybrid `sum` search over a text space scanned exactly: every row's cosine and BM25, `fuse_scanned`."""
+    cos = exact.scores(q)[0]
+    if allowed is not None:
+        cos[~allowed[: cos.size]] = -np.inf
+    assert st.lexical is not None
+    lq = st.lexical.query(text)
+    if lq.empty:
+        lex = np.zeros(cos.size, np.float32)
+    else:
+        lex = lq.dense(cos.size)
+    return fuse_scanned(cos, lex, k, weight, lq.full if scale == "full" and not lq.empty else 0.0)
+
+
 def _no_rows(rows: np.ndarray) -> np.ndarray:
     return np.zeros(len(rows), np.float32)
 
@@ -148,4 +188,5 @@ def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None, mode:
     return search_embedded(st, emb[0], text, k, allowed, mode)
 
 
-__all__ = ["similar", "search", "search_embedded", "fuse", "lexical_top", "FUSION", "FUSIONS"]
+__all__ = ["similar", "search", "search_embedded", "fuse", "fuse_scanned", "sum_scores", "lexical_top", "FUSION",
+           "FUSIONS"]
