@@ -190,3 +190,100 @@ def test_dense_mode_is_the_text_space_alone(engine):
     r = neighbours.search_embedded(st, emb[0], "Zyzzyva", 5, None, mode="dense")
     cos = st.catalogue.text_embeddings @ emb[0]
     assert r.rows.tolist() == np.argsort(-cos, kind="stable")[:5].tolist()
+
+
+def test_fuse_scanned_is_the_exact_top_k_of_the_sum_rule():
+    rng = np.random.default_rng(3)
+    cos = rng.uniform(-0.2, 0.6, 400).astype(np.float32)
+    lex = np.where(rng.random(400) < 0.3, rng.uniform(0, 9, 400), 0).astype(np.float32)
+    cos[[5, 17, 60]] = -np.inf  # removed or filtered out
+    lex[17] = 50.0  # the best BM25 is a row that may not be returned: it must not set the scale
+    ok = np.isfinite(cos)
+    for weight, full in ((1.0, 0.0), (0.5, 0.0), (1.0, 40.0)):
+        r = neighbours.fuse_scanned(cos, lex, 10, weight, full)
+        scale = max(float(lex[ok].max()), full)
+        want = np.where(ok, (cos + weight * lex / scale) / (1 + weight), -np.inf)
+        assert r.rows.tolist() == np.argsort(-want, kind="stable")[:10].tolist()
+        assert r.scores == pytest.approx(want[r.rows], rel=1e-5)
+        assert not {5, 17, 60} & set(r.rows.tolist())
+    # a row in neither candidate list (cosine rank > 3, BM25 rank > 2) whose sum is the best
+    cos2 = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
+    lex2 = np.array([0.0, 0.0, 0.0, 0.9, 1.0], np.float32)
+    assert neighbours.fuse_scanned(cos2, lex2, 1).rows.tolist() == [3]
+    # no query word among the rows that may be returned: the cosine ranking as it is
+    r = neighbours.fuse_scanned(cos2, np.zeros(5, np.float32), 3)
+    assert r.rows.tolist() == [0, 1, 2] and r.scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+    # fewer rows that may be returned than k
+    r = neighbours.fuse_scanned(np.array([-np.inf, 0.1, -np.inf], np.float32), np.ones(3, np.float32), 5)
+    assert r.rows.tolist() == [1]
+
+
+def test_the_sum_rule_is_one_function_for_candidates_and_scans():
+    cos = np.array([0.5, 0.2, 0.4], np.float32)
+    lex = np.array([0.0, 4.0, 2.0], np.float32)
+    assert neighbours.sum_scores(cos, lex, 4.0, 1.0).tolist() == pytest.approx([0.25, 0.6, 0.45])
+    assert neighbours.sum_scores(cos, lex, 4.0, 1.0, full=8.0).tolist() == pytest.approx([0.25, 0.35, 0.325])
+    r = neighbours.fuse(np.array([0, 2, 1]), cos[[0, 2, 1]], lambda rows: cos[rows], np.array([1, 2]),
+                        lex[[1, 2]], lambda rows: lex[rows], 3)
+    s = neighbours.fuse_scanned(cos, lex, 3)
+    assert r.rows.tolist() == s.rows.tolist() == [1, 2, 0]
+    assert r.scores == pytest.approx(s.scores)
+
+
+def test_search_on_a_scanned_text_space_ranks_every_row_by_the_sum_rule(engine):
+    from recengine.retrieval import ExactBackend
+
+    st = engine._state
+    cat = st.catalogue
+    assert isinstance(st.text_index.backend(cat.n_alive, 1), ExactBackend)
+    allowed = np.zeros(cat.n_rows, bool)
+    allowed[::3] = True
+    for text in ("heart train", "dawn of the", "zzzz nothing", _title(cat.texts[7])):
+        emb, _ = st.models.encode_batch([text])
+        cos = (cat.text_embeddings @ emb[0]).astype(np.float32)
+        lex = st.lexical.scores(text, cat.n_rows)
+        for mask in (None, allowed):
+            ok = cat.alive if mask is None else cat.alive & mask
+            want = np.where(ok, cos, -np.inf)
+            if lex[ok].max(initial=0.0) > 0:
+                want = np.where(ok, neighbours.sum_scores(cos, lex, float(lex[ok].max())), -np.inf)
+            r = neighbours.search_embedded(st, emb[0], text, 8, mask)
+            assert r.rows.tolist() == np.argsort(-want, kind="stable")[:8].tolist(), text
+            assert ok[r.rows].all()
+
+
+def test_plurals_fold_to_one_term_on_both_sides():
+    from recengine.lexical import fold_plural, index_terms
+
+    assert [fold_plural(w) for w in ("toys", "kids", "movies", "zombies", "robots")] == \
+        ["toy", "kid", "movie", "zombie", "robot"]
+    # not a plural "s": after s, u or i, in words under four characters, after a digit
+    assert [fold_plural(w) for w in ("glass", "bus", "this", "analysis", "its", "was", "1990s", "s")] == \
+        ["glass", "bus", "this", "analysis", "its", "was", "1990s", "s"]
+    assert index_terms("Toys for Kids") == ["toy", "for", "kid"]
+    assert index_terms("Toys for Kids", plurals=False) == ["toys", "for", "kids"]
+    # "toys" is a word of the catalogue (so it is no typo to match one edit away): without the rule it finds
+    # "Toys" only, with it "Toy Story" too
+    texts = ["Toy Story", "Toys", "Soldiers of Fortune", "Soldier"]
+    on, off = LexicalIndex.build(texts), LexicalIndex.build(texts, plurals=False)
+    assert on.plurals and not off.plurals
+    assert (on.scores("toys", 4)[:2] > 0).all() and (on.scores("soldier", 4)[2:] > 0).all()
+    assert off.scores("toys", 4)[0] == 0 and off.scores("soldier", 4)[2] == 0
+    # added live and removed: the same rule (the statistics count the folded term)
+    on.add(np.array([4]), ["Toys Toys"])
+    assert on.query("toy").top(5, None)[0].tolist() == [4, 1, 0]
+    on.remove(np.array([4]), ["Toys Toys"])
+    assert on.scores("toy", 5)[0] == pytest.approx(LexicalIndex.build(texts).scores("toy", 4)[0])
+
+
+def test_a_compaction_keeps_the_plural_rule(engine):
+    import dataclasses
+
+    from recengine import live
+
+    st = engine._state
+    off = LexicalIndex.build(list(st.catalogue.texts), st.catalogue.alive, plurals=False)
+    engine.remove_items(engine.item_ids()[:5])
+    st = dataclasses.replace(engine._state, lexical=off)
+    assert live.compacted(st).lexical.plurals is False
+    assert live.compacted(engine._state).lexical.plurals is True
