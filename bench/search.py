@@ -32,7 +32,6 @@ request so both see the same machine load; plus the lexical index's build time a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -415,10 +414,6 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
     for sc in neighbours.SCALES:  # the served weight with the other BM25 scale(s)
         if sc != neighbours.LEXICAL_SCALE:
             systems[f"bundle_hybrid_sum_{sc}"] = _sum_ranker(st, q_bundle, neighbours.LEXICAL_WEIGHT, sc)
-    # the served fusion over an index with the other plural rule (`recengine.lexical.PLURALS`)
-    other = LexicalIndex.build(texts, cat.alive, plurals=not lexical.plurals)
-    systems[f"bundle_hybrid_sum_plurals_{'on' if other.plurals else 'off'}"] = _sum_ranker(
-        dataclasses.replace(st, lexical=other), q_bundle, neighbours.LEXICAL_WEIGHT)
     systems["bm25"] = lambda i, q: lex_query(i, q).top(K, cat.alive)[0]
     frozen_info: dict[str, Any] | None = None
     if cfg.frozen:

@@ -89,27 +89,6 @@ def tokens(text: str) -> list[str]:
     return _WORD.findall(_fold(text).lower())
 
 
-PLURALS = True
-"""Index and query words with a plural "s" folded (`fold_plural`): "toys" finds "Toy Story", "zombie" finds
-"zombies". See `fold_plural` for the rule and docs/serving.md for what it measured."""
-
-
-def fold_plural(word: str) -> str:
-    """`word` less a final plural "s": only after a letter other than s, u or i ("glass", "bus", "this" stay)
-    and in words of 4+ characters ("its", "was" stay). Deliberately minimal (no "-ies" -> "-y": it would
-    make "movies" "movy" while "movie" stays): both the index and the query fold alike, so a word it folds
-    wrongly ("news" -> "new") only merges two words, as any stemmer does."""
-    if len(word) >= 4 and word[-1] == "s" and word[-2] not in "sui" and word[-2].isalpha():
-        return word[:-1]
-    return word
-
-
-def index_terms(text: str, plurals: bool = PLURALS) -> list[str]:
-    """The index terms of `text`: its `tokens`, plurals folded when `plurals`."""
-    toks = tokens(text)
-    return [fold_plural(w) for w in toks] if plurals else toks
-
-
 def edits1(word: str) -> set[str]:
     """Every string one deletion, transposition, substitution or insertion (over a-z, 0-9) from `word`."""
     splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
@@ -196,7 +175,7 @@ class _Parsed:
     doc_len: np.ndarray  # float32 [n texts]
 
 
-def _parse(rows: np.ndarray, texts: Sequence[str], plurals: bool = PLURALS) -> _Parsed:
+def _parse(rows: np.ndarray, texts: Sequence[str]) -> _Parsed:
     """Tokenise `texts` (catalogue rows `rows`) in chunks into sorted (key, row, tf) postings. The words of a
     chunk are found by one regex pass over the joined chunk and numbered by a C-level dict lookup (`map`),
     about 4x faster than tokenising text by text."""
@@ -219,7 +198,7 @@ def _parse(rows: np.ndarray, texts: Sequence[str], plurals: bool = PLURALS) -> _
         tok_parts.append(ids[keep])
         row_parts.append(local[keep] + s)
         doc_len[s: s + len(chunk)] = np.bincount(local[keep], minlength=len(chunk))
-    hashes = token_hashes([fold_plural(w) for w in vocab] if plurals else list(vocab))
+    hashes = token_hashes(list(vocab))
     uniq, inverse = np.unique(hashes, return_inverse=True)  # sorted keys; a (vanishingly rare) collision merges
     tok = inverse[np.concatenate(tok_parts)] if tok_parts else np.zeros(0, np.int64)
     local_rows = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
@@ -373,10 +352,7 @@ def _union_sum(r1: np.ndarray, s1: np.ndarray, r2: np.ndarray, s2: np.ndarray) -
 class LexicalIndex:
     """BM25 over the catalogue's item texts (rows = catalogue rows)."""
 
-    def __init__(self, plurals: bool = PLURALS) -> None:
-        self.plurals = plurals
-        """Whether words are indexed and queried with plurals folded (`fold_plural`); fixed for the index's
-        life (a compaction's rebuild keeps it)."""
+    def __init__(self) -> None:
         self._base = Segment.empty()
         self._delta = Segment.empty()
         self._keys = np.zeros(0, np.uint64)
@@ -391,9 +367,9 @@ class LexicalIndex:
         self._total_len = 0.0
 
     @classmethod
-    def build(cls, texts: Sequence[str], alive: np.ndarray | None = None, plurals: bool = PLURALS) -> LexicalIndex:
+    def build(cls, texts: Sequence[str], alive: np.ndarray | None = None) -> LexicalIndex:
         """An index of `texts` (row i = texts[i]); rows with alive[i] False are left out."""
-        index = cls(plurals)
+        index = cls()
         rows = np.arange(len(texts)) if alive is None else np.flatnonzero(alive)
         index._extend_len(len(texts))
         index._add(rows, [texts[r] for r in rows.tolist()])
@@ -425,7 +401,7 @@ class LexicalIndex:
 
     def _add(self, rows: np.ndarray, texts: Sequence[str]) -> None:
         rows = np.asarray(rows, np.int64)
-        parsed = _parse(rows, texts, self.plurals)
+        parsed = _parse(rows, texts)
         lengths = self._len.copy()
         lengths[rows] = parsed.doc_len
         new = Segment.from_postings(parsed.keys, parsed.rows, parsed.tf, lengths)
@@ -467,8 +443,7 @@ class LexicalIndex:
         rows = np.asarray(rows, np.int64)
         if rows.size == 0:
             return
-        keys = np.concatenate([token_hashes(sorted(set(index_terms(t, self.plurals)))) for t in texts]
-                              or [np.zeros(0, np.uint64)])
+        keys = np.concatenate([token_hashes(sorted(set(tokens(t)))) for t in texts] or [np.zeros(0, np.uint64)])
         pos, found = _find(self._keys, keys)
         df = self._df.copy()
         np.subtract.at(df, pos[found], 1)
@@ -527,7 +502,7 @@ class LexicalIndex:
         """`text` tokenised, expanded and resolved to posting lists with their BM25 weights."""
         if self.n_live <= 0:
             return LexicalQuery([], self._norm)
-        weights, known, groups = self._terms(index_terms(text, self.plurals))
+        weights, known, groups = self._terms(tokens(text))
         if not known:
             return LexicalQuery([], self._norm)
         words = list(known)
@@ -564,5 +539,5 @@ def _find(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return clipped, keys[clipped] == wanted
 
 
-__all__ = ["LexicalIndex", "LexicalQuery", "Segment", "merge", "tokens", "index_terms", "fold_plural", "edits1",
-           "token_hashes", "K1", "B", "FUZZY_WEIGHT", "PLURALS"]
+__all__ = ["LexicalIndex", "LexicalQuery", "Segment", "merge", "tokens", "edits1", "token_hashes", "K1", "B",
+           "FUZZY_WEIGHT"]

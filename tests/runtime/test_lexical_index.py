@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from recengine import lexical, neighbours
-from recengine.lexical import K1, B, LexicalIndex
+from recengine.lexical import K1, B, LexicalIndex, tokens
 
 COMMON = ["title", "genres", "the", "comedy", "drama"]
 RARE = [f"w{i}" for i in range(400)]
@@ -47,12 +47,12 @@ def _one_edit(a: str, b: str) -> bool:
 def _reference(texts: list[str], live: np.ndarray, query: str) -> np.ndarray:
     """BM25 written out from the definition over the live texts; an unknown query word of 4+ characters
     counts every live word one edit away at FUZZY_WEIGHT."""
-    docs = [Counter(lexical.index_terms(t)) for t in texts]
+    docs = [Counter(tokens(t)) for t in texts]
     n = int(live.sum())
     avg = sum(sum(d.values()) for d, a in zip(docs, live) if a) / n
     vocab = {w for d, a in zip(docs, live) if a for w in d}
     weights: Counter[str] = Counter()
-    for word in lexical.index_terms(query):
+    for word in tokens(query):
         if word in vocab or len(word) < 4:
             weights[word] += 1.0
         else:
