@@ -135,7 +135,8 @@ def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed
     texts (`st.lexical`): `max(k, DENSE_CANDIDATES)` dense and `max(k, SEARCH_CANDIDATES)` lexical candidates
     (the exact BM25 top, pruned: only the rare query words' posting lists are scanned), fused by `fusion`
     ("sum": (cosine + weight * bm25 / s) / (1 + weight), s by `scale`, see `LEXICAL_SCALE`; "rrf":
-    reciprocal-rank fusion)."""
+    reciprocal-rank fusion). Where the text space is scanned exactly, "sum" is computed for every row
+    instead (`fuse_scanned`: the exact top k of the same rule, and cheaper than gathering candidates)."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     cat = st.catalogue
