@@ -193,6 +193,9 @@ class CooccurConfig:
     """Give items without a list (new, or nobody interacted with them) a stand-in signal from the cosine of
     their item vector (which their text gives them) to the history's (`text_map`, aligned on warm items), so
     the blend does not push them out."""
+    standin_strengths: tuple[float, ...] = (1.0, 2.0, 4.0)
+    """Factors on the stand-in's aligned similarities tried on validation: the largest that costs at most
+    `STANDIN_TOLERANCE` of validation NDCG@10 is kept (`recengine.export.cooccur.choose_standin`)."""
 
 
 @dataclass

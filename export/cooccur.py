@@ -15,6 +15,7 @@ history length squared.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ import numpy as np
 PAIR_BUDGET = 20_000_000
 """Most item pairs one chunk of the similarity product holds (~0.5 GB of COO arrays at the peak)."""
 STANDIN_TOLERANCE = 0.02
-"""The text stand-in is dropped only when it lowers validation NDCG@10 by more than this share: the warm
+"""The text stand-in is kept at the largest strength (`cooccur.standin_strengths`) that lowers validation
+NDCG@10 by at most this share against the blend without it, and dropped when even the first does: the warm
 accuracy the cold-start work may spend (issue 10: warm NDCG@10 >= 0.98x). Why not any drop: it moves only
 items without training interactions, few of the validation targets, so the change is mostly noise;
 MovieLens's standard export measured 0.07872 with it against 0.07883 without (one user), and a strict rule
@@ -185,6 +187,48 @@ def text_map(indices: np.ndarray, scores: np.ndarray, text: np.ndarray, seed: in
     return {"cos": [float(v) for v in x], "sim": [float(v) for v in y]}
 
 
+def scaled_map(mapping: dict[str, list[float]], strength: float) -> dict[str, list[float]]:
+    """`mapping` (a `text_map`) with its similarities times `strength`."""
+    return {"cos": list(mapping["cos"]), "sim": [float(v) * strength for v in mapping["sim"]]}
+
+
+def choose_standin(engine: Any, idx: np.ndarray, sc: np.ndarray, section: dict[str, Any],
+                   mapping: dict[str, list[float]], strengths: Sequence[float], evaluate: Any,
+                   choice: Choice) -> float | None:
+    """The text stand-in's strength, measured like every other setting through the serving pipeline: the
+    strengths in ascending order, each the validation NDCG@10 of the chosen blend with `mapping`'s
+    similarities times it (`choice.grid` rows with `text_standin` = the strength), up to the first that
+    lowers validation by more than `STANDIN_TOLERANCE` against the blend without it (`choice.best`); the
+    largest before it is kept (`choice.best` becomes its figure), None when the first already does.
+
+    Why the largest and not the best: validation barely sees what the stand-in is for (its targets without
+    training interactions are few), so within the tolerance the choice gives new items the most exposure
+    the warm accuracy allows. Measured post hoc on two bench runs' bundles (bench/results/
+    2026-11-30-standin-strength-cpu-2core): on MovieLens validation moved -0.1 % at 1x and -0.9 % at 2x and
+    4x while hybrid cold Recall@20 went 0.027 -> 0.045 -> 0.060 (test NDCG@10 0.0608 -> 0.0615 -> 0.0614);
+    on MovieLens-100K -1.1 % at 1x, -2.5 % at 1.5x: 1x."""
+    from recengine.cooccur import Cooccur
+    from recengine.engine import Engine
+
+    kept: float | None = None
+    kept_ndcg = 0.0
+    for strength in sorted(float(x) for x in strengths):
+        m = scaled_map(mapping, strength)
+        served = Cooccur(indices=idx, scores=sc, weight=section["weight"], decay=section["decay"],
+                         max_history=section["max_history"], text_cos=np.asarray(m["cos"]),
+                         text_sim=np.asarray(m["sim"]))
+        ndcg = float(evaluate(Engine(dataclasses.replace(engine._state, cooccur=served)))["ndcg@10"])
+        choice.grid.append({"shrink": choice.shrink, "decay": choice.decay,  # type: ignore[dict-item]
+                            "relative_weight": choice.relative_weight, "text_standin": strength, "ndcg@10": ndcg})
+        if choice.best is not None and ndcg < choice.best * (1.0 - STANDIN_TOLERANCE):
+            break
+        kept = strength
+        kept_ndcg = ndcg
+    if kept is not None:
+        choice.best = kept_ndcg
+    return kept
+
+
 def score_spread(rows: np.ndarray) -> float:
     """Median over score rows of (best - 100th best) finite score: the scale of the weight grid (the tower's
     inner products or the fusion head's scores, whatever the bundle serves with the blend off)."""
@@ -215,6 +259,9 @@ class Choice:
     text_standin: bool | None = None
     """Whether the text stand-in is kept (None: not measured): kept unless it lowers validation NDCG@10 by
     more than `STANDIN_TOLERANCE`."""
+    standin_strength: float | None = None
+    """The factor the kept stand-in's similarities were multiplied by (`cooccur.standin_strengths`: the
+    largest within `STANDIN_TOLERANCE`); None when it is not kept or not measured."""
     k: int | None = None
     """Neighbours per list served (the lists cut to their best k when that did not lower validation)."""
 
@@ -340,25 +387,17 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     if co.text_standin:
         mapping = text_map(idx, sc, engine._state.catalogue.unit_vectors)
         if mapping is not None:
-            keep = fixed.text_standin if fixed is not None else None
-            if keep is None:  # measured like every other setting: it must not lower validation
-                from recengine.cooccur import Cooccur
-                from recengine.engine import Engine
-
-                served = Cooccur(indices=idx, scores=sc, weight=section["weight"], decay=section["decay"],
-                                 max_history=section["max_history"], text_cos=np.asarray(mapping["cos"]),
-                                 text_sim=np.asarray(mapping["sim"]))
-                ndcg = float(evaluate(Engine(dataclasses.replace(engine._state, cooccur=served)))["ndcg@10"])
-                choice.grid.append({"shrink": choice.shrink, "decay": choice.decay,  # type: ignore[dict-item]
-                                    "relative_weight": choice.relative_weight, "text_standin": 1.0, "ndcg@10": ndcg})
-                keep = choice.best is None or ndcg >= choice.best * (1.0 - STANDIN_TOLERANCE)
-                if keep:
-                    choice.best = ndcg
-            choice.text_standin = bool(keep)
-            if keep:
-                section["text_map"] = mapping
+            if fixed is not None:
+                strength = fixed.standin_strength if fixed.text_standin else None
+            else:
+                strength = choose_standin(engine, idx, sc, section, mapping, co.standin_strengths, evaluate, choice)
+            choice.text_standin = strength is not None
+            choice.standin_strength = strength
+            if strength is not None:
+                section["text_map"] = scaled_map(mapping, strength)
     return section, choice
 
 
 __all__ = ["bm25_items", "item_neighbours", "ease_neighbours", "EASE_MAX_ITEMS", "text_map", "score_spread", "choose",
-           "fit_cooccur", "Choice", "PAIR_BUDGET", "WEIGHTINGS"]
+           "fit_cooccur", "Choice", "PAIR_BUDGET", "WEIGHTINGS", "choose_standin", "scaled_map",
+           "STANDIN_TOLERANCE"]

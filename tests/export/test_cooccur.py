@@ -109,6 +109,34 @@ def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean
     assert not got.chosen and got.best is None and got.base == 0.1
 
 
+@pytest.mark.parametrize("cost, kept, tried", [
+    ({1.0: 0.0, 2.0: 0.01, 4.0: 0.015}, 4.0, [1.0, 2.0, 4.0]),  # every strength within the tolerance: the largest
+    ({1.0: 0.005, 2.0: 0.03, 4.0: 0.0}, 1.0, [1.0, 2.0]),  # stops at the first past it
+    ({1.0: 0.021, 2.0: 0.0, 4.0: 0.0}, None, [1.0]),  # the first already costs too much: no stand-in
+    ({1.0: -0.01, 2.0: 0.0, 4.0: 0.019}, 4.0, [1.0, 2.0, 4.0]),  # a gain counts like no cost
+])
+def test_the_stand_in_is_kept_at_the_largest_strength_validation_allows(lean_bundle, cost, kept, tried):
+    from recengine import Engine
+
+    engine = Engine.open(lean_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact")
+    n = engine.n_items
+    idx = np.full((n, 2), -1, np.int32)
+    sc = np.zeros((n, 2), np.float32)
+    mapping = {"cos": [0.1, 0.5], "sim": [0.2, 0.4]}
+    section = {"weight": 1.0, "decay": 1.0, "max_history": 50}
+    choice = cooccur.Choice(base=0.1, spread=1.0, grid=[], shrink=10.0, decay=1.0, relative_weight=1.0, best=0.2)
+
+    def scripted(e):  # the strength the engine serves, read back from its map: 0.2 x strength at the first point
+        strength = round(float(e._state.cooccur.text_sim[0]) / 0.2, 6)
+        return {"ndcg@10": 0.2 * (1.0 - cost[strength])}
+
+    got = cooccur.choose_standin(engine, idx, sc, section, mapping, (4.0, 1.0, 2.0), scripted, choice)
+    assert got == kept
+    assert [p["text_standin"] for p in choice.grid] == tried  # ascending, whatever the config's order
+    assert choice.best == pytest.approx(0.2 if kept is None else 0.2 * (1.0 - cost[kept]))
+    assert cooccur.scaled_map(mapping, 2.0) == {"cos": [0.1, 0.5], "sim": [0.4, 0.8]}
+
+
 def test_text_map_aligns_text_cosines_with_list_similarities():
     rng = np.random.default_rng(0)
     n, k = 300, 10
