@@ -84,11 +84,22 @@ def test_scores_match_an_independent_bm25():
         np.testing.assert_allclose(idx.scores(q, len(texts)), _reference(texts, live, q), rtol=2e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dense_rows", [0, 1 << 20])
-@pytest.mark.parametrize("n", [1, 5, 40, 1000])
-def test_pruned_top_is_the_exact_top(n, dense_rows, monkeypatch):
-    """Both ways of taking the top n (MaxScore over sparse candidates, one dense array) give the full ranking."""
+TOP_PATHS = {"dense": (1 << 20, 1 << 30), "maxscore": (0, 1 << 30), "impact": (0, 50)}
+"""Ways `LexicalQuery.top` takes the top n: (DENSE_ROWS, LONG_LIST) that select each on these corpora."""
+
+
+def _path(monkeypatch, path: str) -> None:
+    dense_rows, long_list = TOP_PATHS[path]
     monkeypatch.setattr(lexical, "DENSE_ROWS", dense_rows)
+    monkeypatch.setattr(lexical, "LONG_LIST", long_list)
+
+
+@pytest.mark.parametrize("path", TOP_PATHS)
+@pytest.mark.parametrize("n", [1, 5, 40, 1000])
+def test_pruned_top_is_the_exact_top(n, path, monkeypatch):
+    """Every way of taking the top n (one dense array; MaxScore over sparse candidates; long lists by their
+    impact order) gives the full ranking."""
+    _path(monkeypatch, path)
     texts = _corpus(2000, 1)
     idx = LexicalIndex.build(texts)
     rng = np.random.default_rng(2)
@@ -102,20 +113,21 @@ def test_pruned_top_is_the_exact_top(n, dense_rows, monkeypatch):
             np.testing.assert_allclose(scores, dense[rows], rtol=1e-5)
             some = rng.integers(0, len(texts), 50)
             np.testing.assert_allclose(lq.score(some), dense[some], rtol=1e-5)
+    assert bool(idx._impact._orders) == (path == "impact")  # the path was taken (and caches its orders)
 
 
-@pytest.mark.parametrize("dense_rows", [0, 1 << 20])
-def test_a_shorter_ok_view_skips_the_rows_beyond_it(dense_rows, monkeypatch):
-    monkeypatch.setattr(lexical, "DENSE_ROWS", dense_rows)
+@pytest.mark.parametrize("path", TOP_PATHS)
+def test_a_shorter_ok_view_skips_the_rows_beyond_it(path, monkeypatch):
+    _path(monkeypatch, path)
     texts = _corpus(500, 3)
     idx = LexicalIndex.build(texts)
     rows, _ = idx.query("title w0").top(1000, np.ones(200, bool))
     assert rows.size and rows.max() < 200
 
 
-@pytest.mark.parametrize("dense_rows", [0, 1 << 20])
-def test_live_adds_and_removes_score_like_a_fresh_build(dense_rows, monkeypatch):
-    monkeypatch.setattr(lexical, "DENSE_ROWS", dense_rows)
+@pytest.mark.parametrize("path", TOP_PATHS)
+def test_live_adds_and_removes_score_like_a_fresh_build(path, monkeypatch):
+    _path(monkeypatch, path)
     monkeypatch.setattr(lexical, "DELTA_MIN", 200)  # small enough that the delta is merged along the way
     texts = _corpus(3000, 4)
     idx = LexicalIndex.build(texts[:1000])
@@ -140,7 +152,27 @@ def test_live_adds_and_removes_score_like_a_fresh_build(dense_rows, monkeypatch)
             ok = live[: start + 250]
             np.testing.assert_allclose(got.dense(start + 250)[ok], want[ok], rtol=2e-5, atol=1e-6)
             assert got.top(20, ok)[0].tolist() == neighbours.lexical_top(want, ok, 20).tolist(), q
+            assert got.top(20, ok)[0].tolist() == neighbours.lexical_top(want, ok, 20).tolist(), q  # cached order
     assert merged and had_delta  # both states were checked
+
+
+def test_every_write_starts_a_new_impact_cache(monkeypatch):
+    """The impact order depends on every row's length norm, which each write changes: orders computed before
+    a write are never used after it."""
+    _path(monkeypatch, "impact")
+    texts = _corpus(600, 6)
+    idx = LexicalIndex.build(texts)
+    idx.query("comedy drama w1").top(10, None)
+    before = idx._impact
+    assert before._orders
+    idx.add(np.array([600]), ["comedy comedy comedy"])
+    assert idx._impact is not before and not idx._impact._orders
+    got = idx.query("comedy").top(3, None)[0]
+    assert got[0] == 600 and got.tolist() == neighbours.lexical_top(idx.scores("comedy", 601),
+                                                                     np.ones(601, bool), 3).tolist()
+    cache = idx._impact
+    idx.remove(np.array([600]), ["comedy comedy comedy"])
+    assert idx._impact is not cache
 
 
 def test_a_word_whose_items_are_all_removed_is_unknown_again():
