@@ -25,8 +25,11 @@ Top-n (`LexicalQuery.top`): up to `DENSE_ROWS` catalogue rows, one dense score a
 pruning. Posting lists are taken by decreasing score upper bound; once the n-th best partial score exceeds
 what the lists left could add together, no row outside the candidates can enter the top n, and the lists
 left (the common words: "the", a genre) are looked up for the candidates only (binary search) instead of
-being scanned. The result is the exact top n over the query's words, less the words `NEGLIGIBLE` leaves
-out (a word in virtually every item, like "title": its weight is ~0).
+being scanned. When every list of the query is long (> `LONG_LIST` postings: only common words, "drama"),
+the lists are read in their impact order instead (`ImpactCache`: cached per list until the next write), so
+a one-word query reads n postings rather than scoring a list half the catalogue long. The result is the exact
+top n over the query's words, less the words `NEGLIGIBLE` leaves out (a word in virtually every item, like
+"title": its weight is ~0).
 Typos: a query token of >= 4 characters that no live item contains is matched to the indexed tokens one
 edit away (a deletion, insertion, substitution or transposition; the candidates are generated from the
 query token and looked up, so this costs no memory), each counted at `FUZZY_WEIGHT` of its BM25 score.
