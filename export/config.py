@@ -8,6 +8,7 @@ the resolved configuration can be written into the bundle manifest (it is what p
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -398,6 +399,9 @@ class ExportConfig:
             (all(x > 0 for x in self.cooccur.ease_lambdas), "cooccur.ease_lambdas", "numbers > 0"),
             (all(c >= 1 for c in self.cooccur.cuts), "cooccur.cuts", "numbers >= 1"),
             (1 <= self.cooccur.max_history <= 100_000, "cooccur.max_history", "in [1, 100000]"),
+            (bool(self.cooccur.standin_strengths) and all(math.isfinite(x) and x > 0
+                                                          for x in self.cooccur.standin_strengths),
+             "cooccur.standin_strengths", "a non-empty list of finite numbers > 0"),
             (bool(self.cooccur.shrinks) and all(x >= 0 for x in self.cooccur.shrinks), "cooccur.shrinks",
              "a non-empty list of numbers >= 0"),
             (bool(self.cooccur.decays) and all(0 < x <= 1 for x in self.cooccur.decays), "cooccur.decays",

@@ -387,8 +387,8 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     if co.text_standin:
         mapping = text_map(idx, sc, engine._state.catalogue.unit_vectors)
         if mapping is not None:
-            if fixed is not None:
-                strength = fixed.standin_strength if fixed.text_standin else None
+            if fixed is not None and fixed.text_standin is not None:  # what the main fit chose (1x if unrecorded)
+                strength = (fixed.standin_strength or 1.0) if fixed.text_standin else None
             else:
                 strength = choose_standin(engine, idx, sc, section, mapping, co.standin_strengths, evaluate, choice)
             choice.text_standin = strength is not None

@@ -25,9 +25,10 @@ Top-n (`LexicalQuery.top`): up to `DENSE_ROWS` catalogue rows, one dense score a
 pruning. Posting lists are taken by decreasing score upper bound; once the n-th best partial score exceeds
 what the lists left could add together, no row outside the candidates can enter the top n, and the lists
 left (the common words: "the", a genre) are looked up for the candidates only (binary search) instead of
-being scanned. When every list of the query is long (> `LONG_LIST` postings: only common words, "drama"),
-the lists are read in their impact order instead (`ImpactCache`: cached per list until the next write), so
-a one-word query reads n postings rather than scoring a list half the catalogue long. The result is the exact
+being scanned. A query of one word whose list is long (> `LONG_LIST` postings: "drama") reads the list
+in its impact order instead (`ImpactCache`: cached per list until the next write), so it takes n postings
+rather than scoring a list half the catalogue long. (With several words a prefix of each list's impact
+order rarely settles the top n, measured up to 10x slower than MaxScore: not used.) The result is the exact
 top n over the query's words, less the words `NEGLIGIBLE` leaves out (a word in virtually every item, like
 "title": its weight is ~0).
 Typos: a query token of >= 4 characters that no live item contains is matched to the indexed tokens one
@@ -71,9 +72,9 @@ BUILD_CHUNK = 16_384
 """Texts tokenised per step of `build`/`add` (bounds the transient token lists)."""
 TF_MAX = np.iinfo(np.uint16).max
 LONG_LIST = 4_096
-"""`LexicalQuery.top` beyond `DENSE_ROWS` takes a posting list longer than this by its impact order (cached,
-`ImpactCache`) instead of scoring it whole: a word in half of a 110k catalogue ("drama") cost 0.3 ms a query
-to score and partition."""
+"""`LexicalQuery.top` beyond `DENSE_ROWS` takes the one posting list of a one-word query by its impact order
+(cached, `ImpactCache`) when it is longer than this, instead of scoring it whole: a word in half of a 110k
+catalogue ("drama") cost 0.3 ms a query to score and partition."""
 DENSE_ROWS = 32_768
 """`LexicalQuery.top` over at most this many rows scores into one dense array (a few µs to clear and scan),
 beyond it with MaxScore over sparse candidates (the dense array's clear and scan grow with the catalogue)."""
@@ -229,22 +230,27 @@ class _List:
 class ImpactCache:
     """Long posting lists' postings in decreasing order of their BM25 contribution, computed on first use and
     kept until the next write (every write changes the length norms the order depends on, and replaces the
-    index's cache). At most one int32 per posting of the lists queried; only lists of more than `LONG_LIST`
-    postings are ordered. Readers may fill it concurrently: two threads computing the same order store equal
-    arrays."""
+    index's cache). Per list ordered: its positions (int32) and their keys tf / (tf + norm) (float32), so at
+    most 8 B per posting of the lists queried; only lists of more than `LONG_LIST` postings are ordered.
+    Readers may fill it concurrently: two threads computing the same order store equal arrays."""
 
     def __init__(self) -> None:
-        self._orders: dict[tuple[int, int], np.ndarray] = {}
+        self._orders: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def order(self, lst: _List, norm: np.ndarray) -> np.ndarray:
-        """Positions in `lst` by decreasing tf / (tf + norm[row]) (ties: lower row first)."""
+    def order(self, lst: _List, norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in `lst` by decreasing tf / (tf + norm[row]) (ties: lower row first), and those keys."""
         assert lst.key is not None
         got = self._orders.get(lst.key)
         if got is None:
             tf = lst.tf.astype(np.float32)
-            got = np.argsort(-(tf / (tf + norm[lst.rows])), kind="stable").astype(np.int32)
+            key = tf / (tf + norm[lst.rows])
+            order = np.argsort(-key, kind="stable").astype(np.int32)
+            got = (order, key[order])
             self._orders[lst.key] = got
         return got
+
+    def nbytes(self) -> int:
+        return int(sum(o.nbytes + k.nbytes for o, k in list(self._orders.values())))
 
 
 class LexicalQuery:
@@ -315,7 +321,8 @@ class LexicalQuery:
         n_ok = self._norm.size if ok is None else ok.size
         if n_ok <= DENSE_ROWS:
             return self._top_dense(n, ok, n_ok)
-        if self._impact is not None and all(x.rows.size > LONG_LIST and x.key is not None for x in self._lists):
+        if self._impact is not None and len(self._lists) == 1 and self._lists[0].rows.size > LONG_LIST \
+                and self._lists[0].key is not None:
             return self._top_impact(n, ok, n_ok)
         suffix = np.cumsum([x.bound for x in self._lists][::-1])[::-1].tolist() + [0.0]
         cand = np.zeros(0, np.int64)
@@ -349,48 +356,29 @@ class LexicalQuery:
         return _best(cand, acc, n)
 
     def _top_impact(self, n: int, ok: np.ndarray | None, n_ok: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top n by the long lists' impact orders (`ImpactCache`). One list: the first n of its order.
-        Several: short lists (if any) are taken whole, long ones by a prefix of p postings of their order; the
-        candidates' full scores give the n-th best, theta. A row outside the candidates is in no short list and
-        beyond the prefix of every long list it is in, so it scores at most the sum over long lists of the
-        contribution at position p: once theta exceeds that, no such row can enter (nor tie); otherwise p
-        grows 4x (the whole lists at worst)."""
+        """Exact top n of a one-list query by the list's impact order (`ImpactCache`): the shortest prefix
+        holding n rows that pass, widened to every posting whose key is within `_KEY_SLACK` of the n-th one's
+        (the key and the score, a constant times it, may round apart by an ulp), then those scored and ranked
+        as everywhere else (`_best`: ties lower row first)."""
         assert self._impact is not None
-        long_ = [x for x in self._lists if x.rows.size > LONG_LIST and x.key is not None]
-        short = [x for x in self._lists if not (x.rows.size > LONG_LIST and x.key is not None)]
-        orders = [self._impact.order(x, self._norm) for x in long_]
-        if len(self._lists) == 1:  # one list: its impact order is the ranking, ties already lowest row first
-            (lst,), (order,) = long_, orders
-            m = max(2 * n, 64)
-            while True:  # a prefix long enough to hold n rows that pass (the whole list at worst)
-                head = order[:m]
-                rows = lst.rows[head].astype(np.int64)
-                keep = rows < n_ok
-                if ok is not None:
-                    keep[keep] &= ok[rows[keep]]
-                if int(keep.sum()) >= n or m >= order.size:
-                    break
-                m *= 4
-            at = head[np.flatnonzero(keep)[:n]]
-            return lst.rows[at].astype(np.int64), self._part(lst, lst.rows[at], lst.tf[at])
-        base = [x.rows for x in short]
-        p = max(4 * n, 256)
-        while True:
-            heads = [x.rows[o[:p]] for x, o in zip(long_, orders)]
-            cand = np.unique(np.concatenate(base + heads)).astype(np.int64)
-            cand = cand[cand < n_ok]
-            if ok is not None:
-                cand = cand[ok[cand]]
-            rest = sum(self._part(x, x.rows[o[p: p + 1]], x.tf[o[p: p + 1]])[0].item()
-                       for x, o in zip(long_, orders) if p < o.size)
-            if rest == 0.0:  # every long list read whole: exact
+        (lst,) = self._lists
+        order, keys = self._impact.order(lst, self._norm)
+        m = max(2 * n, 64)
+        while True:  # a prefix holding n rows that pass (the whole list at worst)
+            rows = lst.rows[order[:m]].astype(np.int64)
+            passing = np.flatnonzero(_passes(rows, ok, n_ok))
+            if passing.size >= n or m >= order.size:
                 break
-            acc = self.score(cand)
-            # a margin over float32 rounding of the sums: a row scored exactly at `rest` must not tie theta
-            if cand.size >= n and float(-np.partition(-acc, n - 1)[n - 1]) > rest * (1.0 + 1e-5):
-                return _best(cand, acc, n)
-            p *= 4
-        return _best(cand, self.score(cand), n)
+            m *= 4
+        if passing.size >= n:  # every posting that may tie the n-th
+            m = int(np.searchsorted(-keys, -keys[passing[n - 1]] * (1.0 - _KEY_SLACK), side="right"))
+            rows = lst.rows[order[:m]].astype(np.int64)
+            passing = np.flatnonzero(_passes(rows, ok, n_ok))
+        at = order[:m][passing]
+        cand = lst.rows[at].astype(np.int64)
+        acc = self._part(lst, lst.rows[at], lst.tf[at])
+        by_row = np.argsort(cand, kind="stable")
+        return _best(cand[by_row], acc[by_row], n)
 
     def _top_dense(self, n: int, ok: np.ndarray | None, n_ok: int) -> tuple[np.ndarray, np.ndarray]:
         out = self.dense(n_ok)
@@ -398,6 +386,19 @@ class LexicalQuery:
         if ok is not None:
             cand = cand[ok[cand]]
         return _best(cand, out[cand], n)
+
+
+_KEY_SLACK = 1e-6
+"""Relative slack on an impact key: the cached key tf / (tf + norm) and the score c * tf / (tf + norm) round
+separately in float32 (~6e-8 each), so postings whose keys are this close to the n-th may score a tie."""
+
+
+def _passes(rows: np.ndarray, ok: np.ndarray | None, n_ok: int) -> np.ndarray:
+    """Which `rows` are within the caller's view (< n_ok) and allowed by `ok`."""
+    keep = rows < n_ok
+    if ok is not None:
+        keep[keep] &= ok[rows[keep]]
+    return keep
 
 
 def _best(cand: np.ndarray, acc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -465,7 +466,7 @@ class LexicalIndex:
         """Bytes held by the index's arrays (all of its memory but a few Python objects)."""
         shared = self._keys is self._base.keys
         return int(self._base.nbytes() + self._delta.nbytes() + (0 if shared else self._keys.nbytes)
-                   + self._df.nbytes + self._len.nbytes + self._norm.nbytes)
+                   + self._df.nbytes + self._len.nbytes + self._norm.nbytes + self._impact.nbytes())
 
     def _extend_len(self, n_rows: int) -> None:
         if n_rows > self._len.size:

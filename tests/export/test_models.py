@@ -138,6 +138,10 @@ def test_config_profiles_toml_and_overrides(tmp_path):
         ExportConfig.from_toml(tmp_path / "missing.toml")
     with pytest.raises(ExportError, match="profile"):
         ExportConfig.from_profile("fast")
+    assert quick.override({"cooccur.standin_strengths": "1,3"}).cooccur.standin_strengths == (1.0, 3.0)
+    for bad in ("", "0", "1,-2", "1,inf", "1,nan"):
+        with pytest.raises(ExportError, match="cooccur.standin_strengths"):
+            quick.override({"cooccur.standin_strengths": bad})
 
 
 def test_pipeline_parity_floor_raises_when_dropping_is_off():

@@ -162,7 +162,7 @@ def test_every_write_starts_a_new_impact_cache(monkeypatch):
     _path(monkeypatch, "impact")
     texts = _corpus(600, 6)
     idx = LexicalIndex.build(texts)
-    idx.query("comedy drama w1").top(10, None)
+    idx.query("comedy").top(10, None)
     before = idx._impact
     assert before._orders
     idx.add(np.array([600]), ["comedy comedy comedy"])
@@ -215,3 +215,38 @@ def test_very_long_unknown_words_are_not_expanded():
     assert idx.expand([long]) == {long: 1.0}
     huge = "x" * 200_000
     assert idx.expand([huge]) == {huge: 1.0} and idx.query(huge + " delta").top(5, None)[0].tolist() == [1]
+
+
+def test_the_impact_order_keeps_the_lower_row_of_a_score_tie():
+    """The cached key tf / (tf + norm) and the score c * tf / (tf + norm) round apart in float32: two postings
+    whose keys differ by an ulp can score the same, and the lower row must still come first. Found by search
+    over (tf, norm, c) as a reviewer did; row 0 gets the posting with the lower key."""
+    from recengine.lexical import ImpactCache, LexicalQuery, _List
+
+    rng = np.random.default_rng(1)
+    tf, ln = (a.ravel() for a in np.meshgrid(np.arange(1, 6, dtype=np.float32), np.arange(1, 300, dtype=np.float32)))
+    found = None
+    for avg in rng.uniform(3, 60, 200).astype(np.float32):
+        norm = (K1 * (1.0 - B + B * ln / avg)).astype(np.float32)
+        key = tf / (tf + norm)
+        o = np.argsort(-key, kind="stable")
+        for coef in rng.uniform(0.001, 8, 20):
+            part = (np.float32(coef * (K1 + 1)) * tf / (tf + norm)).astype(np.float32)
+            i = np.flatnonzero((np.diff(part[o]) == 0) & (np.diff(key[o]) < 0))
+            if i.size:
+                found = (o[i[0]], o[i[0] + 1], norm, float(coef))
+                break
+        if found:
+            break
+    assert found is not None
+    hi, lo, norm_grid, coef = found
+    n_rows = 40_000
+    tfs = np.ones(n_rows, np.uint16)
+    norm = np.full(n_rows, 50.0, np.float32)  # the other rows score far below
+    tfs[0], norm[0] = tf[lo], norm_grid[lo]
+    tfs[1], norm[1] = tf[hi], norm_grid[hi]
+    lq = LexicalQuery([_List(np.arange(n_rows, dtype=np.int32), tfs, coef, 1.0, (0, 0))], norm,
+                      impact=ImpactCache())
+    want = neighbours.lexical_top(lq.dense(n_rows), np.ones(n_rows, bool), 2)
+    assert lq.top(1, None)[0].tolist() == want[:1].tolist() == [0]
+    assert lq.top(2, None)[0].tolist() == want.tolist()
