@@ -25,9 +25,9 @@ Top-n (`LexicalQuery.top`): up to `DENSE_ROWS` catalogue rows, one dense score a
 pruning. Posting lists are taken by decreasing score upper bound; once the n-th best partial score exceeds
 what the lists left could add together, no row outside the candidates can enter the top n, and the lists
 left (the common words: "the", a genre) are looked up for the candidates only (binary search) instead of
-being scanned. A query of one word whose list is long (> `LONG_LIST` postings: "drama") reads the list
-in its impact order instead (`ImpactCache`: cached per list until the next write), so it takes n postings
-rather than scoring a list half the catalogue long. (With several words a prefix of each list's impact
+being scanned. A query of one word with more than `LONG_LIST` postings ("drama") reads its lists (one per
+segment) in their impact order instead (`ImpactCache`: cached per list until the next write), so it takes
+about n postings rather than scoring lists half the catalogue long. (With several words a prefix of each list's impact
 order rarely settles the top n, measured up to 10x slower than MaxScore: not used.) The result is the exact
 top n over the query's words, less the words `NEGLIGIBLE` leaves out (a word in virtually every item, like
 "title": its weight is ~0).
@@ -225,6 +225,7 @@ class _List:
     coef: float  # query weight x idf
     bound: float  # upper bound of coef x BM25 tf part over the list
     key: tuple[int, int] | None = None  # (id of its segment, token position): its entry in the impact cache
+    term: int = -1  # which query word it belongs to (one word has a list in the base and one in the delta)
 
 
 class ImpactCache:
@@ -321,8 +322,8 @@ class LexicalQuery:
         n_ok = self._norm.size if ok is None else ok.size
         if n_ok <= DENSE_ROWS:
             return self._top_dense(n, ok, n_ok)
-        if self._impact is not None and len(self._lists) == 1 and self._lists[0].rows.size > LONG_LIST \
-                and self._lists[0].key is not None:
+        if (self._impact is not None and len({x.term for x in self._lists}) == 1 and self._lists[0].term >= 0
+                and sum(x.rows.size for x in self._lists) > LONG_LIST and all(x.key is not None for x in self._lists)):
             return self._top_impact(n, ok, n_ok)
         suffix = np.cumsum([x.bound for x in self._lists][::-1])[::-1].tolist() + [0.0]
         cand = np.zeros(0, np.int64)
@@ -356,29 +357,45 @@ class LexicalQuery:
         return _best(cand, acc, n)
 
     def _top_impact(self, n: int, ok: np.ndarray | None, n_ok: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top n of a one-list query by the list's impact order (`ImpactCache`): the shortest prefix
-        holding n rows that pass, widened to every posting whose key is within `_KEY_SLACK` of the n-th one's
-        (the key and the score, a constant times it, may round apart by an ulp), then those scored and ranked
-        as everywhere else (`_best`: ties lower row first)."""
+        """Exact top n of a one-word query by its lists' impact orders (`ImpactCache`; one list per segment,
+        the same word, so one coefficient and comparable keys): prefixes of m postings of each, m doubled
+        until they hold n rows that pass and every list's next key is below the n-th one's by `_KEY_SLACK`
+        (the key and the score, a constant times it, may round apart by an ulp); then each prefix widened to
+        every key within that slack, those postings scored and ranked as everywhere else (`_best`: ties lower
+        row first)."""
         assert self._impact is not None
-        (lst,) = self._lists
-        order, keys = self._impact.order(lst, self._norm)
+        lists = self._lists
+        orders = [self._impact.order(x, self._norm) for x in lists]
+        floor = -np.inf
         m = max(2 * n, 64)
-        while True:  # a prefix holding n rows that pass (the whole list at worst)
-            rows = lst.rows[order[:m]].astype(np.int64)
-            passing = np.flatnonzero(_passes(rows, ok, n_ok))
-            if passing.size >= n or m >= order.size:
+        while True:
+            kept = []
+            for lst, (order, keys) in zip(lists, orders):
+                rows = lst.rows[order[:m]].astype(np.int64)
+                kept.append(keys[:m][_passes(rows, ok, n_ok)])
+            passing = np.concatenate(kept)
+            done = all(m >= o.size for o, _ in orders)
+            if passing.size >= n:
+                kth = float(-np.partition(-passing, n - 1)[n - 1])
+                floor = kth * (1.0 - _KEY_SLACK)
+                if all(m >= o.size or float(k[m]) < floor for o, k in orders):
+                    break
+            if done:
+                floor = -np.inf  # fewer than n rows pass: every one of them
                 break
-            m *= 4
-        if passing.size >= n:  # every posting that may tie the n-th
-            m = int(np.searchsorted(-keys, -keys[passing[n - 1]] * (1.0 - _KEY_SLACK), side="right"))
-            rows = lst.rows[order[:m]].astype(np.int64)
-            passing = np.flatnonzero(_passes(rows, ok, n_ok))
-        at = order[:m][passing]
-        cand = lst.rows[at].astype(np.int64)
-        acc = self._part(lst, lst.rows[at], lst.tf[at])
-        by_row = np.argsort(cand, kind="stable")
-        return _best(cand[by_row], acc[by_row], n)
+            m *= 2
+        rows_out, acc_out = [], []
+        for lst, (order, keys) in zip(lists, orders):
+            cut = order.size if floor == -np.inf else int(np.searchsorted(-keys, -floor, side="right"))
+            at = order[:cut]
+            rows = lst.rows[at].astype(np.int64)
+            keep = _passes(rows, ok, n_ok)
+            rows_out.append(rows[keep])
+            acc_out.append(self._part(lst, lst.rows[at][keep], lst.tf[at][keep]))
+        cand, inverse = np.unique(np.concatenate(rows_out), return_inverse=True)
+        acc = np.zeros(cand.size, np.float32)
+        np.add.at(acc, inverse, np.concatenate(acc_out))  # a row in two segments' lists (not expected) adds up
+        return _best(cand, acc, n)
 
     def _top_dense(self, n: int, ok: np.ndarray | None, n_ok: int) -> tuple[np.ndarray, np.ndarray]:
         out = self.dense(n_ok)
@@ -604,7 +621,7 @@ class LexicalIndex:
             lo, hi = seg.offsets[at].tolist(), seg.offsets[at + 1].tolist()
             for j in np.flatnonzero(found).tolist():
                 lists.append(_List(seg.rows[lo[j]:hi[j]], seg.tf[lo[j]:hi[j]], float(coef[j]), float(bound[j]),
-                                   (id(seg), int(at[j]))))
+                                   (id(seg), int(at[j])), j))
         return LexicalQuery(lists, self._norm, groups, dict(zip(words, idf.tolist())), self._impact)
 
     def scores(self, query: str, n_rows: int) -> np.ndarray:
