@@ -358,11 +358,11 @@ class LexicalQuery:
 
     def _top_impact(self, n: int, ok: np.ndarray | None, n_ok: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top n of a one-word query by its lists' impact orders (`ImpactCache`; one list per segment,
-        the same word, so one coefficient and comparable keys): prefixes of m postings of each, m doubled
-        until they hold n rows that pass and every list's next key is below the n-th one's by `_KEY_SLACK`
-        (the key and the score, a constant times it, may round apart by an ulp); then each prefix widened to
-        every key within that slack, those postings scored and ranked as everywhere else (`_best`: ties lower
-        row first)."""
+        the same word, so one coefficient and comparable keys): prefixes of m postings of each, m grown until
+        they hold n rows that pass; the n-th best key among them is at most the true n-th best, so every
+        posting whose key reaches it (less `_KEY_SLACK`: the key and the score, a constant times it, may round
+        apart by an ulp) is a candidate, found per list by binary search in its sorted keys; those are scored
+        and ranked as everywhere else (`_best`: ties lower row first)."""
         assert self._impact is not None
         lists = self._lists
         orders = [self._impact.order(x, self._norm) for x in lists]
@@ -374,16 +374,12 @@ class LexicalQuery:
                 rows = lst.rows[order[:m]].astype(np.int64)
                 kept.append(keys[:m][_passes(rows, ok, n_ok)])
             passing = np.concatenate(kept)
-            done = all(m >= o.size for o, _ in orders)
-            if passing.size >= n:
-                kth = float(-np.partition(-passing, n - 1)[n - 1])
-                floor = kth * (1.0 - _KEY_SLACK)
-                if all(m >= o.size or float(k[m]) < floor for o, k in orders):
-                    break
-            if done:
-                floor = -np.inf  # fewer than n rows pass: every one of them
+            if passing.size >= n:  # the true n-th best key is at least this one: a floor for the candidates
+                floor = float(-np.partition(-passing, n - 1)[n - 1]) * (1.0 - _KEY_SLACK)
                 break
-            m *= 2
+            if all(m >= o.size for o, _ in orders):  # fewer than n rows pass: every one of them
+                break
+            m *= 4
         rows_out, acc_out = [], []
         for lst, (order, keys) in zip(lists, orders):
             cut = order.size if floor == -np.inf else int(np.searchsorted(-keys, -floor, side="right"))
@@ -392,9 +388,12 @@ class LexicalQuery:
             keep = _passes(rows, ok, n_ok)
             rows_out.append(rows[keep])
             acc_out.append(self._part(lst, lst.rows[at][keep], lst.tf[at][keep]))
-        cand, inverse = np.unique(np.concatenate(rows_out), return_inverse=True)
-        acc = np.zeros(cand.size, np.float32)
-        np.add.at(acc, inverse, np.concatenate(acc_out))  # a row in two segments' lists (not expected) adds up
+        cand, acc = np.concatenate(rows_out), np.concatenate(acc_out)
+        by_row = np.argsort(cand, kind="stable")
+        cand, acc = cand[by_row], acc[by_row]
+        if cand.size > 1 and bool((cand[1:] == cand[:-1]).any()):  # a row in two segments' lists: add up
+            starts = np.flatnonzero(np.concatenate([[True], cand[1:] != cand[:-1]]))
+            cand, acc = cand[starts], np.add.reduceat(acc, starts).astype(np.float32)
         return _best(cand, acc, n)
 
     def _top_dense(self, n: int, ok: np.ndarray | None, n_ok: int) -> tuple[np.ndarray, np.ndarray]:
