@@ -203,7 +203,7 @@ def choose_standin(engine: Any, idx: np.ndarray, sc: np.ndarray, section: dict[s
 
     Why the largest and not the best: validation barely sees what the stand-in is for (its targets without
     training interactions are few), so within the tolerance the choice gives new items the most exposure
-    the warm accuracy allows. Measured post hoc on two bench runs' bundles (bench/results/
+    the warm accuracy allows. Measured post hoc on three bench runs' bundles (bench/results/
     2026-11-30-standin-strength-cpu-2core): on MovieLens validation moved -0.1 % at 1x and -0.9 % at 2x and
     4x while hybrid cold Recall@20 went 0.027 -> 0.045 -> 0.060 (test NDCG@10 0.0608 -> 0.0615 -> 0.0614);
     on MovieLens-100K -1.1 % at 1x, -2.5 % at 1.5x: 1x."""

@@ -27,10 +27,10 @@ what the lists left could add together, no row outside the candidates can enter 
 left (the common words: "the", a genre) are looked up for the candidates only (binary search) instead of
 being scanned. A query of one word with more than `LONG_LIST` postings ("drama") reads its lists (one per
 segment) in their impact order instead (`ImpactCache`: cached per list until the next write), so it takes
-about n postings rather than scoring lists half the catalogue long. (With several words a prefix of each list's impact
-order rarely settles the top n, measured up to 10x slower than MaxScore: not used.) The result is the exact
-top n over the query's words, less the words `NEGLIGIBLE` leaves out (a word in virtually every item, like
-"title": its weight is ~0).
+about n postings rather than scoring lists half the catalogue long. (With several words a prefix of each
+list's impact order rarely settles the top n, measured up to 10x slower than MaxScore: not used.) The result
+is the exact top n over the query's words, less the words `NEGLIGIBLE` leaves out (a word in virtually every
+item, like "title": its weight is ~0).
 Typos: a query token of >= 4 characters that no live item contains is matched to the indexed tokens one
 edit away (a deletion, insertion, substitution or transposition; the candidates are generated from the
 query token and looked up, so this costs no memory), each counted at `FUZZY_WEIGHT` of its BM25 score.
@@ -232,7 +232,8 @@ class ImpactCache:
     """Long posting lists' postings in decreasing order of their BM25 contribution, computed on first use and
     kept until the next write (every write changes the length norms the order depends on, and replaces the
     index's cache). Per list ordered: its positions (int32) and their keys tf / (tf + norm) (float32), so at
-    most 8 B per posting of the lists queried; only lists of more than `LONG_LIST` postings are ordered.
+    most 8 B per posting of the lists queried; only the lists of one-word queries of more than `LONG_LIST`
+    postings (all segments together) are ordered.
     Readers may fill it concurrently: two threads computing the same order store equal arrays."""
 
     def __init__(self) -> None:
@@ -384,10 +385,9 @@ class LexicalQuery:
         for lst, (order, keys) in zip(lists, orders):
             cut = order.size if floor == -np.inf else int(np.searchsorted(-keys, -floor, side="right"))
             at = order[:cut]
-            rows = lst.rows[at].astype(np.int64)
-            keep = _passes(rows, ok, n_ok)
-            rows_out.append(rows[keep])
-            acc_out.append(self._part(lst, lst.rows[at][keep], lst.tf[at][keep]))
+            at = at[_passes(lst.rows[at].astype(np.int64), ok, n_ok)]
+            rows_out.append(lst.rows[at].astype(np.int64))
+            acc_out.append(self._part(lst, lst.rows[at], lst.tf[at]))
         cand, acc = np.concatenate(rows_out), np.concatenate(acc_out)
         by_row = np.argsort(cand, kind="stable")
         cand, acc = cand[by_row], acc[by_row]

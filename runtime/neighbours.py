@@ -118,7 +118,7 @@ def fuse_scanned(cos: np.ndarray, lex: np.ndarray, k: int, weight: float = LEXIC
     be returned: removed, filtered out), `lex` its BM25 (0 where no query word occurs). The exact top k of
     what `fuse` computes over candidates only; on a catalogue small enough to scan, computing it for every
     row is cheaper than gathering candidates (measured on Book-Crossing, 1,928 books: ~0.1 ms less per query,
-    docs/bench.md), and no row outside both candidate lists can be missed."""
+    bench/results/2026-11-30-search-scanned-cpu-2core), and no row outside both candidate lists is missed."""
     ok = np.isfinite(cos)
     best = float(lex[ok].max()) if ok.any() else 0.0
     score = cos if best <= 0.0 else sum_scores(cos, lex, best, weight, full)
@@ -170,12 +170,8 @@ def _search_scanned(st: EngineState, exact: ExactBackend, q: np.ndarray, text: s
     if allowed is not None:
         cos[~allowed[: cos.size]] = -np.inf
     assert st.lexical is not None
-    lq = st.lexical.query(text)
-    if lq.empty:
-        lex = np.zeros(cos.size, np.float32)
-    else:
-        lex = lq.dense(cos.size)
-    return fuse_scanned(cos, lex, k, weight, lq.full if scale == "full" and not lq.empty else 0.0)
+    lq = st.lexical.query(text)  # no query word in the catalogue: an all-zero BM25, `full` 0
+    return fuse_scanned(cos, lq.dense(cos.size), k, weight, lq.full if scale == "full" else 0.0)
 
 
 def _no_rows(rows: np.ndarray) -> np.ndarray:
