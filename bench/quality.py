@@ -439,8 +439,9 @@ class QualityRun:
                               "all of them for the early-stopped epoch count (recengine.export.fit.refit), as every "
                               "baseline is refitted on all warm interactions")
             self.notes.append("recengine_int8/fp16 serve the stored catalogue vectors; items without training "
-                              "interactions (the cold items) are re-encoded by the variant's encoder, as items added "
-                              "at serving time are")
+                              "interactions (the cold items) are re-encoded as items added at serving time are, by "
+                              "the engine's item encoder (fp32 beside an INT8 serving encoder, the default; "
+                              "recengine_int8_int8items: by the INT8 encoder, Engine.open(item_variant='int8'))")
         target = None
         if best_name is not None and "recengine_fp32" in models:
             ratio = ratios["recengine_fp32"]["ndcg@10"]

@@ -95,20 +95,21 @@ def torch_scorer(fitted: Any, qs: QuerySet) -> RowScoreFn:
 
 def onnx_scorer(bundle: Path, variant: str, qs: QuerySet, threads: int = 0,
                 cold_items: np.ndarray | None = None, fresh: float = 0.0, k: int = 10,
-                cooccur_weight: float | None = None) -> RowScoreFn:
+                cooccur_weight: float | None = None, item_variant: str | None = None) -> RowScoreFn:
     """Row scores of a bundle's ONNX `variant` as served, through `recengine.Engine.score_catalogue` (the
     serving pipeline with exact retrieval: the same code as `Engine.recommend`).
 
     As served: catalogue items keep their stored vectors; `cold_items` (rows nobody interacted with in
-    training: the cold items of the cold protocol) are what a live system adds later, through this
-    variant's encoder, so a quantised variant re-encodes them (`Engine.reencode_items`). `fresh`/`k`: the
+    training: the cold items of the cold protocol) are what a live system adds later, so a quantised
+    variant re-encodes them (`Engine.reencode_items`) through its item encoder (`item_variant`; None: the
+    engine's default, fp32 beside an INT8 serving encoder: `recengine.models`). `fresh`/`k`: the
     fresh-item policy (`recommend(..., fresh=)`) over the first k slots. `cooccur_weight`: override the
     bundle's co-occurrence weight (0: the user tower alone)."""
     from recengine.engine import Engine
     from recengine.evaluation import engine_row_scorer
     # a model whose `variant` failed parity at export runs fp32 (recengine.models.pick_variant)
     engine = Engine.open(bundle, device="cpu", threads=threads or None, variant=variant, retrieval="exact",
-                         cooccur_weight=cooccur_weight)
+                         cooccur_weight=cooccur_weight, item_variant=item_variant)
     if variant != "fp32" and cold_items is not None and len(cold_items):
         ids = engine.item_ids()
         engine.reencode_items([ids[int(r)] for r in cold_items])
@@ -208,13 +209,19 @@ class RecengineRunner:
 
     def scorers(self, fit_result: RecengineFit, qs: QuerySet, threads: int = 0) -> dict[str, Callable[[], RowScoreFn]]:
         """Factories (built lazily: each re-encodes the catalogue) of `recengine_torch` and of
-        `recengine_<variant>` for every exported variant."""
+        `recengine_<variant>` for every exported variant, plus `recengine_fp32_fresh`, `recengine_fp32_tower`
+        and `recengine_int8_int8items` (items without training interactions encoded by the INT8 encoder,
+        `Engine.open(item_variant="int8")`, where the default encodes them in fp32)."""
         out: dict[str, Callable[[], RowScoreFn]] = {"recengine_torch": lambda: torch_scorer(fit_result.fitted, qs)}
         if fit_result.bundle is not None:
             bundle = fit_result.bundle
             for variant in self.variants:
                 cold = np.flatnonzero(np.asarray(fit_result.fitted.popularity) <= 0)
                 out[f"recengine_{variant}"] = (lambda v=variant, c=cold: onnx_scorer(bundle, v, qs, threads, c))
+                if variant == "int8":  # items added live through the INT8 encoder (the opt-in); in every fit,
+                    # so the cold protocol's figures have a row to go to
+                    out["recengine_int8_int8items"] = (lambda c=cold: onnx_scorer(bundle, "int8", qs, threads, c,
+                                                                                 item_variant="int8"))
                 if variant == "fp32":  # the fresh-item policy as a host would switch it on: 4 of 20 slots
                     out["recengine_fp32_fresh"] = (lambda c=cold: onnx_scorer(bundle, "fp32", qs, threads, c,
                                                                              fresh=FRESH_SHARE, k=FRESH_K))

@@ -9,7 +9,9 @@ Quality JSON (`schema` = "recengine-bench-quality/1"):
   n_test_queries, profile, cold {split, n_cold_items, n_cold_interactions, n_queries, metric, protocols
   {hybrid, cold_only}, fraction, min_interactions}}
 - `models.<name>` for name in popularity, itemknn, ease, als, bpr, lightgcn, sasrec, frozen_text,
-  recengine_fp32, recengine_int8, recengine_fp16 (+ recengine_torch, the torch model before export):
+  recengine_fp32, recengine_int8, recengine_fp16 (+ recengine_torch, the torch model before export;
+  recengine_fp32_fresh, recengine_fp32_tower; recengine_int8_int8items: items without training interactions
+  encoded by the INT8 encoder instead of the default fp32 item encoder):
   {hr@10, ndcg@10, hr@20, ndcg@20, mrr, coverage@10, tail_share@10, n_queries, kind ("baseline" |
   "recengine"), params, valid_ndcg@10, seconds, ndcg@10_se (standard error over the test queries),
   grid_points {tried, in_grid} (baselines), and with the cold protocol: cold_recall@20 and cold_ndcg@20
@@ -52,7 +54,7 @@ QUALITY_COLUMNS = ("ndcg@10", "coverage@10", "tail_share@10", "hr@10", "hr@20", 
 COLD_COLUMNS = ("cold_recall@20", "cold_ndcg@20", "coldonly_recall@20", "coldonly_ndcg@20")
 """Cold table: hybrid (all items ranked) then cold-only (only the cold items ranked)."""
 MODEL_ORDER = ("popularity", "itemknn", "ease", "als", "bpr", "lightgcn", "sasrec", "frozen_text", "recengine_torch",
-               "recengine_fp32", "recengine_int8", "recengine_fp16")
+               "recengine_fp32", "recengine_int8", "recengine_int8_int8items", "recengine_fp16")
 
 
 def write_json(report: dict[str, Any], path: Path) -> Path:

@@ -27,6 +27,7 @@ from .cooccur import check_weight
 from .errors import NotFoundError, RequestError, shown
 from .filters import build_mask
 from .index_io import DeferredIndex
+from .models import VARIANTS
 from .requests import (
     GROUP_STRATEGIES,
     MAX_CANDIDATES,
@@ -88,7 +89,8 @@ class Engine:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, bundle: str | Path, device: str = "auto", threads: int | None = None, *,
-             variant: str | dict[str, str] | None = None, retrieval: str = "auto", ef: int | None = None,
+             variant: str | dict[str, str] | None = None, item_variant: str | None = None,
+             retrieval: str = "auto", ef: int | None = None,
              rescore: bool | None = None, verify: bool = True, gpu_mem_limit: int = 2 * 1024**3,
              cuda_graphs: bool = True, fresh_below: int = 5, cooccur_weight: float | None = None) -> Engine:
         """Load and verify a bundle.
@@ -96,6 +98,9 @@ class Engine:
         device: "auto" (CUDA if it really works, else CPU with a warning), "cpu", or "cuda" (DeviceError
         if CUDA is not really active). threads: ORT intra-op threads on the CPU (None = ORT default).
         variant: "fp32"/"int8"/"fp16" (or a dict per model); default int8 on CPU, fp16 on GPU.
+        item_variant: the encoder variant that encodes items to be stored (`add_items`, `reencode_items`);
+        default fp32 where the serving encoder is INT8, so an added item's vectors match what the export
+        stores for a catalogue item with the same text (`recengine.models`); "int8" adds items faster.
         retrieval: "auto", "hnsw", "exact" or "onnx" (exact MatMul+TopK graph). ef: HNSW ef_search
         (default: the manifest's). rescore: use the fusion head (default: `models.fusion.use_by_default`).
         The HNSW indexes are served in the form the bundle stores them (docs/bundle.md "Indexes").
@@ -108,9 +113,12 @@ class Engine:
         if ef is not None:
             check_int("ef", ef, 1, 100_000)
         check_int("fresh_below", fresh_below, 1, 2**62)
+        if item_variant is not None and item_variant not in VARIANTS:
+            raise RequestError(f"item_variant must be one of {', '.join(VARIANTS)} or None, got {item_variant!r}")
         if cooccur_weight is not None:
             cooccur_weight = check_weight(cooccur_weight)
-        options = ServeOptions(device=device, threads=threads, variant=variant, retrieval=retrieval, ef=ef,
+        options = ServeOptions(device=device, threads=threads, variant=variant, item_variant=item_variant,
+                               retrieval=retrieval, ef=ef,
                                rescore=rescore, verify=verify, gpu_mem_limit=gpu_mem_limit, cuda_graphs=cuda_graphs,
                                fresh_below=fresh_below, cooccur_weight=cooccur_weight)
         from .retrieval import BACKENDS
@@ -135,6 +143,11 @@ class Engine:
     def variants(self) -> dict[str, str]:
         """The model variant loaded per model, e.g. {"encoder": "int8", ...}."""
         return dict(self._state.models.variants)
+
+    @property
+    def item_variant(self) -> str:
+        """The encoder variant that encodes items to be stored (`add_items`, `reencode_items`)."""
+        return self._state.models.item_variant
 
     @property
     def variant_reasons(self) -> dict[str, str]:

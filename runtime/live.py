@@ -114,7 +114,7 @@ def encode_items(st: EngineState, ids: list[str], texts: list[str], attrs: list[
     the media part stays in `vectors - text_vectors`, which `reencode` keeps."""
     attrs = [dict(a) for a in attrs]
     media = [a.pop(MEDIA_KEY, None) for a in attrs]
-    text_emb, item_vec = st.models.encode(texts, batch_size=batch_size)
+    text_emb, item_vec = st.models.encode(texts, batch_size=batch_size, stored=True)
     n = len(ids)
     vectors = item_vec
     given = [i for i, m in enumerate(media) if m is not None]
@@ -182,7 +182,8 @@ def reencode(st: EngineState, rows: np.ndarray, batch_size: int = 64) -> Reencod
     part (`vectors - text_vectors`, data, not a model) kept, i.e. what each item would be had its text gone
     through this encoder variant."""
     cat = st.catalogue
-    text_emb, text_vec = st.models.encode([cat.texts[r] for r in rows.tolist()], batch_size=batch_size)
+    text_emb, text_vec = st.models.encode([cat.texts[r] for r in rows.tolist()], batch_size=batch_size,
+                                         stored=True)
     collab = cat.vectors[rows] - cat.text_vectors[rows]
     return Reencoded(rows, (text_vec + collab).astype(np.float32), text_vec, text_emb)
 

@@ -6,10 +6,19 @@ without VNNI/AMX; the reason per model is `ModelSet.variant_reasons`), on the GP
 fp32/int64); `variant=` overrides for every model. Sessions are created once per engine. On the GPU the
 encoder pads each batch to a (batch, sequence) bucket so a small, fixed set of shapes gets captured as CUDA
 graphs (see `sessions.CudaGraphRunner`).
+
+Items encoded to be stored (`Engine.add_items`, `Engine.reencode_items`) go through the *item encoder*
+(`ModelSet.item_variant`): fp32 where the serving encoder is INT8 and the bundle has fp32 weights, else the
+serving encoder itself. Why: a stored vector is ranked for every user from then on, while a query vector
+serves one request; and the export encoded the catalogue in fp32, so an item added live lands where a
+catalogue item with the same text sits (the INT8 encoder's item vectors have a mean cosine of 0.99 to
+fp32's, which cost 6.5 % of Book-Crossing's hybrid cold Recall@20). The price is throughput of adding items
+(INT8 2.0-2.3x faster on an AVX-512 VNNI CPU) and the fp32 session's memory, paid on the first add only.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +63,18 @@ def pick_variant(available: Sequence[str], device: str, requested: str | None, m
     raise BundleError(f"model {model} lists no usable variant (has: {', '.join(available) or 'none'})")
 
 
+def item_encoder_variant(available: Sequence[str], serving: str, device: str, requested: str | None,
+                         dropped: Collection[str] = ()) -> str:
+    """The encoder variant for items that get stored (see the module docstring): `requested` if given (as
+    `pick_variant` resolves it), else fp32 where the serving encoder is int8 on the CPU and fp32 is in the
+    bundle, else the serving variant."""
+    if requested is not None:
+        return pick_variant(available, device, requested, "encoder", dropped=dropped)
+    if device != "cuda" and serving == "int8" and "fp32" in available:
+        return "fp32"
+    return serving
+
+
 def dropped_variants(manifest: Mapping[str, Any], model: str) -> frozenset[str]:
     """Variants the export dropped from `model` for failing parity (`metrics.parity.<model>.dropped` and
     `metrics.parity.pipeline.dropped`; docs/bundle.md). Anything malformed there reads as none."""
@@ -85,12 +106,18 @@ class ModelSet:
     """Why each model's variant was loaded ("requested", or the CPU rule of `cpu_features`)."""
     cpu: CpuFeatures | None = None
     """The CPU features the CPU choice was made on (None on the GPU)."""
+    item_variant: str = ""
+    """The encoder variant that encodes items to be stored ("" = the serving encoder's; module docstring)."""
+    _item_path: str | None = None
+    _item_session: Session | None = None
+    _item_lock: threading.Lock = field(default_factory=threading.Lock)
+    _dims: Mapping[str, Any] | None = None
     _encoder_graphs: CudaGraphRunner | None = None
     _config: SessionConfig | None = None
 
     @classmethod
     def load(cls, reader: BundleReader, device: str, config: SessionConfig,
-             variant: str | dict[str, str] | None = None) -> ModelSet:
+             variant: str | dict[str, str] | None = None, item_variant: str | None = None) -> ModelSet:
         models = reader.section("models")
         dims = reader.section("dims")
         tok = reader.section("tokenizer")
@@ -124,6 +151,12 @@ class ModelSet:
                                           cuda_graph=(name == "encoder" and config.cuda_graphs))
             raw = sessions[name].session
             check_session_io(name, v, raw.get_inputs(), raw.get_outputs(), dims)
+        enc_variants = models["encoder"].get("variants", {})
+        served = "cuda" if sessions["encoder"].provider == "CUDAExecutionProvider" else "cpu"
+        item_v = item_encoder_variant(tuple(enc_variants), chosen["encoder"], served, item_variant,
+                                      dropped_variants(reader.manifest, "encoder"))
+        item_entry = enc_variants[item_v]
+        item_path = str(reader.path(item_entry["path"] if isinstance(item_entry, dict) else item_entry))
         out = cls(
             encoder=sessions["encoder"],
             user_tower=sessions["user_tower"],
@@ -132,10 +165,13 @@ class ModelSet:
             variants=chosen,
             variant_reasons=reasons,
             cpu=cpu,
-            device="cuda" if sessions["encoder"].provider == "CUDAExecutionProvider" else "cpu",
+            device=served,
             item_dim=int(dims["item"]),
             text_dim=int(dims["text"]),
             max_history=int(dims["max_history"]),
+            item_variant=item_v,
+            _item_path=None if item_v == chosen["encoder"] else item_path,
+            _dims=dims,
             _config=config,
         )
         if out.encoder.cuda_graph:  # pragma: no cover - GPU only
@@ -147,13 +183,29 @@ class ModelSet:
         return self.encoder.provider
 
     # --- encoder ---
+    def item_encoder(self) -> Session:
+        """The session that encodes items to be stored: the serving encoder, or the `item_variant` one,
+        created on first use (a host that never adds items never pays its memory)."""
+        if self._item_path is None:
+            return self.encoder
+        with self._item_lock:
+            if self._item_session is None:
+                assert self._config is not None and self._dims is not None
+                session = make_session(f"encoder.{self.item_variant}", self._item_path, self.device, self._config)
+                raw = session.session
+                check_session_io("encoder", self.item_variant, raw.get_inputs(), raw.get_outputs(), self._dims)
+                self._item_session = session
+            return self._item_session
+
     def _encoder_output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], Any]]:
         b = shapes["input_ids"][0]
         return {"text_embedding": ((b, self.text_dim), np.float32), "item_vector": ((b, self.item_dim), np.float32)}
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, texts: Sequence[str], batch_size: int = 64, *, stored: bool = False
+               ) -> tuple[np.ndarray, np.ndarray]:
         """(text_embedding [n, text], item_vector [n, item]) for `texts`, batched by token length; on the CPU
-        at most `sessions.CPU_ENCODE_ROWS` texts per run (larger batches only cost memory there)."""
+        at most `sessions.CPU_ENCODE_ROWS` texts per run (larger batches only cost memory there). `stored`:
+        the vectors are items to be stored, encoded by `item_encoder()`."""
         if self.device == "cpu":
             batch_size = min(batch_size, CPU_ENCODE_ROWS)
         n = len(texts)
@@ -165,21 +217,24 @@ class ModelSet:
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
             # memory taken by the runs goes back once, after the last one (`Session.run`'s `release`)
-            t, v = self.encode_batch([texts[i] for i in rows], release=n > 1 and start + batch_size >= n)
+            t, v = self.encode_batch([texts[i] for i in rows], release=n > 1 and start + batch_size >= n,
+                                     stored=stored)
             text_out[rows] = t
             item_out[rows] = v
         return text_out, item_out
 
-    def encode_batch(self, texts: Sequence[str], release: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def encode_batch(self, texts: Sequence[str], release: bool | None = None, *, stored: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray]:
         """One encoder run (no re-batching): what `search` and the latency benchmark time. `release`: see
-        `Session.run` (None: the CPU memory policy decides by the batch's rows)."""
-        if self._encoder_graphs is not None:  # pragma: no cover - GPU only
+        `Session.run` (None: the CPU memory policy decides by the batch's rows). `stored`: see `encode`."""
+        session = self.item_encoder() if stored else self.encoder
+        if session is self.encoder and self._encoder_graphs is not None:  # pragma: no cover - GPU only
             out = self._encode_graph(texts)
             if out is not None:
                 return out
         batch = self.tokenizer.encode(texts)
-        text, item = self.encoder.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
-                                      ["text_embedding", "item_vector"], release=release)
+        text, item = session.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
+                                 ["text_embedding", "item_vector"], release=release)
         return np.asarray(text, dtype=np.float32), np.asarray(item, dtype=np.float32)
 
     def bucketed_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -44,6 +44,8 @@ class ServeOptions:
     device: str = "auto"
     threads: int | None = None
     variant: str | dict[str, str] | None = None
+    item_variant: str | None = None
+    """Encoder variant for items to be stored (add/re-encode); None: `models.item_encoder_variant`'s rule."""
     retrieval: str = "auto"
     ef: int | None = None
     rescore: bool | None = None
@@ -290,7 +292,7 @@ def _load(reader: BundleReader, options: ServeOptions) -> EngineState:
     device = resolve_device(options.device)
     config = SessionConfig(device=options.device, threads=options.threads, gpu_mem_limit=options.gpu_mem_limit,
                            cuda_graphs=options.cuda_graphs)
-    models = ModelSet.load(reader, device, config, options.variant)
+    models = ModelSet.load(reader, device, config, options.variant, options.item_variant)
     device = models.device  # the provider actually active (auto may have fallen back)
     catalogue = Catalogue.from_bundle(reader)
     users = Users.from_bundle(reader)

@@ -52,6 +52,9 @@ def _require_serve_extra() -> None:
 @click.option("--cooccur-weight", type=float, default=None,
               help="Weight of the item co-occurrence signal in /recommend (default: the bundle's; 0: the user "
                    "tower alone).")
+@click.option("--item-variant", type=click.Choice(["fp32", "int8", "fp16"]), default=None,
+              help="Encoder variant for items added through POST /items (default: fp32 where the serving encoder "
+                   "is INT8, so they match the export's catalogue vectors; int8 adds faster).")
 @click.option("--watch", "watch", type=click.Path(dir_okay=False), default=None,
               help="Pointer file holding the path of the bundle to serve; every worker polls it and reloads "
                    "when it names another bundle (how a fleet moves to a new bundle).")
@@ -66,7 +69,8 @@ def _require_serve_extra() -> None:
               show_default=True)
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit (nothing is loaded).")
 def serve_command(bundle: str, host: str, port: int, device: str, threads: int, workers: int, pool_size: int | None,
-                  admin_token: str | None, fresh_below: int, cooccur_weight: float | None, watch: str | None,
+                  admin_token: str | None, fresh_below: int, cooccur_weight: float | None,
+                  item_variant: str | None, watch: str | None,
                   watch_interval: float,
                   max_body_bytes: int, graceful_timeout: float, switch_interval: float, access_log: bool,
                   log_level: str, print_openapi: bool) -> None:
@@ -77,7 +81,8 @@ def serve_command(bundle: str, host: str, port: int, device: str, threads: int, 
     extra = {} if pool_size is None else {"pool_size": pool_size}
     config = ServerConfig(
         bundle=bundle, host=host, port=port, device=device, threads=threads, workers=workers,
-        admin_token=admin_token or None, fresh_below=fresh_below, cooccur_weight=cooccur_weight, watch=watch,
+        admin_token=admin_token or None, fresh_below=fresh_below, cooccur_weight=cooccur_weight,
+        item_variant=item_variant, watch=watch,
         watch_interval_s=watch_interval,
         max_body_bytes=max_body_bytes, graceful_timeout_s=graceful_timeout,
         switch_interval_s=switch_interval or None, access_log=access_log, log_level=log_level, **extra,

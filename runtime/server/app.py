@@ -226,7 +226,8 @@ def _readyz(state: ServerState) -> Callable[[Request], Awaitable[Response]]:
             return _json({"ready": False}, status=503)
         return _json({"ready": True, "provider": engine.provider, "device": engine.device,
                       "bundle": str(engine.bundle_path), "n_items": engine.n_items, "n_users": engine.n_users,
-                      "variants": engine.variants, "uses_fusion": engine.uses_fusion})
+                      "variants": engine.variants, "item_variant": engine.item_variant,
+                      "uses_fusion": engine.uses_fusion})
 
     return readyz
 
@@ -289,7 +290,8 @@ def load_engine(config: ServerConfig) -> Any:
     from ..engine import Engine
 
     engine = Engine.open(config.bundle, device=config.device, threads=config.threads,
-                         fresh_below=config.fresh_below, cooccur_weight=config.cooccur_weight)
+                         fresh_below=config.fresh_below, cooccur_weight=config.cooccur_weight,
+                         item_variant=config.item_variant)
     engine.warmup()
     return engine
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..cooccur import check_weight
 from ..errors import RequestError
+from ..models import VARIANTS
 
 # Request caps. They are module constants (not per-server settings) because they are also written into
 # the OpenAPI schema, which a client generator reads once.
@@ -67,6 +68,8 @@ class ServerConfig:
     5 ms a thread that wants it can wait that long behind a busy one, which shows up directly in p99.
     fresh_below: items with fewer interactions count as fresh for a request's `fresh` share (Engine.open).
     cooccur_weight: weight of the item co-occurrence signal (Engine.open; None: the bundle's).
+    item_variant: encoder variant for items added through POST /items (Engine.open; None: fp32 where the
+    serving encoder is INT8, so added items match the export's catalogue vectors; "int8" adds faster).
     watch: a pointer file naming the bundle to serve, polled every `watch_interval_s` s by every worker
     (see `recengine.server.watch`): how a fleet of replicas and workers moves to a new bundle.
     """
@@ -84,6 +87,7 @@ class ServerConfig:
     switch_interval_s: float | None = 0.0005
     fresh_below: int = 5
     cooccur_weight: float | None = None
+    item_variant: str | None = None
     watch: str | None = None
     watch_interval_s: float = 10.0
     access_log: bool = False
@@ -92,6 +96,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.bundle, str) or not self.bundle:
             raise RequestError("bundle must be a non-empty path")
+        if self.item_variant is not None and self.item_variant not in VARIANTS:
+            raise RequestError(f"item variant must be one of {', '.join(VARIANTS)}, got {self.item_variant!r}")
         if self.device not in DEVICES:
             raise RequestError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if not (0 <= self.port <= 65535):

@@ -199,6 +199,7 @@ class ReadyResponse(BaseModel):
     n_items: int | None = None
     n_users: int | None = None
     variants: dict[str, str] | None = None
+    item_variant: str | None = None
     uses_fusion: bool | None = None
 
 

@@ -15,7 +15,7 @@ from recengine.cli import cli
 METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "coverage@10", "tail_share@10", "cold_recall@20",
            "cold_ndcg@20", "coldonly_recall@20", "coldonly_ndcg@20")
 ALL = ("popularity", "itemknn", "ease", "als", "bpr", "lightgcn", "sasrec", "frozen_text", "recengine_fp32",
-       "recengine_int8", "recengine_fp16")
+       "recengine_int8", "recengine_int8_int8items", "recengine_fp16")
 
 
 @pytest.fixture(scope="module")

@@ -365,3 +365,45 @@ def test_update_user_counts_first_interactions_into_popularity(engine):
     assert cat.array("popularity")[row] == 2
     edges = np.asarray(engine._state.manifest["vocab"]["pop_bucket_edges"])
     assert cat.array("pop_bucket")[row] == 1 + np.searchsorted(edges, 2, side="right")
+
+
+def _stored(engine, item_id: str) -> tuple[np.ndarray, np.ndarray]:
+    cat = engine._state.catalogue  # noqa: SLF001 - white-box: stored vectors have no public accessor
+    (row,), _ = cat.rows_of([item_id])
+    return cat.vectors[row].copy(), cat.text_embeddings[row].copy()
+
+
+def test_items_are_stored_through_fp32_weights_beside_an_int8_encoder(lean_bundle):
+    """An INT8 engine encodes the items it stores (add_items, reencode_items) with the bundle's fp32 encoder,
+    so they land where the export would put them; `item_variant="int8"` opts into the faster INT8 encoder,
+    whose vectors differ. Queries keep the serving (INT8) encoder either way."""
+    from recengine import Engine
+
+    fp32 = Engine.open(lean_bundle, device="cpu", threads=1, variant="fp32")
+    int8 = Engine.open(lean_bundle, device="cpu", threads=1, variant="int8")
+    opt_in = Engine.open(lean_bundle, device="cpu", threads=1, variant="int8", item_variant="int8")
+    assert (fp32.item_variant, int8.item_variant, opt_in.item_variant) == ("fp32", "fp32", "int8")
+    assert int8.variants["encoder"] == "int8"
+    for e in (fp32, int8, opt_in):
+        e.add_items([NEW])
+    ref_vec, ref_emb = _stored(fp32, "live-1")
+    vec, emb = _stored(int8, "live-1")
+    np.testing.assert_allclose(vec, ref_vec, atol=1e-5)
+    np.testing.assert_allclose(emb, ref_emb, atol=1e-5)
+    q_vec, _ = _stored(opt_in, "live-1")
+    assert np.abs(q_vec - ref_vec).max() > 1e-4  # the opt-in really stores INT8 vectors
+    # re-encoding a catalogue item follows the same rule
+    item = int8.item_ids()[0]
+    for e in (fp32, int8, opt_in):
+        assert e.reencode_items([item]) == 1
+    np.testing.assert_allclose(_stored(int8, item)[0], _stored(fp32, item)[0], atol=1e-5)
+    assert np.abs(_stored(opt_in, item)[0] - _stored(fp32, item)[0]).max() > 1e-4
+
+
+def test_item_variant_is_validated(lean_bundle):
+    from recengine import Engine
+
+    with pytest.raises(RequestError, match="item_variant must be one of"):
+        Engine.open(lean_bundle, device="cpu", item_variant="bf16")
+    with pytest.raises(RequestError, match="item_variant must be one of"):
+        Engine.open(lean_bundle, device="cpu", item_variant=["fp32"])  # type: ignore[arg-type]

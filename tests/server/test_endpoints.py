@@ -148,6 +148,7 @@ def test_health_ready_openapi(client: Any, engine: Any) -> None:
     ready = client.get("/readyz").json()
     assert ready["ready"] is True and ready["provider"] == engine.provider == "CPUExecutionProvider"
     assert ready["n_items"] == engine.n_items
+    assert ready["item_variant"] == engine.item_variant
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     for path, method in [("/recommend", "post"), ("/recommend/batch", "post"), ("/recommend/group", "post"),

@@ -193,6 +193,18 @@ def test_server_config_checks_the_cooccur_weight(bundle_copy) -> None:
     assert engine._state.cooccur is None or engine._state.cooccur.weight == 0.0
 
 
+def test_server_config_checks_and_passes_the_item_variant(bundle_copy) -> None:
+    from recengine.errors import RequestError
+    from recengine.server import ServerConfig
+    from recengine.server.app import load_engine
+
+    with pytest.raises(RequestError, match="item variant"):
+        ServerConfig(bundle=str(bundle_copy), item_variant="int4")
+    config = ServerConfig(bundle=str(bundle_copy), device="cpu", item_variant="int8")
+    assert ServerConfig.from_json(config.to_json()) == config  # what --workers hands each worker
+    assert load_engine(config).item_variant == "int8"
+
+
 BIG = 10 ** 400  # valid JSON, parsed by pydantic; float() of it overflows, repr of 10**5000 raises
 
 
