@@ -496,7 +496,7 @@ class LatencyRun:
             tag = f"bench-{variant}-{os.getpid()}"
             self.record("e2e", f"{variant}/add_items", 1,
                         lambda i, g=grower: g.add_items([{"item_id": f"{tag}-{i}", "text": f"{at(queries, i)} #{i}"}]),
-                        call="add_items", **extra)
+                        call="add_items", item_variant=grower.item_variant, **extra)
 
         import gc
 

@@ -30,13 +30,15 @@ from recengine.split import Split
 from .eval_sample import EVAL_USERS, sample_queries
 
 
-def open_variant(bundle: str | Path, variant: str, threads: int = 1) -> Any:
+def open_variant(bundle: str | Path, variant: str, threads: int = 1, item_variant: str | None = None) -> Any:
     """The bundle served on the CPU with `variant` models and exact retrieval (threads 0 = all cores). A model
     whose `variant` the export dropped for failing parity runs fp32, as for any host asking for the variant
-    (`recengine.models.pick_variant`)."""
+    (`recengine.models.pick_variant`). `item_variant`: the encoder that re-encodes items (None: the engine's
+    default, fp32 beside an INT8 encoder)."""
     from recengine.engine import Engine
 
-    return Engine.open(bundle, device="cpu", threads=threads or None, variant=variant, retrieval="exact")
+    return Engine.open(bundle, device="cpu", threads=threads or None, variant=variant, retrieval="exact",
+                       item_variant=item_variant)
 
 
 def check_same_data(engine: Any, dataset: Dataset) -> None:
@@ -53,7 +55,9 @@ def evaluate_bundle(bundle: str | Path, dataset: Dataset, split: Split, variant:
     """Full-ranking metrics of the bundle's `variant` on `stage` of `split`, as served (see the module
     docstring), over at most `max_users` of the stage's users (0 = all). `dataset` must be the data the bundle
     was exported from."""
-    engine = open_variant(bundle, variant, threads)
+    # re-encoding through the variant's own encoder (not the engine's fp32 item encoder): the check is of
+    # that encoder, which serves search queries and items added with `item_variant=variant`
+    engine = open_variant(bundle, variant, threads, item_variant=variant if reencode else None)
     check_same_data(engine, dataset)
     if reencode:
         engine.reencode_items()

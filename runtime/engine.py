@@ -374,9 +374,9 @@ class Engine:
         return n
 
     def reencode_items(self, item_ids: Sequence[str] | None = None, batch_size: int = 64) -> int:
-        """Re-encode items' text with this engine's encoder variant and replace their vectors, keeping the
-        collaborative part: what each item would be had it been added through this encoder. None = every
-        live item. Used to measure what a quantised encoder costs items added at serving time. Returns
+        """Re-encode items' text with this engine's item encoder (`item_variant`) and replace their vectors,
+        keeping the collaborative part: what each item would be had it been added through this engine. None
+        = every live item. Used to measure what a quantised encoder costs items added at serving time. Returns
         how many items were re-encoded."""
         self.wait_for_compaction()  # writers queue behind a running rebuild (it copies what they change)
         with self._writer:
@@ -484,7 +484,9 @@ class Engine:
     def warmup(self) -> None:
         """Wait for the background builds (`wait_ready`), load what loads on first use (the text space's HNSW
         index when `search` would use it) and run every model once, so the first real request pays no lazy
-        initialisation. Benchmarks and `recengine serve` call it before serving."""
+        initialisation; the one exception is a separate item encoder (`item_variant`), loaded by the first
+        `add_items`/`reencode_items` so hosts that never add items never hold it. Benchmarks and `recengine
+        serve` call it before serving."""
         self.wait_ready()
         with self._lock.read():
             st = self._state

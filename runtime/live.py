@@ -178,9 +178,9 @@ class Reencoded:
 
 
 def reencode(st: EngineState, rows: np.ndarray, batch_size: int = 64) -> Reencoded:
-    """New vectors for `rows` from this engine's encoder: the text part is re-encoded and the collaborative
-    part (`vectors - text_vectors`, data, not a model) kept, i.e. what each item would be had its text gone
-    through this encoder variant."""
+    """New vectors for `rows` from this engine's item encoder: the text part is re-encoded and the
+    collaborative part (`vectors - text_vectors`, data, not a model) kept, i.e. what each item would be had
+    its text gone through that encoder."""
     cat = st.catalogue
     text_emb, text_vec = st.models.encode([cat.texts[r] for r in rows.tolist()], batch_size=batch_size,
                                          stored=True)

@@ -232,6 +232,7 @@ class ModelSet:
             out = self._encode_graph(texts)
             if out is not None:
                 return out
+            session = self.item_encoder() if stored else self.encoder  # the plain session swapped in
         batch = self.tokenizer.encode(texts)
         text, item = session.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
                                  ["text_embedding", "item_vector"], release=release)

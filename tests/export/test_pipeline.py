@@ -156,6 +156,32 @@ def test_evaluate_bundle_reproduces_the_manifest_metrics(tiny_bundle: Path, ml_t
         assert got["ndcg@10"] == pytest.approx(b.manifest["metrics"]["validation"][variant]["ndcg@10"], abs=1e-9)
 
 
+def test_the_reencoded_check_goes_through_the_variants_own_encoder(tiny_bundle: Path, ml_tiny_dataset, monkeypatch):
+    """`metrics.validation_reencoded.int8` judges the INT8 encoder (it serves search queries and items added
+    with `item_variant="int8"`), not the fp32 item encoder an INT8 engine adds items with by default."""
+    from recengine.export import evaluate_bundle, validation
+    from recengine.split import leave_last_out
+
+    opened = []
+    real = validation.open_variant
+
+    def spy(*args, **kwargs):
+        engine = real(*args, **kwargs)
+        opened.append((engine.variants["encoder"], engine.item_variant))
+        return engine
+
+    monkeypatch.setattr(validation, "open_variant", spy)
+    b = open_bundle(tiny_bundle)
+    split = leave_last_out(ml_tiny_dataset.interactions, ml_tiny_dataset.n_users, ml_tiny_dataset.n_items,
+                           seed=b.manifest["config"]["seed"])
+    got = evaluate_bundle(tiny_bundle, ml_tiny_dataset, split, "int8", "valid", reencode=True)
+    assert opened == [("int8", "int8")]
+    want = b.manifest["metrics"]["validation_reencoded"]["int8"]["ndcg@10"]
+    assert got["ndcg@10"] == pytest.approx(want, abs=1e-9)
+    evaluate_bundle(tiny_bundle, ml_tiny_dataset, split, "int8", "valid")
+    assert opened[-1] == ("int8", "fp32")  # as served: no re-encoding, the engine's default item encoder
+
+
 def test_export_is_reproducible_under_a_fixed_seed(tiny_bundle: Path, ml_tiny_dir: Path, tiny_encoder_dir: Path,
                                                    tmp_path: Path):
     from recengine.export import ExportConfig, run_export

@@ -384,12 +384,17 @@ def test_items_are_stored_through_fp32_weights_beside_an_int8_encoder(lean_bundl
     opt_in = Engine.open(lean_bundle, device="cpu", threads=1, variant="int8", item_variant="int8")
     assert (fp32.item_variant, int8.item_variant, opt_in.item_variant) == ("fp32", "fp32", "int8")
     assert int8.variants["encoder"] == "int8"
+    models = int8._state.models  # noqa: SLF001 - white-box: the fp32 session is created on first use only
+    int8.warmup()
+    int8.search("robots in space", k=3)  # queries keep the serving (INT8) encoder
+    assert models._item_session is None
     for e in (fp32, int8, opt_in):
         e.add_items([NEW])
     ref_vec, ref_emb = _stored(fp32, "live-1")
     vec, emb = _stored(int8, "live-1")
     np.testing.assert_allclose(vec, ref_vec, atol=1e-5)
     np.testing.assert_allclose(emb, ref_emb, atol=1e-5)
+    assert models._item_session is not None and models._item_session is not models.encoder
     q_vec, _ = _stored(opt_in, "live-1")
     assert np.abs(q_vec - ref_vec).max() > 1e-4  # the opt-in really stores INT8 vectors
     # re-encoding a catalogue item follows the same rule
