@@ -117,3 +117,81 @@ def test_full_softmax_batch_loss_is_cross_entropy_over_every_item():
     want = torch.nn.functional.cross_entropy(out[sel] @ vectors.T, tgt[sel])
     assert n == int(sel.sum())
     assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
+
+
+def test_lazy_rows_rule():
+    from recengine.export.config import UserConfig
+    from recengine.export.train_user import uses_lazy_rows
+
+    cfg = UserConfig()
+    assert uses_lazy_rows(cfg, 100_000) and not uses_lazy_rows(cfg, 9_742)  # above lazy_rows_above only
+    assert not uses_lazy_rows(UserConfig(loss="full"), 100_000)  # a full softmax touches every row
+    assert not uses_lazy_rows(UserConfig(n_negatives=200_000), 100_000)  # as many negatives as items: full
+    assert not uses_lazy_rows(UserConfig(ema=0.9), 100_000)  # the average moves every row anyway
+    assert uses_lazy_rows(UserConfig(lazy_rows_above=0, n_negatives=40), N_ITEMS)
+
+
+def _one_step(lazy: bool, batches, weight_decay: float = 0.0):
+    from recengine.export.config import UserConfig
+    from recengine.export.train_user import RowLazyAdam
+
+    items = _items()
+    torch.manual_seed(0)
+    tower = UserTower(DIM, LENGTH, 1, 1, 0.0, [3], [2])
+    cfg = UserConfig(lr=0.01, weight_decay=weight_decay)
+    if lazy:
+        opt = RowLazyAdam(tower, items, cfg)
+    else:
+        opt = torch.optim.AdamW(list(tower.parameters()) + list(items.parameters()), lr=cfg.lr,
+                                weight_decay=cfg.weight_decay)
+    snapshots = [items.graph.detach().clone()]
+    for inp, tgt, scene, profile, neg_seed in batches:
+        loss, _ = batch_loss(tower, items, inp, tgt, scene, profile, "sampled", 40, 0.0,
+                             torch.Generator().manual_seed(neg_seed), torch.device("cpu"))
+        opt.zero_grad()
+        loss.backward()
+        if lazy:
+            assert items.graph.grad.is_sparse  # the step reads only the touched rows
+        opt.step()
+        snapshots.append(items.graph.detach().clone())
+    return tower, items, snapshots
+
+
+def _touched(inp, tgt, neg_seed):
+    neg = torch.randint(0, N_ITEMS, (40,), generator=torch.Generator().manual_seed(neg_seed))
+    return set(inp[inp >= 0].tolist()) | set(tgt[tgt >= 0].tolist()) | set(neg.tolist())
+
+
+def test_row_lazy_adam_first_step_is_adamws_and_later_steps_move_only_touched_rows():
+    first = (*_batch(0), 11)
+    second = (*_batch(1), 12)
+    dense_tower, dense_items, dense_snaps = _one_step(False, [first])
+    lazy_tower, lazy_items, lazy_snaps = _one_step(True, [first])
+    # one step from the same state: Adam's first step on the touched rows, nothing elsewhere, in both. Adam
+    # divides by the gradient's size, so rows with near-zero gradients (sums in another order) agree to a
+    # small share of lr only: atol lr / 100
+    torch.testing.assert_close(lazy_snaps[1], dense_snaps[1], rtol=0, atol=1e-4)
+    assert float((dense_snaps[1] - dense_snaps[0]).abs().max()) > 5e-3  # the step moved rows by ~lr
+    for a, b in zip(lazy_tower.parameters(), dense_tower.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(lazy_items.gate_w, dense_items.gate_w)
+    # a second batch: rows it does not touch stay where they are (dense AdamW's momentum would move them)
+    _, _, lazy2 = _one_step(True, [first, second])
+    _, _, dense2 = _one_step(False, [first, second])
+    t1, t2 = _touched(*first[:2], 11), _touched(*second[:2], 12)
+    only_first = sorted((t1 - t2) & set(np.flatnonzero(_items().has_graph.numpy() > 0).tolist()))
+    assert only_first, "the two batches should leave some graph rows to the first one"
+    rows = torch.tensor(only_first)
+    torch.testing.assert_close(lazy2[2][rows], lazy2[1][rows], rtol=0, atol=0)
+    assert float((dense2[2][rows] - dense2[1][rows]).abs().max()) > 0
+    moved = torch.tensor(sorted(t2))
+    assert float((lazy2[2][moved] - lazy2[1][moved]).abs().max()) > 0
+
+
+def test_row_lazy_adam_decays_only_touched_rows():
+    first = (*_batch(0), 11)
+    _, items, snaps = _one_step(True, [first], weight_decay=0.5)
+    untouched = sorted(set(range(N_ITEMS)) - _touched(*first[:2], 11))
+    rows = torch.tensor(untouched)
+    torch.testing.assert_close(snaps[1][rows], snaps[0][rows], rtol=0, atol=0)
+    assert items.sparse_rows  # set for training; train_user_tower resets it afterwards
