@@ -124,16 +124,6 @@ class UserConfig:
     ema: float = 0.0
     """Decay of an exponential moving average of the weights, per optimizer step (0 = off). Validation and the
     exported model use the averaged weights, which smooths the epoch-to-epoch noise of the ranking metrics."""
-    lazy_rows_above: int = 16_384
-    """Catalogues with more items than this train the item graph vectors with a lazy (row-sparse) Adam under
-    the sampled loss: a step reads and moves only the rows the batch touched (history items, targets,
-    negatives), as TensorFlow's LazyAdam and torch's SparseAdam do, instead of every row's moments. Why: the
-    dense step costs items x steps (measured, one thread, 64 wide, ~8k touched rows per step: AdamW 5.3 /
-    8.0 / 14.1 / 53 / 596 ms at 10k / 20k / 40k / 100k / 1M items against 8.1 / 6.9 / 8.2 / 9.5 / 11.5 ms
-    lazy), which made the user tower the export's one super-linear stage (exponent 1.13 from 25k to 100k
-    items) and would dominate it at 1M. Below the threshold the dense step is as cheap or cheaper and the
-    optimiser is unchanged. With `weight_decay` the decay applies to the touched rows; with `ema` > 0 the
-    dense optimiser is kept (the average moves every row every step)."""
 
 
 @dataclass
@@ -400,7 +390,6 @@ class ExportConfig:
             (0.0 <= self.user.item_dropout < 1.0, "user.item_dropout", "in [0, 1)"),
             (0.0 <= self.user.dropout < 1.0, "user.dropout", "in [0, 1)"),
             (0.0 <= self.user.ema < 1.0, "user.ema", "in [0, 1)"),
-            (self.user.lazy_rows_above >= 0, "user.lazy_rows_above", ">= 0"),
             (self.fusion.n_candidates >= 2, "fusion.n_candidates", ">= 2"),
             (self.cold.generator in ("ridge", "text"), "cold.generator", "ridge or text"),
             (self.cold.ridge > 0, "cold.ridge", "> 0"),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 WARM_MEDIA = False
@@ -52,8 +51,6 @@ class ItemVectors(nn.Module):
         self.gate_w = nn.Parameter(torch.tensor([0.5, 0.0]))
         self.log_text_scale = nn.Parameter(torch.zeros(()))
         self.media_proj: nn.Linear | None = None
-        self.sparse_rows = False
-        """`rows` gives the graph vectors a sparse gradient (only the rows read), for a lazy optimiser."""
         if media is not None:
             m = np.asarray(media, dtype=np.float64)
             std = m.std(axis=0)
@@ -95,8 +92,7 @@ class ItemVectors(nn.Module):
         out = self.text[index] * self.log_text_scale.exp()
         if self.media_proj is not None:
             out = out + self.media_proj(self.media[index])
-        graph = F.embedding(index, self.graph, sparse=True) if self.sparse_rows else self.graph[index]
-        return out + graph * gate.unsqueeze(-1)
+        return out + self.graph[index] * gate.unsqueeze(-1)
 
     def content(self) -> torch.Tensor:
         """The part every item has without interactions: s * t (+ P m~ with media)."""

@@ -8,10 +8,8 @@ position is the scene of the *target* event: that is what the runtime passes as 
 The sampled loss computes only the item vectors a batch reads (`ItemVectors.rows`: its history items, targets
 and negatives), not the whole catalogue's: computing every row in every batch made the stage's cost grow as
 items x batches (`recengine bench export`, 2026-11-30). What remains per batch in the catalogue's size is the
-item-dropout draw (n uniforms, kept so the random stream is the one of the full computation) and, on
-catalogues up to `UserConfig.lazy_rows_above` items, the optimizer's dense step over the graph vectors
-(AdamW moves rows with past gradients too); above it the graph vectors train with a lazy Adam that moves
-only the rows a batch touched (`RowLazyAdam`).
+item-dropout draw (n uniforms, kept so the random stream is the one of the full computation) and the
+optimizer's dense step over the graph vectors (AdamW moves rows with past gradients too).
 """
 
 from __future__ import annotations
@@ -159,50 +157,6 @@ class UserTrainResult:
     """Epoch whose weights were kept (the refit on train+valid trains for this many epochs)."""
 
 
-def uses_lazy_rows(cfg: UserConfig, n_items: int) -> bool:
-    """Whether the graph vectors train with `RowLazyAdam` (see `UserConfig.lazy_rows_above`): the sampled
-    loss on a catalogue above the threshold, without a weight average."""
-    sampled = cfg.loss == "sampled" and cfg.n_negatives < n_items
-    return sampled and n_items > cfg.lazy_rows_above and cfg.ema == 0
-
-
-class RowLazyAdam:
-    """AdamW for the tower and the item vectors' small parameters; lazy Adam (`torch.optim.SparseAdam`, same
-    betas and eps) for the graph vectors, whose gradient `ItemVectors.rows` then makes sparse, so a step costs
-    the rows a batch touched, not the catalogue. Decoupled weight decay, if any, applies to those rows."""
-
-    def __init__(self, tower: torch.nn.Module, items: ItemVectors, cfg: UserConfig) -> None:
-        items.sparse_rows = True
-        self.graph = items.graph
-        rest = [p for p in list(tower.parameters()) + list(items.parameters()) if p is not self.graph]
-        self.dense = torch.optim.AdamW(rest, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.rows = torch.optim.SparseAdam([self.graph], lr=cfg.lr)
-        self.decay = cfg.lr * cfg.weight_decay
-
-    def zero_grad(self) -> None:
-        self.dense.zero_grad()
-        self.rows.zero_grad()
-
-    def step(self) -> None:
-        grad = self.graph.grad
-        if grad is not None:
-            # rows read with a zero gradient (padding reads row 0; items without a graph part have gate 0)
-            # are not touched: their moments must not move them
-            g = grad.coalesce()
-            live = g.values().abs().amax(dim=1) > 0
-            if not bool(live.all()):
-                # a subset of a coalesced tensor's entries: still sorted and unique
-                g = torch.sparse_coo_tensor(g.indices()[:, live], g.values()[live], g.shape, check_invariants=False,
-                                            is_coalesced=True)
-            self.graph.grad = g
-            if self.decay > 0:
-                with torch.no_grad():
-                    self.graph[g.indices()[0]] *= 1.0 - self.decay
-        self.dense.step()
-        if grad is not None and self.graph.grad._nnz():
-            self.rows.step()
-
-
 def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows: Windows, profiles: np.ndarray,
                      valid_queries: Queries | None, valid_scenes: np.ndarray | None, cfg: UserConfig, seed: int,
                      device: torch.device, progress: Progress, item_dropout: float | None = None,
@@ -218,9 +172,7 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
     gen = torch.Generator().manual_seed(seed)
     p_drop = cfg.item_dropout if item_dropout is None else item_dropout
     params = list(tower.parameters()) + list(items.parameters())
-    optimizer = RowLazyAdam(tower, items, cfg) if uses_lazy_rows(cfg, items.log_pop.shape[0]) else None
-    opt = optimizer.dense if optimizer is not None else \
-        torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     shadow = [p.detach().clone() for p in params] if cfg.ema > 0 else None
 
     def swap_average() -> None:
@@ -262,14 +214,9 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
             inp, tgt = inputs[idx].to(device), targets[idx].to(device)
             loss, n_pred = batch_loss(tower, items, inp, tgt, scenes[idx].to(device), prof[idx].to(device),
                                       cfg.loss, cfg.n_negatives, p_drop, gen, device)
-            if optimizer is not None:
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            else:
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
             if shadow is not None:
                 with torch.no_grad():
                     torch._foreach_mul_(shadow, cfg.ema)
@@ -299,7 +246,6 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
         log.append(entry)
     if fixed_epochs is not None and shadow is not None:
         swap_average()  # the refit keeps the averaged weights of its last epoch
-    items.sparse_rows = False  # later users of `rows` (refits, scoring) start from dense gradients again
     if best_state is not None:
         tower.load_state_dict(best_state[0])
         items.load_state_dict(best_state[1])
