@@ -17,6 +17,7 @@ from recengine.progress import Progress
 from recengine.split import Split
 
 from .config import GraphConfig
+from .optim import adam
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
@@ -72,7 +73,7 @@ def train_lightgcn(split: Split, dim: int, cfg: GraphConfig, queries: Queries, s
     rng = np.random.default_rng(seed)
     adj = normalized_adjacency(split.train.user, split.train.item, split.n_users, split.n_items).to(device)
     model = LightGCN(split.n_users, split.n_items, dim, cfg.layers, adj).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = adam(model.parameters(), cfg.lr, decoupled=False)
     users = torch.from_numpy(split.train.user.astype(np.int64))
     items = torch.from_numpy(split.train.item.astype(np.int64))
     n = len(users)

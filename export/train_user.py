@@ -9,7 +9,8 @@ The sampled loss computes only the item vectors a batch reads (`ItemVectors.rows
 and negatives), not the whole catalogue's: computing every row in every batch made the stage's cost grow as
 items x batches (`recengine bench export`, 2026-11-30). What remains per batch in the catalogue's size is the
 item-dropout draw (n uniforms, kept so the random stream is the one of the full computation) and the
-optimizer's dense step over the graph vectors (AdamW moves rows with past gradients too).
+optimizer's dense step over the graph vectors (AdamW moves rows with past gradients too), fused to one pass
+(`export.optim`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from recengine.split import Split, to_csr
 
 from .config import UserConfig
 from .item_vectors import ItemVectors
+from .optim import adam
 from .user_tower import UserTower
 
 
@@ -172,7 +174,7 @@ def train_user_tower(tower: UserTower, items: ItemVectors, split: Split, windows
     gen = torch.Generator().manual_seed(seed)
     p_drop = cfg.item_dropout if item_dropout is None else item_dropout
     params = list(tower.parameters()) + list(items.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(params, cfg.lr, cfg.weight_decay)
     shadow = [p.detach().clone() for p in params] if cfg.ema > 0 else None
 
     def swap_average() -> None:
