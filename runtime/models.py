@@ -12,8 +12,8 @@ Items encoded to be stored (`Engine.add_items`, `Engine.reencode_items`) go thro
 serving encoder itself. Why: a stored vector is ranked for every user from then on, while a query vector
 serves one request; and the export encoded the catalogue in fp32, so an item added live lands where a
 catalogue item with the same text sits (the INT8 encoder's item vectors have a mean cosine of 0.99 to
-fp32's, which cost 6.5 % of Book-Crossing's hybrid cold Recall@20). The price is throughput of adding items
-(INT8 2.0-2.3x faster on an AVX-512 VNNI CPU) and the fp32 session's memory, paid on the first add only.
+fp32's, which cost 6.4 % of Book-Crossing's hybrid cold Recall@20). The price is throughput of adding items
+(INT8 about 2x faster on an AVX-512 VNNI CPU) and the fp32 session's memory, paid on the first add only.
 """
 
 from __future__ import annotations
