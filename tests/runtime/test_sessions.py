@@ -129,10 +129,10 @@ def test_encoder_rows_per_run_on_the_cpu(lean_bundle, monkeypatch):
     sizes, releases = [], []
     real = models.encode_batch
 
-    def counting(batch, release=None):
+    def counting(batch, release=None, *, stored=False):
         sizes.append(len(batch))
         releases.append(release)
-        return real(batch, release=release)
+        return real(batch, release=release, stored=stored)
 
     monkeypatch.setattr(models, "encode_batch", counting)
     text, item = models.encode(texts, batch_size=64)
