@@ -190,10 +190,12 @@ def cooccur_signals(st: EngineState, queries: Sequence[Query]) -> None:
             q.cooc = co.signal(q.history, alive)
 
 
-def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False) -> dict[int, Retrieved]:
+def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
+               scores: dict[int, np.ndarray] | None = None) -> dict[int, Retrieved]:
     """Top max(cands, k) live rows per query by inner product, filters and exclusions applied, plus as many
     of the items the history co-occurs with most (`_with_cooccur`). Queries without a filter are retrieved
-    as one batch. `exact` scans the whole catalogue (evaluation)."""
+    as one batch. `exact` scans the whole catalogue (evaluation); `scores` (query index -> its retrieval
+    scores over every row, what the exact scan computes) lets it reuse scores the caller already has."""
     cat = st.catalogue
     space = st.items_index
     matrix = cat.vectors
@@ -204,8 +206,10 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False) -
         n_fetch = max(max(queries[i].cands, queries[i].k) for i in plain)
         vecs = _rows([queries[i].vector for i in plain]).astype(np.float32, copy=False)  # type: ignore[misc]
         backend = space.exact if exact else space.backend(cat.n_alive, len(plain))
+        known = np.stack([scores[i] for i in plain]) if exact and scores is not None and \
+            all(i in scores for i in plain) else None  # a new array: retrieve may write into it
         got = retrieve(backend, space.exact, matrix, cat.alive, vecs, n_fetch,
-                       exclude=[queries[i].exclude for i in plain])
+                       exclude=[queries[i].exclude for i in plain], scores=known)
         for i, r in zip(plain, got):
             c = max(queries[i].cands, queries[i].k)
             out[i] = Retrieved(r.rows[:c], r.scores[:c])
@@ -413,12 +417,15 @@ def score_catalogue(st: EngineState, queries: list[Query]) -> np.ndarray:
     cat = st.catalogue
     user_vectors(st, queries)
     cooccur_signals(st, queries)
-    retrieved = candidates(st, queries, exact=True)
+    with_vec = [i for i, q in enumerate(queries) if q.vector is not None]
+    # every row's retrieval score, computed once: the exact candidate scan reuses it
+    base = st.items_index.exact.scores(_rows([queries[i].vector for i in with_vec]).astype(np.float32)) \
+        if with_vec else None  # type: ignore[misc]
+    retrieved = candidates(st, queries, exact=True,
+                           scores=None if base is None else {i: base[j] for j, i in enumerate(with_vec)})
     scored = fuse(st, queries, retrieved)
     out = np.full((len(queries), cat.n_rows), -np.inf, dtype=np.float64)
-    with_vec = [i for i, q in enumerate(queries) if q.vector is not None]
     if with_vec:
-        base = st.items_index.exact.scores(_rows([queries[i].vector for i in with_vec]).astype(np.float32))  # type: ignore[misc]
         out[with_vec] = base
         co = st.cooccur
         for i in with_vec:

@@ -352,12 +352,14 @@ class Retrieved:
 
 def retrieve(backend: Backend, exact: ExactBackend, matrix: np.ndarray, alive: np.ndarray,
              queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
-             exclude: Sequence[np.ndarray] | None = None, small_subset: float = 0.05) -> list[Retrieved]:
+             exclude: Sequence[np.ndarray] | None = None, small_subset: float = 0.05,
+             scores: np.ndarray | None = None) -> list[Retrieved]:
     """Top-`k` live rows per query that pass `allowed` and are not in `exclude[b]`.
 
     Small allowed subsets are scanned exactly; otherwise the backend is over-fetched (by the number of
     exclusions and the inverse of the allowed fraction) and widened until `k` survive or the catalogue is
-    exhausted, then an exact scan finishes the job.
+    exhausted, then an exact scan finishes the job. `scores`: `exact.scores(queries)` already computed (an
+    exact scan then reuses them and may overwrite them: pass a copy the caller no longer needs).
     """
     n_queries = queries.shape[0]
     exclude = list(exclude) if exclude is not None else [np.zeros(0, np.int64)] * n_queries
@@ -379,7 +381,8 @@ def retrieve(backend: Backend, exact: ExactBackend, matrix: np.ndarray, alive: n
             results.append(Retrieved(rows[idx[0][keep]], vals[0][keep].astype(np.float32)))
         return results
     if backend is exact or isinstance(backend, ExactBackend):
-        scores = exact.scores(queries)
+        if scores is None or scores.shape != (n_queries, alive.shape[0]):
+            scores = exact.scores(queries)
         if allowed is not None:
             scores[:, ~live] = -np.inf
         for b in range(n_queries):

@@ -279,3 +279,51 @@ class TestOnnxExact(RetrievalContract):
     def make(self, matrix, alive):
         pytest.importorskip("onnx", reason="the exact-search ONNX graph is built with the onnx package")
         return OnnxExactBackend(matrix, alive, device="cpu", threads=1)
+
+
+def test_an_exact_scan_reuses_scores_it_is_given():
+    """`retrieve(..., scores=)`: the exact scan ranks the scores the caller already computed (what
+    `Engine.score_catalogue` does, which needs every row's score anyway) and gets the same answer."""
+    matrix, queries = catalogue(3)
+    alive = np.ones(N, dtype=bool)
+    alive[[5, 17]] = False
+    exact = ExactBackend(matrix, alive)
+    exclude = [np.array([0, 1, 2], np.int64)] + [np.zeros(0, np.int64)] * (len(queries) - 1)
+    plain = retrieve(exact, exact, matrix, alive, queries, 10, exclude=exclude)
+    given = exact.scores(queries)
+    reused = retrieve(exact, exact, matrix, alive, queries, 10, exclude=exclude, scores=given.copy())
+    for a, b in zip(plain, reused):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.scores, b.scores)
+    # scores of the wrong shape are not trusted: the scan computes its own
+    odd = retrieve(exact, exact, matrix, alive, queries, 10, exclude=exclude, scores=given[:, :7].copy())
+    for a, b in zip(plain, odd):
+        np.testing.assert_array_equal(a.rows, b.rows)
+
+
+def test_score_catalogue_computes_the_retrieval_scores_once(lean_bundle, monkeypatch):
+    from recengine import Engine
+
+    engine = Engine.open(lean_bundle, device="cpu", threads=1, retrieval="exact")
+    from recengine.requests import RowQuery
+
+    st = engine._state  # noqa: SLF001 - white-box: counting the scans
+    n = 5
+    rows = []
+    for u in range(n):
+        history = np.asarray(st.users.history(u), np.int64)
+        rows.append(RowQuery(history=history, scene=np.zeros(engine.scene_slots, np.int64),
+                             profile=engine.user_profiles(np.array([u]))[0], exclude=history))
+    before = engine.score_catalogue(rows)
+    exact = engine._state.items_index.exact
+    calls = []
+    real = exact.scores
+
+    def counting(q):
+        calls.append(q.shape[0])
+        return real(q)
+
+    monkeypatch.setattr(exact, "scores", counting)
+    after = engine.score_catalogue(rows)
+    np.testing.assert_array_equal(before, after)
+    assert calls == [n]  # one scan for the batch, reused by the candidates' exact top-k
