@@ -218,7 +218,7 @@ class LatencyRun:
             fns: dict[str, Callable[[int], Any]] = {}
             for variant in self.cfg.variants:
                 stages = self.engine(variant, threads).stages()
-                fns[variant] = lambda i, stages=stages: stages.encode(batches[i % len(batches)])
+                fns[variant] = lambda i, stages=stages: stages.encode_query(batches[i % len(batches)])
             refs = self._reference_encoders(fx, threads) if self.cfg.reference else {}
             if refs:
                 tokenize = self.engine(self.cfg.variants[0], threads).stages().tokenize
@@ -226,7 +226,7 @@ class LatencyRun:
                     def run_ref(i: int, sess: Any = sess, tokenize: Any = tokenize,
                                 batches: list[list[str]] = batches) -> Any:
                         tb = tokenize(batches[i % len(batches)])  # the runtime's tokenisation, as in encode
-                        return sess.run(["text_embedding", "item_vector"],
+                        return sess.run(["text_embedding"],  # what a search query reads
                                         {"input_ids": tb.input_ids, "attention_mask": tb.attention_mask})
 
                     fns[name] = run_ref

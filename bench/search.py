@@ -17,7 +17,8 @@ items only, titles from the table's first text column and attributes from its ot
 goodbooks-10k: title, authors). The bundle and the frozen encoder both search the whole grown catalogue.
 
 Systems, all over the same item texts and queries in the same run:
-- `bundle_dense`: the bundle's fine-tuned encoder, cosine over `text_embeddings` (search before issue 15);
+- `bundle_dense`: the bundle's encoder, cosine over `text_embeddings` (search before issue 15; a split bundle's
+  encoder is the pre-trained model, an unsplit one's the fine-tuned one: `models.encoder.search_space`);
 - `bundle_hybrid_rrf`, `bundle_hybrid_sum` (`@w`: other lexical weights): that fused with BM25
   (`recengine.lexical`); what `search` serves is `recengine.neighbours.FUSION` at `LEXICAL_WEIGHT`;
 - `bm25`: the lexical ranking alone;
@@ -352,7 +353,7 @@ def _dense_scan(st: Any, text: str) -> Any:
     `search` did before issue 15 on catalogues of up to `EXACT_BUDGET` items."""
     from recengine.retrieval import retrieve
 
-    emb, _ = st.models.encode_batch([text])
+    emb = st.models.encode_queries([text])
     cat, space = st.catalogue, st.text_index
     (r,) = retrieve(space.exact, space.exact, cat.text_embeddings, cat.alive,
                     np.ascontiguousarray(emb[:1], dtype=np.float32), K)
@@ -392,7 +393,8 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
               f"{sum(len(v) for v in queries.attribute.values())} attribute) over {cat.n_alive} items")
 
     t0 = time.perf_counter()
-    q_bundle, _ = st.models.encode(flat, batch_size=64)
+    q_bundle = np.concatenate([st.models.encode_queries(flat[s:s + 64]) for s in range(0, len(flat), 64)]
+                              ) if flat else np.zeros((0, cat.text_embeddings.shape[1]), np.float32)
     encode_s = time.perf_counter() - t0
     lexical = st.lexical if st.lexical is not None else LexicalIndex.build(texts, cat.alive)
     lex_cache: dict[int, Any] = {}
@@ -483,7 +485,7 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
         enc = []
         for _ in range(LATENCY_REPEATS):
             t0 = time.perf_counter()
-            st.models.encode_batch([q])
+            st.models.encode_queries([q])
             enc.append(time.perf_counter() - t0)
         if j >= cfg.warmup:
             lex_only.append(dt)

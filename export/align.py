@@ -38,6 +38,16 @@ class TextResult:
     """InfoNCE of the last alignment batch."""
     anchor_drift: float = float("nan")
     """Cosine distance of the last batch's text embeddings from the untouched encoder's (with `anchor` > 0)."""
+    search_embeddings: np.ndarray | None = None
+    """The catalogue in the search space (`items.text_embeddings`): the pre-trained encoder's embeddings where
+    fine-tuning moved the encoder (`encoder.split`), else None (= `text_embeddings`, which are then the
+    pre-trained ones or, unsplit, the fine-tuned ones). `text_embeddings` stay the fine-tuned tower's: the
+    cold-item generator reads them."""
+
+    @property
+    def search_space(self) -> np.ndarray:
+        """What `search` ranks items by: `search_embeddings`, else `text_embeddings`."""
+        return self.text_embeddings if self.search_embeddings is None else self.search_embeddings
 
 
 def resolve_source(cfg: EncoderConfig, workdir: Path | None, seed: int) -> Any:
@@ -75,9 +85,10 @@ ENCODE_CHUNK = 8192
 
 
 def encode_catalogue(tower: Any, tokenizer: Any, texts: list[str], batch_size: int, device: torch.device,
-                     pad_id: int, progress: Progress, chunk: int = ENCODE_CHUNK) -> tuple[np.ndarray, np.ndarray]:
-    """Every catalogue text through the tower in chunks of `chunk` texts, with a progress bar: (text embeddings
-    [n, H], item vectors [n, d]) float32, in the order of `texts`.
+                     pad_id: int, progress: Progress, chunk: int = ENCODE_CHUNK) -> tuple[np.ndarray, ...]:
+    """Every catalogue text through the tower in chunks of `chunk` texts, with a progress bar: each of the
+    tower's outputs as float32 [n, width] in the order of `texts` (the text tower: text embeddings [n, H] and
+    item vectors [n, d]; `SplitCatalogue`: search embeddings, fine-tuned embeddings, item vectors).
 
     Why chunks: `encode_texts` tokenises all its texts at once to batch them by length, and those tokenizer
     encodings take about 12 KiB per text (measured: 50k texts of 56 tokens, MiniLM tokenizer), 12 GB for a 1M
@@ -87,21 +98,36 @@ def encode_catalogue(tower: Any, tokenizer: Any, texts: list[str], batch_size: i
     from .encoder import encode_texts
 
     n = len(texts)
-    text_out: np.ndarray | None = None
-    item_out: np.ndarray | None = None
+    outs: list[np.ndarray] = []
     bar = progress.bar(range(0, n, chunk), "encode catalogue", total=(n + chunk - 1) // chunk)
     for start in bar:
-        emb, vec = encode_texts(tower, tokenizer, texts[start:start + chunk], batch_size=batch_size, device=device,
-                                pad_id=pad_id)
-        if text_out is None or item_out is None:
-            text_out = np.empty((n, emb.shape[1]), np.float32)
-            item_out = np.empty((n, vec.shape[1]), np.float32)
-        text_out[start:start + len(emb)] = emb.numpy()
-        item_out[start:start + len(vec)] = vec.numpy()
+        parts = encode_texts(tower, tokenizer, texts[start:start + chunk], batch_size=batch_size, device=device,
+                             pad_id=pad_id)
+        if not outs:
+            outs = [np.empty((n, p.shape[1]), np.float32) for p in parts]
+        for out, part in zip(outs, parts):
+            out[start:start + len(part)] = part.numpy()
         bar.set_postfix(texts=min(n, start + chunk))
-    if text_out is None or item_out is None:
-        return np.zeros((0, tower.text_dim), np.float32), np.zeros((0, tower.item_dim), np.float32)
-    return text_out, item_out
+    if not outs:
+        widths = getattr(tower, "output_dims", (tower.text_dim, tower.item_dim))
+        return tuple(np.zeros((0, w), np.float32) for w in widths)
+    return tuple(outs)
+
+
+class SplitCatalogue(torch.nn.Module):
+    """A split tower (`encoder.split`) as one module with the three outputs the catalogue needs: the search
+    embedding, the fine-tuned text embedding (the cold generator's input) and the item vector, in one pass
+    (the fine-tuned layers run on the search encoder's hidden states)."""
+
+    def __init__(self, split: Any) -> None:
+        super().__init__()
+        self.split = split
+        self.text_dim, self.item_dim = split.text_dim, split.item_dim
+        self.output_dims = (split.text_dim, split.text_dim, split.item_dim)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.split.encode_all(input_ids, attention_mask)
 
 
 def anchor_distance(text: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -135,7 +161,7 @@ def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.n
     if finetune == "none":
         # frozen encoder: encode once, then train the projection on the cached embeddings (cheap)
         text_emb, _ = encode_catalogue(tower, tokenizer, texts, cfg.encode_batch_size, device, tok_info.pad_id,
-                                       progress)
+                                       progress)[:2]
         cached = torch.from_numpy(text_emb).to(device)
         opt = torch.optim.AdamW(tower.projection.parameters(), lr=cfg.lr)
         steps = max(1, cfg.epochs) * 10  # a linear head on cached inputs: many cheap passes
@@ -183,8 +209,16 @@ def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.n
                 bar.set_postfix(infonce=f"{last_loss:.4f}", drift=f"{last_drift:.4f}")
     reference = None
     tower.eval()
-    text_emb, item_vec = encode_catalogue(tower, tokenizer, texts, cfg.encode_batch_size, device, tok_info.pad_id,
-                                          progress)
+    from .encoder.split import split_tower
+
+    split = split_tower(tower, eager=False) if cfg.split else None
+    search_emb = None
+    if split is None:
+        text_emb, item_vec = encode_catalogue(tower, tokenizer, texts, cfg.encode_batch_size, device,
+                                              tok_info.pad_id, progress)
+    else:
+        search_emb, text_emb, item_vec = encode_catalogue(SplitCatalogue(split), tokenizer, texts,
+                                                          cfg.encode_batch_size, device, tok_info.pad_id, progress)
     return TextResult(tower=tower, tokenizer=tokenizer, tokenizer_info=tok_info, source=source,
                       text_embeddings=text_emb, text_vectors=item_vec, align_loss=last_loss,
-                      anchor_drift=last_drift)
+                      anchor_drift=last_drift, search_embeddings=search_emb)

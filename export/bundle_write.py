@@ -56,7 +56,7 @@ def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine, hel
         vectors, text_embeddings = INDEX_FILES["item"], INDEX_FILES["text"]
     else:
         vectors = w.write_npy(f["vectors"], arrays["vectors"].astype(np.float32))
-        text_embeddings = w.write_npy(f["text_embeddings"], fitted.text.text_embeddings.astype(np.float32))
+        text_embeddings = w.write_npy(f["text_embeddings"], fitted.text.search_space.astype(np.float32))
     items = {
         "ids": w.write_json(f["ids"], [str(i) for i in dataset.items.ids]),
         "texts": w.write_json(f["texts"], list(dataset.items.texts)),
@@ -150,7 +150,7 @@ def data_section(dataset: Dataset) -> dict[str, Any]:
 
 def dims_section(fitted: FittedRecengine) -> dict[str, int]:
     return {
-        "text": int(fitted.text.text_embeddings.shape[1]),
+        "text": int(fitted.text.search_space.shape[1]),
         "item": int(fitted.config.item_dim),
         "scene_slots": fitted.scene_vocab.slots,
         "profile_slots": fitted.profile_vocab.slots,

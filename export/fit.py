@@ -116,6 +116,15 @@ class FittedRecengine:
         """The text tower as exported: its `item_vector` is what cold and newly added items are served."""
         return self.text.tower if self.cold is None else self.cold.fold_into(self.text.tower)
 
+    def search_tower(self) -> Any:
+        """The tower whose `text_embedding` is the bundle's search space: the split form's pre-trained encoder
+        (`encoder.split`, `recengine.export.encoder.split`) or the serving tower itself."""
+        from .encoder.split import split_tower
+
+        tower = self.serving_tower()
+        split = split_tower(tower, eager=False) if self.config.encoder.split else None
+        return tower if split is None else split
+
     def user_vectors(self, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                      scene: np.ndarray | None = None) -> np.ndarray:
         """User-tower vectors of `users` from the histories in CSR (indptr/indices over users).

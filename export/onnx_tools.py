@@ -423,6 +423,19 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cos
 
 
+def _real_tokens(output: np.ndarray, batch: Mapping[str, Any]) -> np.ndarray:
+    """A per-token output ([B, T, ...] beside an `attention_mask` [B, T]) at its real tokens only: what
+    padding positions hold is never read (attention and pooling mask them), and reduced precision leaves
+    them anywhere (MiniLM's INT8 hidden states: cosine 0.99 at real tokens, 0.68 at padding)."""
+    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+    if mask is None or output.ndim < 3:
+        return output
+    m = mask.detach().cpu().numpy() if hasattr(mask, "detach") else np.asarray(mask)
+    if tuple(output.shape[:2]) != tuple(m.shape):
+        return output
+    return output[m.astype(bool)]
+
+
 def _fail(model: str, variant: str, metric: str, value: float, tolerance: str) -> ParityError:
     return ParityError(
         f"parity check failed for model '{model}', variant '{variant}': {metric} = {value:.6g} "
@@ -457,6 +470,7 @@ def check_parity(
     session = make_session(onnx_path, threads=1, device=device)
     names = list(output_names) if output_names is not None else [o.name for o in session.get_outputs()]
     per_output: dict[str, float] = {n: 0.0 for n in names}
+    scaled: dict[str, float] = {n: 0.0 for n in names}
     for batch in inputs:
         with torch.no_grad():
             expected = [t.detach().float().cpu().numpy() for t in _as_tuple(torch_fn(*batch.values()))]
@@ -469,10 +483,15 @@ def check_parity(
                     f"parity check failed for model '{name}', variant 'fp32': output '{n}' has shape "
                     f"{g.shape} in ONNX but {e.shape} in torch"
                 )
-            per_output[n] = max(per_output[n], float(np.max(np.abs(e - g))) if e.size else 0.0)
+            diff = float(np.max(np.abs(e - g))) if e.size else 0.0
+            per_output[n] = max(per_output[n], diff)
+            # hidden states run to tens: there float32 rounding alone exceeds an absolute 1e-4
+            scaled[n] = max(scaled[n], diff / max(1.0, float(np.max(np.abs(e))) if e.size else 1.0))
     worst = max(per_output.values(), default=0.0)
-    if do_raise and not worst <= cfg.fp32_atol:
-        raise _fail(name, "fp32", "max abs difference vs torch", worst, f"<= {cfg.fp32_atol:g}")
+    worst_scaled = max(scaled.values(), default=0.0)
+    if do_raise and not worst_scaled <= cfg.fp32_atol:
+        raise _fail(name, "fp32", "max abs difference vs torch (relative to outputs above 1)", worst_scaled,
+                    f"<= {cfg.fp32_atol:g}")
     return {"fp32_max_abs": worst, "per_output": per_output}
 
 
@@ -505,6 +524,7 @@ def compare_onnx(
     max_abs: dict[str, float] = {n: 0.0 for n in names}
     for batch in inputs:
         for n, r, v in zip(names, run_session(ref, batch), run_session(var, batch)):
+            r, v = _real_tokens(r, batch), _real_tokens(v, batch)
             cosines[n].append(row_cosines(r, v))
             max_abs[n] = max(max_abs[n], float(np.max(np.abs(r - v))) if r.size else 0.0)
     per_output = {}

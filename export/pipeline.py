@@ -273,8 +273,9 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     progress.message("exporting ONNX models (fp32, int8, fp16) and checking parity")
     t = time.perf_counter()
     sample = rng.choice(len(texts), size=min(cfg.parity.sample_items, len(texts)), replace=False)
-    enc = export_encoder(fitted.serving_tower().cpu(), models_dir, fitted.text.tokenizer, fitted.text.tokenizer_info,
-                         parity_texts=[texts[i] for i in sorted(sample)], parity=parity_cfg)
+    encoders = export_encoder(fitted.serving_tower().cpu(), models_dir, fitted.text.tokenizer,
+                              fitted.text.tokenizer_info, parity_texts=[texts[i] for i in sorted(sample)],
+                              parity=parity_cfg, split=cfg.encoder.split).reports
     timings["onnx_encoder"] = time.perf_counter() - t
     t = time.perf_counter()
     variants = tuple(cfg.variants)
@@ -288,22 +289,26 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
                         item["item_feats"], fitted.pop_bucket, user_vecs)
     fusion = export_variants(fspec, fitted.fusion, models_dir)
     timings["onnx_fusion"] = time.perf_counter() - t
-    for report in (enc, user, fusion):
+    reports = {**encoders, "user_tower": user, "fusion": fusion}
+    for report in reports.values():
         for variant, path in report.paths.items():
             if variant not in variants:
                 path.unlink(missing_ok=True)
         report.paths = {k: v for k, v in report.paths.items() if k in variants}
 
     models = {
-        "encoder": enc.manifest_entry(w.root),
+        **{name: report.manifest_entry(w.root) for name, report in encoders.items()},
         "user_tower": {**user.manifest_entry(w.root), "max_history": int(cfg.user.max_history)},
         "fusion": {**fusion.manifest_entry(w.root), "item_feature_names": list(ITEM_FEATURE_NAMES),
                    "use_by_default": bool(fitted.use_fusion), "n_candidates": int(cfg.fusion.n_candidates)},
     }
     models["encoder"]["source"] = fitted.text.source.describe()
     models["encoder"]["finetune"] = cfg.encoder.finetune
-    parity: dict[str, Any] = {"encoder": enc.parity, "user_tower": user.parity, "fusion": fusion.parity}
-    for name, report in (("encoder", enc), ("user_tower", user), ("fusion", fusion)):
+    # what `search` ranks by: the pre-trained model's space unless an unsplit fine-tuned encoder moved it
+    split = "item_head" in encoders
+    models["encoder"]["search_space"] = "pretrained" if split or cfg.encoder.finetune == "none" else "fine-tuned"
+    parity: dict[str, Any] = {name: report.parity for name, report in reports.items()}
+    for name, report in reports.items():
         dropped = {v: reason for v, reason in report.dropped.items() if v in variants}
         if dropped:
             parity[name] = {**report.parity, "dropped": dropped}
@@ -324,10 +329,10 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
         probes["item"] = np.asarray(user_vecs, np.float32)[np.sort(pick)]
         queries = query_like(texts, PROBES, cfg.seed)
         if queries:
-            emb, _ = encode_texts(fitted.serving_tower().cpu(), fitted.text.tokenizer, queries,
-                                  pad_id=fitted.text.tokenizer_info.pad_id)
+            emb = encode_texts(fitted.search_tower().cpu(), fitted.text.tokenizer, queries,
+                               pad_id=fitted.text.tokenizer_info.pad_id)[0]
             probes["text"] = emb.numpy()
-    index = write_indexes(w, item["vectors"], fitted.text.text_embeddings, cfg.index.M, cfg.index.ef_construction,
+    index = write_indexes(w, item["vectors"], fitted.text.search_space, cfg.index.M, cfg.index.ef_construction,
                           cfg.index.ef_search, cfg.seed, min_recall=cfg.index.min_recall, probes=probes)
     timings["index"] = time.perf_counter() - t
 

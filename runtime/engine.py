@@ -55,7 +55,8 @@ class Stages:
     """Per-stage callables over the current bundle, for benchmarks (each runs exactly that stage).
 
     - `tokenize(texts) -> TokenBatch`
-    - `encode(texts) -> (text_embedding, item_vector)` one encoder run, no re-batching
+    - `encode(texts) -> (text_embedding, item_vector)` one encoder run (and the item head's, split), no re-batching
+    - `encode_query(texts) -> text_embedding [B, text]` the encoder run `search` makes (never the item head)
     - `user_tower(user_ids) -> [B, d]` user vectors recomputed from stored histories (unknown scene)
     - `retrieve(vectors, k, backend=None) -> (rows [B, k], scores [B, k])` (`backend`: "hnsw"/"exact"/"onnx")
     - `score(vectors, rows) -> [B, C]` fusion-head scores of candidate rows
@@ -63,6 +64,7 @@ class Stages:
 
     tokenize: Any
     encode: Any
+    encode_query: Any
     user_tower: Any
     retrieve: Any
     score: Any
@@ -490,7 +492,7 @@ class Engine:
         self.wait_ready()
         with self._lock.read():
             st = self._state
-            st.models.encode_batch(["warm up"])
+            st.models.encode_queries(["warm up"])
             users = st.users.ids[:1]
             chosen = st.text_index.backend(st.catalogue.n_alive, 1)  # what a search would use
             if isinstance(chosen, DeferredIndex):
@@ -528,7 +530,8 @@ class Engine:
                                           np.zeros((b, st.scene.slots), np.int64),
                                           np.zeros((b, st.profile.slots), np.int64))
 
-        return Stages(tokenize=tokenize, encode=st.models.encode_batch, user_tower=user_tower,
+        return Stages(tokenize=tokenize, encode=st.models.encode_batch, encode_query=st.models.encode_queries,
+                      user_tower=user_tower,
                       retrieve=retrieve_stage, score=score)
 
     def __repr__(self) -> str:

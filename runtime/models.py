@@ -14,6 +14,11 @@ serves one request; and the export encoded the catalogue in fp32, so an item add
 catalogue item with the same text sits (the INT8 encoder's item vectors have a mean cosine of 0.99 to
 fp32's, which cost 6.4 % of Book-Crossing's hybrid cold Recall@20). The price is throughput of adding items
 (INT8 about 2x faster on an AVX-512 VNNI CPU) and the fp32 session's memory, paid on the first add only.
+
+Split encoders (`models.item_head`, docs/bundle.md "Split encoder"): the encoder is the pre-trained model
+and returns `text_embedding` and `item_states`; the item head (the fine-tuned layers) turns those states
+into `item_vector`. `encode_queries` (search) runs the encoder alone; `encode` runs both. The item head
+loads in the encoder's variant, for serving and for stored items alike.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import BundleReader
-from .bundle.format import MODEL_NAMES, check_session_io, history_inputs, left_pad
+from .bundle.format import ITEM_HEAD, MODEL_NAMES, check_session_io, history_inputs, left_pad
 from .cpu_features import CpuFeatures, choose_cpu_variant
 from .cpu_features import detect as detect_cpu
 from .errors import BundleError, RequestError
@@ -89,6 +94,11 @@ def dropped_variants(manifest: Mapping[str, Any], model: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def _variant_path(reader: BundleReader, variants: Mapping[str, Any], variant: str) -> str:
+    entry = variants[variant]
+    return str(reader.path(entry["path"] if isinstance(entry, dict) else entry))
+
+
 @dataclass
 class ModelSet:
     """Sessions for the three models plus the tokenizer and the shapes they expect."""
@@ -108,8 +118,12 @@ class ModelSet:
     """The CPU features the CPU choice was made on (None on the GPU)."""
     item_variant: str = ""
     """The encoder variant that encodes items to be stored ("" = the serving encoder's; module docstring)."""
+    item_head: Session | None = None
+    """The split encoder's item head in the serving variant (None: the encoder returns `item_vector`)."""
     _item_path: str | None = None
     _item_session: Session | None = None
+    _item_head_path: str | None = None
+    _item_head_session: Session | None = None
     _item_lock: threading.Lock = field(default_factory=threading.Lock)
     _dims: Mapping[str, Any] | None = None
     _encoder_graphs: CudaGraphRunner | None = None
@@ -127,6 +141,7 @@ class ModelSet:
         chosen: dict[str, str] = {}
         reasons: dict[str, str] = {}
         cpu = detect_cpu() if device != "cuda" else None
+        split = ITEM_HEAD in models
         for name in MODEL_NAMES:
             if name not in models:
                 raise BundleError(f"{reader.root}: manifest lacks models.{name}")
@@ -150,13 +165,26 @@ class ModelSet:
             sessions[name] = make_session(f"{name}.{v}", reader.path(path), device, config,
                                           cuda_graph=(name == "encoder" and config.cuda_graphs))
             raw = sessions[name].session
-            check_session_io(name, v, raw.get_inputs(), raw.get_outputs(), dims)
+            check_session_io(name, v, raw.get_inputs(), raw.get_outputs(), dims, split=split)
         enc_variants = models["encoder"].get("variants", {})
         served = "cuda" if sessions["encoder"].provider == "CUDAExecutionProvider" else "cpu"
         item_v = item_encoder_variant(tuple(enc_variants), chosen["encoder"], served, item_variant,
                                       dropped_variants(reader.manifest, "encoder"))
-        item_entry = enc_variants[item_v]
-        item_path = str(reader.path(item_entry["path"] if isinstance(item_entry, dict) else item_entry))
+        item_path = _variant_path(reader, enc_variants, item_v)
+        head: Session | None = None
+        head_item_path: str | None = None
+        if split:
+            head_variants = models[ITEM_HEAD].get("variants", {}) if isinstance(models[ITEM_HEAD], dict) else {}
+            head_dropped = dropped_variants(reader.manifest, ITEM_HEAD)
+            # the encoder's variant; fp32 where the export dropped that one from the head for failing parity
+            v = pick_variant(tuple(head_variants), device, chosen["encoder"], ITEM_HEAD, dropped=head_dropped)
+            head = make_session(f"{ITEM_HEAD}.{v}", _variant_path(reader, head_variants, v), device, config)
+            check_session_io(ITEM_HEAD, v, head.session.get_inputs(), head.session.get_outputs(), dims, split=True)
+            chosen[ITEM_HEAD] = v
+            reasons[ITEM_HEAD] = ("the encoder's variant" if v == chosen["encoder"] else
+                                  f"the encoder's variant {chosen['encoder']} was dropped at export, serving {v}")
+            head_item_v = pick_variant(tuple(head_variants), device, item_v, ITEM_HEAD, dropped=head_dropped)
+            head_item_path = None if head_item_v == v else _variant_path(reader, head_variants, head_item_v)
         out = cls(
             encoder=sessions["encoder"],
             user_tower=sessions["user_tower"],
@@ -170,7 +198,9 @@ class ModelSet:
             text_dim=int(dims["text"]),
             max_history=int(dims["max_history"]),
             item_variant=item_v,
+            item_head=head,
             _item_path=None if item_v == chosen["encoder"] else item_path,
+            _item_head_path=head_item_path,
             _dims=dims,
             _config=config,
         )
@@ -181,6 +211,11 @@ class ModelSet:
     @property
     def provider(self) -> str:
         return self.encoder.provider
+
+    @property
+    def split(self) -> bool:
+        """Whether the encoder is split (an item head turns its `item_states` into `item_vector`)."""
+        return self.item_head is not None
 
     # --- encoder ---
     def item_encoder(self) -> Session:
@@ -193,13 +228,34 @@ class ModelSet:
                 assert self._config is not None and self._dims is not None
                 session = make_session(f"encoder.{self.item_variant}", self._item_path, self.device, self._config)
                 raw = session.session
-                check_session_io("encoder", self.item_variant, raw.get_inputs(), raw.get_outputs(), self._dims)
+                check_session_io("encoder", self.item_variant, raw.get_inputs(), raw.get_outputs(), self._dims,
+                                 split=self.split)
                 self._item_session = session
             return self._item_session
 
+    def item_head_session(self, stored: bool) -> Session:
+        """The item head for serving, or (`stored`) in the item encoder's variant, created on first use."""
+        assert self.item_head is not None
+        if not stored or self._item_head_path is None:
+            return self.item_head
+        with self._item_lock:
+            if self._item_head_session is None:
+                assert self._config is not None and self._dims is not None
+                session = make_session(f"{ITEM_HEAD}.items", self._item_head_path, self.device, self._config)
+                raw = session.session
+                check_session_io(ITEM_HEAD, self.item_variant, raw.get_inputs(), raw.get_outputs(), self._dims,
+                                 split=True)
+                self._item_head_session = session
+            return self._item_head_session
+
+    @property
+    def _encoder_outputs(self) -> list[str]:
+        return ["text_embedding", "item_states" if self.split else "item_vector"]
+
     def _encoder_output_shapes(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], Any]]:
-        b = shapes["input_ids"][0]
-        return {"text_embedding": ((b, self.text_dim), np.float32), "item_vector": ((b, self.item_dim), np.float32)}
+        b, t = shapes["input_ids"][0], shapes["input_ids"][1]
+        second = ((b, t, self.text_dim) if self.split else (b, self.item_dim), np.float32)
+        return {"text_embedding": ((b, self.text_dim), np.float32), self._encoder_outputs[1]: second}
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, *, stored: bool = False
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -225,8 +281,29 @@ class ModelSet:
 
     def encode_batch(self, texts: Sequence[str], release: bool | None = None, *, stored: bool = False
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """One encoder run (no re-batching): what `search` and the latency benchmark time. `release`: see
-        `Session.run` (None: the CPU memory policy decides by the batch's rows). `stored`: see `encode`."""
+        """One encoder run (no re-batching), plus the item head's where the encoder is split: (text_embedding,
+        item_vector). `release`: see `Session.run` (None: the CPU memory policy decides by the batch's rows).
+        `stored`: see `encode`."""
+        if self._encoder_graphs is not None and len(texts) > BATCH_BUCKETS[-1]:  # pragma: no cover - GPU only
+            return self.encode(texts, batch_size=BATCH_BUCKETS[-1], stored=stored)
+        text, second, mask = self._run_encoder(texts, release, stored)
+        if not self.split:
+            return text, second
+        (item,) = self.item_head_session(stored).run({"item_states": second, "attention_mask": mask},
+                                                     ["item_vector"], release=release)
+        return text, np.asarray(item, dtype=np.float32)
+
+    def encode_queries(self, texts: Sequence[str], release: bool | None = None) -> np.ndarray:
+        """`text_embedding` [n, text] of one encoder run (no re-batching, no item head): what `search` runs
+        and the latency benchmark times as the encoder stage."""
+        if self._encoder_graphs is not None and len(texts) > BATCH_BUCKETS[-1]:  # pragma: no cover - GPU only
+            step = BATCH_BUCKETS[-1]
+            return np.concatenate([self.encode_queries(texts[s:s + step]) for s in range(0, len(texts), step)])
+        return self._run_encoder(texts, release, False)[0]
+
+    def _run_encoder(self, texts: Sequence[str], release: bool | None, stored: bool
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(text_embedding, item_vector or item_states, attention_mask) of one encoder run."""
         session = self.item_encoder() if stored else self.encoder
         if session is self.encoder and self._encoder_graphs is not None:  # pragma: no cover - GPU only
             out = self._encode_graph(texts)
@@ -234,9 +311,9 @@ class ModelSet:
                 return out
             session = self.item_encoder() if stored else self.encoder  # the plain session swapped in
         batch = self.tokenizer.encode(texts)
-        text, item = session.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
-                                 ["text_embedding", "item_vector"], release=release)
-        return np.asarray(text, dtype=np.float32), np.asarray(item, dtype=np.float32)
+        text, second = session.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
+                                   self._encoder_outputs, release=release)
+        return np.asarray(text, dtype=np.float32), np.asarray(second, dtype=np.float32), batch.attention_mask
 
     def bucketed_inputs(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Encoder inputs padded to a (batch, sequence) bucket: extra rows are empty texts, extra columns
@@ -248,17 +325,18 @@ class ModelSet:
         batch = self.tokenizer.encode(list(texts) + [""] * (pb - b), pad_to=width)
         return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
 
-    def _encode_graph(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:  # pragma: no cover
+    def _encode_graph(self, texts: Sequence[str]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:  # pragma: no cover - GPU only
         """GPU: pad to a (batch, sequence) bucket and replay that bucket's CUDA graph."""
         runner = self._encoder_graphs
         assert runner is not None
         b = len(texts)
-        if b > BATCH_BUCKETS[-1]:
-            return self.encode(texts, batch_size=BATCH_BUCKETS[-1])
         if not runner.disabled:
-            out = runner.run(self.bucketed_inputs(texts))
+            inputs = self.bucketed_inputs(texts)
+            out = runner.run(inputs)
             if out is not None:
-                return out["text_embedding"][:b], out["item_vector"][:b]
+                second = out[self._encoder_outputs[1]]
+                return out["text_embedding"][:b], second[:b], inputs["attention_mask"][:b]
         # Capture failed: a session created with enable_cuda_graph must not serve plain runs, so swap in
         # a plain CUDA session once and serve from it from now on.
         self.encoder = make_session(self.encoder.name, self.encoder.path, "cuda", self._config, cuda_graph=False)

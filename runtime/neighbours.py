@@ -181,7 +181,7 @@ def _no_rows(rows: np.ndarray) -> np.ndarray:
 def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None, mode: str = "hybrid") -> Retrieved:
     """Items for a text query: the encoder's text embedding (one encoder run) by cosine, fused with BM25
     over the item texts (see `search_embedded`)."""
-    emb, _ = st.models.encode_batch([text])
+    emb = st.models.encode_queries([text])
     return search_embedded(st, emb[0], text, k, allowed, mode)
 
 

@@ -64,3 +64,12 @@ def lean_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.fixtures.lean_bundle import write_lean_bundle
 
     return write_lean_bundle(tmp_path_factory.mktemp("lean_bundle") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def lean_split_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`lean_bundle` with a split encoder (docs/bundle.md "Split encoder"): the encoder returns `item_states`
+    and `models.item_head` turns them into `item_vector`. Read-only."""
+    from tests.fixtures.lean_bundle import LeanSpec, write_lean_bundle
+
+    return write_lean_bundle(tmp_path_factory.mktemp("lean_split_bundle") / "bundle", LeanSpec(split=True))

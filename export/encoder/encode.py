@@ -34,9 +34,9 @@ def encode_texts(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     pad_id: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, ...]:
     """Encode texts without gradients: `(text_embedding [n, H], item_vector [n, d])` float32 on CPU, in
-    the order of `texts`.
+    the order of `texts` (a module with other outputs: each of them, [n, width]).
 
     Texts are batched in order of token length so each batch pads to a similar length (MovieLens texts
     range from ~10 to the max_length; sorting roughly halves the padded work). The tower's train/eval
@@ -52,8 +52,7 @@ def encode_texts(
         return torch.zeros(0, tower.text_dim), torch.zeros(0, tower.item_dim)
     lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(list(texts))])
     order = np.argsort(-lengths, kind="stable")
-    text_out = torch.empty(n, tower.text_dim)
-    item_out = torch.empty(n, tower.item_dim)
+    outs: list[torch.Tensor] = []
     was_training = tower.training
     tower.eval()
     try:
@@ -61,13 +60,15 @@ def encode_texts(
             for start in range(0, n, batch_size):
                 rows = order[start : start + batch_size]
                 ids, mask = tokenize_to_tensors(tokenizer, [texts[i] for i in rows], pad_id, dev)
-                text, item = tower(ids, mask)
+                parts = tower(ids, mask)
+                if not outs:
+                    outs = [torch.empty(n, p.shape[1]) for p in parts]
                 index = torch.from_numpy(rows)
-                text_out[index] = text.float().cpu()
-                item_out[index] = item.float().cpu()
+                for out, part in zip(outs, parts):
+                    out[index] = part.float().cpu()
     finally:
         tower.train(was_training)
-    return text_out, item_out
+    return tuple(outs)
 
 
 __all__ = ["encode_texts", "tokenize_to_tensors"]

@@ -106,6 +106,9 @@ class TextTower(nn.Module):
         self.model_type = model_type
         self.normalize_item_vector = normalize_item_vector
         self.finetune = finetune
+        self.pretrained_layers: nn.ModuleList | None = None
+        """`finetune="full"`: frozen copies of the layers that train, as loaded (the split export's search
+        encoder needs the pre-trained weights; LoRA keeps them under its adapters)."""
         # DistilBERT has no token types; every other BERT-family model gets explicit zeros so the exported
         # graph has the EmbedLayerNormalization pattern the ORT optimiser fuses.
         self._token_types = model_type != "distilbert"
@@ -217,6 +220,7 @@ def _apply_finetune_mode(tower: TextTower, cfg: TextTowerConfig, model_type: str
     elif cfg.finetune == "full":
         layers = _layer_list(backbone)
         n = min(cfg.full_last_layers, len(layers))
+        tower.pretrained_layers = nn.ModuleList(copy.deepcopy(layer) for layer in list(layers)[-n:])
         for layer in list(layers)[-n:]:
             for p in layer.parameters():
                 p.requires_grad_(True)

@@ -146,6 +146,34 @@ MODEL_IO: dict[str, tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]] = {
 }
 """What the runtime feeds each model and reads back (docs/bundle.md "Models")."""
 
+ITEM_HEAD = "item_head"
+"""The optional model of a split encoder (docs/bundle.md "Split encoder"): with `models.item_head` in the
+manifest the encoder returns `item_states` instead of `item_vector`, and the item head turns them into
+`item_vector`. Search runs the encoder alone; items to be stored run both."""
+
+SPLIT_IO: dict[str, tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]] = {
+    "encoder": (
+        MODEL_IO["encoder"][0],
+        (TensorSpec("text_embedding", "float32", ("B", "dims.text")),
+         TensorSpec("item_states", "float32", ("B", "T", "dims.text"))),
+    ),
+    ITEM_HEAD: (
+        (TensorSpec("item_states", "float32", ("B", "T", "dims.text")),
+         TensorSpec("attention_mask", "int64", ("B", "T"))),
+        (TensorSpec("item_vector", "float32", ("B", "dims.item")),),
+    ),
+}
+"""`MODEL_IO` of the models that differ in a split bundle (the user tower and fusion are the same)."""
+
+
+def model_io(model: str, split: bool = False) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The inputs and outputs of `model` in a bundle with (`split`) or without an item head."""
+    if split and model in SPLIT_IO:
+        return SPLIT_IO[model]
+    if model not in MODEL_IO:
+        raise BundleError(f"unknown model {model!r}")
+    return MODEL_IO[model]
+
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16",
               "tensor(int32)": "int32", "tensor(double)": "float64"}
 
@@ -166,13 +194,13 @@ def resolve_shape(shape: Sequence[str | int], dims: Mapping[str, Any]) -> tuple[
 
 
 def check_session_io(model: str, variant: str, inputs: Sequence[Any], outputs: Sequence[Any],
-                     dims: Mapping[str, Any]) -> None:
-    """Check an ONNX session's `get_inputs()`/`get_outputs()` against `MODEL_IO` (BundleError naming the
-    first mismatch): every name the runtime feeds or reads, its element type, rank and fixed sizes.
+                     dims: Mapping[str, Any], split: bool = False) -> None:
+    """Check an ONNX session's `get_inputs()`/`get_outputs()` against `model_io(model, split)` (BundleError
+    naming the first mismatch): every name the runtime feeds or reads, its element type, rank and fixed sizes.
 
     A model that takes other inputs or lacks an output would otherwise fail on the first request (or,
     worse, with an int8 model in the fusion slot, return numbers for the wrong question)."""
-    want_in, want_out = MODEL_IO[model]
+    want_in, want_out = model_io(model, split)
     for kind, want, got in (("input", want_in, inputs), ("output", want_out, outputs)):
         by_name = {g.name: g for g in got}
         if kind == "input" and set(by_name) != {w.name for w in want}:

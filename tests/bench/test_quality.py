@@ -243,4 +243,5 @@ def test_a_variant_dropped_at_export_is_served_in_fp32_and_said(ml_tiny_dir: Pat
     fp32, int8 = report["models"]["recengine_fp32"], report["models"]["recengine_int8"]
     assert int8["ndcg@10"] == pytest.approx(fp32["ndcg@10"])  # every model fell back to fp32
     dropped = [n for n in report["notes"] if "failed its parity check and was dropped" in n]
-    assert {n.split(" failed")[0].split("the int8 ")[1] for n in dropped} == {"encoder", "user_tower", "fusion"}
+    assert {n.split(" failed")[0].split("the int8 ")[1] for n in dropped} == {"encoder", "item_head", "user_tower",
+                                                                           "fusion"}

@@ -279,7 +279,9 @@ def exported_tiny(tmp_path_factory, tiny_source, tiny_tokenizer, ml_tiny_dataset
     _perturb_lora(tower)
     texts = list(ml_tiny_dataset.items.texts[:48])
     root = tmp_path_factory.mktemp("bundle")
-    report = export_encoder(tower, root / "models", tokenizer, info, parity_texts=texts)
+    out = export_encoder(tower, root / "models", tokenizer, info, parity_texts=texts)
+    assert out.item_head is None  # LoRA in every layer of the tiny encoder: nothing to share, unsplit
+    report = out.encoder
     return tower, report, texts, root
 
 
@@ -368,7 +370,7 @@ def test_real_minilm_encodes_and_exports_with_parity(tmp_path) -> None:
     text, _ = encode_texts(tower, tokenizer, texts, pad_id=info.pad_id)
     sim = text @ text.T
     assert sim[0, 2] > sim[0, 1]  # two animated films are closer than animation vs horror
-    report = export_encoder(tower, tmp_path, tokenizer, info, parity_texts=texts)
+    report = export_encoder(tower, tmp_path, tokenizer, info, parity_texts=texts).encoder
     assert report.parity["fp32_max_abs"] <= 1e-4 and report.parity["int8_mean_cos"] >= 0.98
     assert report.graph["fused_ops"]["Attention"] == 6 and report.graph["nodes_after"] < 100
 
@@ -401,6 +403,6 @@ def test_other_bert_family_encoders_export_with_parity(tmp_path, tiny_encoder_di
     tower = build_text_tower(source, TextTowerConfig(item_dim=8))
     assert len(tower.trainable_parameters()) > 1  # LoRA found this architecture's attention projections
     _perturb_lora(tower)
-    report = export_encoder(tower, tmp_path / "onnx", tokenizer, info, parity_texts=TEXTS)
+    report = export_encoder(tower, tmp_path / "onnx", tokenizer, info, parity_texts=TEXTS).encoder
     assert report.parity["fp32_max_abs"] <= 1e-4
     assert report.graph["fused_ops"].get("Attention") == 2

@@ -40,10 +40,11 @@ def cpu_bundle(tmp_path_factory: pytest.TempPathFactory, ml_tiny_dir: Path, tiny
 def test_cpu_target_keeps_only_int8(cpu_bundle: Path, tmp_path: Path) -> None:
     from recengine import Engine
 
-    assert _model_files(cpu_bundle) == ["encoder.int8.onnx", "fusion.int8.onnx", "user_tower.int8.onnx"]
+    assert _model_files(cpu_bundle) == ["encoder.int8.onnx", "fusion.int8.onnx", "item_head.int8.onnx",
+                                       "user_tower.int8.onnx"]
     manifest = json.loads((cpu_bundle / "manifest.json").read_text())
     assert {name: sorted(spec["variants"]) for name, spec in manifest["models"].items()} == {
-        "encoder": ["int8"], "user_tower": ["int8"], "fusion": ["int8"]}
+        "encoder": ["int8"], "item_head": ["int8"], "user_tower": ["int8"], "fusion": ["int8"]}
     assert not [rel for rel in manifest["files"] if rel.endswith((".fp32.onnx", ".fp16.onnx"))]
     # fp32 was built and measured during the export: its validation metrics and the parity ratios stay
     assert "fp32" in manifest["metrics"]["validation"] and "int8" in manifest["metrics"]["validation"]
@@ -65,7 +66,8 @@ def test_gpu_target_keeps_only_fp16_and_opens_on_cpu(tmp_path: Path, ml_tiny_dir
     from recengine import Engine
 
     bundle = _export(ml_tiny_dir, tiny_encoder_dir, tmp_path / "bundle", "gpu")
-    assert _model_files(bundle) == ["encoder.fp16.onnx", "fusion.fp16.onnx", "user_tower.fp16.onnx"]
+    assert _model_files(bundle) == ["encoder.fp16.onnx", "fusion.fp16.onnx", "item_head.fp16.onnx",
+                                       "user_tower.fp16.onnx"]
     engine = Engine.open(bundle, device="cpu", threads=1)  # no int8/fp32: the CPU falls back to fp16
     assert set(engine.variants.values()) == {"fp16"}
     _serves(engine)
@@ -80,9 +82,10 @@ def test_int8_failing_parity_is_dropped_and_the_cpu_target_keeps_fp32(tmp_path: 
 
     bundle = _export(ml_tiny_dir, tiny_encoder_dir, tmp_path / "bundle", "cpu",
                      **{"parity.int8_mean_cos": 1.0 + 1e-9})  # int8 is never exact: every int8 model fails
-    assert _model_files(bundle) == ["encoder.fp32.onnx", "fusion.fp32.onnx", "user_tower.fp32.onnx"]
+    assert _model_files(bundle) == ["encoder.fp32.onnx", "fusion.fp32.onnx", "item_head.fp32.onnx",
+                                       "user_tower.fp32.onnx"]
     manifest = json.loads((bundle / "manifest.json").read_text())
-    for name in ("encoder", "user_tower", "fusion"):
+    for name in ("encoder", "item_head", "user_tower", "fusion"):
         assert list(manifest["models"][name]["variants"]) == ["fp32"]
         reason = manifest["metrics"]["parity"][name]["dropped"]["int8"]
         assert f"model '{name}', variant 'int8': mean cosine vs fp32" in reason
