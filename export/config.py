@@ -232,8 +232,8 @@ class ParityConfig:
     per-channel keeps ~0.99); whole pipelines by validation NDCG@10."""
 
     fp32_atol: float = 1e-4
-    """fp32 ONNX vs torch: max absolute difference of every output, divided by the output's largest magnitude
-    where that exceeds 1 (the split encoder's `item_states` are hidden states running to tens)."""
+    """fp32 ONNX vs torch: max absolute difference of every output; of a per-token output ([B, T, ...]: the
+    split encoder's `item_states`, hidden states running to tens) divided by its largest magnitude above 1."""
     int8_mean_cos: float = 0.98
     int8_min_cos: float = 0.90
     fp16_mean_cos: float = 0.999

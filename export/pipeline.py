@@ -203,9 +203,14 @@ def drop_untargeted_variants(root: Path, manifest: dict[str, Any], cfg: ExportCo
     removed: list[str] = []
     if keep is None:
         return removed
-    for spec in manifest["models"].values():
+    models = manifest["models"]
+    for name, spec in models.items():
         variants = spec.get("variants", {})
-        kept = set(keep) & set(variants) or {"fp32"} & set(variants)
+        # a split encoder's two models run as one: they keep the same variant, else neither has the other's
+        pair = [models[m].get("variants", {}) for m in ("encoder", "item_head") if m in models] \
+            if name in ("encoder", "item_head") else [variants]
+        common = set(keep).intersection(*map(set, pair))
+        kept = common or {"fp32"} & set(variants)
         for variant in [v for v in variants if v not in kept]:
             removed.append(_remove_variant(root, variants, variant))
     return removed
@@ -306,7 +311,11 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     models["encoder"]["finetune"] = cfg.encoder.finetune
     # what `search` ranks by: the pre-trained model's space unless an unsplit fine-tuned encoder moved it
     split = "item_head" in encoders
-    models["encoder"]["search_space"] = "pretrained" if split or cfg.encoder.finetune == "none" else "fine-tuned"
+    if not split:
+        from .encoder.split import encoder_moved
+
+        split = not encoder_moved(fitted.text.tower)  # nothing trained: the encoder is the pre-trained one
+    models["encoder"]["search_space"] = "pretrained" if split else "fine-tuned"
     parity: dict[str, Any] = {name: report.parity for name, report in reports.items()}
     for name, report in reports.items():
         dropped = {v: reason for v, reason in report.dropped.items() if v in variants}

@@ -80,6 +80,17 @@ def item_encoder_variant(available: Sequence[str], serving: str, device: str, re
     return serving
 
 
+def head_variant(available: Sequence[str], encoder: str, device: str) -> str:
+    """The item head's variant beside an encoder serving `encoder`: the same one where the head has it (the
+    export writes and trims the two together), else fp32, else what `pick_variant` picks; either head
+    variant takes the encoder's float32 `item_states`, so a mix is correct, only not what the export measured."""
+    if encoder in available:
+        return encoder
+    if "fp32" in available:
+        return "fp32"
+    return pick_variant(available, device, None, ITEM_HEAD)
+
+
 def dropped_variants(manifest: Mapping[str, Any], model: str) -> frozenset[str]:
     """Variants the export dropped from `model` for failing parity (`metrics.parity.<model>.dropped` and
     `metrics.parity.pipeline.dropped`; docs/bundle.md). Anything malformed there reads as none."""
@@ -175,15 +186,13 @@ class ModelSet:
         head_item_path: str | None = None
         if split:
             head_variants = models[ITEM_HEAD].get("variants", {}) if isinstance(models[ITEM_HEAD], dict) else {}
-            head_dropped = dropped_variants(reader.manifest, ITEM_HEAD)
-            # the encoder's variant; fp32 where the export dropped that one from the head for failing parity
-            v = pick_variant(tuple(head_variants), device, chosen["encoder"], ITEM_HEAD, dropped=head_dropped)
+            v = head_variant(tuple(head_variants), chosen["encoder"], device)
             head = make_session(f"{ITEM_HEAD}.{v}", _variant_path(reader, head_variants, v), device, config)
             check_session_io(ITEM_HEAD, v, head.session.get_inputs(), head.session.get_outputs(), dims, split=True)
             chosen[ITEM_HEAD] = v
             reasons[ITEM_HEAD] = ("the encoder's variant" if v == chosen["encoder"] else
-                                  f"the encoder's variant {chosen['encoder']} was dropped at export, serving {v}")
-            head_item_v = pick_variant(tuple(head_variants), device, item_v, ITEM_HEAD, dropped=head_dropped)
+                                  f"the encoder's variant {chosen['encoder']} is not in the item head, serving {v}")
+            head_item_v = head_variant(tuple(head_variants), item_v, device)
             head_item_path = None if head_item_v == v else _variant_path(reader, head_variants, head_item_v)
         out = cls(
             encoder=sessions["encoder"],
@@ -243,8 +252,7 @@ class ModelSet:
                 assert self._config is not None and self._dims is not None
                 session = make_session(f"{ITEM_HEAD}.items", self._item_head_path, self.device, self._config)
                 raw = session.session
-                check_session_io(ITEM_HEAD, self.item_variant, raw.get_inputs(), raw.get_outputs(), self._dims,
-                                 split=True)
+                check_session_io(ITEM_HEAD, "items", raw.get_inputs(), raw.get_outputs(), self._dims, split=True)
                 self._item_head_session = session
             return self._item_head_session
 

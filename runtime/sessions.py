@@ -120,6 +120,8 @@ DEFAULT_CPU_MEMORY = CpuMemoryPolicy()
 CPU_MEMORY: dict[str, CpuMemoryPolicy] = {
     # search runs one row and keeps its arena (~5 MiB); add_items / re-encoding runs give theirs back
     "encoder": CpuMemoryPolicy(arena=True, mem_pattern=True, release_above_rows=1),
+    # a split encoder's item head runs only for items to be stored: like the encoder's batches
+    "item_head": CpuMemoryPolicy(arena=True, mem_pattern=True, release_above_rows=1),
     # small graphs: ~4 MiB of arena at batch 1, 10-14 MiB after a batch of 64; latency the same without it
     "user_tower": CpuMemoryPolicy(arena=True, mem_pattern=True),
     "fusion": CpuMemoryPolicy(arena=True, mem_pattern=True),

@@ -8,7 +8,8 @@ Public API (stable; the pipeline builds on it):
 - `TextTowerConfig`, `build_text_tower(source, config, device) -> TextTower`;
   `tower.trainable_parameters()`, `tower.param_groups(encoder_lr, head_lr)`; `prepare_for_export(tower)`.
 - `encode_texts(tower, tokenizer, texts, batch_size, device) -> (text_emb, item_vec)`.
-- `encoder_onnx_spec(...)`, `export_encoder(...) -> VariantReport` (see `export.py`).
+- `encoder_onnx_spec(...)`, `export_encoder(...) -> EncoderExport` (the encoder's and, split, the item head's
+  `VariantReport`; see `onnx_export.py` and `split.py`).
 """
 
 from .encode import encode_texts, tokenize_to_tensors

@@ -123,7 +123,8 @@ def _pretrained_backbone(tower: TextTower) -> nn.Module:
         layers = _layer_list(backbone)
         first = len(layers) - len(tower.pretrained_layers)
         for i, layer in enumerate(tower.pretrained_layers):
-            layers[first + i] = copy.deepcopy(layer)
+            # weights only: the modules keep the backbone's config (its attention implementation included)
+            layers[first + i].load_state_dict(layer.state_dict())
     return backbone
 
 
@@ -138,6 +139,15 @@ def first_changed_layer(pretrained: nn.Module, tuned: nn.Module) -> int | None:
         if sa.keys() != sb.keys() or any(not torch.equal(sa[k], sb[k]) for k in sa):
             return i
     return None
+
+
+def encoder_moved(tower: TextTower) -> bool:
+    """Whether fine-tuning changed any encoder weight (so an unsplit `text_embedding` is not the pre-trained one)."""
+    if tower.finetune in ("none", "merged"):
+        return False
+    from .tower import prepare_for_export
+
+    return first_changed_layer(_pretrained_backbone(tower), prepare_for_export(tower).backbone) is not None
 
 
 def _embeddings_equal(pretrained: nn.Module, tuned: nn.Module) -> bool:
@@ -181,4 +191,4 @@ def split_tower(tower: TextTower, *, eager: bool = True) -> SplitTextTower | Non
     return out.to(next(tower.parameters()).device)
 
 
-__all__ = ["ItemHead", "SearchEncoder", "SplitTextTower", "first_changed_layer", "split_tower"]
+__all__ = ["ItemHead", "SearchEncoder", "SplitTextTower", "encoder_moved", "first_changed_layer", "split_tower"]

@@ -69,6 +69,10 @@ def test_split_search_is_the_pretrained_encoder_and_the_head_the_tuned_one(tiny_
     np.testing.assert_allclose(item.numpy(), tuned_item.numpy(), atol=1e-5)
     # the fine-tuning did move the text embedding: the split is what keeps the search space
     assert np.abs(tuned_text.numpy() - text.numpy()).max() > 1e-3
+    # every layer of both parts is exported with eager attention (the form the BERT fusions match), the
+    # pre-trained layers `finetune="full"` restores included
+    for part in (split.search.backbone, split.head.tail):
+        assert {layer.attention.self.config._attn_implementation for layer in part.encoder.layer} == {"eager"}
     ids, mask = tokenize_to_tensors(tokenizer, TEXTS, info.pad_id)
     with torch.no_grad():
         search, tuned, item3 = split.encode_all(ids, mask)

@@ -120,3 +120,25 @@ def test_target_all_is_the_default() -> None:
 
     assert ExportConfig.from_profile("quick").target == "all"
     assert ExportConfig.from_profile("standard").target == "all"
+
+
+def test_a_split_encoders_two_models_keep_the_same_variant(tmp_path: Path) -> None:
+    """Where the encoder's int8 failed parity but the item head's passed, `--target cpu` keeps fp32 of both:
+    the runtime serves the head in the encoder's variant, and a head without it would be a mixed pair."""
+    from recengine.export import ExportConfig
+    from recengine.export.pipeline import drop_untargeted_variants
+
+    models = {}
+    for name, variants in (("encoder", ("fp32",)), ("item_head", ("fp32", "int8")), ("fusion", ("fp32", "int8"))):
+        models[name] = {"variants": {}}
+        for v in variants:
+            rel = f"models/{name}.{v}.onnx"
+            (tmp_path / "models").mkdir(exist_ok=True)
+            (tmp_path / rel).write_bytes(b"x")
+            models[name]["variants"][v] = {"path": rel}
+    cfg = ExportConfig.from_profile("quick").override({"target": "cpu"})
+    removed = drop_untargeted_variants(tmp_path, {"models": models}, cfg)
+    assert {n: sorted(m["variants"]) for n, m in models.items()} == {
+        "encoder": ["fp32"], "item_head": ["fp32"], "fusion": ["int8"]}
+    assert sorted(removed) == ["models/fusion.fp32.onnx", "models/item_head.int8.onnx"]
+    assert not (tmp_path / "models/item_head.int8.onnx").exists()

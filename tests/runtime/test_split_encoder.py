@@ -129,9 +129,13 @@ def test_an_item_head_in_the_wrong_slot_is_a_bundle_error(lean_split_bundle: Pat
         Engine.open(root, device="cpu", threads=1)
 
 
-def test_an_item_head_lacking_the_encoders_variant_is_a_bundle_error(lean_split_bundle: Path,
-                                                                     tmp_path: Path) -> None:
+def test_an_item_head_without_the_encoders_variant_serves_fp32(lean_split_bundle: Path, tmp_path: Path) -> None:
+    """The export trims the two together; a bundle where the head still lacks the encoder's variant (int8
+    encoder, fp32 head) serves the head in fp32 and says so, rather than refusing to open."""
     root = _copy(lean_split_bundle, tmp_path / "b")
     _rewrite_manifest(root, lambda m: m["models"]["item_head"]["variants"].pop("int8"))
-    with pytest.raises(BundleError, match="item_head has no int8"):
-        Engine.open(root, device="cpu", threads=1, variant="int8")
+    engine = Engine.open(root, device="cpu", threads=1, variant="int8")
+    assert engine.variants["encoder"] == "int8" and engine.variants["item_head"] == "fp32"
+    assert "not in the item head" in engine.variant_reasons["item_head"]
+    engine.add_items([NEW])
+    assert engine.search("Galactic Robot Detectives", k=1)[0].item_id == "live-1"
