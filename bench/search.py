@@ -62,6 +62,9 @@ SERIES = re.compile(r"\s*\([^()]*#\s*\d+(?:\.\d+)?\)\s*$")
 EXTRA_PREFIX = "extra:"
 SUM_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 """Lexical weights of the `sum` fusion measured beside the served one."""
+OTHER_RULES = (("best", 1.0), ("full", 1.0), ("full", 2.0))
+"""(BM25 scale, power) of the `sum` fusion measured beside the served one (`recengine.neighbours.LEXICAL_SCALE`,
+`LEXICAL_POWER`); ("best", 1.0) is the rule served before the split encoder."""
 LATENCY_REPEATS = 3
 MIN_ITEMS = 5
 """An attribute value is queried only if at least this many items carry it."""
@@ -341,11 +344,13 @@ def _log(cfg: SearchBenchConfig, msg: str) -> None:
         print(f"[bench search] {msg}", file=sys.stderr, flush=True)
 
 
-def _sum_ranker(st: Any, q_emb: np.ndarray, weight: float, scale: str | None = None) -> Ranker:
+def _sum_ranker(st: Any, q_emb: np.ndarray, weight: float, scale: str | None = None,
+                power: float | None = None) -> Ranker:
     from recengine import neighbours
 
     sc = scale or neighbours.LEXICAL_SCALE
-    return lambda i, q: neighbours.search_embedded(st, q_emb[i], q, K, None, "hybrid", "sum", weight, sc).rows
+    p = neighbours.LEXICAL_POWER if power is None else power
+    return lambda i, q: neighbours.search_embedded(st, q_emb[i], q, K, None, "hybrid", "sum", weight, sc, p).rows
 
 
 def _dense_scan(st: Any, text: str) -> Any:
@@ -413,9 +418,9 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
     for w in sorted({neighbours.LEXICAL_WEIGHT, *SUM_WEIGHTS}):
         name = "bundle_hybrid_sum" if w == neighbours.LEXICAL_WEIGHT else f"bundle_hybrid_sum@{w:g}"
         systems[name] = _sum_ranker(st, q_bundle, w)
-    for sc in neighbours.SCALES:  # the served weight with the other BM25 scale(s)
-        if sc != neighbours.LEXICAL_SCALE:
-            systems[f"bundle_hybrid_sum_{sc}"] = _sum_ranker(st, q_bundle, neighbours.LEXICAL_WEIGHT, sc)
+    for sc, p in OTHER_RULES:  # the served weight with other BM25 scales and powers
+        if (sc, p) != (neighbours.LEXICAL_SCALE, neighbours.LEXICAL_POWER):
+            systems[f"bundle_hybrid_sum_{sc}^{p:g}"] = _sum_ranker(st, q_bundle, neighbours.LEXICAL_WEIGHT, sc, p)
     systems["bm25"] = lambda i, q: lex_query(i, q).top(K, cat.alive)[0]
     frozen_info: dict[str, Any] | None = None
     if cfg.frozen:
@@ -444,7 +449,7 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
             lex_rows, lex_scores = lq.top(n_cand, cat.alive)
             return neighbours.fuse(rows, cos, lambda r: items_f[r] @ q_frozen[i], lex_rows, lex_scores, lq.score, K,
                                    neighbours.FUSION,
-                                   full=lq.full if neighbours.LEXICAL_SCALE == "full" else 0.0).rows
+                                   full=lq.full if neighbours.LEXICAL_SCALE == "full" else 0.0).rows  # served power
 
         systems["frozen_dense"] = lambda i, q: frozen_top(i, K)[0]
         systems["frozen_hybrid"] = frozen_hybrid
@@ -524,10 +529,12 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
                     "python_heap_bytes": int(traced), "bytes_per_item": round(traced / max(n_live, 1), 1)}
     del idx
 
-    # a second, frozen encoder for search (the `frozen_*` rows served): one more encoder run per query, of
-    # the same architecture as the bundle's, and one more ONNX file; estimated from this run's measurements
+    # an unsplit bundle: a second, frozen encoder for search (the `frozen_*` rows served) would cost one more
+    # encoder run per query and one more ONNX file; estimated from this run's measurements. A split bundle's
+    # encoder is the frozen one already (docs/bundle.md "Split encoder"): nothing to estimate.
     enc_spec = manifest.get("models", {}).get("encoder", {}).get("variants", {})
-    second = {"basis": "the bundle's own encoder (same architecture as the frozen one) timed alone at batch 1",
+    second = None if "item_head" in manifest.get("models", {}) else {
+              "basis": "the bundle's own encoder (same architecture as the frozen one) timed alone at batch 1",
               "extra_bytes": {v: spec.get("bytes") for v, spec in enc_spec.items() if isinstance(spec, dict)},
               "extra_encode_p50_ms": latency["encode_min3"]["p50_ms"],
               "latency_ratio_estimate": (latency["hybrid_min3"]["p50_ms"] + latency["encode_min3"]["p50_ms"])
@@ -542,11 +549,14 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
                    "seed": cfg.seed, "k": K, "threads": cfg.threads, "latency_requests": cfg.latency_requests,
                    "search_candidates": neighbours.SEARCH_CANDIDATES,
                    "dense_candidates": neighbours.DENSE_CANDIDATES, "fusion": neighbours.FUSION,
-                   "rrf_k": neighbours.RRF_K, "lexical_weight": neighbours.LEXICAL_WEIGHT},
+                   "rrf_k": neighbours.RRF_K, "lexical_weight": neighbours.LEXICAL_WEIGHT,
+                   "lexical_scale": neighbours.LEXICAL_SCALE, "lexical_power": neighbours.LEXICAL_POWER},
         "data": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_items": n_live},
         "extra_items": extra_info,
         "bundle": {"encoder": manifest.get("models", {}).get("encoder", {}).get("source", {}).get("name"),
                    "text_dim": int(cat.text_embeddings.shape[1]), "variant": engine.variants.get("encoder"),
+                   "search_space": manifest.get("models", {}).get("encoder", {}).get("search_space", "fine-tuned"),
+                   "split": "item_head" in manifest.get("models", {}),
                    "encode_queries_s": round(encode_s, 3)},
         "frozen": frozen_info,
         "queries": {"title_column": queries.title_column,
@@ -624,7 +634,8 @@ def search_markdown(report: dict[str, Any]) -> str:
     lines = [f"# recengine bench search — {report['data']['name']} ({report['data']['n_items']} items)", "",
              f"`{report['command']}`" if report.get("command") else "", "",
              _machine_line(report), "",
-             f"Bundle encoder: {report['bundle']['encoder']} (fine-tuned, text dim {report['bundle']['text_dim']}); "
+             f"Bundle encoder: {report['bundle']['encoder']} (search space "
+             f"{report['bundle'].get('search_space', 'fine-tuned')}, text dim {report['bundle']['text_dim']}); "
              + (f"frozen: {report['frozen']['encoder']} ({report['frozen']['runtime']}, max_length "
                 f"{report['frozen']['max_length']})" if report.get("frozen") else "frozen encoder not run")
              + f". Served by `search`: **{report['served']}**.", ""]
