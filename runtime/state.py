@@ -26,7 +26,7 @@ from .hnsw_file import check_hnsw_file, read_header
 from .index_io import DeferredIndex, open_deferred, open_index
 from .lexical import LexicalIndex
 from .models import ModelSet
-from .retrieval import Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
+from .retrieval import EXACT_DIM, Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
 from .sessions import SessionConfig, resolve_device
 from .users import Users
 from .vocab import SlotVocab
@@ -61,6 +61,16 @@ class ServeOptions:
     validation by the export), 0: the user tower alone."""
 
 
+TEXT_SCAN_DIM = EXACT_DIM
+"""The width the text space's scan budget is counted at: its items are scanned exactly up to `EXACT_BUDGET`
+(20,000 at batch 1) whatever its width, as the 64-wide item space's are. Why not its real width (384 with
+MiniLM, which would send MovieLens's 9,742 items to HNSW): hnswlib holds its own copy of the vectors beside the
+catalogue's, so serving search from HNSW cost MovieLens 21 MiB of steady RSS (162 vs 141 MiB; the CPU bundle's
+target is 150), for ~0.4 ms of scan per query; the scanned search fuses BM25 over every row
+(`neighbours.fuse_scanned`) and stays within 1.2x of the dense search served before issue 15
+(bench/results/2026-11-30-search-split-cpu-2core)."""
+
+
 @dataclass
 class SpaceIndex:
     """One retrieval space (item vectors or text embeddings): exact backend + optional HNSW (+ ONNX)."""
@@ -74,8 +84,10 @@ class SpaceIndex:
     device: str
 
     def backend(self, n_live: int, batch: int) -> Backend:
+        # the text space's scan budget is counted in items, at the item space's width: see `TEXT_SCAN_DIM`
+        dim = TEXT_SCAN_DIM if self.name == "text" else self.exact.dim
         choice = choose_backend(self.requested, self.device, n_live, batch, has_hnsw=self.hnsw is not None,
-                                onnx_ok=self.onnx is not None, dim=self.exact.dim)
+                                onnx_ok=self.onnx is not None, dim=dim)
         if choice == "hnsw" and self.hnsw is not None:
             return self.hnsw
         if choice == "onnx" and self.onnx is not None:

@@ -87,7 +87,8 @@ def test_fusions_on_hand_made_rankings():
     r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 0.25, power=1.0)
     assert r.rows.tolist() == [0, 2, 3]  # a small weight: the cosine leads
     # a dense row with a lexical score outside the lexical candidates still gets it
-    r = neighbours.fuse(np.array([0, 3]), cos[[0, 3]], cosine, lex_rows[:1], lex_scores[:1], bm25, 3, "sum", 1.0, power=1.0)
+    r = neighbours.fuse(np.array([0, 3]), cos[[0, 3]], cosine, lex_rows[:1], lex_scores[:1], bm25, 3, "sum", 1.0,
+                        power=1.0)
     assert r.rows.tolist() == [1, 3, 0] and r.scores[1] == pytest.approx(0.5)
     # rrf: ties of rank 1 in both lists broken by the order of the candidates (dense first)
     r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 4, "rrf")
@@ -102,10 +103,12 @@ def test_fusions_on_hand_made_rankings():
     assert neighbours.lexical_top(lex, np.array([True, False, True, True, True]), 10).tolist() == [3]
     # full: BM25 over max(best, full); the best match, of half the query, counts half: row 1 = (0.2 + 0.5) / 2
     # falls behind row 3 = (0.5 + 0.25) / 2
-    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 1.0, full=8.0, power=1.0)
+    r = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 1.0, full=8.0,
+                        power=1.0)
     assert r.rows.tolist() == [0, 2, 3] and r.scores.tolist() == pytest.approx([0.45, 0.4, 0.375])
     # a full below the best match changes nothing
-    r2 = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 1.0, full=1.0, power=1.0)
+    r2 = neighbours.fuse(dense_rows, cos[dense_rows], cosine, lex_rows, lex_scores, bm25, 3, "sum", 1.0, full=1.0,
+                         power=1.0)
     assert r2.rows.tolist() == [1, 3, 0]
     # power 2 (served): the scaled BM25 squared, so a half-query match counts a quarter: row 1 =
     # (0.2 + 0.25) / 2 = 0.225 and row 3 = (0.5 + 0.0625) / 2 behind the cosines of rows 0 and 2
