@@ -32,7 +32,8 @@ EXACT_BUDGET = 20_000
 with a BLAS-free scan at d=64), HNSW beyond it. The scan's cost grows with the width: the 384-wide text
 space of 9,742 MovieLens items took 0.92 ms per query exact against ~0.5 ms in HNSW at the ef (512) that
 finds 96 % of the exact top 10 (2026-11-30), so a space of width d switches at 64/d of the items the 64-wide
-item space does."""
+item space does (`dim`). The engine's text space is the exception: it counts its items at width 64 and stays
+scanned up to 20,000 items, since HNSW would hold a second copy of its wide vectors (`state.TEXT_SCAN_DIM`)."""
 EXACT_DIM = 64
 """The width `EXACT_BUDGET` is counted at."""
 SMALL_SCAN = 512

@@ -1,9 +1,10 @@
 """Descriptive queries (a plot in a few words, no title word) on a MovieLens bundle: which search space finds
 the film meant? Hand-written queries, each with the titles it means (a regular expression over the
 catalogue's titles); hit@10 and the rank of the first hit for: the served hybrid (the bundle's text space +
-BM25, `search`) with each BM25 scale, its dense half alone (`bundle_dense`: the pre-trained encoder of a split
+BM25, `search`), the same with the earlier fusion rules (`best^1`: BM25 / the best candidate's, served before;
+`full^1`: BM25 / the whole query's), its dense half alone (`bundle_dense`: the pre-trained encoder of a split
 bundle, the fine-tuned one of an unsplit bundle), the untouched all-MiniLM-L6-v2 alone (torch, child process,
-as `recengine bench search` runs it) and that fused with BM25 by the served rule, with each BM25 scale.
+as `recengine bench search` runs it) and that fused with BM25 by the earlier rules (power 1).
 (Copied from ../2026-11-30-search-descriptive-cpu-2core/, where the dense half was labelled `finetuned_dense`.)
 
 Usage: python descriptive_queries.py BUNDLE OUT.json   (BUNDLE exported from the embedded MovieLens)
@@ -59,11 +60,12 @@ def main(bundle: str, out: str) -> None:
         def frozen_fused(full: float, lq=lq, lex_rows=lex_rows, lex_scores=lex_scores, cos_f=cos_f,
                          dense_f=dense_f) -> np.ndarray:
             return neighbours.fuse(dense_f, cos_f[dense_f], lambda sel: cos_f[sel], lex_rows, lex_scores, lq.score, K,
-                                   neighbours.FUSION, full=full).rows
+                                   neighbours.FUSION, full=full, power=1.0).rows
 
         systems = {
             "served_hybrid": neighbours.search_embedded(st, q_b[i], q, K, None).rows,
-            "served_hybrid_full": neighbours.search_embedded(st, q_b[i], q, K, None, scale="full").rows,
+            "hybrid_best^1": neighbours.search_embedded(st, q_b[i], q, K, None, scale="best", power=1.0).rows,
+            "hybrid_full^1": neighbours.search_embedded(st, q_b[i], q, K, None, scale="full", power=1.0).rows,
             "bundle_dense": neighbours.search_embedded(st, q_b[i], q, K, None, mode="dense").rows,
             "frozen_dense": dense_f[:K],
             "frozen_hybrid": frozen_fused(0.0),
