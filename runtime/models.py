@@ -232,29 +232,28 @@ class ModelSet:
         created on first use (a host that never adds items never pays its memory)."""
         if self._item_path is None:
             return self.encoder
-        with self._item_lock:
-            if self._item_session is None:
-                assert self._config is not None and self._dims is not None
-                session = make_session(f"encoder.{self.item_variant}", self._item_path, self.device, self._config)
-                raw = session.session
-                check_session_io("encoder", self.item_variant, raw.get_inputs(), raw.get_outputs(), self._dims,
-                                 split=self.split)
-                self._item_session = session
-            return self._item_session
+        return self._stored_session("_item_session", "encoder", self._item_path)
 
     def item_head_session(self, stored: bool) -> Session:
         """The item head for serving, or (`stored`) in the item encoder's variant, created on first use."""
         assert self.item_head is not None
         if not stored or self._item_head_path is None:
             return self.item_head
+        return self._stored_session("_item_head_session", ITEM_HEAD, self._item_head_path)
+
+    def _stored_session(self, slot: str, model: str, path: str) -> Session:
+        """The session in `slot` for items to be stored, created (and its inputs/outputs checked) on first use,
+        once however many threads ask at the same time."""
         with self._item_lock:
-            if self._item_head_session is None:
+            session = getattr(self, slot)
+            if session is None:
                 assert self._config is not None and self._dims is not None
-                session = make_session(f"{ITEM_HEAD}.items", self._item_head_path, self.device, self._config)
+                session = make_session(f"{model}.items", path, self.device, self._config)
                 raw = session.session
-                check_session_io(ITEM_HEAD, "items", raw.get_inputs(), raw.get_outputs(), self._dims, split=True)
-                self._item_head_session = session
-            return self._item_head_session
+                check_session_io(model, self.item_variant, raw.get_inputs(), raw.get_outputs(), self._dims,
+                                 split=self.split)
+                setattr(self, slot, session)
+            return session
 
     @property
     def _encoder_outputs(self) -> list[str]:
