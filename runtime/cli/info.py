@@ -44,6 +44,9 @@ def summarize(manifest: dict[str, Any]) -> list[str]:
         dropped = set(_dict(_dict(parity.get(name)).get("dropped"))) | set(
             _dict(_dict(parity.get("pipeline")).get("dropped")))
         note = f" ({', '.join(sorted(dropped))} dropped: failed parity, serves fp32)" if dropped else ""
+        space = spec.get("search_space") if isinstance(spec, dict) else None
+        if space in ("pretrained", "fine-tuned"):  # what `search` ranks by (docs/bundle.md "Split encoder")
+            note += f" (search space: {space})"
         lines.append(f"model {name:<12}" + ", ".join(sorted(variants)) + note)
     index = _dict(manifest.get("index"))
     for name, spec in index.items():

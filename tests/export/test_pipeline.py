@@ -284,3 +284,11 @@ def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path):
     assert section["weight"] == pytest.approx(choice["relative_weight"] * choice["spread"])
     assert section["decay"] == choice["decay"] and section["shrink"] == choice["shrink"]
     assert ("text_map" in section) == bool(choice["text_standin"])  # kept only when validation did not drop
+
+
+def test_info_names_the_split_encoders_search_space(tiny_bundle: Path) -> None:
+    from recengine.cli.info import summarize
+
+    lines = summarize(open_bundle(tiny_bundle).manifest)
+    assert any(ln.startswith("model encoder ") and ln.endswith("(search space: pretrained)") for ln in lines)
+    assert any(ln.startswith("model item_head ") for ln in lines)
