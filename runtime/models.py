@@ -1,4 +1,4 @@
-"""The bundle's three ONNX models behind small typed calls: encoder, user tower, fusion head.
+"""The bundle's ONNX models behind small typed calls: encoder (and, split, its item head), user tower, fusion head.
 
 Variant choice: on the CPU the INT8 models (dynamic per-channel quantisation) where the bundle has them
 (`cpu_features.choose_cpu_variant`: fp32 instead only where full-range int8 weights could saturate on a CPU
@@ -112,7 +112,8 @@ def _variant_path(reader: BundleReader, variants: Mapping[str, Any], variant: st
 
 @dataclass
 class ModelSet:
-    """Sessions for the three models plus the tokenizer and the shapes they expect."""
+    """Sessions for the models (encoder, item head where split, user tower, fusion) plus the tokenizer and the
+    shapes they expect."""
 
     encoder: Session
     user_tower: Session
