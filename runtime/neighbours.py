@@ -48,8 +48,9 @@ DENSE_CANDIDATES = 30
 RRF_K = 60.0
 """Reciprocal-rank fusion constant: score = sum over rankings of 1 / (RRF_K + rank), rank from 1."""
 LEXICAL_WEIGHT = 1.0
-"""`sum` fusion: (cosine + LEXICAL_WEIGHT * bm25 / max(bm25 over the candidates)) / (1 + LEXICAL_WEIGHT), a
-score <= 1 like the cosine it replaces (the cosine itself where no query word is in the catalogue)."""
+"""`sum` fusion: (cosine + LEXICAL_WEIGHT * (bm25 / s) ** LEXICAL_POWER) / (1 + LEXICAL_WEIGHT), s by
+`LEXICAL_SCALE`: a score <= 1 like the cosine it replaces (the cosine itself where no query word is in the
+catalogue)."""
 SCALES = ("best", "full")
 LEXICAL_SCALE = "full"
 """What `sum` fusion divides BM25 by. "best": the best candidate's BM25, so the best lexical match counts
@@ -59,10 +60,10 @@ LEXICAL_POWER = 2.0
 """`sum` fusion raises the scaled BM25 (<= 1) to this power, so lexical evidence counts by the square of the
 share of the query an item matches: a whole title typed keeps its full weight, an item sharing one rare word
 with a plot description ("toys" in "funny animated movie for kids about toys") a small one, and the
-pre-trained encoder's semantics decide. Chosen on MovieLens, Book-Crossing and MovieLens-100K with the
-split encoder (bench/results/2026-11-30-search-split-cpu-2core): against "best" scale at power 1 (the
-fusion served before) known-item hit@1 and attribute P@10 within a query or two, plot descriptions found
-8 of 10 instead of 5 (the pre-trained encoder alone: 8)."""
+pre-trained encoder's semantics decide. Chosen on MovieLens and MovieLens-100K with the split encoder and
+confirmed on Book-Crossing (bench/results/2026-11-30-search-split-cpu-2core): against "best" scale at power 1
+(the fusion served before) known-item hit@1 and attribute P@10 within a query or two, plot descriptions
+found 9 of 10 on MovieLens instead of 5 (the pre-trained encoder alone: 8)."""
 FUSIONS = ("rrf", "sum")
 FUSION = "sum"
 """The fusion `search` serves with (chosen by `recengine bench search` on MovieLens, docs/bench.md)."""
