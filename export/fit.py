@@ -118,12 +118,12 @@ class FittedRecengine:
 
     def search_tower(self) -> Any:
         """The tower whose `text_embedding` is the bundle's search space: the split form's pre-trained encoder
-        (`encoder.split`, `recengine.export.encoder.split`) or the serving tower itself."""
+        (`encoder.split`, `recengine.export.encoder.split`) or the trained tower itself (`text_embedding` is
+        read before the projection, so the generator folded into the serving tower changes nothing here)."""
         from .encoder.split import split_tower
 
-        tower = self.serving_tower()
-        split = split_tower(tower, eager=False) if self.config.encoder.split else None
-        return tower if split is None else split
+        split = split_tower(self.text.tower, eager=False) if self.config.encoder.split else None
+        return self.text.tower if split is None else split
 
     def user_vectors(self, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                      scene: np.ndarray | None = None) -> np.ndarray:
