@@ -488,7 +488,7 @@ class LatencyRun:
             self.record("e2e", f"{variant}/similar_items", 1, lambda i: base.similar_items(at(items, i), k=k),
                         call="similar_items", **extra)
             self.record("e2e", f"{variant}/search", 1, lambda i: base.search(at(queries, i), k=k), call="search",
-                        **{**extra, "ef": int(base.manifest["index"]["text"].get("ef_search", 0))})
+                        **{**extra, "ef": int(base.manifest["index"].get("text", {}).get("ef_search", 0))})
             from recengine.engine import Engine
 
             grower = Engine.open(self.cfg.bundle, device=self.cfg.device, threads=1, variant=variant)

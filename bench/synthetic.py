@@ -154,10 +154,17 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
     M / ef_construction: the HNSW build parameters (default: the source manifest's item index). `efs`: the
     ef values swept to pick `ef_search` (recall@k >= `min_recall` against exact search)."""
     from recengine.bundle import BundleWriter, open_bundle
-    from recengine.bundle.format import INDEX_FILES, INDEX_SOURCE, IndexSpec, wants_augment
+    from recengine.bundle.format import (
+        INDEX_SOURCE,
+        ITEM_ARRAYS,
+        IndexSpec,
+        held_item_paths,
+        stored_item_array,
+        wants_augment,
+    )
     from recengine.catalogue import pop_buckets
     from recengine.index_io import write_index
-    from recengine.retrieval import HnswBackend
+    from recengine.retrieval import TEXT_INDEX_MODES, HnswBackend, text_index_wanted
 
     if n_extra < 0:
         raise ValueError(f"n_extra must be >= 0, got {n_extra}")
@@ -172,8 +179,8 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
     ids = list(reader.load_json(items_spec["ids"]))
     texts = list(reader.load_json(items_spec["texts"]))
     attrs = dict(reader.load_json(items_spec["attrs"])) if items_spec.get("attrs") else {}
-    arr = {key: reader.load_npy(items_spec[key]) for key in ("vectors", "text_vectors", "text_embeddings",
-                                                             "popularity", "item_feats")}
+    arr = {key: reader.load_npy(items_spec[key]).astype(ITEM_ARRAYS[key], copy=False)  # as served (fp16 on disk)
+           for key in ("vectors", "text_vectors", "text_embeddings", "popularity", "item_feats")}
     user_ids = list(reader.load_json(users_spec["ids"]))
     u_vectors = reader.load_npy(users_spec["vectors"]).astype(np.float32)
     u_profile = reader.load_npy(users_spec["profile"])
@@ -253,6 +260,11 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
     ef_construction = int(ef_construction or index_cfg.get("ef_construction", 200))
     result = SyntheticResult(Path(out), n_items, len(all_user_ids), int(all_hist.size), n_real, n_real_users)
 
+    config = src.get("config") if isinstance(src.get("config"), dict) else {}
+    text_mode = config.get("index", {}).get("text", "auto")
+    indexed = ["item"] + (["text"] if text_index_wanted(n_items, text_mode if text_mode in TEXT_INDEX_MODES
+                                                         else "auto") else [])
+
     with BundleWriter(out, force=force) as writer:
         clock = time.perf_counter()
         for rel in src.get("files", {}):
@@ -265,10 +277,18 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
         from recengine.bundle.format import ITEM_FILES, USER_FILES
 
         items_out = manifest.setdefault("items", {})
+        held = held_item_paths(indexed)
         for key, default in ITEM_FILES.items():
+            if key in INDEX_SOURCE.values():  # the rows an index holds (format 2), else a .npy of their own
+                items_out[key] = held.get(key) or default
             rel = items_out.setdefault(key, default)
             value = item_values[key]
-            writer.write_npy(rel, value) if isinstance(value, np.ndarray) else writer.write_json(rel, value)
+            if key in held:
+                continue  # written by its index below
+            if isinstance(value, np.ndarray):
+                writer.write_npy(rel, stored_item_array(key, value) if key in ITEM_ARRAYS else value)
+            else:
+                writer.write_json(rel, value)
         users_out = manifest.setdefault("users", {})
         user_values: dict[str, Any] = {"ids": all_user_ids, "vectors": all_uvec, "profile": all_profile,
                                        "history_indptr": all_indptr, "history_items": all_hist}
@@ -291,12 +311,9 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
         queries = {"item": all_uvec[q_rows],
                    "text": _perturb(text_embeddings, t_rows, sigma, rng, unit=True)}
         index_out: dict[str, Any] = {}
-        for name, rel in INDEX_FILES.items():
-            old = src.get("index", {}).get(name)
-            if old is None:
-                continue
+        for name in indexed:
+            rel = held_item_paths([name])[INDEX_SOURCE[name]]
             matrix = matrices[INDEX_SOURCE[name]]
-            rel = old.get("path", rel)
             clock = time.perf_counter()
             augment = wants_augment(matrix)
             built = HnswBackend.build(matrix, np.arange(n_items, dtype=np.int64), M=M,

@@ -8,12 +8,13 @@ vectors are computed from them with an unknown scene.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from recengine.bundle import BundleWriter
-from recengine.bundle.format import INDEX_FILES, ITEM_FILES, MEDIA_FILES, USER_FILES
+from recengine.bundle.format import INDEX_FILES, ITEM_FILES, MEDIA_FILES, USER_FILES, held_item_paths, stored_item_array
 from recengine.data.schema import Dataset
 from recengine.split import deduplicate, to_csr
 
@@ -42,28 +43,35 @@ def user_histories(dataset: Dataset, seed: int) -> tuple[np.ndarray, np.ndarray]
     return to_csr(events.user, events.item, dataset.n_users)
 
 
-def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine, held_by_index: bool = True
-                 ) -> dict[str, Any]:
+def indexed_spaces(n_items: int, text: str = "auto") -> tuple[str, ...]:
+    """The retrieval spaces a bundle of `n_items` items carries an HNSW index for: the item space always
+    (batched `recommend` uses it past a few queries), the text space as `text` (`IndexConfig.text`) says:
+    "auto" only where a `search` would read it (`recengine.retrieval.text_index_wanted`)."""
+    from recengine.retrieval import text_index_wanted
+
+    return ("item", "text") if text_index_wanted(n_items, text) else ("item",)
+
+
+def write_arrays(w: BundleWriter, dataset: Dataset, fitted: FittedRecengine,
+                 indexed: Sequence[str] = ("item", "text")) -> dict[str, Any]:
     """Item and user arrays; returns the `items`, `users` and `vocab` manifest sections.
 
-    `held_by_index` (format 2, docs/bundle.md "Item arrays held by an index"): `items.vectors` and
-    `items.text_embeddings` name the index files `write_indexes` writes over exactly those rows, instead of
-    storing them a second time as `.npy` (the text space alone is 1.5 KB per item with MiniLM); the caller
-    must then write the indexes."""
-    arrays = fitted.item_arrays()
+    `indexed` (format 2, docs/bundle.md "Item arrays held by an index"): the spaces whose index the caller
+    writes (`write_indexes`); `items.vectors` / `items.text_embeddings` then name those index files instead
+    of storing the same rows a second time as `.npy` (the text space alone is 1.5 KB per item with MiniLM).
+    An array whose space is not indexed is stored as `.npy` in its stored dtype (`format.stored_item_array`)."""
+    arrays = {**fitted.item_arrays(), "text_embeddings": fitted.text.search_space}
     f = ITEM_FILES
-    if held_by_index:
-        vectors, text_embeddings = INDEX_FILES["item"], INDEX_FILES["text"]
-    else:
-        vectors = w.write_npy(f["vectors"], arrays["vectors"].astype(np.float32))
-        text_embeddings = w.write_npy(f["text_embeddings"], fitted.text.search_space.astype(np.float32))
+    held = held_item_paths(indexed)
+
+    def array(key: str) -> str:
+        return held.get(key) or w.write_npy(f[key], stored_item_array(key, arrays[key]))
+
     items = {
         "ids": w.write_json(f["ids"], [str(i) for i in dataset.items.ids]),
         "texts": w.write_json(f["texts"], list(dataset.items.texts)),
         "attrs": w.write_json(f["attrs"], _attr_lists(dataset.items.attrs)),
-        "vectors": vectors,
-        "text_vectors": w.write_npy(f["text_vectors"], arrays["text_vectors"].astype(np.float32)),
-        "text_embeddings": text_embeddings,
+        **{key: array(key) for key in ("vectors", "text_vectors", "text_embeddings")},
         "popularity": w.write_npy(f["popularity"], fitted.popularity.astype(np.int64)),
         "pop_bucket": w.write_npy(f["pop_bucket"], fitted.pop_bucket.astype(np.int64)),
         "item_feats": w.write_npy(f["item_feats"], arrays["item_feats"].astype(np.float32)),
@@ -96,42 +104,21 @@ def write_media(w: BundleWriter, fitted: FittedRecengine) -> dict[str, str]:
             for key, a in arrays.items()}
 
 
-PROBES = 256
-"""Probe queries per index for the ef calibration."""
-QUERY_WORDS = 8
-"""Words of an item's first text field kept for a search-like probe query (`query_like`)."""
-
-
-def query_like(texts: list[str], n: int, seed: int) -> list[str]:
-    """Up to `n` short, search-like texts from sampled catalogue texts: the first 1..`QUERY_WORDS` words
-    (a random count) of each one's first `name: value` line (its title, in the data contract's item
-    texts). What the text index's ef is calibrated on (`recengine.index_io.calibrate_ef`): search queries
-    are short and sit off the item texts' clusters, where HNSW needs a larger ef (MovieLens, ef 128: recall@10
-    0.997 for titles with their year, 0.80 without it, 0.85 for tag words)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in rng.choice(len(texts), size=min(n, len(texts)), replace=False).tolist():
-        first = texts[i].split("\n", 1)[0]
-        words = (first.split(": ", 1)[1] if ": " in first else first).split()[:QUERY_WORDS]
-        if words:
-            out.append(" ".join(words[:int(rng.integers(1, len(words) + 1))]))
-    return out
-
-
 def write_indexes(w: BundleWriter, vectors: np.ndarray, text_embeddings: np.ndarray, M: int, ef_construction: int,
                   ef_search: int, seed: int, min_recall: float | None = None,
-                  probes: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+                  probes: dict[str, np.ndarray] | None = None,
+                  indexed: Sequence[str] = ("item", "text")) -> dict[str, Any]:
     """hnswlib indexes over every catalogue item (labels = item rows), in the form the runtime serves
     (`recengine.index_io.write_index`: the same code `Engine.save` writes with). They also hold the
     `vectors` and `text_embeddings` rows `write_arrays` did not store as `.npy` (bit for bit: hnswlib's `ip`
     space stores float32 vectors as given). `probes[name]`: the queries each index's ef is calibrated on
-    with `min_recall` (none: its own rows)."""
+    with `min_recall` (none: its own rows). `indexed`: the spaces to index (`indexed_spaces`)."""
     from recengine.index_io import write_index
 
     probes = probes or {}
     return {name: write_index(w, name, INDEX_FILES[name], data, M=M, ef_construction=ef_construction,
                               ef_search=ef_search, seed=seed, min_recall=min_recall, probe=probes.get(name))
-            for name, data in (("item", vectors), ("text", text_embeddings))}
+            for name, data in (("item", vectors), ("text", text_embeddings)) if name in indexed}
 
 
 def data_section(dataset: Dataset) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from recengine.errors import ExportError
+from recengine.retrieval import TEXT_INDEX_MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -220,8 +221,12 @@ class IndexConfig:
     """Each index's stored ef_search is the smallest (`ef_search`, then up `recengine.index_io.EF_LADDER`)
     whose recall@10 against exact search reaches this for 256 probe queries like the served ones: stored
     user vectors for the item index, the encoded first 1-8 words of sampled titles for the text index
-    (`recengine.export.bundle_write.query_like`, `recengine.index_io.calibrate_ef`); None: `ef_search` as
+    (`recengine.index_io.query_like`, `recengine.index_io.calibrate_ef`); None: `ef_search` as
     given."""
+    text: str = "auto"
+    """Whether the text space gets an HNSW index: "auto" where a `search` would use it (a catalogue past the
+    scan budget, `recengine.retrieval.text_index_wanted`; below it the index is never read and was the CPU
+    bundle's largest file), "hnsw" always, "scan" never (search scans every item exactly)."""
 
 
 @dataclass
@@ -424,6 +429,7 @@ class ExportConfig:
             (self.encoder.anchor >= 0, "encoder.anchor", ">= 0"),
             (self.index.min_recall is None or 0 < self.index.min_recall <= 1, "index.min_recall",
              "in (0, 1] (or none)"),
+            (self.index.text in TEXT_INDEX_MODES, "index.text", ", ".join(TEXT_INDEX_MODES)),
             (all(v in ("fp32", "int8", "fp16") for v in self.variants) and "fp32" in self.variants,
              "variants", "a subset of fp32, int8, fp16 that includes fp32"),
             (self.target in TARGET_VARIANTS, "target", "cpu, gpu or all"),

@@ -257,7 +257,7 @@ def check_pipeline_parity(validation: dict[str, dict[str, float]], cfg: ExportCo
 def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig, timings: dict[str, float],
                              progress: Progress) -> dict[str, Any]:
     """ONNX models (with tensor parity), arrays, indexes; returns the manifest without validation metrics."""
-    from .bundle_write import data_section, dims_section, write_arrays, write_indexes
+    from .bundle_write import data_section, dims_section, indexed_spaces, write_arrays, write_indexes
     from .encoder import save_tokenizer
     from .encoder.onnx_export import export_encoder
     from .fusion import ITEM_FEATURE_NAMES
@@ -270,7 +270,8 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     texts = list(dataset.items.texts)
 
     t = time.perf_counter()
-    arrays = write_arrays(w, dataset, fitted)
+    indexed = indexed_spaces(dataset.n_items, cfg.index.text)
+    arrays = write_arrays(w, dataset, fitted, indexed)
     user_vecs = arrays.pop("_user_vectors")
     item = fitted.item_arrays()
     timings["arrays"] = time.perf_counter() - t
@@ -331,18 +332,20 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     t = time.perf_counter()
     probes: dict[str, np.ndarray] = {}
     if cfg.index.min_recall is not None:  # queries like the served ones (`recengine.index_io.calibrate_ef`)
-        from .bundle_write import PROBES, query_like
+        from recengine.index_io import PROBE_QUERIES, query_like
+
         from .encoder import encode_texts
 
-        pick = rng.choice(len(user_vecs), size=min(PROBES, len(user_vecs)), replace=False)
+        pick = rng.choice(len(user_vecs), size=min(PROBE_QUERIES, len(user_vecs)), replace=False)
         probes["item"] = np.asarray(user_vecs, np.float32)[np.sort(pick)]
-        queries = query_like(texts, PROBES, cfg.seed)
+        queries = query_like(texts, PROBE_QUERIES, cfg.seed) if "text" in indexed else []
         if queries:
             emb = encode_texts(fitted.search_tower().cpu(), fitted.text.tokenizer, queries,
                                pad_id=fitted.text.tokenizer_info.pad_id)[0]
             probes["text"] = emb.numpy()
     index = write_indexes(w, item["vectors"], fitted.text.search_space, cfg.index.M, cfg.index.ef_construction,
-                          cfg.index.ef_search, cfg.seed, min_recall=cfg.index.min_recall, probes=probes)
+                          cfg.index.ef_search, cfg.seed, min_recall=cfg.index.min_recall, probes=probes,
+                          indexed=indexed)
     timings["index"] = time.perf_counter() - t
 
     return {

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from .bundle import BundleWriter, bundle_path
-from .bundle.format import INDEX_SOURCE, ITEM_FILES, USER_FILES, index_holding
+from .bundle.format import INDEX_FILES, INDEX_SOURCE, ITEM_FILES, USER_FILES, index_holding, stored_item_array
 from .errors import BundleError
-from .index_io import write_index
+from .index_io import PROBE_QUERIES, query_like, write_index
+from .retrieval import TEXT_INDEX_MODES, text_index_wanted
 from .state import EngineState
 
 _REWRITTEN = ("items/", "users/", "index/")
@@ -45,6 +46,13 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
         items_spec.setdefault(key, rel)
     for key, rel in USER_FILES.items():
         users_spec.setdefault(key, rel)
+    index_spec = manifest.setdefault("index", {})
+    text_index = _text_index_plan(st, manifest, int(live.size))
+    if text_index == "drop":  # under the scan budget now: the rows go back to a float16 .npy
+        index_spec.pop("text", None)
+        items_spec["text_embeddings"] = ITEM_FILES["text_embeddings"]
+    elif text_index == "build":  # past it: the index written below holds the rows
+        items_spec["text_embeddings"] = INDEX_FILES["text"]
     # histories name rows as written; an id re-added since lives at another row: map through it first
     history_map = row_map[cat.current_rows(np.arange(cat.n_rows, dtype=np.int64))]
     with BundleWriter(out, force=force) as writer:
@@ -56,8 +64,10 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
         writer.write_json(items_spec["texts"], [cat.texts[r] for r in live.tolist()])
         writer.write_json(items_spec["attrs"], {name: cat.attr_values(name, live) for name in cat.attr_names})
         for key in cat.ARRAYS:
+            if text_index == "build" and key == "text_embeddings":
+                continue
             if index_holding(manifest, items_spec[key]) is None:  # format 2: else the index written below holds it
-                writer.write_npy(items_spec[key], np.ascontiguousarray(cat.array(key)[live]))
+                writer.write_npy(items_spec[key], stored_item_array(key, cat.array(key)[live]))
         indptr, hist = users.csr(history_map)
         writer.write_json(users_spec["ids"], list(users.ids))
         writer.write_npy(users_spec["vectors"], np.ascontiguousarray(users.vectors, dtype=np.float32))
@@ -70,9 +80,10 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
             writer.write_npy(spec["indices"], co.indices)
             writer.write_npy(spec["scores"], co.scores.astype(np.float16))
             spec["weight"] = co.weight  # an `Engine.open(cooccur_weight=...)` override is saved with the state
-        index_spec = manifest.setdefault("index", {})
+        if text_index == "build":
+            index_spec["text"] = _build_text_index(st, writer, manifest, live)
         for space in (st.items_index, st.text_index):
-            if space.spec is None:
+            if space.spec is None or (space is st.text_index and text_index == "drop"):
                 continue
             spec = space.spec
             served = space.hnsw if space.hnsw is not None and cat.n_dead == 0 else None  # rows unchanged
@@ -90,3 +101,36 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         return writer.commit(manifest)
+
+
+def _text_index_plan(st: EngineState, manifest: dict[str, Any], n_live: int) -> str:
+    """What the saved bundle does with the text space's HNSW index, by the export's rule
+    (`recengine.retrieval.text_index_wanted`, with the bundle's `config.index.text`, "auto" when absent):
+    "keep" it, "build" one (a catalogue grown past the scan budget by `add_items`), "drop" it (one under the
+    budget, e.g. a bundle exported before the rule), or "none" (neither had nor wants one)."""
+    config = manifest.get("config")
+    mode = config.get("index", {}).get("text", "auto") if isinstance(config, dict) else "auto"
+    wanted = text_index_wanted(n_live, mode if mode in TEXT_INDEX_MODES else "auto")
+    has = st.text_index.spec is not None
+    return ("keep" if wanted else "drop") if has else ("build" if wanted else "none")
+
+
+def _build_text_index(st: EngineState, writer: BundleWriter, manifest: dict[str, Any], live: np.ndarray
+                      ) -> dict[str, Any]:
+    """A new text index over the live rows, as the export builds one: the item index's M, ef_construction
+    and ef floor, ef calibrated to `config.index.min_recall` on search-like queries encoded by the bundle's
+    own encoder (`query_like`; the export's probes)."""
+    item = st.items_index.spec
+    config = manifest.get("config")
+    cfg = config.get("index", {}) if isinstance(config, dict) else {}
+    M = item.M if item is not None else int(cfg.get("M", 16))
+    ef_construction = item.ef_construction if item is not None else int(cfg.get("ef_construction", 200))
+    ef_search = int(cfg.get("ef_search", item.ef_search if item is not None else 128))
+    min_recall = cfg.get("min_recall")
+    texts = [st.catalogue.texts[r] for r in live.tolist()]
+    seed = int(config.get("seed", 0)) if isinstance(config, dict) else 0
+    queries = query_like(texts, PROBE_QUERIES, seed)
+    probe = st.models.encode_queries(queries) if queries and min_recall is not None else None
+    return write_index(writer, "text", INDEX_FILES["text"], st.catalogue.text_embeddings[live], M=M,
+                       ef_construction=ef_construction, ef_search=ef_search, seed=seed,
+                       min_recall=float(min_recall) if min_recall is not None else None, probe=probe)

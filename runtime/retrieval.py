@@ -33,9 +33,17 @@ with a BLAS-free scan at d=64), HNSW beyond it. The scan's cost grows with the w
 space of 9,742 MovieLens items took 0.92 ms per query exact against ~0.5 ms in HNSW at the ef (512) that
 finds 96 % of the exact top 10 (2026-11-30), so a space of width d switches at 64/d of the items the 64-wide
 item space does (`dim`). The engine's text space is the exception: it counts its items at width 64 and stays
-scanned up to 20,000 items, since HNSW would hold a second copy of its wide vectors (`state.TEXT_SCAN_DIM`)."""
+scanned up to 20,000 items, since HNSW would hold a second copy of its wide vectors (`TEXT_SCAN_DIM`)."""
 EXACT_DIM = 64
 """The width `EXACT_BUDGET` is counted at."""
+TEXT_SCAN_DIM = EXACT_DIM
+"""The width the text space's scan budget is counted at: its items are scanned exactly up to `EXACT_BUDGET`
+(20,000 at batch 1) whatever its width, as the 64-wide item space's are. Why not its real width (384 with
+MiniLM, which would send MovieLens's 9,742 items to HNSW): hnswlib holds its own copy of the vectors beside the
+catalogue's, so serving search from HNSW cost MovieLens 21 MiB of steady RSS (162 vs 141 MiB; the CPU bundle's
+target is 150), for ~0.4 ms of scan per query; the scanned search fuses BM25 over every row
+(`neighbours.fuse_scanned`) and stays within 1.2x of the dense search served before issue 15
+(bench/results/2026-11-30-search-split-cpu-2core)."""
 SMALL_SCAN = 512
 """Below this many rows numpy's BLAS matmul is used (single-threaded there anyway)."""
 
@@ -334,6 +342,25 @@ def choose_backend(requested: str, device: str, n_live: int, batch: int = 1, has
     if not has_hnsw or small:
         return "exact"
     return "hnsw"
+
+
+TEXT_INDEX_MODES = ("auto", "hnsw", "scan")
+"""`manifest.config.index.text` (the export's `IndexConfig.text`): when the text space gets an HNSW index."""
+
+
+def text_index_wanted(n_items: int, mode: str = "auto") -> bool:
+    """Whether a catalogue of `n_items` items gets an HNSW index over its text space when a bundle is written
+    (the export, `Engine.save`): "hnsw" always, "scan" never, "auto" only where a batch-1 `search` on the
+    CPU would use it (`choose_backend` with the text space's budget, `TEXT_SCAN_DIM`: past 20,000 items).
+    Why not always: below the budget the index is never read by a search, yet it was the largest file of the
+    CPU bundle (16.4 of 53.5 MB for MovieLens); the text rows are then stored as float16 `.npy` instead
+    (`bundle.format.ITEM_STORED`). A catalogue that grows past the budget by `add_items` is scanned until it
+    is saved; the saved bundle then carries the index."""
+    if mode not in TEXT_INDEX_MODES:
+        raise ValueError(f"text index mode must be one of {', '.join(TEXT_INDEX_MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode == "hnsw"
+    return choose_backend("auto", "cpu", int(n_items), 1, has_hnsw=True, onnx_ok=False, dim=TEXT_SCAN_DIM) == "hnsw"
 
 
 def _flags(rows: np.ndarray, n: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from .hnsw_file import check_hnsw_file, read_header
 from .index_io import DeferredIndex, open_deferred, open_index
 from .lexical import LexicalIndex
 from .models import ModelSet
-from .retrieval import EXACT_DIM, Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
+from .retrieval import TEXT_SCAN_DIM, Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
 from .sessions import SessionConfig, resolve_device
 from .users import Users
 from .vocab import SlotVocab
@@ -59,16 +59,6 @@ class ServeOptions:
     cooccur_weight: float | None = None
     """Weight of the co-occurrence signal in `recommend` (`recengine.cooccur`); None: the bundle's (chosen on
     validation by the export), 0: the user tower alone."""
-
-
-TEXT_SCAN_DIM = EXACT_DIM
-"""The width the text space's scan budget is counted at: its items are scanned exactly up to `EXACT_BUDGET`
-(20,000 at batch 1) whatever its width, as the 64-wide item space's are. Why not its real width (384 with
-MiniLM, which would send MovieLens's 9,742 items to HNSW): hnswlib holds its own copy of the vectors beside the
-catalogue's, so serving search from HNSW cost MovieLens 21 MiB of steady RSS (162 vs 141 MiB; the CPU bundle's
-target is 150), for ~0.4 ms of scan per query; the scanned search fuses BM25 over every row
-(`neighbours.fuse_scanned`) and stays within 1.2x of the dense search served before issue 15
-(bench/results/2026-11-30-search-split-cpu-2core)."""
 
 
 @dataclass

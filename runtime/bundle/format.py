@@ -52,6 +52,18 @@ ITEM_ARRAYS: dict[str, str] = {
 }
 """The `.npy` item arrays and the dtype they are served in."""
 
+ITEM_STORED: dict[str, str] = {"text_embeddings": "float16"}
+"""Item arrays written to `.npy` in a narrower dtype than they are served in (readers cast to `ITEM_ARRAYS`).
+The text embeddings are unit vectors that `search` ranks by cosine: float16 keeps each component to 2^-11
+relative and halves the largest array of a bundle whose catalogue is small enough to be scanned without a
+text index (`recengine.retrieval.text_index_wanted`; 7.5 instead of 15 MB for MovieLens with MiniLM)."""
+
+
+def stored_item_array(key: str, array: np.ndarray) -> np.ndarray:
+    """`array` in the dtype the item array `key` is written in (`ITEM_STORED`, else `ITEM_ARRAYS`); one rule
+    for every writer (the export, `Engine.save`, the synthetic bench bundle)."""
+    return np.ascontiguousarray(array, dtype=ITEM_STORED.get(key, ITEM_ARRAYS[key]))
+
 MEDIA_FILES: dict[str, str] = {
     "media_projection": "models/media_projection.npy",
     "media_mean": "models/media_mean.npy",
@@ -77,6 +89,12 @@ INDEX_FILES: dict[str, str] = {"item": "index/items.hnsw", "text": "index/text.h
 """`manifest.index.<space>.path` defaults: `item` indexes `items/vectors`, `text` `items/text_embeddings`."""
 
 INDEX_SOURCE: dict[str, str] = {"item": "vectors", "text": "text_embeddings"}
+
+
+def held_item_paths(spaces: Sequence[str]) -> dict[str, str]:
+    """`manifest.items` entries of the arrays the indexes of `spaces` hold (format 2): `items.vectors` ->
+    `index/items.hnsw` when the item space is indexed, and so on; the other arrays keep their `.npy`."""
+    return {INDEX_SOURCE[space]: INDEX_FILES[space] for space in spaces}
 
 
 def index_holding(manifest: Mapping[str, Any], rel: str) -> str | None:

@@ -153,3 +153,24 @@ def test_encode_stage_times_the_reference_recipes(lean_bundle: Path, tmp_path: P
         "--quiet"])
     assert result.exit_code == 0, result.output
     assert not [r for r in json.loads(out.read_text())["results"] if r["variant"].startswith("ref_")]
+
+
+def test_the_synthetic_bundle_follows_the_text_index_rule(lean_bundle: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the export: a text index only past the scan budget ("auto"), else float16 text rows in a `.npy`."""
+    import recengine.retrieval as retrieval
+    from recengine.bundle import open_bundle
+    from tests.fixtures.hostile_bundles import copy_bundle, edit_manifest
+
+    src = copy_bundle(lean_bundle, tmp_path / "src")
+    edit_manifest(src, lambda m: m["config"].update(index={"text": "auto"}))
+    small = build_synthetic_bundle(src, tmp_path / "small", 40, seed=1, num_threads=1, recall_queries=20)
+    m = open_bundle(small.path).manifest
+    assert "text" not in m["index"] and m["items"]["text_embeddings"] == "items/text_embeddings.npy"
+    assert np.load(small.path / "items" / "text_embeddings.npy").dtype == np.float16
+    monkeypatch.setattr(retrieval, "EXACT_BUDGET", 180)  # 200 items are past it
+    big = build_synthetic_bundle(src, tmp_path / "big", 40, seed=1, num_threads=1, recall_queries=20)
+    b = open_bundle(big.path)
+    assert b.manifest["index"]["text"]["count"] == 200
+    assert b.manifest["items"]["text_embeddings"] == b.manifest["index"]["text"]["path"]
+    assert b.load_npy(b.manifest["items"]["text_embeddings"]).shape == (200, b.manifest["dims"]["text"])

@@ -37,8 +37,11 @@ def test_bundle_has_every_documented_part(tiny_bundle: Path, ml_tiny_dataset):
     assert b.load_npy(m["users"]["vectors"]).shape == (ml_tiny_dataset.n_users, d)
     indptr = b.load_npy(m["users"]["history_indptr"])
     assert indptr[-1] == len(b.load_npy(m["users"]["history_items"]))
-    for name in ("item", "text"):
-        assert m["index"][name]["count"] == n and m["index"][name]["space"] == "ip"
+    assert m["index"]["item"]["count"] == n and m["index"]["item"]["space"] == "ip"
+    # 400 items are scanned by `search`: no text index, the text rows in float16 (docs/bundle.md)
+    assert "text" not in m["index"] and m["config"]["index"]["text"] == "auto"
+    assert m["items"]["text_embeddings"] == "items/text_embeddings.npy"
+    assert b.array_header(m["items"]["text_embeddings"])[1] == np.float16
     # metrics: ONNX pipelines on validation, parity, ablations; timings per stage
     for variant in ("fp32", "int8", "fp16"):
         assert 0.0 <= m["metrics"]["validation"][variant]["ndcg@10"] <= 1.0
@@ -78,30 +81,55 @@ def test_every_item_is_indexed_and_cold_items_get_text_vectors(tiny_bundle: Path
     assert overlap >= 0.8
 
 
-def test_stored_ef_is_calibrated_on_search_like_queries(tiny_bundle: Path):
+@pytest.fixture(scope="module")
+def text_indexed_bundle(tmp_path_factory: pytest.TempPathFactory, ml_tiny_dir: Path, tiny_encoder_dir: Path) -> Path:
+    """The tiny export with `index.text = "hnsw"`: the text index a catalogue past the scan budget gets."""
+    from recengine.export import ExportConfig, run_export
+
+    config = ExportConfig.from_profile("quick").override(
+        {"encoder.path": str(tiny_encoder_dir), "quiet": True, "index.text": "hnsw", "ablations": []})
+    return run_export(ml_tiny_dir, tmp_path_factory.mktemp("text_indexed") / "bundle", config)
+
+
+def test_stored_ef_is_calibrated_on_search_like_queries(text_indexed_bundle: Path):
     """Each index's ef_search is the smallest of the ladder, from the profile's ef up, that reaches
     `index.min_recall` on probe queries (`recengine.index_io.calibrate_ef`): re-measured here on the stored
     index with the export's own text probes."""
     from recengine import Engine
-    from recengine.export.bundle_write import PROBES, query_like
     from recengine.export.config import ExportConfig
-    from recengine.index_io import EF_LADDER, calibrate_ef
+    from recengine.index_io import EF_LADDER, PROBE_QUERIES, calibrate_ef, query_like
 
     cfg = ExportConfig.from_profile("quick").index
-    m = open_bundle(tiny_bundle).manifest
-    engine = Engine.open(tiny_bundle, device="cpu", variant="fp32")
+    m = open_bundle(text_indexed_bundle).manifest
+    assert m["items"]["text_embeddings"] == m["index"]["text"]["path"]  # held by the index (format 2)
+    engine = Engine.open(text_indexed_bundle, device="cpu", variant="fp32")
     engine.warmup()
     st = engine._state
     for name in ("item", "text"):
         ef = m["index"][name]["ef_search"]
         assert ef == cfg.ef_search or (ef in EF_LADDER and ef > cfg.ef_search)
-    probe, _ = st.models.encode(query_like(list(st.catalogue.texts), PROBES, m["config"]["seed"]), batch_size=64)
+    probe = st.models.encode_queries(query_like(list(st.catalogue.texts), PROBE_QUERIES, m["config"]["seed"]))
     backend = st.text_index.hnsw.backend()
     rows = np.arange(st.catalogue.n_rows)
     ef, recall = calibrate_ef(backend, st.catalogue.text_embeddings, rows, cfg.ef_search, cfg.min_recall,
                               queries=probe)
     assert recall >= cfg.min_recall or ef == EF_LADDER[-1]
     assert m["index"]["text"]["ef_search"] == ef  # the same choice from the served encoder's embeddings
+
+
+def test_the_text_index_serves_the_scanned_search(tiny_bundle: Path, text_indexed_bundle: Path):
+    """Same data, same seed: with or without a text index the search space is the same (float16 on disk
+    only rounds it) and the top results agree."""
+    from recengine import Engine
+
+    scanned = Engine.open(tiny_bundle, device="cpu", variant="fp32")
+    indexed = Engine.open(text_indexed_bundle, device="cpu", variant="fp32", retrieval="hnsw")
+    a = scanned._state.catalogue.text_embeddings
+    b = indexed._state.catalogue.text_embeddings
+    assert np.abs(a - b).max() < 2e-3
+    titles = [t.split("\n", 1)[0].split(": ", 1)[-1] for t in scanned._state.catalogue.texts[:20]]
+    agree = [scanned.search(q, k=1)[0].item_id == indexed.search(q, k=1)[0].item_id for q in titles]
+    assert np.mean(agree) >= 0.9
 
 
 def test_text_vectors_come_from_the_onnx_encoder(tiny_bundle: Path):
@@ -124,7 +152,8 @@ def test_text_vectors_come_from_the_onnx_encoder(tiny_bundle: Path):
     assert m["models"]["encoder"]["search_space"] == "pretrained" and states.shape[:2] == ids.shape
     (item_vec,) = _onnx(b, "item_head").run(None, {"item_states": states, "attention_mask": mask})
     np.testing.assert_allclose(item_vec, b.load_npy(m["items"]["text_vectors"])[:8], atol=1e-4)
-    np.testing.assert_allclose(text_emb, b.load_npy(m["items"]["text_embeddings"])[:8], atol=1e-4)
+    stored = b.load_npy(m["items"]["text_embeddings"])[:8]  # float16 on disk: rounded to 2^-11 relative
+    np.testing.assert_allclose(text_emb, stored.astype(np.float32), rtol=1e-3, atol=1e-4)
 
 
 def test_stored_user_vectors_equal_the_onnx_user_tower(tiny_bundle: Path):

@@ -246,3 +246,101 @@ def test_old_major_versions_still_open_and_unknown_ones_do_not(lean_bundle: Path
     with pytest.raises(BundleError, match=r"format version 3.0 is not supported by this recengine \(reads 1.x and"):
         Engine.open(bundle, device="cpu")
     assert json.loads((bundle / "manifest.json").read_text())["format_version"] == "3.0"
+
+
+# ------------------------------------------------------------------------------ the text index rule
+def test_text_index_is_wanted_only_past_the_scan_budget() -> None:
+    """`search` scans the text space exactly up to `EXACT_BUDGET` items at batch 1 (`TEXT_SCAN_DIM`), so a
+    bundle carries a text index only past it, unless its config says "hnsw" (always) or "scan" (never)."""
+    from recengine.retrieval import EXACT_BUDGET, text_index_wanted
+
+    assert not text_index_wanted(EXACT_BUDGET) and text_index_wanted(EXACT_BUDGET + 1)
+    assert text_index_wanted(10, "hnsw") and not text_index_wanted(10 * EXACT_BUDGET, "scan")
+    with pytest.raises(ValueError, match="auto, hnsw, scan"):
+        text_index_wanted(10, "always")
+
+
+def _auto(bundle: Path, min_recall: float | None = None) -> Path:
+    """`bundle` with the export's default text index rule ("auto") in its config."""
+    def edit(m: dict) -> None:
+        m["config"]["index"] = {"text": "auto", **({"min_recall": min_recall} if min_recall else {})}
+
+    edit_manifest(bundle, edit)
+    return bundle
+
+
+def test_save_drops_a_text_index_the_catalogue_does_not_need(lean_bundle: Path, tmp_path: Path) -> None:
+    """160 items are scanned: the saved bundle stores the text rows as a float16 `.npy` instead of an index
+    (docs/bundle.md "Text embeddings"), and serves the same search."""
+    src = _auto(copy_bundle(lean_bundle, tmp_path / "src"))
+    engine = Engine.open(src, device="cpu")
+    queries = ["the movie", "drama", engine._state.catalogue.texts[7][:30]]  # noqa: SLF001
+    before = [[r.item_id for r in engine.search(q, k=5)] for q in queries]
+    out = engine.save(tmp_path / "saved")
+    manifest = read_manifest(out)
+    assert "text" not in manifest["index"] and "item" in manifest["index"]
+    assert manifest["items"]["text_embeddings"] == "items/text_embeddings.npy"
+    assert not (out / "index" / "text.hnsw").exists()
+    stored = np.load(out / "items" / "text_embeddings.npy")
+    assert stored.dtype == np.float16
+    again = Engine.open(out, device="cpu")
+    served = again._state.catalogue.text_embeddings  # noqa: SLF001
+    assert served.dtype == np.float32 and again._state.text_index.hnsw is None  # noqa: SLF001
+    assert np.abs(served - engine._state.catalogue.text_embeddings).max() < 1e-3  # noqa: SLF001
+    assert [[r.item_id for r in again.search(q, k=5)] for q in queries] == before
+
+
+def test_save_builds_the_text_index_once_the_catalogue_passes_the_budget(lean_bundle: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalogue grown past the scan budget by `add_items` is saved with a text index, built as the export
+    builds one: its ef calibrated on search-like queries the bundle's own encoder encodes."""
+    import recengine.retrieval as retrieval
+    from recengine.index_io import EF_LADDER, PROBE_QUERIES, calibrate_ef, query_like
+
+    small = Engine.open(_auto(copy_bundle(lean_bundle, tmp_path / "src")), device="cpu").save(tmp_path / "small")
+    _auto(small, min_recall=0.99)
+    monkeypatch.setattr(retrieval, "EXACT_BUDGET", 150)  # 160 items x 64 / 64 are past it
+    engine = Engine.open(small, device="cpu")
+    assert engine._state.text_index.hnsw is None  # noqa: SLF001 - no index until saved: scanned
+    engine.add_items([{"item_id": "new-1", "title": "A brand new film", "genres": "Drama"}])
+    out = engine.save(tmp_path / "grown")
+    manifest = read_manifest(out)
+    spec = manifest["index"]["text"]
+    assert manifest["items"]["text_embeddings"] == spec["path"] == "index/text.hnsw"
+    assert spec["count"] == 161 and not (out / "items" / "text_embeddings.npy").exists()
+    again = Engine.open(out, device="cpu")
+    st = again._state  # noqa: SLF001
+    assert np.array_equal(st.catalogue.text_embeddings, engine._state.catalogue.text_embeddings)  # noqa: SLF001
+    backend = st.text_index.hnsw.backend()
+    probe = st.models.encode_queries(query_like(list(st.catalogue.texts), PROBE_QUERIES, manifest["config"]["seed"]))
+    ef, recall = calibrate_ef(backend, st.catalogue.text_embeddings, np.arange(st.catalogue.n_rows),
+                              manifest["index"]["item"]["ef_search"], 0.99, queries=probe)
+    assert spec["ef_search"] == ef and (recall >= 0.99 or ef == EF_LADDER[-1])
+    assert [r.item_id for r in again.search("A brand new film", k=3)][0] == "new-1"
+
+
+def test_a_scan_config_never_gets_a_text_index(lean_bundle: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import recengine.retrieval as retrieval
+
+    src = copy_bundle(lean_bundle, tmp_path / "src")
+    edit_manifest(src, lambda m: m["config"].update(index={"text": "scan"}))
+    monkeypatch.setattr(retrieval, "EXACT_BUDGET", 10)
+    out = Engine.open(src, device="cpu").save(tmp_path / "saved")
+    assert "text" not in read_manifest(out)["index"]
+
+
+def test_float16_text_rows_are_checked_like_any_array(lean_bundle: Path, tmp_path: Path) -> None:
+    src = _auto(copy_bundle(lean_bundle, tmp_path / "src"))
+    out = Engine.open(src, device="cpu").save(tmp_path / "saved")
+    rel = "items/text_embeddings.npy"
+    rows = np.load(out / rel)
+    rows[3, 5] = np.float16(np.inf)
+    np.save(out / rel, rows)
+    refresh_checksum(out, rel)
+    with pytest.raises(BundleError, match="non-finite"):
+        Engine.open(out, device="cpu")
+    np.save(out / rel, rows[:-1])
+    refresh_checksum(out, rel)
+    with pytest.raises(BundleError, match="shape"):
+        Engine.open(out, device="cpu")
