@@ -228,7 +228,8 @@ class Engine:
 
     def index_forms(self) -> tuple[str, str]:
         """How the item and text HNSW indexes are stored and served: "mips_augment", "plain_ip", or
-        "none" (not loaded, e.g. `retrieval="exact"`)."""
+        "none" (not loaded, e.g. `retrieval="exact"`, or none in the bundle: a catalogue under the text
+        space's scan budget has no text index, docs/bundle.md)."""
         st = self._state
         return tuple(("none" if s.hnsw is None else "mips_augment" if s.hnsw.max_norm is not None else "plain_ip")
                      for s in (st.items_index, st.text_index))  # type: ignore[return-value]

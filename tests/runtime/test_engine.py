@@ -627,7 +627,8 @@ def test_export_records_parity(tiny_bundle):
 
 def test_exported_bundle_serves_what_the_export_stored(tiny_bundle):
     """The runtime's fp32 user tower and encoder reproduce the export's stored user vectors and text
-    vectors, and the indexes are served in the form the export stored (item: augmented, text: plain)."""
+    vectors (the text embeddings as stored: float16), and the indexes are served in the form the export stored
+    (item: augmented; 400 items are searched by scanning, so there is no text index)."""
     from recengine import Engine
 
     reader = open_bundle(tiny_bundle)
@@ -637,9 +638,9 @@ def test_exported_bundle_serves_what_the_export_stored(tiny_bundle):
     got = stages.user_tower(reader.load_json(users["ids"])[:8])
     assert np.abs(got - reader.load_npy(users["vectors"])[:8]).max() < 1e-4
     emb, vec = stages.encode(reader.load_json(items["texts"])[:16])
-    assert np.abs(emb - reader.load_npy(items["text_embeddings"])[:16]).max() < 1e-4
+    assert np.abs(emb - reader.load_npy(items["text_embeddings"])[:16]).max() < 1e-3
     assert np.abs(vec - reader.load_npy(items["text_vectors"])[:16]).max() < 1e-4
-    assert Engine.open(tiny_bundle, device="cpu", retrieval="hnsw").index_forms() == ("mips_augment", "plain_ip")
+    assert Engine.open(tiny_bundle, device="cpu", retrieval="hnsw").index_forms() == ("mips_augment", "none")
 
 
 def test_mips_augmented_index_bundle(tiny_bundle, tmp_path):

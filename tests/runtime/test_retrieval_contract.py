@@ -327,3 +327,43 @@ def test_score_catalogue_computes_the_retrieval_scores_once(lean_bundle, monkeyp
     after = engine.score_catalogue(rows)
     np.testing.assert_array_equal(before, after)
     assert calls == [n]  # one scan for the batch, reused by the candidates' exact top-k
+
+
+# ------------------------------------------------------------------------------------------ top k
+def _rows(rng: np.random.Generator, n: int, kind: int) -> np.ndarray:
+    if kind == 0:
+        return rng.standard_normal(n).astype(np.float32)
+    if kind == 1:  # heavy ties
+        return rng.integers(0, 5, n).astype(np.float32)
+    if kind == 2:  # ascending: the best rows last
+        return np.sort(rng.standard_normal(n)).astype(np.float32)
+    if kind == 3:  # the strided sample holds the largest values: fewer than k pass its threshold
+        row = rng.uniform(0, 1, n).astype(np.float32)
+        row[::16] += 10
+        return row
+    row = rng.standard_normal(n).astype(np.float32)  # mostly excluded (-inf)
+    row[rng.random(n) < 0.9] = -np.inf
+    return row
+
+
+@pytest.mark.parametrize("n", [1, 7, 300, 2047, 2048, 9742, 40_000])
+def test_topk_rows_is_the_exact_top_k(n: int) -> None:
+    """`topk_rows` (sampled threshold past 2,048 rows, `retrieval._top_of_row`) returns the k largest values
+    best first, the same rows as a full sort wherever no tie straddles the k-th place, and equal values in
+    index order; one row or several."""
+    from recengine.retrieval import topk_rows
+
+    rng = np.random.default_rng(n)
+    for trial in range(40):
+        kind = trial % 5
+        rows = np.stack([_rows(rng, n, kind) for _ in range(1 + trial % 3)])
+        k = int(rng.integers(1, min(n, 400) + 1))
+        idx, vals = topk_rows(rows, k)
+        assert idx.shape == vals.shape == (rows.shape[0], k) and idx.dtype == np.int64
+        for row, i, v in zip(rows, idx, vals):
+            full = np.lexsort((np.arange(n), -row))[:k]
+            assert np.array_equal(v, row[full]) and np.array_equal(row[i], v) and np.unique(i).size == k
+            if np.count_nonzero(row == row[full[-1]]) == 1:
+                assert np.array_equal(i, full)
+            same = v[1:] == v[:-1]
+            assert np.all(i[1:][same] > i[:-1][same])
