@@ -3,8 +3,10 @@
 Models and the tokenizer are copied byte for byte; item and user arrays are written for the live items
 only (rows renumbered, histories remapped, removed items dropped from them); HNSW indexes are saved as
 they are when no row was removed (so the saved bundle serves identically) and rebuilt over the live rows
-otherwise, in the stored form they were loaded in (`recengine.index_io.write_index`). Metrics stay those of
-the export that trained the models; `saved_from` records the lineage.
+otherwise, in the stored form they were loaded in (`recengine.index_io.write_index`). The text space keeps,
+gains or loses its index by the export's rule (`recengine.retrieval.text_index_wanted`): a catalogue grown past
+`search`'s scan budget gets one, one under it stores its text rows as a float16 `.npy` instead. Metrics stay
+those of the export that trained the models; `saved_from` records the lineage.
 """
 
 from __future__ import annotations
