@@ -1,8 +1,7 @@
 """Candidate retrieval by inner product: HNSW, exact numpy, or an exact ONNX MatMul+TopK graph.
 
-Which backend wins depends on where and how much: on a CPU an exact scan costs ~5-20 ns per item and
-query (ONNX Runtime's Gemm for narrow vectors, `GemmScan`; numpy without BLAS for wide ones,
-`inner_products`), so it wins while items x queries is small (`EXACT_BUDGET`) and
+Which backend wins depends on where and how much: on a CPU an exact scan costs ~20 ns per item and
+query (BLAS-free, see `inner_products`), so it wins while items x queries is small (`EXACT_BUDGET`) and
 HNSW (sub-linear, one thread per query) wins beyond; on a GPU a Gemm+TopK graph over the item matrix
 kept on the device beats HNSW, above all for batches.
 `choose_backend` encodes that and every choice is overridable (`Engine.open(..., retrieval=...)`).
@@ -133,50 +132,12 @@ class Backend(Protocol):
         """Follow a catalogue change (called under the engine's write lock)."""
 
 
-GEMM_MAX_WIDTH = 128
-"""`ExactBackend` scores vectors up to this wide with ONNX Runtime's Gemm (`GemmScan`), wider ones with numpy:
-the 64-wide item space of MovieLens scored in ~0.04 ms instead of ~0.1-0.15 ms (`recommend` p50 -9 %), while
-the 384-wide text space (15 MB a scan, memory-bound) measured no faster and slower inside `search`
-(bench/results/2026-11-30-footprint-topk-cpu-2core)."""
-
-
-class GemmScan:
-    """`queries @ matrix.T` by one ONNX Runtime `Gemm` on one thread (`recengine.scan_graph`); the session is
-    made on first use, so a space that is never scanned never pays for it."""
-
-    def __init__(self) -> None:
-        self._session: Any = None
-        self._lock = threading.Lock()
-
-    def _make(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                from .scan_graph import gemm_scan_model
-                from .sessions import ort
-
-                rt = ort()
-                opts = rt.SessionOptions()
-                opts.intra_op_num_threads = 1  # one request, one thread: serving scales by requests in flight
-                opts.inter_op_num_threads = 1
-                opts.log_severity_level = 3
-                self._session = rt.InferenceSession(gemm_scan_model(), sess_options=opts,
-                                                    providers=["CPUExecutionProvider"])
-            return self._session
-
-    def __call__(self, queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        session = self._session or self._make()
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        items = np.ascontiguousarray(matrix, dtype=np.float32)
-        return session.run(None, {"queries": q, "items": items})[0]
-
-
 class ExactBackend:
-    """Brute-force inner product: ONNX Runtime's Gemm for narrow vectors (`GEMM_MAX_WIDTH`), numpy otherwise."""
+    """Brute-force inner product with numpy (one GEMM per batch)."""
 
     name = "exact"
 
     def __init__(self, matrix: np.ndarray, alive: np.ndarray) -> None:
-        self._gemm = GemmScan() if matrix.ndim == 2 and matrix.shape[1] <= GEMM_MAX_WIDTH else None
         self.refresh(matrix, alive, None, None)
 
     def refresh(self, matrix: np.ndarray, alive: np.ndarray, added: np.ndarray | None = None,
@@ -191,10 +152,7 @@ class ExactBackend:
         return int(self._matrix.shape[1])
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
-        if self._gemm is not None and self._matrix.shape[0] > SMALL_SCAN:
-            scores = self._gemm(queries, self._matrix)
-        else:
-            scores = inner_products(queries, self._matrix)
+        scores = inner_products(queries, self._matrix)
         if self._dead_rows.size:
             scores[:, self._dead_rows] = -np.inf
         return scores
