@@ -261,7 +261,8 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
     result = SyntheticResult(Path(out), n_items, len(all_user_ids), int(all_hist.size), n_real, n_real_users)
 
     config = src.get("config") if isinstance(src.get("config"), dict) else {}
-    text_mode = config.get("index", {}).get("text", "auto")
+    index_cfg_src = config.get("index") if isinstance(config.get("index"), dict) else {}
+    text_mode = index_cfg_src.get("text", "auto")
     indexed = ["item"] + (["text"] if text_index_wanted(n_items, text_mode if text_mode in TEXT_INDEX_MODES
                                                          else "auto") else [])
 

@@ -105,13 +105,24 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
         return writer.commit(manifest)
 
 
+def _index_config(manifest: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The bundle's `config.index` section and `config.seed` as far as they are well-formed ({} / 0 where
+    not: `config` is free-form, so a hand-edited or hostile one must not stop a save)."""
+    config = manifest.get("config")
+    if not isinstance(config, dict):
+        return {}, 0
+    index = config.get("index")
+    seed = config.get("seed")
+    ok_seed = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32
+    return (index if isinstance(index, dict) else {}), (seed if ok_seed else 0)
+
+
 def _text_index_plan(st: EngineState, manifest: dict[str, Any], n_live: int) -> str:
     """What the saved bundle does with the text space's HNSW index, by the export's rule
     (`recengine.retrieval.text_index_wanted`, with the bundle's `config.index.text`, "auto" when absent):
     "keep" it, "build" one (a catalogue grown past the scan budget by `add_items`), "drop" it (one under the
     budget, e.g. a bundle exported before the rule), or "none" (neither had nor wants one)."""
-    config = manifest.get("config")
-    mode = config.get("index", {}).get("text", "auto") if isinstance(config, dict) else "auto"
+    mode = _index_config(manifest)[0].get("text", "auto")
     wanted = text_index_wanted(n_live, mode if mode in TEXT_INDEX_MODES else "auto")
     has = st.text_index.spec is not None
     return ("keep" if wanted else "drop") if has else ("build" if wanted else "none")
@@ -123,16 +134,15 @@ def _build_text_index(st: EngineState, writer: BundleWriter, manifest: dict[str,
     and ef floor, ef calibrated to `config.index.min_recall` on search-like queries encoded by the bundle's
     own encoder (`query_like`; the export's probes)."""
     item = st.items_index.spec
-    config = manifest.get("config")
-    cfg = config.get("index", {}) if isinstance(config, dict) else {}
-    M = item.M if item is not None else int(cfg.get("M", 16))
-    ef_construction = item.ef_construction if item is not None else int(cfg.get("ef_construction", 200))
-    ef_search = int(cfg.get("ef_search", item.ef_search if item is not None else 128))
+    cfg, seed = _index_config(manifest)
+    M, ef_construction, ef_search = (item.M, item.ef_construction, item.ef_search) if item is not None else \
+        (16, 200, 128)
     min_recall = cfg.get("min_recall")
+    if not (isinstance(min_recall, (int, float)) and not isinstance(min_recall, bool) and 0 < min_recall <= 1):
+        min_recall = None
     texts = [st.catalogue.texts[r] for r in live.tolist()]
-    seed = int(config.get("seed", 0)) if isinstance(config, dict) else 0
-    queries = query_like(texts, PROBE_QUERIES, seed)
-    probe = st.models.encode_queries(queries) if queries and min_recall is not None else None
+    queries = query_like(texts, PROBE_QUERIES, seed) if min_recall is not None else []
+    probe = st.models.encode_queries(queries) if queries else None
     return write_index(writer, "text", INDEX_FILES["text"], st.catalogue.text_embeddings[live], M=M,
                        ef_construction=ef_construction, ef_search=ef_search, seed=seed,
                        min_recall=float(min_recall) if min_recall is not None else None, probe=probe)

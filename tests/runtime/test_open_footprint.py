@@ -344,3 +344,20 @@ def test_float16_text_rows_are_checked_like_any_array(lean_bundle: Path, tmp_pat
     refresh_checksum(out, rel)
     with pytest.raises(BundleError, match="shape"):
         Engine.open(out, device="cpu")
+
+
+@pytest.mark.parametrize("config", [{"index": ["hnsw"], "seed": "x"}, {"index": {"text": 7, "min_recall": "high"}},
+                                    "not a mapping"])
+def test_save_reads_a_malformed_config_as_the_defaults(lean_bundle: Path, tmp_path: Path, config: object,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`config` is free-form: a hand-edited one falls back to "auto" (and no ef calibration) instead of
+    stopping a save, whether the index is dropped or built."""
+    import recengine.retrieval as retrieval
+
+    src = copy_bundle(lean_bundle, tmp_path / "src")
+    edit_manifest(src, lambda m: m.update(config=config))
+    out = Engine.open(src, device="cpu").save(tmp_path / "small")
+    assert "text" not in read_manifest(out)["index"]
+    monkeypatch.setattr(retrieval, "EXACT_BUDGET", 100)
+    grown = Engine.open(out, device="cpu").save(tmp_path / "grown")
+    assert read_manifest(grown)["index"]["text"]["count"] == 160
