@@ -54,6 +54,8 @@ def summarize(manifest: dict[str, Any]) -> list[str]:
             params = ", ".join(f"{k}={spec[k]}" for k in ("space", "dim", "M", "ef_construction", "ef_search", "count")
                                if k in spec)
             lines.append(f"index {name:<12}{params}")
+    if "text" not in index:  # docs/bundle.md "Text embeddings: an index only past the scan budget"
+        lines.append(f"index {'text':<12}none (search scans the text embeddings exactly)")
     metrics = _dict(manifest.get("metrics"))
 
     def walk(prefix: str, node: Any) -> None:

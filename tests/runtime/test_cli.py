@@ -58,6 +58,7 @@ def test_info_summary(bundle: Path) -> None:
     assert "dims              text=384, item=4" in out
     assert "model encoder     fp32, int8" in out
     assert "index item        space=ip, dim=4, M=16, count=3" in out
+    assert "index text        none (search scans the text embeddings exactly)" in out  # 3 items: scanned
     assert "test.fp32.ndcg@10" in out and "0.1235" in out
     assert "time    encoder" in out and "1.5000 s" in out
     assert "files             2 (" in out
