@@ -69,7 +69,8 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
             if text_index == "build" and key == "text_embeddings":
                 continue
             if index_holding(manifest, items_spec[key]) is None:  # format 2: else the index written below holds it
-                writer.write_npy(items_spec[key], stored_item_array(key, cat.array(key)[live]))
+                indexed = key == "text_embeddings" and text_index == "keep"  # a 1.x bundle: .npy and index
+                writer.write_npy(items_spec[key], stored_item_array(key, cat.array(key)[live], indexed))
         indptr, hist = users.csr(history_map)
         writer.write_json(users_spec["ids"], list(users.ids))
         writer.write_npy(users_spec["vectors"], np.ascontiguousarray(users.vectors, dtype=np.float32))
@@ -105,6 +106,11 @@ def save_state(st: EngineState, path: str | Path, force: bool = False) -> Path:
         return writer.commit(manifest)
 
 
+_INDEX_LIMITS = (128, 4096, 4096)
+"""Largest M, ef_construction and ef_search `Engine.save` takes from a bundle's free-form `config.index` (a
+hand-edited M of a million would allocate without bound); beyond, the item index's values."""
+
+
 def _index_config(manifest: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The bundle's `config.index` section and `config.seed` as far as they are well-formed ({} / 0 where
     not: `config` is free-form, so a hand-edited or hostile one must not stop a save)."""
@@ -130,13 +136,17 @@ def _text_index_plan(st: EngineState, manifest: dict[str, Any], n_live: int) -> 
 
 def _build_text_index(st: EngineState, writer: BundleWriter, manifest: dict[str, Any], live: np.ndarray
                       ) -> dict[str, Any]:
-    """A new text index over the live rows, as the export builds one: the item index's M, ef_construction
-    and ef floor, ef calibrated to `config.index.min_recall` on search-like queries encoded by the bundle's
-    own encoder (`query_like`; the export's probes)."""
+    """A new text index over the live rows, as the export builds one: `config.index`'s M, ef_construction and
+    ef floor (where a value is missing or out of range, the item index's: the export built both from the same
+    config), ef calibrated to `config.index.min_recall` on search-like queries encoded by the bundle's own
+    encoder (`query_like`; the export's probes)."""
     item = st.items_index.spec
     cfg, seed = _index_config(manifest)
-    M, ef_construction, ef_search = (item.M, item.ef_construction, item.ef_search) if item is not None else \
-        (16, 200, 128)
+    fallback = (item.M, item.ef_construction, item.ef_search) if item is not None else (16, 200, 128)
+    M, ef_construction, ef_search = (
+        value if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high else default
+        for value, low, high, default in zip((cfg.get("M"), cfg.get("ef_construction"), cfg.get("ef_search")),
+                                             (2, 1, 1), _INDEX_LIMITS, fallback))
     min_recall = cfg.get("min_recall")
     if not (isinstance(min_recall, (int, float)) and not isinstance(min_recall, bool) and 0 < min_recall <= 1):
         min_recall = None

@@ -100,8 +100,8 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     unspecified)."""
     n = scores.shape[1]
     k = min(k, n)
-    if k <= 0:
-        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
+    if k <= 0 or scores.shape[0] == 0:
+        return np.zeros((scores.shape[0], max(k, 0)), np.int64), np.zeros((scores.shape[0], max(k, 0)), np.float32)
     if k == n:
         order = np.argsort(-scores, axis=1, kind="stable")
         return order.astype(np.int64, copy=False), np.take_along_axis(scores, order, axis=1)

@@ -53,16 +53,27 @@ ITEM_ARRAYS: dict[str, str] = {
 """The `.npy` item arrays and the dtype they are served in."""
 
 ITEM_STORED: dict[str, str] = {"text_embeddings": "float16"}
-"""Item arrays written to `.npy` in a narrower dtype than they are served in (readers cast to `ITEM_ARRAYS`).
-The text embeddings are unit vectors that `search` ranks by cosine: float16 keeps each component to 2^-11
-relative and halves the largest array of a bundle whose catalogue is small enough to be scanned without a
-text index (`recengine.retrieval.text_index_wanted`; 7.5 instead of 15 MB for MovieLens with MiniLM)."""
+"""Item arrays written to `.npy` in a narrower dtype than they are served in (readers cast to `ITEM_ARRAYS`),
+when no index is built over them. The text embeddings are unit vectors that `search` ranks by cosine: float16
+keeps each component to 2^-11 relative and halves the largest array of a bundle whose catalogue is small
+enough to be scanned without a text index (`recengine.retrieval.text_index_wanted`; 7.5 instead of 15 MB for
+MovieLens with MiniLM). Beside an index (a 1.x bundle stores both) they stay float32, so the scanned rows and
+the indexed ones are the same numbers."""
 
 
-def stored_item_array(key: str, array: np.ndarray) -> np.ndarray:
-    """`array` in the dtype the item array `key` is written in (`ITEM_STORED`, else `ITEM_ARRAYS`); one rule
-    for every writer (the export, `Engine.save`, the synthetic bench bundle)."""
-    return np.ascontiguousarray(array, dtype=ITEM_STORED.get(key, ITEM_ARRAYS[key]))
+def stored_item_array(key: str, array: np.ndarray, indexed: bool = False) -> np.ndarray:
+    """`array` in the dtype the item array `key` is written in, one rule for every writer (the export,
+    `Engine.save`, the synthetic bench bundle): `ITEM_STORED` unless an index is built over the same rows
+    (`indexed`) or a value would not fit (a row beyond float16's range, possible in a hand-made bundle: it
+    would be written as inf and the bundle refused at open), else the served dtype (`ITEM_ARRAYS`)."""
+    served = np.dtype(ITEM_ARRAYS[key])
+    narrow = None if indexed else ITEM_STORED.get(key)
+    if narrow is not None:
+        limit = float(np.finfo(np.dtype(narrow)).max)
+        if array.size == 0 or float(np.abs(array).max()) <= limit:
+            return np.ascontiguousarray(array, dtype=narrow)
+    return np.ascontiguousarray(array, dtype=served)
+
 
 MEDIA_FILES: dict[str, str] = {
     "media_projection": "models/media_projection.npy",

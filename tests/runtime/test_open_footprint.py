@@ -361,3 +361,48 @@ def test_save_reads_a_malformed_config_as_the_defaults(lean_bundle: Path, tmp_pa
     monkeypatch.setattr(retrieval, "EXACT_BUDGET", 100)
     grown = Engine.open(out, device="cpu").save(tmp_path / "grown")
     assert read_manifest(grown)["index"]["text"]["count"] == 160
+
+
+def test_save_keeps_a_1x_bundles_text_rows_float32_beside_its_index(lean_bundle: Path, tmp_path: Path) -> None:
+    """The lean bundle stores the text rows as a `.npy` and an index over them (the 1.x layout): a save keeps
+    both, the `.npy` in float32, so the scanned rows and the indexed ones stay the same numbers."""
+    out = Engine.open(lean_bundle, device="cpu").save(tmp_path / "saved")
+    manifest = read_manifest(out)
+    rel = manifest["items"]["text_embeddings"]
+    assert rel == "items/text_embeddings.npy" and "text" in manifest["index"]
+    rows = np.load(out / rel)
+    assert rows.dtype == np.float32
+    assert np.array_equal(rows, read_vectors(out / manifest["index"]["text"]["path"], manifest["index"]["text"]["dim"]))
+
+
+def test_text_rows_beyond_float16_range_are_stored_float32(lean_bundle: Path, tmp_path: Path) -> None:
+    from recengine.bundle.format import stored_item_array
+
+    assert stored_item_array("text_embeddings", np.ones((2, 3), np.float32)).dtype == np.float16
+    assert stored_item_array("text_embeddings", np.full((2, 3), 7e4, np.float32)).dtype == np.float32
+    assert stored_item_array("text_embeddings", np.ones((2, 3), np.float32), indexed=True).dtype == np.float32
+    assert stored_item_array("text_embeddings", np.zeros((0, 3), np.float32)).dtype == np.float16
+    src = _auto(copy_bundle(lean_bundle, tmp_path / "src"))
+    rows = np.load(src / "items" / "text_embeddings.npy")
+    rows[0] *= 1e6  # finite, served as it is, past float16's 65504
+    np.save(src / "items" / "text_embeddings.npy", rows)
+    refresh_checksum(src, "items/text_embeddings.npy")
+    out = Engine.open(src, device="cpu").save(tmp_path / "saved")
+    assert np.array_equal(Engine.open(out, device="cpu")._state.catalogue.text_embeddings[0], rows[0])  # noqa: SLF001
+
+
+def test_a_built_text_index_takes_the_configured_parameters(lean_bundle: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import recengine.retrieval as retrieval
+
+    src = copy_bundle(lean_bundle, tmp_path / "src")
+    edit_manifest(src, lambda m: m["config"].update(index={"text": "auto", "M": 12, "ef_construction": 80,
+                                                          "ef_search": 40}))
+    small = Engine.open(src, device="cpu").save(tmp_path / "small")
+    monkeypatch.setattr(retrieval, "EXACT_BUDGET", 100)
+    spec = read_manifest(Engine.open(small, device="cpu").save(tmp_path / "grown"))["index"]["text"]
+    assert (spec["M"], spec["ef_construction"], spec["ef_search"]) == (12, 80, 40)
+    edit_manifest(small, lambda m: m["config"].update(index={"text": "auto", "M": 10**6, "ef_search": "x"}))
+    spec = read_manifest(Engine.open(small, device="cpu").save(tmp_path / "grown2"))["index"]["text"]
+    item = read_manifest(small)["index"]["item"]
+    assert (spec["M"], spec["ef_search"]) == (item["M"], item["ef_search"])  # out of range: the item index's

@@ -367,3 +367,13 @@ def test_topk_rows_is_the_exact_top_k(n: int) -> None:
                 assert np.array_equal(i, full)
             same = v[1:] == v[:-1]
             assert np.all(i[1:][same] > i[:-1][same])
+
+
+@pytest.mark.parametrize("n", [30, 3000])
+def test_topk_rows_of_no_rows_is_empty(n: int) -> None:
+    from recengine.retrieval import topk_rows
+
+    idx, vals = topk_rows(np.zeros((0, n), np.float32), 10)
+    assert idx.shape == vals.shape == (0, 10)
+    idx, vals = topk_rows(np.zeros((2, n), np.float32), 0)
+    assert idx.shape == vals.shape == (2, 0)
