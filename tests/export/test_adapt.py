@@ -184,6 +184,17 @@ def test_data_without_timestamps_reshuffles_the_tower_windows():
     assert not adapt(std(), MOVIELENS)[0].user.reshuffle
 
 
+def test_data_without_timestamps_blends_co_occurrence_order_blind():
+    """No timestamps: the recency decays below 1 would weigh the split's random order; only 1.0 is tried."""
+    cfg, decisions = adapt(std(), stats(20_000, 5_000, 120_000, has_timestamps=False))
+    assert cfg.cooccur.decays == (1.0,)
+    assert any(d.key == "cooccur.decays" and "no timestamps" in d.line() and "1.0,0.7,0.4 -> 1.0" in d.line()
+               for d in decisions)
+    assert adapt(std(), stats(20_000, 5_000, 120_000))[0].cooccur.decays == std().cooccur.decays
+    kept = adapt(std().override({"cooccur.decays": [0.5, 1.0]}), stats(20_000, 5_000, 120_000, has_timestamps=False))
+    assert kept[0].cooccur.decays == (0.5, 1.0)  # set explicitly: kept, and the record says what the data would give
+
+
 # ------------------------------------------------------------------------------------------ explicit keys
 @pytest.mark.parametrize("name", [n for n in SIZES if n != "movielens"] + ["short"])  # movielens: nothing to adapt
 def test_explicit_keys_are_never_overridden(name: str):
