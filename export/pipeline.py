@@ -167,7 +167,7 @@ def add_cooccur(w: BundleWriter, written: Path, manifest: dict[str, Any], datase
         manifest["cooccur"] = section
         written = w.preview(manifest)
     best = f"{choice.best:.4f} " if choice.best is not None else ""
-    knob = "lambda" if choice.weighting == "ease" else "shrink"  # EASE's regularisation rides in `shrink`
+    knob = "lambda" if str(choice.weighting).startswith("ease") else "shrink"  # EASE's lambda rides in `shrink`
     progress.message(f"co-occurrence: validation NDCG@10 {choice.base:.4f} -> "
                      + (f"{best}({choice.weighting} lists, {knob} {choice.shrink:g}, decay {choice.decay:g}, "
                         f"weight {choice.relative_weight:g} x spread {choice.spread:.3g})" if choice.chosen
