@@ -207,7 +207,52 @@ def test_each_lambda_gets_its_own_ease_lists(interactions):
     assert not np.allclose(both[5.0][1], both[50.0][1])
 
 
+def test_text_tokens_are_the_shared_words_without_field_names():
+    texts = ["title: Red Fox\nauthor: Ann Lee", "title: Blue Fox\nauthor: Ann Lee", "title: Café Noir\nauthor: Bo",
+             "title: Noir Cafe\nauthor: Cy"]
+    f = cooccur.text_tokens(texts)
+    assert f.shape == (4, 5)  # fox, ann, lee, noir, cafe (café folded): "title"/"author" are not words here
+    words = np.asarray(f.sum(axis=0)).ravel()
+    assert sorted(words.tolist()) == [2, 2, 2, 2, 2]  # red, blue, bo, cy: one item each, dropped
+    assert f[0].nnz == 3 and f[2].nnz == 2  # fox, ann, lee | cafe, noir
+    assert cooccur.text_tokens(["product_id: 1", "product_id: 2"]).shape == (2, 0)  # ids as text: no shared word
+
+
+def test_ease_with_text_side_information_is_ease_of_the_stacked_matrix(interactions):
+    """Side information (Jeunen et al. 2020): EASE of [X; alpha F^T] -- items that share words but no user get
+    a weight, and alpha -> 0 gives plain EASE."""
+    import scipy.sparse as sp
+
+    from recengine.export.ease import ease_weights
+
+    users, items, n_users, n_items = interactions
+    rng = np.random.default_rng(0)
+    f = sp.csr_matrix((rng.random((n_items, 12)) < 0.2).astype(np.float64))
+    got = cooccur.ease_neighbours(users, items, n_users, n_items, k=4, lambdas=(5.0,), side=f, alpha=0.7)[5.0]
+    x = np.zeros((n_users, n_items))
+    x[users, items] = 1.0
+    active = np.flatnonzero(x.sum(axis=0) > 0)
+    stacked = np.vstack([x[:, active], 0.7 * f.toarray()[active].T])
+    b = ease_weights(stacked.T @ stacked, 5.0)
+    for row, i in enumerate(active):
+        want = [active[j] for j in np.argsort(-b[row], kind="stable") if b[row, j] > 0][:4]
+        assert set(j for j in got[0][i] if j >= 0) == set(want)
+    plain = cooccur.ease_neighbours(users, items, n_users, n_items, k=4, lambdas=(5.0,))[5.0]
+    tiny = cooccur.ease_neighbours(users, items, n_users, n_items, k=4, lambdas=(5.0,), side=f, alpha=1e-6)[5.0]
+    assert np.array_equal(plain[0], tiny[0]) and not np.array_equal(plain[0], got[0])
+
+
 def test_ease_lists_are_skipped_past_the_item_cap(interactions, monkeypatch):
     monkeypatch.setattr(cooccur, "EASE_MAX_ITEMS", 5)
     users, items, n_users, n_items = interactions
     assert cooccur.ease_neighbours(users, items, n_users, n_items, k=4, lambdas=(5.0,)) == {}
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
+def test_ease_text_alpha_must_be_positive(value):
+    from recengine.errors import ExportError
+    from recengine.export.config import ExportConfig
+
+    assert "ease_text" in CooccurConfig().weightings
+    with pytest.raises(ExportError, match="cooccur.ease_text_alpha"):
+        ExportConfig.from_profile("quick").override({"cooccur.ease_text_alpha": value}).validate()
