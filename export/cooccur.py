@@ -388,7 +388,9 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
         combos = {w: tuple(dict.fromkeys(float(x) for x in (co.ease_lambdas if w.startswith("ease") else co.shrinks)))
                   for w in dict.fromkeys(co.weightings)}
     lists = {}
-    side = text_tokens(list(dataset.items.texts)) if "ease_text" in combos else None
+    # the words only where EASE runs at all (its dense inverse stops at EASE_MAX_ITEMS items with interactions)
+    side = text_tokens(list(dataset.items.texts)) if "ease_text" in combos and \
+        np.unique(np.asarray(events.item)).size <= EASE_MAX_ITEMS else None
     for w, params in combos.items():
         if w == "ease_text" and (side is None or side.shape[1] == 0):
             continue  # no word shared by two items (ids as text): the same lists as "ease"
