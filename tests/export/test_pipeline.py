@@ -311,7 +311,13 @@ def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path):
     assert served == pytest.approx(choice["best"], abs=1e-12)
     section = m["cooccur"]
     assert section["weight"] == pytest.approx(choice["relative_weight"] * choice["spread"])
-    assert section["decay"] == choice["decay"] and section["shrink"] == choice["shrink"]
+    assert section["decay"] == choice["decay"]
+    if choice["weighting"].startswith("ease"):  # EASE's lambda rides in the choice's `shrink`
+        assert section["lambda"] == choice["shrink"]
+        assert section["similarity"] == {"ease": "ease", "ease_text": "ease-text"}[choice["weighting"]]
+        assert ("text_alpha" in section) == (choice["weighting"] == "ease_text")
+    else:
+        assert section["shrink"] == choice["shrink"] and section["similarity"] == f"{choice['weighting']}-cosine"
     assert ("text_map" in section) == bool(choice["text_standin"])  # kept only when validation did not drop
 
 
