@@ -118,6 +118,7 @@ def text_tokens(texts: list[str]) -> Any:
     words of at least 2 items and at most `TEXT_TOKEN_MAX_SHARE` of them (a word of one item co-occurs with
     nothing). The side information of `ease_neighbours`."""
     from recengine._deps import require
+    from recengine.data.text import line_value
     from recengine.lexical import tokens
 
     sp = require("scipy.sparse", "The export's item co-occurrence lists")
@@ -127,7 +128,7 @@ def text_tokens(texts: list[str]) -> Any:
     for i, text in enumerate(texts):
         words = set()
         for line in str(text).split("\n"):
-            words.update(tokens(line.split(": ", 1)[1] if ": " in line else line))
+            words.update(tokens(line_value(line)))
         for w in words:
             rows.append(i)
             cols.append(vocab.setdefault(w, len(vocab)))

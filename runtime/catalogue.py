@@ -17,6 +17,7 @@ import numpy as np
 
 from .bundle import BundleReader
 from .bundle.format import ITEM_ARRAYS
+from .data.text import line_value
 from .errors import BundleError
 from .filters import attr_column
 
@@ -189,8 +190,7 @@ class Catalogue:
 
     def title(self, row: int) -> str:
         """First line of an item's text without its "column: " prefix (for explanations)."""
-        first = self.texts[row].split("\n", 1)[0]
-        return first.split(": ", 1)[1] if ": " in first else first
+        return line_value(self.texts[row].split("\n", 1)[0])
 
     # --- writes (engine write lock held) ---
     def append(self, ids: Sequence[str], texts: Sequence[str], attrs: Sequence[Mapping[str, Any]],

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .bundle.format import IndexSpec, wants_augment
+from .data.text import line_value
 from .errors import BundleError
 from .retrieval import HnswBackend, topk_rows
 
@@ -42,7 +43,7 @@ def query_like(texts: list[str], n: int, seed: int) -> list[str]:
     out = []
     for i in rng.choice(len(texts), size=min(n, len(texts)), replace=False).tolist():
         first = texts[i].split("\n", 1)[0]
-        words = (first.split(": ", 1)[1] if ": " in first else first).split()[:QUERY_WORDS]
+        words = line_value(first).split()[:QUERY_WORDS]
         if words:
             out.append(" ".join(words[:int(rng.integers(1, len(words) + 1))]))
     return out

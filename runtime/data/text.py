@@ -50,3 +50,9 @@ def build_item_text(row: Mapping[str, Any], text_columns: Sequence[str]) -> str:
         if value:
             lines.append(f"{col}: {value}")
     return "\n".join(lines)
+
+
+def line_value(line: str) -> str:
+    """The value of one "column: value" line of an item text (`build_item_text`), the line itself when it has
+    no such prefix (a text added live may be free-form)."""
+    return line.split(": ", 1)[1] if ": " in line else line
