@@ -164,7 +164,7 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
     )
     from recengine.catalogue import pop_buckets
     from recengine.index_io import write_index
-    from recengine.retrieval import TEXT_INDEX_MODES, HnswBackend, text_index_wanted
+    from recengine.retrieval import HnswBackend, text_index_mode, text_index_wanted
 
     if n_extra < 0:
         raise ValueError(f"n_extra must be >= 0, got {n_extra}")
@@ -260,11 +260,7 @@ def build_synthetic_bundle(source: str | Path, out: str | Path, n_extra: int, *,
     ef_construction = int(ef_construction or index_cfg.get("ef_construction", 200))
     result = SyntheticResult(Path(out), n_items, len(all_user_ids), int(all_hist.size), n_real, n_real_users)
 
-    config = src.get("config") if isinstance(src.get("config"), dict) else {}
-    index_cfg_src = config.get("index") if isinstance(config.get("index"), dict) else {}
-    text_mode = index_cfg_src.get("text", "auto")
-    indexed = ["item"] + (["text"] if text_index_wanted(n_items, text_mode if text_mode in TEXT_INDEX_MODES
-                                                         else "auto") else [])
+    indexed = ["item"] + (["text"] if text_index_wanted(n_items, text_index_mode(src)) else [])
 
     with BundleWriter(out, force=force) as writer:
         clock = time.perf_counter()

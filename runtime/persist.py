@@ -23,7 +23,7 @@ from .bundle import BundleWriter, bundle_path
 from .bundle.format import INDEX_FILES, INDEX_SOURCE, ITEM_FILES, USER_FILES, index_holding, stored_item_array
 from .errors import BundleError
 from .index_io import PROBE_QUERIES, query_like, write_index
-from .retrieval import TEXT_INDEX_MODES, text_index_wanted
+from .retrieval import text_index_mode, text_index_wanted
 from .state import EngineState
 
 _REWRITTEN = ("items/", "users/", "index/")
@@ -128,8 +128,7 @@ def _text_index_plan(st: EngineState, manifest: dict[str, Any], n_live: int) -> 
     (`recengine.retrieval.text_index_wanted`, with the bundle's `config.index.text`, "auto" when absent):
     "keep" it, "build" one (a catalogue grown past the scan budget by `add_items`), "drop" it (one under the
     budget, e.g. a bundle exported before the rule), or "none" (neither had nor wants one)."""
-    mode = _index_config(manifest)[0].get("text", "auto")
-    wanted = text_index_wanted(n_live, mode if mode in TEXT_INDEX_MODES else "auto")
+    wanted = text_index_wanted(n_live, text_index_mode(manifest))
     has = st.text_index.spec is not None
     return ("keep" if wanted else "drop") if has else ("build" if wanted else "none")
 

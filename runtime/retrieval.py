@@ -402,6 +402,16 @@ def text_index_wanted(n_items: int, mode: str = "auto") -> bool:
     return choose_backend("auto", "cpu", int(n_items), 1, has_hnsw=True, onnx_ok=False, dim=TEXT_SCAN_DIM) == "hnsw"
 
 
+def text_index_mode(manifest: Any) -> str:
+    """The text index mode a bundle was written with (`config.index.text`), "auto" where the free-form
+    `config` section is absent or malformed: what `Engine.save` and the synthetic bench bundle pass to
+    `text_index_wanted`."""
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    index = config.get("index") if isinstance(config, dict) else None
+    mode = index.get("text") if isinstance(index, dict) else None
+    return mode if mode in TEXT_INDEX_MODES else "auto"
+
+
 def _flags(rows: np.ndarray, n: int) -> np.ndarray:
     """Boolean [n] membership mask of `rows` (much faster than np.isin for short candidate lists)."""
     flags = np.zeros(n, dtype=bool)
