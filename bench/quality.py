@@ -434,7 +434,9 @@ class QualityRun:
         if any(n.startswith("recengine") for n in models):
             self.notes.append("recengine is tuned like SASRec, the other model that reads histories: fitted on "
                               "split.train with early stopping on split.valid, the early-stopped model reading the "
-                              "train+valid history at test time; for the cold protocol it early-stops on a "
+                              "train+valid history at test time, and its co-occurrence lists, chosen on "
+                              "split.valid, rebuilt from train+valid as EASE and ItemKNN are refitted "
+                              "(recengine.export.cooccur.refit_cooccur); for the cold protocol it early-stops on a "
                               "leave-last-out split of the warm interactions and its user tower is then refitted on "
                               "all of them for the early-stopped epoch count (recengine.export.fit.refit), as every "
                               "baseline is refitted on all warm interactions")

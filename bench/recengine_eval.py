@@ -164,7 +164,7 @@ class RecengineRunner:
         from recengine.bundle import BundleWriter
         from recengine.export.adapt import adapt_to_data
         from recengine.export.fit import fit, refit, train_valid_split
-        from recengine.export.pipeline import add_cooccur, export_models_and_arrays
+        from recengine.export.pipeline import add_cooccur, export_models_and_arrays, refit_cooccur_stage
         from recengine.progress import Progress
 
         seconds: dict[str, float] = {}
@@ -194,8 +194,10 @@ class RecengineRunner:
                 # settings the main fit chose on clean validation, with lists over every warm event
                 fixed = self.cooccur.get("main") if refit_all else None
                 events = train_valid_split(split, include_test=True).train if refit_all else None
-                _, choice = add_cooccur(w, w.preview(manifest), manifest, self.dataset, split, cfg, progress,
-                                        timings, fixed=fixed, events=events)
+                written, choice = add_cooccur(w, w.preview(manifest), manifest, self.dataset, split, cfg,
+                                              progress, timings, fixed=fixed, events=events)
+                if not refit_all:  # as the export: the chosen lists rebuilt from train + valid events
+                    refit_cooccur_stage(w, written, manifest, self.dataset, split, cfg, progress, timings, choice)
                 if choice is not None:
                     self.cooccur[tag] = choice
                 manifest["timings"] = {k: round(float(v), 3) for k, v in timings.items()}

@@ -205,6 +205,10 @@ class CooccurConfig:
     """Latest history items the signal reads at serving time."""
     cuts: tuple[int, ...] = (20,)
     """Shorter lists tried at the chosen point (kept when validation does not drop: a smaller bundle)."""
+    refit: bool = True
+    """Rebuild the chosen lists from the training and validation events once every setting is chosen (as the
+    bench refits its EASE and ItemKNN baselines before testing them; `recengine.export.cooccur.refit_cooccur`).
+    The export's validation metrics are measured before, on the lists the choice saw; its test metric after."""
     text_standin: bool = True
     """Give items without a list (new, or nobody interacted with them) a stand-in signal from the cosine of
     their item vector (which their text gives them) to the history's (`text_map`, aligned on warm items), so

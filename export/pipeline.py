@@ -118,7 +118,7 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         from .validation import evaluate_bundle
 
         written = w.preview(manifest)  # sealed in place: measured through the real reader and engine
-        written, _ = add_cooccur(w, written, manifest, dataset, split, cfg, progress, timings)
+        written, choice = add_cooccur(w, written, manifest, dataset, split, cfg, progress, timings)
         validation: dict[str, dict[str, float]] = {}
         reencoded: dict[str, dict[str, float]] = {}
         for variant in cfg.variants:
@@ -133,6 +133,8 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
             timings[f"eval_{variant}"] = time.perf_counter() - t
         manifest["metrics"]["validation"] = validation
         manifest["metrics"]["validation_reencoded"] = reencoded
+        # validation measured the lists the choice saw; the bundle serves them rebuilt with the validation events
+        written = refit_cooccur_stage(w, written, manifest, dataset, split, cfg, progress, timings, choice)
         manifest["metrics"]["test"]["fp32"] = _metric_subset(evaluate_bundle(written, dataset, split, "fp32", "test"))
         failed = check_pipeline_parity(validation, cfg, manifest["metrics"]["parity"], reencoded)
         for variant, reason in failed.items():
@@ -174,6 +176,24 @@ def add_cooccur(w: BundleWriter, written: Path, manifest: dict[str, Any], datase
                         else "no gain: not used"))
     timings["cooccur"] = time.perf_counter() - t
     return written, choice
+
+
+def refit_cooccur_stage(w: BundleWriter, written: Path, manifest: dict[str, Any], dataset: Any, split: Any,
+                        cfg: ExportConfig, progress: Progress, timings: dict[str, float], choice: Any) -> Path:
+    """After `add_cooccur` chose the lists: rebuild them from train + validation events
+    (`recengine.export.cooccur.refit_cooccur`, when `cooccur.refit`), update `manifest` and seal again.
+    Returns the sealed bundle (`written` unchanged when there is nothing to rebuild). Shared by `run_export`
+    and the quality bench's main fit."""
+    if choice is None or not choice.chosen or not cfg.cooccur.refit or "cooccur" not in manifest:
+        return written
+    from .cooccur import refit_cooccur
+
+    t = time.perf_counter()
+    progress.message("co-occurrence lists: rebuilt from the training and validation events")
+    manifest["cooccur"] = refit_cooccur(w, written, manifest["cooccur"], choice, dataset, split, cfg)
+    manifest["metrics"]["cooccur"] = choice.to_manifest()
+    timings["cooccur_refit"] = time.perf_counter() - t
+    return w.preview(manifest)
 
 
 def _remove_variant(root: Path, variants: dict[str, Any], variant: str) -> str:
@@ -362,6 +382,6 @@ def export_models_and_arrays(w: BundleWriter, dataset, fitted, cfg: ExportConfig
     }
 
 
-__all__ = ["run_export", "add_cooccur", "check_pipeline_parity", "drop_untargeted_variants", "drop_variant",
-           "StageTimings"]
+__all__ = ["run_export", "add_cooccur", "refit_cooccur_stage", "check_pipeline_parity", "drop_untargeted_variants",
+           "drop_variant", "StageTimings"]
 

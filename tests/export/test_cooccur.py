@@ -256,3 +256,63 @@ def test_ease_text_alpha_must_be_positive(value):
     assert "ease_text" in CooccurConfig().weightings
     with pytest.raises(ExportError, match="cooccur.ease_text_alpha"):
         ExportConfig.from_profile("quick").override({"cooccur.ease_text_alpha": value}).validate()
+
+
+class _RecordingWriter:
+    """Stands in for the bundle writer: keeps what `refit_cooccur` writes, by path."""
+
+    def __init__(self):
+        self.written = {}
+
+    def write_npy(self, rel, array):
+        self.written[rel] = np.array(array)
+        return rel
+
+
+@pytest.mark.parametrize("kind,param", [("bm25", 10.0), ("ease", 100.0)])
+def test_refit_serves_the_chosen_lists_rebuilt_from_train_and_valid_never_test(ml_tiny_dir, kind, param):
+    """The served lists are the chosen kind rebuilt from train + validation events (as the bench's EASE and
+    ItemKNN are refitted), cut to the chosen k; the test events are never read (poisoning them changes
+    nothing); and they differ from the lists the choice measured, so the check can fail."""
+    from recengine.cooccur import FILES
+    from recengine.data import load_dataset
+    from recengine.export.fit import train_valid_split
+    from recengine.split import leave_last_out
+
+    ds = load_dataset(ml_tiny_dir)
+    split = leave_last_out(ds.interactions, ds.n_users, ds.n_items, seed=0)
+    co = CooccurConfig()
+    choice = cooccur.Choice(base=0.1, spread=1.0, grid=[], weighting=kind, shrink=param, decay=1.0,
+                            relative_weight=1.0, k=20)
+    section = {"k": 20, "weight": 1.0, "decay": 1.0, "max_history": 200}
+    cfg = type("Cfg", (), {"cooccur": co})()
+
+    def served(s):
+        w = _RecordingWriter()
+        out = cooccur.refit_cooccur(w, None, section, choice, ds, s, cfg)
+        assert out == section  # no stand-in here: the settings are served as chosen
+        return w.written[FILES["indices"]], w.written[FILES["scores"]]
+
+    idx, sc = served(split)
+    both = train_valid_split(split).train
+    want_idx, want_sc = cooccur.build_lists({kind: (param,)}, both, ds, split, co)[(kind, param)]
+    np.testing.assert_array_equal(idx, want_idx[:, :20])
+    np.testing.assert_array_equal(sc, want_sc[:, :20].astype(np.float16))
+    assert choice.refit_events == len(split.train) + len(split.valid)
+    before_idx, _ = cooccur.build_lists({kind: (param,)}, split.train, ds, split, co)[(kind, param)]
+    assert not np.array_equal(idx, before_idx[:, :20])
+
+    rng = np.random.default_rng(0)
+    poisoned = dataclasses.replace(split.test, item=rng.integers(0, ds.n_items, len(split.test)))
+    idx2, sc2 = served(dataclasses.replace(split, test=poisoned))
+    np.testing.assert_array_equal(idx2, idx)
+    np.testing.assert_array_equal(sc2, sc)
+
+
+def test_cooccur_refit_must_be_a_boolean():
+    from recengine.errors import ExportError
+    from recengine.export.config import ExportConfig
+
+    assert ExportConfig().override({"cooccur.refit": "off"}).cooccur.refit is False
+    with pytest.raises(ExportError, match="cooccur.refit"):
+        ExportConfig().override({"cooccur.refit": "maybe"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -297,7 +298,7 @@ def test_a_failure_mid_export_leaves_nothing(ml_tiny_dir: Path, tiny_encoder_dir
     assert fit_module is not None
 
 
-def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path):
+def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path, ml_tiny_dir: Path):
     """The blend the export chose on validation is the one served: the fp32 validation NDCG@10 measured after
     the lists were written equals the chosen grid point's (same users, same engine), or the tower's own
     when nothing was chosen (and then the bundle has no lists)."""
@@ -319,6 +320,22 @@ def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path):
     else:
         assert section["shrink"] == choice["shrink"] and section["similarity"] == f"{choice['weighting']}-cosine"
     assert ("text_map" in section) == bool(choice["text_standin"])  # kept only when validation did not drop
+    # served: the chosen lists rebuilt from train + validation events once validation had measured them
+    from recengine.data import load_dataset
+    from recengine.export.config import ExportConfig
+    from recengine.export.cooccur import build_lists
+    from recengine.export.fit import train_valid_split
+    from recengine.split import leave_last_out
+
+    ds = load_dataset(ml_tiny_dir)
+    split = leave_last_out(ds.interactions, ds.n_users, ds.n_items, seed=m["config"]["seed"])
+    both = train_valid_split(split).train
+    assert choice["refit_events"] == len(both)
+    co = dataclasses.replace(ExportConfig().cooccur, k=int(m["config"]["cooccur"]["k"]),
+                             ease_text_alpha=float(m["config"]["cooccur"]["ease_text_alpha"]))
+    idx, _ = build_lists({choice["weighting"]: (choice["shrink"],)}, both, ds, split, co)[
+        (choice["weighting"], choice["shrink"])]
+    np.testing.assert_array_equal(np.load(tiny_bundle / section["indices"]), idx[:, : section["k"]])
 
 
 def test_info_names_the_split_encoders_search_space(tiny_bundle: Path) -> None:
