@@ -487,11 +487,12 @@ def refit_cooccur(writer: Any, bundle: Any, section: dict[str, Any], choice: Cho
     idx, sc = build_lists({kind: (param,)}, events, dataset, split, cfg.cooccur)[(kind, param)]
     k = int(section["k"])
     idx, sc = np.ascontiguousarray(idx[:, :k]), np.ascontiguousarray(sc[:, :k])
+    # the sealed bundle is read before its lists are overwritten (after, its checksums no longer match)
+    unit = open_variant(bundle, "fp32")._state.catalogue.unit_vectors if "text_map" in section else None
     writer.write_npy(FILES["indices"], idx)
     writer.write_npy(FILES["scores"], sc.astype(np.float16))
     out = dict(section)
-    if "text_map" in section:  # re-aligned on the lists served, at the strength validation chose
-        unit = open_variant(bundle, "fp32")._state.catalogue.unit_vectors
+    if unit is not None:  # re-aligned on the lists served, at the strength validation chose
         mapping = text_map(idx, sc, unit)
         if mapping is None:
             out.pop("text_map")
