@@ -63,11 +63,13 @@ GRAPH_MAX_STEPS = 32
 interactions in batches of 4,096 make 25 steps, the setting its epochs were tuned with. Measured (CPU time, one
 thread, same run, synthetic data): a step costs 0.027 s at 31,542 train interactions and 0.14 s at 136,617
 (proportional), so a fixed-batch epoch went from 0.23 s to 4.8 s (20.8x for 4.3x the data: quadratic)."""
-ABLATION_MAX_INTERACTIONS = 500_000
+ABLATION_MAX_INTERACTIONS = 250_000
 """Above this many train interactions the retraining ablations (`frozen_text`, `text_only`: each a second
 user-tower training, plus a catalogue encoding for `frozen_text`) are skipped. They are manifest-only
-diagnostics; on MovieLens they took 128 s of a 590 s export, and they grow with the user tower (linearly in
-interactions), so at 5x MovieLens they alone would take over ten minutes of a 2-core machine."""
+diagnostics; on MovieLens (99,616) they took 113-128 s of a 537-590 s export, and they cost what the user tower
+costs. Lowered from 500,000: a Book-Crossing 5-core of 436,573 train interactions and 19,658 books trained its
+user tower at 40-50 s per epoch (MovieLens: 3.5 s), so its `frozen_text` ablation alone would have added
+tens of minutes to an export already past half an hour (bench/results/2026-11-30-cooccur-refit-cpu-2core)."""
 MAX_EVAL_SHARE = 0.25
 """Early-stopping evaluations may cost at most this share of the training between two of them."""
 USER_EVAL_COST = 2.5e-4

@@ -149,6 +149,8 @@ def test_eval_cadence_follows_the_cost_of_a_validation_pass():
 def test_retraining_ablations_are_skipped_on_large_data_only():
     assert adapt(std(), MOVIELENS)[0].ablations == std().ablations
     assert adapt(std(), stats(5_000, 20_000, ABLATION_MAX_INTERACTIONS))[0].ablations == std().ablations
+    mid = adapt(std(), stats(13_514, 19_658, 436_573))[0].ablations  # a Book-Crossing 5-core
+    assert "frozen_text" not in mid and mid
     big = adapt(std(), ONE_M)[0].ablations
     assert "frozen_text" not in big and set(big) <= {"graph_only", "no_fusion"} and big
 
