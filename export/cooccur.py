@@ -299,7 +299,8 @@ class Choice:
     decay: float | None = None
     relative_weight: float | None = None
     best: float | None = None
-    """Validation NDCG@10 of what the bundle serves (the chosen point, with the stand-in when kept)."""
+    """Validation NDCG@10 of the chosen point (with the stand-in when kept), measured on the lists from the
+    training events: what the bundle serves unless `refit_events` says its lists were rebuilt since."""
     text_standin: bool | None = None
     """Whether the text stand-in is kept (None: not measured): kept unless it lowers validation NDCG@10 by
     more than `STANDIN_TOLERANCE`."""
@@ -476,7 +477,9 @@ def refit_cooccur(writer: Any, bundle: Any, section: dict[str, Any], choice: Cho
     valid; MovieLens-100K 0.0728 against 0.0721 (bench/results/2026-11-30-cooccur-refit-cpu-2core). The
     settings (kind, lambda or shrink, decay, weight, k, the stand-in's strength) stay those validation chose
     on the lists from train alone, and the weight keeps its meaning: the signal is normalised by its largest
-    value per history. The test events are never read."""
+    value per history. The test events are never read. Where the rebuilt kind cannot be built (EASE past
+    `EASE_MAX_ITEMS` once the validation events' items join), the measured lists stay and `refit_events` stays
+    None."""
     from recengine.cooccur import FILES
 
     from .fit import train_valid_split
@@ -484,7 +487,10 @@ def refit_cooccur(writer: Any, bundle: Any, section: dict[str, Any], choice: Cho
 
     events = train_valid_split(split).train
     kind, param = str(choice.weighting), float(choice.shrink)  # type: ignore[arg-type]
-    idx, sc = build_lists({kind: (param,)}, events, dataset, split, cfg.cooccur)[(kind, param)]
+    built = build_lists({kind: (param,)}, events, dataset, split, cfg.cooccur).get((kind, param))
+    if built is None:  # EASE past its item cap once the validation events' items joined: serve what was measured
+        return dict(section)
+    idx, sc = built
     k = int(section["k"])
     idx, sc = np.ascontiguousarray(idx[:, :k]), np.ascontiguousarray(sc[:, :k])
     # the sealed bundle is read before its lists are overwritten (after, its checksums no longer match)
@@ -494,8 +500,9 @@ def refit_cooccur(writer: Any, bundle: Any, section: dict[str, Any], choice: Cho
     out = dict(section)
     if unit is not None:  # re-aligned on the lists served, at the strength validation chose
         mapping = text_map(idx, sc, unit)
-        if mapping is None:
+        if mapping is None:  # (no warm item with a list left to align on)
             out.pop("text_map")
+            choice.text_standin, choice.standin_strength = False, None
         else:
             out["text_map"] = scaled_map(mapping, float(choice.standin_strength or 1.0))
     choice.refit_events = int(len(events))

@@ -316,3 +316,24 @@ def test_cooccur_refit_must_be_a_boolean():
     assert ExportConfig().override({"cooccur.refit": "off"}).cooccur.refit is False
     with pytest.raises(ExportError, match="cooccur.refit"):
         ExportConfig().override({"cooccur.refit": "maybe"})
+
+
+def test_refit_keeps_the_measured_lists_where_ease_passes_its_cap_with_the_validation_items(ml_tiny_dir, monkeypatch):
+    """Train within `EASE_MAX_ITEMS`, train + valid past it (an item seen in validation only): the refit
+    cannot build the chosen EASE lists, so the lists the choice measured stay (nothing written, no
+    `refit_events`) rather than the export failing after all its training."""
+    from recengine.data import load_dataset
+    from recengine.export.fit import train_valid_split
+    from recengine.split import leave_last_out
+
+    ds = load_dataset(ml_tiny_dir)
+    split = leave_last_out(ds.interactions, ds.n_users, ds.n_items, seed=0)
+    in_train = np.unique(split.train.item).size
+    assert np.unique(train_valid_split(split).train.item).size > in_train
+    monkeypatch.setattr(cooccur, "EASE_MAX_ITEMS", in_train)
+    choice = cooccur.Choice(base=0.1, spread=1.0, grid=[], weighting="ease", shrink=100.0, decay=1.0,
+                            relative_weight=1.0, k=20)
+    section = {"k": 20, "weight": 1.0, "decay": 1.0, "max_history": 200, "similarity": "ease", "lambda": 100.0}
+    w = _RecordingWriter()
+    out = cooccur.refit_cooccur(w, None, section, choice, ds, split, type("Cfg", (), {"cooccur": CooccurConfig()})())
+    assert out == section and w.written == {} and choice.refit_events is None
