@@ -44,7 +44,9 @@ tries."""
 EASE_MAX_ITEMS = 20_000
 """EASE lists need a dense inverse of the Gram matrix of the items with interactions, one items^2 x 8-byte
 matrix at a time (3.2 GB at 20,000 items); its cost grows with items^3 (measured on 2 cores, one lambda:
-5 s at 6,000 items, 26 s at 12,000, so ~2 min at 20,000). Larger catalogues use the cosine lists only.
+5 s at 6,000 items, 26 s at 12,000; past 4,096 items the factorisation runs on one BLAS thread, since
+OpenBLAS's threaded one crashed the process past ~16,000, `recengine.export.ease.THREADED_MAX_ITEMS`: 142 s at
+19,600). Larger catalogues use the cosine lists only.
 Raised from 12,000: EASE was the best baseline on Book-Crossing and on the 14,190-item Instacart sample,
 whose export then fell back to cosine lists."""
 

@@ -12,6 +12,7 @@ _INSTALL_HINT = {
     "matplotlib": "pip install 'recengine[bench]'",
     "implicit": "pip install 'recengine[bench]'",
     "scipy": "pip install 'recengine[export]' (or 'recengine[bench]')",
+    "threadpoolctl": "pip install 'recengine[export]' (or 'recengine[bench]')",
 }
 _DEFAULT_HINT = "pip install 'recengine[export]'"
 

@@ -337,3 +337,37 @@ def test_refit_keeps_the_measured_lists_where_ease_passes_its_cap_with_the_valid
     w = _RecordingWriter()
     out = cooccur.refit_cooccur(w, None, section, choice, ds, split, type("Cfg", (), {"cooccur": CooccurConfig()})())
     assert out == section and w.written == {} and choice.refit_events is None
+
+
+def test_large_ease_inverses_run_on_one_blas_thread(monkeypatch):
+    """OpenBLAS's threaded Cholesky crashed the process past ~16,000 items (`THREADED_MAX_ITEMS`): above the
+    threshold the factorisation and inverse see one BLAS thread, and the threads come back after; the
+    result is the same EASE either way."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  (its OpenBLAS must be loaded for the limits to be visible)
+
+    from recengine.export import ease
+
+    seen = []
+    real = scipy.linalg.lapack.get_lapack_funcs
+
+    def spy(names, arrays):
+        potrf, potri = real(names, arrays)
+
+        def counted(*a, **kw):
+            seen.append(max((p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"),
+                            default=1))
+            return potrf(*a, **kw)
+        return counted, potri
+
+    monkeypatch.setattr(scipy.linalg.lapack, "get_lapack_funcs", spy)
+    rng = np.random.default_rng(0)
+    x = (rng.random((80, 40)) < 0.2).astype(np.float64)
+    gram = x.T @ x
+    before = [p["num_threads"] for p in threadpoolctl.threadpool_info()]
+    small = ease.ease_weights(gram, 10.0)
+    monkeypatch.setattr(ease, "THREADED_MAX_ITEMS", 10)
+    large = ease.ease_weights(gram, 10.0)
+    assert seen[1] == 1 and (seen[0] == max(before) or max(before) == 1)
+    assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before
+    np.testing.assert_allclose(large, small)
