@@ -415,7 +415,12 @@ class LatencyRun:
                                       ef=ef, index=name, n_items=n, **{f"recall@{k}": round(recall, 4)})
                     point[f"p50_ms_batch{b}"] = row["p50_ms"]
                 self.recall_curve.append(point)
+        from recengine.scan import Scanner
+
+        scanner = Scanner.create()  # the engine's own exact scan (ONNX Runtime's Gemm where it wins)
         backends: list[tuple[str, Any]] = [("exact_numpy", exact)]
+        if scanner.uses_gemm(matrix):
+            backends.append(("exact_gemm", ExactBackend(matrix, alive, scanner)))
         try:
             from recengine.retrieval import OnnxExactBackend
 

@@ -30,7 +30,8 @@ Latency JSON (`schema` = "recengine-bench-latency/1"):
   fusion_by_default}, `config` {batches, requests, duration_s, warmup, k, efs, synthetic_items, variants,
   stages}
 - `results[]` = {stage (tokenize | encode | user_tower | retrieve | score | recommend), variant (fp32 |
-  int8 | fp16 | torch_eager | tokenizers | hnsw_<index form>_ef<N> | exact_numpy | exact_onnx | <variant>/stored |
+  int8 | fp16 | torch_eager | tokenizers | hnsw_<index form>_ef<N> | exact_numpy | exact_gemm | exact_onnx |
+  <variant>/stored |
   <variant>/history), batch, mode ("single" = batch 1 on one thread | "batched" = all cores), threads,
   p50_ms, p95_ms, p99_ms, mean_ms, throughput_per_s (items per second), n_requests, + stage extras (ef,
   recall@k, n_items, candidates, request, retrieval, fusion)}

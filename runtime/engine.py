@@ -260,15 +260,24 @@ class Engine:
                                long_tail=long_tail, diversity=diversity, explain=explain, fresh=fresh)
         return self.recommend_batch([req])[0]
 
-    def recommend_batch(self, requests: Sequence[RecommendRequest | Mapping[str, Any]]) -> list[Recommendations]:
-        """Serve many requests at once: one user-tower run, batched retrieval and one fusion run."""
+    def recommend_batch(self, requests: Sequence[RecommendRequest | Mapping[str, Any]], *,
+                        independent: bool = False) -> list[Recommendations]:
+        """Serve many requests at once: one user-tower run, batched retrieval and one fusion run.
+
+        A large batch may be retrieved from HNSW where one request would be scanned exactly
+        (`recengine.retrieval.choose_backend`), and a shared INT8 tower or fusion run quantizes with one
+        scale for all, so a request's answer can depend on its batch. `independent=True` gives every request
+        the answer `recommend` gives it alone: retrieval as for one query, tower and fusion head run per
+        request; what the batch still shares is the exact scan (one Gemm for all, whose scores differ from a
+        lone scan's only in float rounding, ~1e-6 relative) and the per-call work. This is what a server
+        that coalesces concurrent requests wants (`recengine serve`)."""
         reqs = as_requests(requests)
         if not reqs:
             return []
         with self._lock.read():
             st = self._state
             queries = [pipeline.prepare(st, r, self._counters) for r in reqs]
-            out = pipeline.serve(st, queries, self._counters)
+            out = pipeline.serve(st, queries, self._counters, independent=independent)
         self._counters.add("requests", len(reqs))
         return out
 

@@ -267,7 +267,8 @@ def compacted(st: EngineState) -> EngineState:
         onnx = None
         if space.onnx is not None:
             onnx = OnnxExactBackend(matrix, cat.alive, device=space.device, threads=st.options.threads)
-        spaces[space.name] = dataclasses.replace(space, exact=ExactBackend(matrix, cat.alive), hnsw=hnsw, onnx=onnx)
+        spaces[space.name] = dataclasses.replace(space, exact=ExactBackend(matrix, cat.alive, space.exact.scanner),
+                                                  hnsw=hnsw, onnx=onnx)
     log.info("compacted: %d live rows kept, %d dead rows dropped", cat.n_rows, st.catalogue.n_rows - cat.n_rows)
     lexical = LexicalIndex.build(cat.texts, cat.alive) if st.lexical is not None else None
     cooccur = st.cooccur.remapped(st.catalogue.alive) if st.cooccur is not None else None

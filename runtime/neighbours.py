@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .retrieval import EXACT_BUDGET, ExactBackend, Retrieved, inner_products, retrieve, topk_rows
+from .retrieval import EXACT_BUDGET, ExactBackend, Retrieved, retrieve, topk_rows
+from .scan import inner_products
 from .state import EngineState
 
 
@@ -28,7 +29,7 @@ def similar(st: EngineState, row: int, k: int, allowed: np.ndarray | None) -> Re
         ok[row] = False
         if allowed is not None:
             ok &= allowed
-        cos = np.where(ok, inner_products(unit[row][None, :], unit)[0], -np.inf)
+        cos = np.where(ok, inner_products(unit[row][None, :], unit, st.items_index.exact.scanner)[0], -np.inf)
         idx, vals = topk_rows(cos[None, :], k)
         keep = np.isfinite(vals[0])
         return Retrieved(idx[0][keep], vals[0][keep])

@@ -38,7 +38,8 @@ from .requests import (
     check_int,
 )
 from .rerank import explain, long_tail_boost, mmr
-from .retrieval import Retrieved, inner_products, retrieve, topk_rows
+from .retrieval import Retrieved, retrieve, topk_rows
+from .scan import inner_products
 from .state import EngineState
 
 
@@ -163,14 +164,21 @@ def prepare_rows(st: EngineState, rq: RowQuery) -> Query:
 
 
 # ---------------------------------------------------------------------------------------------- stages
-def user_vectors(st: EngineState, queries: Sequence[Query]) -> None:
-    """Fill `vector` of every query that needs the user tower (one run for all); a tower output that is
-    zero or not finite leaves the query on the popularity fallback."""
+def user_vectors(st: EngineState, queries: Sequence[Query], independent: bool = False) -> None:
+    """Fill `vector` of every query that needs the user tower (one run for all, or one per query when
+    `independent`: an INT8 tower quantizes its activations with one scale per run and pads histories to the
+    longest, so a shared run's vectors depend on the other queries in the last bits); a tower output that
+    is zero or not finite leaves the query on the popularity fallback."""
     todo = [q for q in queries if q.needs_tower]
     if not todo:
         return
-    vectors = st.models.user_vectors([q.history for q in todo], st.catalogue.vectors,
-                                     _rows([q.scene for q in todo]), _rows([q.profile for q in todo]))
+    models, items = st.models, st.catalogue.vectors
+    if independent and len(todo) > 1:
+        vectors = np.concatenate([models.user_vectors([q.history], items, q.scene[None, :], q.profile[None, :])
+                                  for q in todo])
+    else:
+        vectors = models.user_vectors([q.history for q in todo], items, _rows([q.scene for q in todo]),
+                                      _rows([q.profile for q in todo]))
     for q, v in zip(todo, vectors):
         if np.all(np.isfinite(v)) and float(np.abs(v).sum()) > 0:
             q.vector = v
@@ -191,11 +199,13 @@ def cooccur_signals(st: EngineState, queries: Sequence[Query]) -> None:
 
 
 def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
-               scores: dict[int, np.ndarray] | None = None) -> dict[int, Retrieved]:
+               scores: dict[int, np.ndarray] | None = None, independent: bool = False) -> dict[int, Retrieved]:
     """Top max(cands, k) live rows per query by inner product, filters and exclusions applied, plus as many
     of the items the history co-occurs with most (`_with_cooccur`). Queries without a filter are retrieved
     as one batch. `exact` scans the whole catalogue (evaluation); `scores` (query index -> its retrieval
-    scores over every row, what the exact scan computes) lets it reuse scores the caller already has."""
+    scores over every row, what the exact scan computes) lets it reuse scores the caller already has.
+    `independent`: the backend is the one a single query would get (`choose_backend` at batch 1), so a
+    batch never trades a query's exact scan for HNSW."""
     cat = st.catalogue
     space = st.items_index
     matrix = cat.vectors
@@ -205,7 +215,7 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
     if plain:
         n_fetch = max(max(queries[i].cands, queries[i].k) for i in plain)
         vecs = _rows([queries[i].vector for i in plain]).astype(np.float32, copy=False)  # type: ignore[misc]
-        backend = space.exact if exact else space.backend(cat.n_alive, len(plain))
+        backend = space.exact if exact else space.backend(cat.n_alive, 1 if independent else len(plain))
         known = np.stack([scores[i] for i in plain]) if exact and scores is not None and \
             all(i in scores for i in plain) else None  # a new array: retrieve may write into it
         got = retrieve(backend, space.exact, matrix, cat.alive, vecs, n_fetch,
@@ -246,7 +256,8 @@ def _with_cooccur(st: EngineState, q: Query, got: Retrieved) -> Retrieved:
         rows = np.sort(rows[np.argpartition(-vals, n - 1)[:n]])
     if rows.size == 0:
         return got
-    scores = inner_products(q.vector[None, :].astype(np.float32), st.catalogue.vectors[rows])[0]  # type: ignore[index]
+    scores = inner_products(q.vector[None, :].astype(np.float32), st.catalogue.vectors[rows],
+                            st.items_index.exact.scanner)[0]  # type: ignore[index]
     return Retrieved(np.concatenate([got.rows, rows]), np.concatenate([got.scores.astype(np.float32), scores]))
 
 
@@ -283,13 +294,16 @@ def fusion_scores(st: EngineState, users: np.ndarray, rows: np.ndarray, scene: n
                                    cat.item_feats[rows], cat.pop_bucket[rows], scene, profile)
 
 
-def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retrieved]) -> dict[int, np.ndarray]:
+def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retrieved],
+         independent: bool = False) -> dict[int, np.ndarray]:
     """Candidate scores per query: the fusion head's (one run over all queries, candidates padded to the
-    longest list) when the bundle uses it, else the retrieval scores; plus the co-occurrence blend."""
+    longest list; one run per query when `independent`, see `user_vectors`) when the bundle uses it, else
+    the retrieval scores; plus the co-occurrence blend."""
     scored = {i: r.scores.astype(np.float64) for i, r in retrieved.items()}
     todo = [i for i, r in retrieved.items() if r.rows.size]
     if st.use_fusion and todo:
-        _fusion(st, queries, retrieved, todo, scored)
+        for group in ([[i] for i in todo] if independent else [todo]):
+            _fusion(st, queries, retrieved, group, scored)
     co = st.cooccur
     if co is not None and co.weight > 0:
         for i, r in retrieved.items():
@@ -391,12 +405,14 @@ def finish(st: EngineState, q: Query, rows: np.ndarray, scores: np.ndarray) -> R
 
 
 # ---------------------------------------------------------------------------------------------- entry points
-def serve(st: EngineState, queries: list[Query], counters: Counters | None = None) -> list[Recommendations]:
-    """Ranked lists for prepared queries: user vectors -> candidates -> fusion -> finish."""
-    user_vectors(st, queries)
+def serve(st: EngineState, queries: list[Query], counters: Counters | None = None,
+          independent: bool = False) -> list[Recommendations]:
+    """Ranked lists for prepared queries: user vectors -> candidates -> fusion -> finish. `independent`:
+    each list is the one its query gets alone (`Engine.recommend_batch`)."""
+    user_vectors(st, queries, independent)
     cooccur_signals(st, queries)
-    retrieved = candidates(st, queries)
-    scored = fuse(st, queries, retrieved)
+    retrieved = candidates(st, queries, independent=independent)
+    scored = fuse(st, queries, retrieved, independent)
     out = []
     for i, q in enumerate(queries):
         if q.vector is None:
@@ -497,7 +513,7 @@ def group(st: EngineState, ids: list[str], strategy: str, k: int, cands: int, ex
     if st.use_fusion:
         member_scores = fusion_scores(st, vecs, rows, scenes, st.users.profiles[known])
     else:
-        member_scores = inner_products(vecs, cat.vectors[union])
+        member_scores = inner_products(vecs, cat.vectors[union], st.items_index.exact.scanner)
     member_scores = member_scores.astype(np.float64)
     if st.cooccur is not None:
         for j, m in enumerate(members):

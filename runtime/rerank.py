@@ -66,6 +66,6 @@ def explain(result_unit: np.ndarray, history_unit: np.ndarray) -> tuple[np.ndarr
     """For each result, the index of the most similar history item and that cosine."""
     if history_unit.shape[0] == 0 or result_unit.shape[0] == 0:
         return np.full(result_unit.shape[0], -1, np.int64), np.zeros(result_unit.shape[0])
-    sims = np.einsum("ij,kj->ik", result_unit, history_unit)  # BLAS-free (see retrieval.inner_products)
+    sims = np.einsum("ij,kj->ik", result_unit, history_unit)  # BLAS-free (see recengine.scan)
     best = sims.argmax(axis=1)
     return best.astype(np.int64), sims[np.arange(sims.shape[0]), best]

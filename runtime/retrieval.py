@@ -1,7 +1,7 @@
 """Candidate retrieval by inner product: HNSW, exact numpy, or an exact ONNX MatMul+TopK graph.
 
-Which backend wins depends on where and how much: on a CPU an exact scan costs ~20 ns per item and
-query (BLAS-free, see `inner_products`), so it wins while items x queries is small (`EXACT_BUDGET`) and
+Which backend wins depends on where and how much: on a CPU an exact scan costs 4-20 ns per item and
+query (single-threaded, `recengine.scan`), so it wins while items x queries is small (`EXACT_BUDGET`) and
 HNSW (sub-linear, one thread per query) wins beyond; on a GPU a Gemm+TopK graph over the item matrix
 kept on the device beats HNSW, above all for batches.
 `choose_backend` encodes that and every choice is overridable (`Engine.open(..., retrieval=...)`).
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import BundleError, RequestError
+from .scan import Scanner, inner_products
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +45,6 @@ catalogue's, so serving search from HNSW cost MovieLens 21 MiB of steady RSS (16
 target is 150), for ~0.4 ms of scan per query; the scanned search fuses BM25 over every row
 (`neighbours.fuse_scanned`) and stays within 1.2x of the dense search served before issue 15
 (bench/results/2026-11-30-search-split-cpu-2core)."""
-SMALL_SCAN = 512
-"""Below this many rows numpy's BLAS matmul is used (single-threaded there anyway)."""
-
-
-def inner_products(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """queries [B, d] . matrix[n, d]^T -> [B, n], without multi-threaded BLAS for large n.
-
-    OpenBLAS threads its GEMV/GEMM, which on a busy host turns a 0.2 ms scan into 12 ms (measured on
-    2 loaded cores, 9,742 x 64 items, one query: 12.0 ms `q @ M.T` vs 0.2 ms `einsum`). `einsum` without
-    `optimize` runs numpy's own single-threaded loop, whose cost is predictable and linear in n.
-    """
-    if matrix.shape[0] <= SMALL_SCAN:
-        return queries @ matrix.T
-    return np.einsum("ij,kj->ki", matrix, queries)
-
-
 TOPK_STRIDE = 16
 """`topk_rows` reads every `TOPK_STRIDE`-th score to find a threshold that at least k scores pass."""
 TOPK_SAMPLED = 2_048
@@ -133,11 +118,12 @@ class Backend(Protocol):
 
 
 class ExactBackend:
-    """Brute-force inner product with numpy (one GEMM per batch)."""
+    """Brute-force inner product (one single-threaded scan per batch, `recengine.scan`)."""
 
     name = "exact"
 
-    def __init__(self, matrix: np.ndarray, alive: np.ndarray) -> None:
+    def __init__(self, matrix: np.ndarray, alive: np.ndarray, scanner: Scanner | None = None) -> None:
+        self.scanner = scanner
         self.refresh(matrix, alive, None, None)
 
     def refresh(self, matrix: np.ndarray, alive: np.ndarray, added: np.ndarray | None = None,
@@ -152,7 +138,7 @@ class ExactBackend:
         return int(self._matrix.shape[1])
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
-        scores = inner_products(queries, self._matrix)
+        scores = inner_products(queries, self._matrix, self.scanner)
         if self._dead_rows.size:
             scores[:, self._dead_rows] = -np.inf
         return scores
@@ -447,7 +433,7 @@ def retrieve(backend: Backend, exact: ExactBackend, matrix: np.ndarray, alive: n
         return [Retrieved(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(n_queries)]
     if allowed is not None and n_ok <= max(small_subset * n_live_total, k):
         rows = np.flatnonzero(live)
-        sub = inner_products(queries, matrix[rows])
+        sub = inner_products(queries, matrix[rows], exact.scanner)
         results = []
         for b in range(n_queries):
             s = sub[b : b + 1].copy()

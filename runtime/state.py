@@ -27,6 +27,7 @@ from .index_io import DeferredIndex, open_deferred, open_index
 from .lexical import LexicalIndex
 from .models import ModelSet
 from .retrieval import TEXT_SCAN_DIM, Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
+from .scan import Scanner
 from .sessions import SessionConfig, resolve_device
 from .users import Users
 from .vocab import SlotVocab
@@ -171,7 +172,7 @@ class EngineState:
 
 
 def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarray, options: ServeOptions,
-           device: str) -> SpaceIndex:
+           device: str, scanner: Scanner) -> SpaceIndex:
     """One retrieval space. Its HNSW index file is checked whole here (or was, while the rows it holds were
     read: `BundleReader.index_rows`), so a malformed index is refused at open. hnswlib loads the item space's
     index here when a single query would use it (`choose_backend` at batch 1: a catalogue past `EXACT_BUDGET`
@@ -180,7 +181,7 @@ def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarra
     `search`, a live update, `Engine.warmup`): `recommend` never reads it, and at 1M items its load was
     ~0.7-0.9 s of a 5.0 s `Engine.open`."""
     node = reader.manifest.get("index", {}).get(name)
-    exact = ExactBackend(matrix, alive)
+    exact = ExactBackend(matrix, alive, scanner)
     onnx = None
     if options.retrieval == "onnx" or (options.retrieval == "auto" and device == "cuda"):
         try:
@@ -326,8 +327,9 @@ def _load(reader: BundleReader, options: ServeOptions) -> EngineState:
         cold_feats = np.zeros(feats.shape[1], dtype=np.float32)
     text_columns = tuple(reader.manifest.get("data", {}).get("text_columns", ()) or ())
     media = load_media(reader, int(dims["item"]))
-    items_index = _space(reader, "item", catalogue.vectors, catalogue.alive, options, device)
-    text_index = _space(reader, "text", catalogue.text_embeddings, catalogue.alive, options, device)
+    scanner = Scanner.create()  # one per engine: both spaces' exact scans (`recengine.scan`)
+    items_index = _space(reader, "item", catalogue.vectors, catalogue.alive, options, device, scanner)
+    text_index = _space(reader, "text", catalogue.text_embeddings, catalogue.alive, options, device, scanner)
     return EngineState(
         root=reader.root, manifest=reader.manifest, models=models, catalogue=catalogue, users=users,
         scene=scene, profile=profile, items_index=items_index, text_index=text_index, use_fusion=use_fusion,

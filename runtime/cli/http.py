@@ -44,6 +44,9 @@ def _require_serve_extra() -> None:
               help="Processes, each with its own engine (memory x N; writes stay in the worker that took them).")
 @click.option("--pool", "pool_size", type=int, default=None,
               help="Threads per process running engine calls (default: one per core, at least 2).")
+@click.option("--coalesce", type=int, default=16, show_default=True,
+              help="Most concurrent /recommend calls answered by one engine call (each gets its lone answer; "
+                   "1: never together).")
 @click.option("--admin-token", envvar="RECENGINE_ADMIN_TOKEN", default=None,
               help="Enable /admin/save and /admin/reload behind 'Authorization: Bearer TOKEN' "
                    "(or set RECENGINE_ADMIN_TOKEN). Without it they answer 403.")
@@ -69,7 +72,7 @@ def _require_serve_extra() -> None:
               show_default=True)
 @click.option("--print-openapi", is_flag=True, help="Print the OpenAPI document and exit (nothing is loaded).")
 def serve_command(bundle: str, host: str, port: int, device: str, threads: int, workers: int, pool_size: int | None,
-                  admin_token: str | None, fresh_below: int, cooccur_weight: float | None,
+                  coalesce: int, admin_token: str | None, fresh_below: int, cooccur_weight: float | None,
                   item_variant: str | None, watch: str | None,
                   watch_interval: float,
                   max_body_bytes: int, graceful_timeout: float, switch_interval: float, access_log: bool,
@@ -80,7 +83,7 @@ def serve_command(bundle: str, host: str, port: int, device: str, threads: int, 
 
     extra = {} if pool_size is None else {"pool_size": pool_size}
     config = ServerConfig(
-        bundle=bundle, host=host, port=port, device=device, threads=threads, workers=workers,
+        bundle=bundle, host=host, port=port, device=device, threads=threads, workers=workers, coalesce=coalesce,
         admin_token=admin_token or None, fresh_below=fresh_below, cooccur_weight=cooccur_weight,
         item_variant=item_variant, watch=watch,
         watch_interval_s=watch_interval,

@@ -78,18 +78,65 @@ def _error(error: errors.ApiError, rid: str) -> Response:
                     headers={"x-request-id": rid, **error.headers})
 
 
+def _parse(spec: RouteSpec, raw: bytes | None) -> Any:
+    """The validated body of a request to `spec` (None for endpoints without one); 422 names what is wrong."""
+    if spec.body is None:
+        return None
+    if spec.body_optional and not (raw or b"").strip():
+        raw = b"{}"
+    try:
+        return spec.body.model_validate_json(raw or b"")
+    except ValidationError as exc:
+        raise errors.from_validation(exc) from None
+
+
 def _run(spec: RouteSpec, engine: Any, raw: bytes | None, path: dict[str, str], query: dict[str, str]) -> bytes:
     """Everything CPU-bound about one request, run on the pool: validate the body, call the engine, encode
     the JSON answer (a batch of 256 x 1000 results takes milliseconds to encode: not on the event loop)."""
-    body = None
-    if spec.body is not None:
-        if spec.body_optional and not (raw or b"").strip():
-            raw = b"{}"
+    return dumps(spec.handler(engine, Call(body=_parse(spec, raw), path=path, query=query)))
+
+
+def _outcome(fn: Callable[..., bytes], *args: Any) -> tuple[bytes | None, BaseException | None]:
+    try:
+        return fn(*args), None
+    except Exception as exc:  # handed to that request alone, which maps it to its response
+        return None, exc
+
+
+def _run_together(jobs: list[tuple[RouteSpec, Any, bytes | None]]) -> list[tuple[bytes | None, BaseException | None]]:
+    """Coalesced requests (`EnginePool.run_batched`, `ServerConfig.coalesce`): each body validated on its
+    own (a bad one gets its own 4xx), the valid ones of one endpoint and engine answered by its `batch`
+    handler in one engine call, each answer encoded on its own. If that call fails, every request of it
+    is answered alone, so one request's error never becomes another's."""
+    outcomes: list[tuple[bytes | None, BaseException | None]] = [(None, None)] * len(jobs)
+    groups: dict[tuple[int, int], list[tuple[int, Any]]] = {}
+    for j, (spec, engine, raw) in enumerate(jobs):
         try:
-            body = spec.body.model_validate_json(raw or b"")
-        except ValidationError as exc:
-            raise errors.from_validation(exc) from None
-    return dumps(spec.handler(engine, Call(body=body, path=path, query=query)))
+            body = _parse(spec, raw)
+        except errors.ApiError as exc:
+            outcomes[j] = (None, exc)
+            continue
+        groups.setdefault((id(spec), id(engine)), []).append((j, body))
+    for members in groups.values():
+        spec, engine, _ = jobs[members[0][0]]
+        call = partial(_answer_alone, spec, engine)
+        if len(members) == 1 or spec.batch is None:
+            for j, body in members:
+                outcomes[j] = _outcome(call, body)
+            continue
+        try:
+            answers = [dumps(answer) for answer in spec.batch(engine, [body for _, body in members])]
+        except Exception:
+            for j, body in members:
+                outcomes[j] = _outcome(call, body)
+            continue
+        for (j, _), content in zip(members, answers):
+            outcomes[j] = (content, None)
+    return outcomes
+
+
+def _answer_alone(spec: RouteSpec, engine: Any, body: Any) -> bytes:
+    return dumps(spec.handler(engine, Call(body=body, path={}, query={})))
 
 
 class _Headers:
@@ -198,8 +245,12 @@ class EngineEndpoint:
             if engine is None or pool is None:
                 raise errors.ApiError(503, "unavailable", "the engine is not loaded yet")
             query = scope["query_string"]
-            content = await pool.run(_run, spec, engine, raw, scope.get("path_params") or {},
-                                     dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {})
+            if spec.batch is not None and state.config.coalesce > 1:
+                content = await pool.run_batched(_run_together, (spec, engine, raw))
+            else:
+                content = await pool.run(_run, spec, engine, raw, scope.get("path_params") or {},
+                                         dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+                                         if query else {})
             return 200, content, None
         except errors.ApiError as exc:
             error = exc
@@ -325,7 +376,7 @@ def create_app(config: ServerConfig, engine: Any = None) -> RecengineApp:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.pool = EnginePool(config.pool_size)
+        state.pool = EnginePool(config.pool_size, max_batch=config.coalesce, on_batch=state.metrics.coalesced)
         stop = asyncio.Event()
         watcher: asyncio.Task[None] | None = None
         try:

@@ -62,6 +62,10 @@ class ServerConfig:
     pool_size: threads that run engine calls (CPU-bound work never runs on the event loop). One per core:
     ONNX Runtime and hnswlib release the GIL, so that many calls run in parallel; more threads only pass
     the GIL around more (measured on 2 cores: 4 threads cost ~20 % more server CPU per request than 2).
+    coalesce: the most concurrent `POST /recommend` calls one engine call answers together (1: never
+    together). A pool thread takes the recommend calls already queued behind the one it starts, never
+    waiting for more, and answers them with `Engine.recommend_batch(independent=True)`: each gets the
+    answer it gets alone, for less CPU under load (`recengine.server.pool`).
     graceful_timeout_s: how long shutdown waits for in-flight requests before closing their connections.
     switch_interval_s: the interpreter's GIL switch interval in the server process (None: Python's 5 ms).
     The event loop and the pool threads hand the GIL back and forth on every request; with the default
@@ -83,6 +87,7 @@ class ServerConfig:
     admin_token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     pool_size: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))
+    coalesce: int = 16
     graceful_timeout_s: float = 30.0
     switch_interval_s: float | None = 0.0005
     fresh_below: int = 5
@@ -108,6 +113,8 @@ class ServerConfig:
             raise RequestError(f"workers must be between 1 and 256, got {self.workers}")
         if not (1 <= self.pool_size <= 1024):
             raise RequestError(f"pool size must be between 1 and 1024, got {self.pool_size}")
+        if not (1 <= self.coalesce <= MAX_BATCH):
+            raise RequestError(f"coalesce must be between 1 and {MAX_BATCH}, got {self.coalesce}")
         if not (1024 <= self.max_body_bytes <= 1 << 30):
             raise RequestError(f"max body bytes must be between 1 KiB and 1 GiB, got {self.max_body_bytes}")
         if self.admin_token is not None and len(self.admin_token) < 8:

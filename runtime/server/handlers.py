@@ -51,6 +51,8 @@ class Call:
 
 
 Handler = Callable[[Any, Call], dict[str, Any]]
+BatchHandler = Callable[[Any, list[BaseModel]], list[dict[str, Any]]]
+"""Answers several validated bodies of one endpoint with one engine call (coalesced requests)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class RouteSpec:
     """One endpoint: where it lives, what it reads and returns, and how it is guarded.
 
     id_endpoint: an unknown id named in the path is a 404 (the endpoint is about that id).
+    batch: answers concurrent calls together (`ServerConfig.coalesce`); each answer must be the one
+    `handler` gives alone.
     body_optional: an empty body reads as `{}` (every field of the body model has a default).
     """
 
@@ -72,6 +76,7 @@ class RouteSpec:
     id_endpoint: bool = False
     body_optional: bool = False
     query: tuple[tuple[str, str], ...] = ()
+    batch: BatchHandler | None = None
 
 
 def results(recs: Any) -> dict[str, Any]:
@@ -110,6 +115,12 @@ def _query_filter(query: dict[str, str]) -> Any:
 def recommend(engine: Any, call: Call) -> dict[str, Any]:
     assert isinstance(call.body, RecommendBody)
     return results(engine.recommend(**call.body.model_dump()))
+
+
+def recommend_together(engine: Any, bodies: list[BaseModel]) -> list[dict[str, Any]]:
+    """Concurrent `POST /recommend` bodies in one engine call, each answered as `recommend` answers it alone."""
+    assert all(isinstance(b, RecommendBody) for b in bodies)
+    return [results(r) for r in engine.recommend_batch([b.model_dump() for b in bodies], independent=True)]
 
 
 def recommend_batch(engine: Any, call: Call) -> dict[str, Any]:
@@ -179,7 +190,7 @@ def reload(engine: Any, call: Call) -> dict[str, Any]:
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("recommend", "POST", "/recommend", recommend, "Top-k items for a user, a history, or a scene/profile",
-              RecommendBody, RecommendResponse),
+              RecommendBody, RecommendResponse, batch=recommend_together),
     RouteSpec("recommend_batch", "POST", "/recommend/batch", recommend_batch,
               "Many recommend requests at once (one user-tower run, batched retrieval)", BatchBody, BatchResponse),
     RouteSpec("recommend_group", "POST", "/recommend/group", recommend_group, "Items for a group of known users",

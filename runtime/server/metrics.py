@@ -53,6 +53,14 @@ class Metrics:
         self._errors: dict[tuple[str, str], int] = {}
         self._latency: dict[str, _Histogram] = {}
         self._in_flight = 0
+        self._coalesced_calls = 0
+        self._coalesced_requests = 0
+
+    def coalesced(self, n: int) -> None:
+        """Record one engine call that answered `n` >= 2 concurrent requests together (`EnginePool`)."""
+        with self._lock:
+            self._coalesced_calls += 1
+            self._coalesced_requests += n
 
     def started(self) -> None:
         with self._lock:
@@ -79,6 +87,7 @@ class Metrics:
             errors = dict(self._errors)
             latency = {k: (list(h.counts), h.total, h.n) for k, h in self._latency.items()}
             in_flight = self._in_flight
+            coalesced = (self._coalesced_calls, self._coalesced_requests)
         out: list[str] = [
             "# HELP recengine_http_requests_total HTTP requests served, by endpoint, method and status code.",
             "# TYPE recengine_http_requests_total counter",
@@ -103,6 +112,12 @@ class Metrics:
             out.append(f"recengine_http_request_duration_seconds_count{_labels((('endpoint', endpoint),))} {n}")
         out += ["# HELP recengine_http_requests_in_flight Requests being served now.",
                 "# TYPE recengine_http_requests_in_flight gauge", f"recengine_http_requests_in_flight {in_flight}"]
+        out += ["# HELP recengine_coalesced_calls_total Engine calls that answered several concurrent requests "
+                "together (serve --coalesce).", "# TYPE recengine_coalesced_calls_total counter",
+                f"recengine_coalesced_calls_total {coalesced[0]}",
+                "# HELP recengine_coalesced_requests_total Requests answered by those calls.",
+                "# TYPE recengine_coalesced_requests_total counter",
+                f"recengine_coalesced_requests_total {coalesced[1]}"]
         for name, help_text, labels, value in gauges():
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
                     f"{name}{_labels(sorted(labels.items()))} {_num(value)}"]

@@ -415,6 +415,36 @@ def test_batch_equals_single(fp32, arrays):
         engine.recommend_batch([{"user": "1"}])
 
 
+def test_independent_batch_gives_each_request_its_lone_answer(lean_bundle, arrays, monkeypatch):
+    """`recommend_batch(independent=True)` (what the server's coalescing uses): every answer equals the lone
+    `recommend` call, on the INT8 models with the fusion head, even where a batch of that size would go to
+    HNSW (the scan budget lowered so that one query is scanned and two are not)."""
+    from recengine import Engine, retrieval
+
+    engine = Engine.open(lean_bundle, device="cpu", threads=1, variant="int8", rescore=True)
+    assert engine.uses_fusion
+    monkeypatch.setattr(retrieval, "EXACT_BUDGET", engine.n_items)
+    hnsw_calls = []
+    plain_search = retrieval.HnswBackend.search
+    monkeypatch.setattr(retrieval.HnswBackend, "search",
+                        lambda self, q, k: hnsw_calls.append(len(q)) or plain_search(self, q, k))
+    ids = arrays["item_ids"]
+    reqs = [{"user_id": u, "k": 7} for u in arrays["user_ids"][:5]]
+    reqs += [{"history": ids[3:5], "k": 6}, {"history": ids[20:41], "k": 6, "scene": {"daypart": "evening"}},
+             {"user_id": arrays["user_ids"][6], "k": 5, "filter": {"ids": ids[:40]}},
+             {"user_id": "unknown-user", "k": 4}, {"history": ids[50:53], "k": 8, "long_tail": 0.5}]
+    lone = [engine.recommend(**r) for r in reqs]
+    assert not hnsw_calls  # one query: the exact scan
+    together = engine.recommend_batch(reqs, independent=True)
+    assert not hnsw_calls  # still the exact scan, for all of them at once
+    for want, got in zip(lone, together):
+        assert got.source == want.source
+        assert [r.item_id for r in got] == [r.item_id for r in want]
+        assert np.allclose([r.score for r in got], [r.score for r in want], rtol=1e-5, atol=1e-5)
+    engine.recommend_batch(reqs)
+    assert hnsw_calls  # the plain batch does take the index at this budget: the check above can fail
+
+
 @pytest.mark.parametrize("strategy", ["average", "least_misery", "max_pleasure"])
 def test_group_recommendation(engine, arrays, strategy):
     group = arrays["user_ids"][:3]

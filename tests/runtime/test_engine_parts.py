@@ -170,7 +170,7 @@ def test_choose_backend_rules():
 
 
 def test_inner_products_match_matmul():
-    from recengine.retrieval import inner_products
+    from recengine.scan import inner_products
 
     rng = np.random.default_rng(3)
     for n in (100, 5000):

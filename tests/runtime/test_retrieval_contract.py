@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from recengine.retrieval import ExactBackend, HnswBackend, OnnxExactBackend, retrieve
+from recengine.scan import Scanner
 
 N, D = 150, 12
 
@@ -255,6 +256,15 @@ def _valid(alive: np.ndarray, allowed: np.ndarray | None, excluded: np.ndarray) 
 class TestExactNumpy(RetrievalContract):
     def make(self, matrix, alive):
         return ExactBackend(matrix, alive)
+
+
+class TestExactGemm(RetrievalContract):
+    """The engine's exact backend: its scans run on ONNX Runtime's Gemm (`recengine.scan`)."""
+
+    def make(self, matrix, alive):
+        scanner = Scanner.create(min_rows=0)
+        assert scanner.uses_gemm(matrix), "the contract's catalogues must take the Gemm path"
+        return ExactBackend(matrix, alive, scanner)
 
 
 class TestHnswPlain(RetrievalContract):

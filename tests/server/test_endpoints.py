@@ -62,6 +62,99 @@ def test_batch_matches_single_requests(client: Any, engine: Any) -> None:
         _same(http, engine.recommend(**req))
 
 
+def _queued_behind_a_busy_thread(make_client: Any, engine: Any, monkeypatch: pytest.MonkeyPatch,
+                                 bodies: list[dict[str, Any]]) -> tuple[dict[int, Any], list[int], str]:
+    """POST each body to /recommend while the server's only pool thread is held by a first request, release
+    it once all are queued: (answers by index, sizes of the engine calls after the first, /metrics text)."""
+    import threading
+    import time
+
+    client = make_client(pool_size=1, coalesce=8)
+    gate, entered = threading.Event(), threading.Event()
+    plain = engine.recommend_batch
+    calls: list[int] = []
+
+    def gated(requests: Any, **kwargs: Any) -> Any:
+        if not entered.is_set():  # the first call holds the only pool thread until the others are queued
+            entered.set()
+            assert gate.wait(10)
+        else:
+            calls.append(len(requests))
+        return plain(requests, **kwargs)
+
+    monkeypatch.setattr(engine, "recommend_batch", gated)
+    answers: dict[int, Any] = {}
+
+    def post(i: int, body: dict[str, Any]) -> None:
+        answers[i] = client.post("/recommend", json=body)
+
+    first = threading.Thread(target=post, args=(-1, {"user_id": engine.user_ids()[0], "k": 5}))
+    first.start()
+    assert entered.wait(10)
+    threads = [threading.Thread(target=post, args=(i, b)) for i, b in enumerate(bodies)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 10
+    while time.time() < deadline and \
+            f"recengine_http_requests_in_flight {len(bodies) + 1}" not in client.get("/metrics").text:
+        time.sleep(0.01)
+    time.sleep(0.05)  # the last request's hop to the pool
+    gate.set()
+    for t in [first, *threads]:
+        t.join(10)
+    assert answers[-1].status_code == 200
+    return answers, calls, client.get("/metrics").text
+
+
+def test_concurrent_recommends_are_answered_together_each_as_alone(make_client: Any, engine: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--coalesce`: /recommend calls queued behind a busy pool thread are answered by one engine call; each
+    gets the answer it gets alone, and a bad body among them gets its own 422 without failing the rest."""
+    users, items = engine.user_ids(), engine.item_ids()
+    bodies = [{"user_id": users[1], "k": 5}, {"history": items[:4], "k": 6, "scene": {"daypart": "evening"}},
+              {"user_id": users[2], "k": 3, "filter": {"ids": items[:60]}}, {"user_id": users[3], "k": "many"},
+              {"history": items[10:12], "k": 4, "long_tail": 0.5}]
+    lone = {i: engine.recommend(**b) for i, b in enumerate(bodies) if i != 3}
+    answers, calls, metrics = _queued_behind_a_busy_thread(make_client, engine, monkeypatch, bodies)
+    assert answers[3].status_code == 422 and answers[3].json()["error"] == "validation_error"
+    for i, want in lone.items():
+        assert answers[i].status_code == 200, answers[i].text
+        _same(answers[i].json(), want)
+    assert calls == [4]  # the four valid bodies in one engine call
+    assert "recengine_coalesced_calls_total 1" in metrics and "recengine_coalesced_requests_total 5" in metrics
+
+
+def test_a_request_the_engine_refuses_fails_alone_when_coalesced(make_client: Any, engine: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body that validates but that the engine refuses (an unknown filter attribute) fails the shared call;
+    then every request of it is answered alone: the refused one gets its 4xx, the others their answers."""
+    users = engine.user_ids()
+    bodies = [{"user_id": users[1], "k": 5}, {"user_id": users[2], "k": 3, "filter": {"no_such_attribute": 1}},
+              {"user_id": users[3], "k": 4}]
+    with pytest.raises(Exception) as refused:
+        engine.recommend(**bodies[1])
+    answers, calls, _ = _queued_behind_a_busy_thread(make_client, engine, monkeypatch, bodies)
+    assert calls == [3, 1, 1, 1]  # the shared call, then each alone
+    assert 400 <= answers[1].status_code < 500 and answers[1].json()["message"].startswith(str(refused.value)[:20])
+    for i in (0, 2):
+        assert answers[i].status_code == 200
+        _same(answers[i].json(), engine.recommend(**bodies[i]))
+
+
+def test_coalesce_1_answers_each_recommend_alone(make_client: Any, engine: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    client = make_client(coalesce=1)
+    seen: list[bool] = []
+    plain = engine.recommend_batch
+    monkeypatch.setattr(engine, "recommend_batch",
+                        lambda requests, **kw: seen.append(kw.get("independent", False)) or plain(requests, **kw))
+    user = engine.user_ids()[0]
+    r = client.post("/recommend", json={"user_id": user, "k": 5})
+    assert r.status_code == 200
+    _same(r.json(), engine.recommend(user_id=user, k=5))
+    assert seen[0] is False  # the plain handler: Engine.recommend
+
+
 def test_group(client: Any, engine: Any) -> None:
     users = engine.user_ids()[:3]
     body = {"user_ids": users + ["ghost"], "strategy": "least_misery", "k": 5, "scene": {"daypart": "evening"}}

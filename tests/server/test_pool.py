@@ -67,3 +67,65 @@ def test_shutdown_finishes_queued_work_then_refuses() -> None:
 
     with pytest.raises(RuntimeError, match="shut down"):
         asyncio.run(late())
+
+
+def _blocked_pool(max_batch: int = 16) -> tuple[EnginePool, threading.Event, list[int]]:
+    """A one-thread pool held busy until the event is set, and the sizes of the batches it ran."""
+    sizes: list[int] = []
+    pool = EnginePool(1, max_batch=max_batch, on_batch=sizes.append)
+    release = threading.Event()
+    pool.submit(release.wait, 10)
+    return pool, release, sizes
+
+
+def test_queued_batchable_jobs_run_as_one_call() -> None:
+    """Jobs of one batch function queued behind a busy thread run in one call (at most `max_batch`), each
+    future gets its own outcome, an error of one job stays with that job, and another job queued among
+    them runs after the batch that precedes it."""
+    pool, release, sizes = _blocked_pool(max_batch=4)
+    calls: list[list[int]] = []
+
+    def square_all(args: list[int]) -> list[tuple[object, BaseException | None]]:
+        calls.append(list(args))
+        return [(None, ValueError(f"odd {a}")) if a == 5 else (a * a, None) for a in args]
+
+    async def scenario() -> list[object]:
+        futures = [pool.run_batched(square_all, i) for i in range(6)]
+        futures.append(pool.run(lambda: "plain"))
+        futures += [pool.run_batched(square_all, i) for i in (10, 11)]
+        release.set()
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    got = asyncio.run(scenario())
+    pool.shutdown()
+    assert got[:5] == [0, 1, 4, 9, 16] and isinstance(got[5], ValueError) and "odd 5" in str(got[5])
+    assert got[6:] == ["plain", 100, 121]
+    assert calls == [[0, 1, 2, 3], [4, 5], [10, 11]]
+    assert sizes == [4, 2, 2]
+
+
+def test_a_lone_batchable_job_runs_at_once_and_a_failing_batch_fails_each_job() -> None:
+    pool = EnginePool(1, max_batch=8)
+
+    def echo(args: list[int]) -> list[tuple[object, BaseException | None]]:
+        return [(a, None) for a in args]
+
+    def broken(args: list[int]) -> list[tuple[object, BaseException | None]]:
+        raise RuntimeError("defect")
+
+    def short(args: list[int]) -> list[tuple[object, BaseException | None]]:
+        return []
+
+    async def scenario() -> list[object]:
+        lone = await pool.run_batched(echo, 3)  # nothing queued: no waiting for company
+        failed = await asyncio.gather(pool.run_batched(broken, 1), pool.run_batched(short, 2),
+                                      return_exceptions=True)
+        return [lone, *failed]
+
+    lone, broke, wrong = asyncio.run(scenario())
+    pool.shutdown()
+    assert lone == 3
+    assert isinstance(broke, RuntimeError) and "defect" in str(broke)
+    assert isinstance(wrong, RuntimeError) and "0 outcomes for 1 jobs" in str(wrong)
+    with pytest.raises(ValueError, match="max_batch"):
+        EnginePool(1, max_batch=0)

@@ -1,0 +1,111 @@
+"""Exact inner-product scans of a row matrix: the one kernel behind every exact retrieval, text scan and
+similar-items scan.
+
+Two rules, both about running on a busy host without surprises:
+- never multi-threaded BLAS: OpenBLAS threads its GEMV/GEMM, which on a busy host turned a 0.2 ms scan
+  into 12 ms (2 loaded cores, 9,742 x 64 items, one query: 12.0 ms `q @ M.T` against 0.2 ms `einsum`);
+- the fastest single-threaded kernel for the size. numpy's `einsum` (no `optimize`) is single-threaded but
+  not vectorised well: ~100-180 µs for 9,742 x 64 in a tight loop. ONNX Runtime's Gemm (MLAS, one intra-op
+  thread, no thread pool to wake) takes ~40 µs there, 160 against 790 µs for a batch of 8 (2-core AMD EPYC,
+  AVX-512, bench/results/2026-12-01-scan-cpu-2core). Its `transB` Gemm packs the matrix on every call, so
+  it loses on large matrices (30,000 x 384: 3.6 against 1.8 ms; 110,000 x 384: 14.9 against 6.9 ms) and,
+  inside the engine, already on MovieLens's 9,742 x 384 text space: 250 against 550 µs in a tight loop, yet
+  `search` (encoder run, scan, BM25) took 1.22x as long with it, the packing evicting what the encoder
+  keeps in cache. Matrices above `GEMM_MAX_FLOATS` therefore keep `einsum`; the 64-wide item space of a
+  MovieLens-sized catalogue takes the Gemm (`recommend` by stored user 0.89x, `similar_items` 0.68x the
+  einsum engine's p50, same run). Below `SMALL_SCAN` rows numpy's matmul is cheapest (BLAS does not
+  thread there).
+
+The Gemm graph is a fixed 171-byte ONNX model (`GEMM_GRAPH`), kept as bytes so the runtime needs only
+onnxruntime, not the `onnx` package; `tests/runtime/test_scan.py` rebuilds it with `onnx.helper` where
+`onnx` is installed and checks both are the same model.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SMALL_SCAN = 512
+"""Below this many rows numpy's BLAS matmul is used (single-threaded there anyway)."""
+GEMM_MAX_FLOATS = 1 << 20
+"""Largest matrix (rows x width, 1,048,576 floats = 4 MiB: 16,384 items at width 64) scanned with ONNX
+Runtime's Gemm; larger ones use `einsum` (module docstring: in the engine it won at 0.62M floats and lost at
+3.7M)."""
+GEMM_GRAPH = base64.b64decode(
+    "CAgSCXJlY2VuZ2luZTqVAQouCgdxdWVyaWVzCgZtYXRyaXgSBnNjb3JlcyIER2VtbSoNCgZ0cmFuc0IYAaABAhIOcmVjZW5naW5lX3NjYW5a"
+    "GwoHcXVlcmllcxIQCg4IARIKCgMSAUIKAxIBRFoaCgZtYXRyaXgSEAoOCAESCgoDEgFOCgMSAURiGgoGc2NvcmVzEhAKDggBEgoKAxIBQgoD"
+    "EgFOQgQKABAN"
+)
+"""ONNX (IR 8, opset 13): scores float32 [B, N] = Gemm(queries float32 [B, D], matrix float32 [N, D], transB=1)."""
+
+
+def einsum_scan(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """queries [B, d] . matrix [n, d]^T -> [B, n] with numpy alone, never on BLAS threads."""
+    if matrix.shape[0] <= SMALL_SCAN:
+        return queries @ matrix.T
+    return np.einsum("ij,kj->ki", matrix, queries)
+
+
+class Scanner:
+    """Exact inner products `queries @ matrix.T`, single-threaded, by the fastest kernel for the size.
+
+    One per engine (it holds an ONNX Runtime session; `run` is safe from many threads at once). Without
+    onnxruntime (or if the session cannot be made) it scans with `einsum` alone, the same numbers to ~1e-6.
+    """
+
+    def __init__(self, session: Any | None, min_rows: int = SMALL_SCAN, max_floats: int = GEMM_MAX_FLOATS) -> None:
+        self._session = session
+        self.min_rows = min_rows
+        self.max_floats = max_floats
+
+    @classmethod
+    def create(cls, min_rows: int = SMALL_SCAN, max_floats: int = GEMM_MAX_FLOATS) -> Scanner:
+        """A scanner with ONNX Runtime's Gemm where onnxruntime is importable, else numpy alone. `min_rows`
+        and `max_floats` bound the matrices that take the Gemm (the defaults are where it measured faster;
+        tests lower `min_rows` to put small catalogues on it)."""
+        try:
+            import onnxruntime as rt
+
+            opts = rt.SessionOptions()
+            opts.intra_op_num_threads = 1
+            opts.inter_op_num_threads = 1
+            opts.execution_mode = rt.ExecutionMode.ORT_SEQUENTIAL
+            opts.log_severity_level = 3
+            session = rt.InferenceSession(GEMM_GRAPH, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # no onnxruntime, or a build that refuses the graph: numpy still scans
+            log.info("ONNX Runtime scan unavailable (%s); scanning with numpy", exc)
+            session = None
+        return cls(session, min_rows, max_floats)
+
+    @property
+    def kernel(self) -> str:
+        """"gemm" when large-enough scans run on ONNX Runtime, "einsum" when numpy does them all."""
+        return "gemm" if self._session is not None else "einsum"
+
+    def uses_gemm(self, matrix: np.ndarray) -> bool:
+        """Whether a scan of `matrix` runs on ONNX Runtime's Gemm."""
+        n, d = matrix.shape
+        return (self._session is not None and self.min_rows < n and n * d <= self.max_floats
+                and matrix.dtype == np.float32 and matrix.flags.c_contiguous)
+
+    def __call__(self, queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """float32 [B, n] inner products of `queries` [B, d] with the rows of `matrix` [n, d]."""
+        if not self.uses_gemm(matrix):
+            return einsum_scan(queries, matrix)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        return self._session.run(None, {"queries": q, "matrix": matrix})[0]  # type: ignore[union-attr]
+
+
+def inner_products(queries: np.ndarray, matrix: np.ndarray, scanner: Scanner | None = None) -> np.ndarray:
+    """queries [B, d] . matrix [n, d]^T -> [B, n]: with `scanner` where the caller has the engine's, numpy
+    alone otherwise (see the module docstring for why never multi-threaded BLAS)."""
+    return scanner(queries, matrix) if scanner is not None else einsum_scan(queries, matrix)
+
+
+__all__ = ["GEMM_GRAPH", "GEMM_MAX_FLOATS", "SMALL_SCAN", "Scanner", "einsum_scan", "inner_products"]
