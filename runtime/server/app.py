@@ -39,7 +39,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..errors import RecengineError
-from . import errors
+from . import errors, heap
 from .config import ServerConfig
 from .handlers import ROUTES, Call, RouteSpec
 from .metrics import Metrics
@@ -344,6 +344,7 @@ def load_engine(config: ServerConfig) -> Any:
                          fresh_below=config.fresh_below, cooccur_weight=config.cooccur_weight,
                          item_variant=config.item_variant)
     engine.warmup()
+    heap.settle()  # the loaded engine out of the garbage collector's walks (p99)
     return engine
 
 

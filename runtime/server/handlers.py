@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from ..errors import shown
+from . import heap
 from .config import MAX_K
 from .errors import ApiError
 from .schemas import (
@@ -184,6 +185,7 @@ def reload(engine: Any, call: Call) -> dict[str, Any]:
         engine.reload(call.body.bundle)
     except OSError as exc:
         raise ApiError(400, "bad_request", f"cannot load bundle {call.body.bundle!r}: {exc.strerror or exc}") from None
+    heap.settle()
     return {"bundle": str(engine.bundle_path), "n_items": engine.n_items, "n_users": engine.n_users,
             "provider": engine.provider}
 

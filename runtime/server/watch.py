@@ -17,6 +17,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from . import heap
+
 log = logging.getLogger("recengine.server")
 
 
@@ -47,6 +49,7 @@ async def watch_pointer(pointer: Path, interval_s: float, get_engine: Any, pool:
             if target.resolve() != Path(engine.bundle_path).resolve():
                 try:
                     await loop.run_in_executor(pool, engine.reload, str(target))
+                    await loop.run_in_executor(pool, heap.settle)
                     log.info("reloaded bundle %s (named by %s)", target, pointer)
                 except Exception as exc:  # any failure: keep serving the old bundle, say why once
                     log.error("cannot reload bundle %s named by %s: %s", target, pointer, exc)
