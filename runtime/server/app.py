@@ -53,11 +53,14 @@ JSON_BYTES = JSON.encode()
 
 @dataclass
 class ServerState:
-    """What the endpoints share: the config, the engine (None until loaded), the pool, the metrics."""
+    """What the endpoints share: the config, the engine (None until loaded), the pool, the coalescing lane
+    (one thread that answers the endpoints with a `batch` handler, see `recengine.server.pool`), the
+    metrics."""
 
     config: ServerConfig
     engine: Any = None
     pool: EnginePool | None = None
+    lane: EnginePool | None = None
     metrics: Metrics = field(default_factory=Metrics)
     ids: errors.RequestIds = field(default_factory=errors.RequestIds)
     started_at: float = field(default_factory=time.time)
@@ -245,8 +248,9 @@ class EngineEndpoint:
             if engine is None or pool is None:
                 raise errors.ApiError(503, "unavailable", "the engine is not loaded yet")
             query = scope["query_string"]
-            if spec.batch is not None and state.config.coalesce > 1:
-                content = await pool.run_batched(_run_together, (spec, engine, raw))
+            lane = state.lane
+            if spec.batch is not None and lane is not None:
+                content = await lane.run_batched(_run_together, (spec, engine, raw))
             else:
                 content = await pool.run(_run, spec, engine, raw, scope.get("path_params") or {},
                                          dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
@@ -377,7 +381,10 @@ def create_app(config: ServerConfig, engine: Any = None) -> RecengineApp:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.pool = EnginePool(config.pool_size, max_batch=config.coalesce, on_batch=state.metrics.coalesced)
+        state.pool = EnginePool(config.pool_size)
+        if config.coalesce > 1:
+            state.lane = EnginePool(1, name="recengine-lane", max_batch=config.coalesce,
+                                    on_batch=state.metrics.coalesced)
         stop = asyncio.Event()
         watcher: asyncio.Task[None] | None = None
         try:
@@ -398,6 +405,8 @@ def create_app(config: ServerConfig, engine: Any = None) -> RecengineApp:
             if watcher is not None:
                 await watcher
             # the server has drained its connections by now; let any engine call still running finish
+            if state.lane is not None:
+                state.lane.shutdown(wait=True)
             state.pool.shutdown(wait=True)
             log.info("engine pool stopped")
 

@@ -63,9 +63,10 @@ class ServerConfig:
     ONNX Runtime and hnswlib release the GIL, so that many calls run in parallel; more threads only pass
     the GIL around more (measured on 2 cores: 4 threads cost ~20 % more server CPU per request than 2).
     coalesce: the most concurrent `POST /recommend` calls one engine call answers together (1: never
-    together). A pool thread takes the recommend calls already queued behind the one it starts, never
-    waiting for more, and answers them with `Engine.recommend_batch(independent=True)`: each gets the
-    answer it gets alone, for less CPU under load (`recengine.server.pool`).
+    together, and recommend calls run on the general pool). Above 1 they run on a lane of one thread that
+    takes the recommend calls already queued behind the one it starts, never waiting for more, and answers
+    them with `Engine.recommend_batch(independent=True)`: each gets the answer it gets alone, for less CPU
+    and a shorter tail under load (`recengine.server.pool`).
     graceful_timeout_s: how long shutdown waits for in-flight requests before closing their connections.
     switch_interval_s: the interpreter's GIL switch interval in the server process (None: Python's 5 ms).
     The event loop and the pool threads hand the GIL back and forth on every request; with the default
