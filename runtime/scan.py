@@ -8,13 +8,13 @@ Two rules, both about running on a busy host without surprises:
   not vectorised well: ~100-180 µs for 9,742 x 64 in a tight loop. ONNX Runtime's Gemm (MLAS, one intra-op
   thread, no thread pool to wake) takes ~40 µs there, 160 against 790 µs for a batch of 8 (2-core AMD EPYC,
   AVX-512, bench/results/2026-12-01-scan-cpu-2core). Its `transB` Gemm packs the matrix on every call, so
-  it loses on large matrices (30,000 x 384: 3.6 against 1.8 ms; 110,000 x 384: 14.9 against 6.9 ms) and,
-  inside the engine, already on MovieLens's 9,742 x 384 text space: 250 against 550 µs in a tight loop, yet
-  `search` (encoder run, scan, BM25) took 1.22x as long with it, the packing evicting what the encoder
-  keeps in cache. Matrices above `GEMM_MAX_FLOATS` therefore keep `einsum`; the 64-wide item space of a
-  MovieLens-sized catalogue takes the Gemm (`recommend` by stored user 0.89x, `similar_items` 0.68x the
-  einsum engine's p50, same run). Below `SMALL_SCAN` rows numpy's matmul is cheapest (BLAS does not
-  thread there).
+  it loses on large matrices (30,000 x 384: 3.4 against 1.8 ms; 110,000 x 384: 12.9 against 7.0 ms) and,
+  inside the engine, already on MovieLens's 9,742 x 384 text space: 365 against 554 µs in a tight loop, yet
+  `search` (encoder run, scan, BM25) took 1.27x as long with it (1.22x in a noisier run), the packing
+  evicting what the encoder keeps in cache. Matrices above `GEMM_MAX_FLOATS` therefore keep `einsum`; the
+  64-wide item space of a MovieLens-sized catalogue takes the Gemm (`recommend` by stored user 0.92x,
+  `similar_items` 0.68x the einsum engine's p50, same run). Below `SMALL_SCAN` rows numpy's matmul is
+  cheapest (BLAS does not thread there).
 
 The Gemm graph is a fixed 171-byte ONNX model (`GEMM_GRAPH`), kept as bytes so the runtime needs only
 onnxruntime, not the `onnx` package; `tests/runtime/test_scan.py` rebuilds it with `onnx.helper` where

@@ -15,11 +15,11 @@ Coalescing (`run_batched`): a thread that takes a batchable job also takes the j
 function queued right behind it (up to `max_batch`, never waiting for more) and runs them as one call,
 the way model servers batch dynamically: at concurrency 1 nothing changes; under load, concurrent
 `POST /recommend` calls share one exact scan and one hop back to the event loop. Measured in-process on
-MovieLens (9,742 items, stored users): 8 requests together cost 0.67x the CPU of 8 lone calls, 4 cost
-0.79x. The server runs them on a lane of their own, a one-thread pool (`ServerState.lane`): one thread
-coalesces everything queued and passes the GIL to the event loop alone, where two threads taking
-recommend calls measured p99 6.0-7.6 ms at concurrency 8 against 3.8-5.2 ms for one
-(bench/results/2026-12-01-serve-coalesce-cpu-2core); searches, similar items and writes keep the
+MovieLens (9,742 items, stored users): 8 requests together cost 0.71x the CPU of 8 lone calls, 4 cost
+0.82x (bench/results/2026-12-01-scan-cpu-2core). The server runs them on a lane of their own, a one-thread
+pool (`ServerState.lane`): one thread coalesces everything queued and passes the GIL to the event loop
+alone, where two threads taking recommend calls measured p99 6.0-7.6 ms at concurrency 8 against 3.8-5.2 ms
+for one (bench/results/2026-12-01-serve-coalesce-cpu-2core); searches, similar items and writes keep the
 general pool, so a 3 ms search never holds a recommend call back.
 """
 
