@@ -268,17 +268,21 @@ class Engine:
         (`recengine.retrieval.choose_backend`), and a shared INT8 tower or fusion run quantizes with one
         scale for all, so a request's answer can depend on its batch. `independent=True` gives every request
         the answer `recommend` gives it alone: retrieval as for one query, tower and fusion head run per
-        request; what the batch still shares is the exact scan (one Gemm for all, whose scores differ from a
-        lone scan's only in float rounding, ~1e-6 relative) and the per-call work. This is what a server
-        that coalesces concurrent requests wants (`recengine serve`)."""
+        request, an index search (past the scan budget) per request; what the batch still shares is the exact
+        scan (one Gemm for all, whose scores differ from a lone scan's only in float rounding, ~1e-6 relative,
+        so two items tied to that precision may swap) and the per-call work. This is what a server that
+        coalesces concurrent requests wants (`recengine serve`). A request the engine refuses fails the whole
+        call (`RequestError`), and then nothing of the call is counted in `stats`."""
         reqs = as_requests(requests)
         if not reqs:
             return []
+        counted = pipeline.Counters()  # added to `stats` only once every request has its answer
         with self._lock.read():
             st = self._state
-            queries = [pipeline.prepare(st, r, self._counters) for r in reqs]
-            out = pipeline.serve(st, queries, self._counters, independent=independent)
-        self._counters.add("requests", len(reqs))
+            queries = [pipeline.prepare(st, r, counted) for r in reqs]
+            out = pipeline.serve(st, queries, counted, independent=independent)
+        counted.add("requests", len(reqs))
+        self._counters.merge(counted)
         return out
 
     def score_catalogue(self, queries: Sequence[RowQuery], batch_size: int = 256) -> np.ndarray:

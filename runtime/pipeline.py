@@ -38,7 +38,7 @@ from .requests import (
     check_int,
 )
 from .rerank import explain, long_tail_boost, mmr
-from .retrieval import Retrieved, retrieve, topk_rows
+from .retrieval import ExactBackend, Retrieved, retrieve, topk_rows
 from .scan import inner_products
 from .state import EngineState
 
@@ -53,6 +53,14 @@ class Counters:
     def add(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.data[key] = self.data.get(key, 0) + n
+
+    def merge(self, other: Counters) -> None:
+        """Add every count of `other` (a call's own counters, kept apart until the call succeeded)."""
+        with other._lock:
+            items = list(other.data.items())
+        with self._lock:
+            for key, n in items:
+                self.data[key] = self.data.get(key, 0) + n
 
 
 @dataclass
@@ -205,22 +213,25 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
     as one batch. `exact` scans the whole catalogue (evaluation); `scores` (query index -> its retrieval
     scores over every row, what the exact scan computes) lets it reuse scores the caller already has.
     `independent`: the backend is the one a single query would get (`choose_backend` at batch 1), so a
-    batch never trades a query's exact scan for HNSW."""
+    batch never trades a query's exact scan for HNSW; where that backend is not an exact scan (HNSW, past
+    the scan budget), each query is searched on its own, since an index search's fetch depth follows the
+    batch's largest k and exclusion list."""
     cat = st.catalogue
     space = st.items_index
     matrix = cat.vectors
     out: dict[int, Retrieved] = {}
     with_vec = [i for i, q in enumerate(queries) if q.vector is not None]
     plain = [i for i in with_vec if queries[i].allowed is None]
-    if plain:
-        n_fetch = max(max(queries[i].cands, queries[i].k) for i in plain)
-        vecs = _rows([queries[i].vector for i in plain]).astype(np.float32, copy=False)  # type: ignore[misc]
-        backend = space.exact if exact else space.backend(cat.n_alive, 1 if independent else len(plain))
-        known = np.stack([scores[i] for i in plain]) if exact and scores is not None and \
-            all(i in scores for i in plain) else None  # a new array: retrieve may write into it
+    backend = space.exact if exact else space.backend(cat.n_alive, 1 if independent else len(plain))
+    scanned = isinstance(backend, ExactBackend)
+    for group in ([plain] if plain and (scanned or not independent) else [[i] for i in plain]):
+        n_fetch = max(max(queries[i].cands, queries[i].k) for i in group)
+        vecs = _rows([queries[i].vector for i in group]).astype(np.float32, copy=False)  # type: ignore[misc]
+        known = np.stack([scores[i] for i in group]) if exact and scores is not None and \
+            all(i in scores for i in group) else None  # a new array: retrieve may write into it
         got = retrieve(backend, space.exact, matrix, cat.alive, vecs, n_fetch,
-                       exclude=[queries[i].exclude for i in plain], scores=known)
-        for i, r in zip(plain, got):
+                       exclude=[queries[i].exclude for i in group], scores=known)
+        for i, r in zip(group, got):
             c = max(queries[i].cands, queries[i].k)
             out[i] = Retrieved(r.rows[:c], r.scores[:c])
     for i in with_vec:

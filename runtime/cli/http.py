@@ -43,7 +43,8 @@ def _require_serve_extra() -> None:
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Processes, each with its own engine (memory x N; writes stay in the worker that took them).")
 @click.option("--pool", "pool_size", type=int, default=None,
-              help="Threads per process running engine calls (default: one per core, at least 2).")
+              help="Threads per process running engine calls (default: one per core, at least 2); /recommend "
+                   "runs on its own one-thread coalescing lane unless --coalesce 1.")
 @click.option("--coalesce", type=int, default=16, show_default=True,
               help="Most concurrent /recommend calls answered by one engine call (each gets its lone answer; "
                    "1: never together).")
@@ -84,6 +85,7 @@ def serve_command(bundle: str, host: str, port: int, device: str, threads: int, 
     extra = {} if pool_size is None else {"pool_size": pool_size}
     config = ServerConfig(
         bundle=bundle, host=host, port=port, device=device, threads=threads, workers=workers, coalesce=coalesce,
+        freeze_heap=True,
         admin_token=admin_token or None, fresh_below=fresh_below, cooccur_weight=cooccur_weight,
         item_variant=item_variant, watch=watch,
         watch_interval_s=watch_interval,

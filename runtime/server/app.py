@@ -106,35 +106,43 @@ def _outcome(fn: Callable[..., bytes], *args: Any) -> tuple[bytes | None, BaseEx
         return None, exc
 
 
-def _run_together(jobs: list[tuple[RouteSpec, Any, bytes | None]]) -> list[tuple[bytes | None, BaseException | None]]:
+def _run_together(jobs: list[tuple[RouteSpec, Any, bytes | None, Metrics]]
+                  ) -> list[tuple[bytes | None, BaseException | None]]:
     """Coalesced requests (`EnginePool.run_batched`, `ServerConfig.coalesce`): each body validated on its
     own (a bad one gets its own 4xx), the valid ones of one endpoint and engine answered by its `batch`
-    handler in one engine call, each answer encoded on its own. If that call fails, every request of it
-    is answered alone, so one request's error never becomes another's."""
+    handler in one engine call (counted in the metrics), each answer encoded on its own. If that call fails,
+    every request of it is answered alone, so one request's error never becomes another's."""
     outcomes: list[tuple[bytes | None, BaseException | None]] = [(None, None)] * len(jobs)
     groups: dict[tuple[int, int], list[tuple[int, Any]]] = {}
-    for j, (spec, engine, raw) in enumerate(jobs):
+    for j, (spec, engine, raw, _) in enumerate(jobs):
         try:
             body = _parse(spec, raw)
-        except errors.ApiError as exc:
+        except Exception as exc:  # that request's own error (a 422, or a defect mapped to its 500)
             outcomes[j] = (None, exc)
             continue
         groups.setdefault((id(spec), id(engine)), []).append((j, body))
     for members in groups.values():
-        spec, engine, _ = jobs[members[0][0]]
+        spec, engine, _, metrics = jobs[members[0][0]]
         call = partial(_answer_alone, spec, engine)
-        if len(members) == 1 or spec.batch is None:
+        answers: list[bytes] | None = None
+        if len(members) > 1 and spec.batch is not None:
+            try:
+                answers = [dumps(answer) for answer in spec.batch(engine, [body for _, body in members])]
+                if len(answers) != len(members):
+                    raise RuntimeError(f"{spec.name}: {len(answers)} answers for {len(members)} requests")
+                metrics.coalesced(len(members))
+            except RecengineError:  # a request the engine refuses: each alone finds which one
+                answers = None
+            except Exception:
+                log.warning("coalesced %s call of %d requests failed; answering each alone", spec.name,
+                            len(members), exc_info=True)
+                answers = None
+        if answers is None:
             for j, body in members:
                 outcomes[j] = _outcome(call, body)
-            continue
-        try:
-            answers = [dumps(answer) for answer in spec.batch(engine, [body for _, body in members])]
-        except Exception:
-            for j, body in members:
-                outcomes[j] = _outcome(call, body)
-            continue
-        for (j, _), content in zip(members, answers):
-            outcomes[j] = (content, None)
+        else:
+            for (j, _), content in zip(members, answers):
+                outcomes[j] = (content, None)
     return outcomes
 
 
@@ -250,11 +258,13 @@ class EngineEndpoint:
             query = scope["query_string"]
             lane = state.lane
             if spec.batch is not None and lane is not None:
-                content = await lane.run_batched(_run_together, (spec, engine, raw))
+                content = await lane.run_batched(_run_together, (spec, engine, raw, state.metrics))
             else:
                 content = await pool.run(_run, spec, engine, raw, scope.get("path_params") or {},
                                          dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
                                          if query else {})
+                if spec.reloads and state.config.freeze_heap:
+                    await pool.run(heap.settle)
             return 200, content, None
         except errors.ApiError as exc:
             error = exc
@@ -348,7 +358,8 @@ def load_engine(config: ServerConfig) -> Any:
                          fresh_below=config.fresh_below, cooccur_weight=config.cooccur_weight,
                          item_variant=config.item_variant)
     engine.warmup()
-    heap.settle()  # the loaded engine out of the garbage collector's walks (p99)
+    if config.freeze_heap:
+        heap.settle()  # the loaded engine out of the garbage collector's walks (p99)
     return engine
 
 
@@ -383,8 +394,7 @@ def create_app(config: ServerConfig, engine: Any = None) -> RecengineApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.pool = EnginePool(config.pool_size)
         if config.coalesce > 1:
-            state.lane = EnginePool(1, name="recengine-lane", max_batch=config.coalesce,
-                                    on_batch=state.metrics.coalesced)
+            state.lane = EnginePool(1, name="recengine-lane", max_batch=config.coalesce)
         stop = asyncio.Event()
         watcher: asyncio.Task[None] | None = None
         try:
@@ -398,7 +408,8 @@ def create_app(config: ServerConfig, engine: Any = None) -> RecengineApp:
                 from .watch import watch_pointer
 
                 watcher = asyncio.create_task(watch_pointer(Path(config.watch), config.watch_interval_s,
-                                                            lambda: state.engine, state.pool, stop))
+                                                            lambda: state.engine, state.pool, stop,
+                                                            settle=config.freeze_heap))
             yield
         finally:
             stop.set()

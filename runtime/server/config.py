@@ -59,7 +59,8 @@ class ServerConfig:
 
     threads: ONNX Runtime intra-op threads per model session (1 by default: concurrent requests already
     keep the cores busy, and several multi-threaded ORT runs at once spin against each other).
-    pool_size: threads that run engine calls (CPU-bound work never runs on the event loop). One per core:
+    pool_size: threads that run engine calls other than `POST /recommend`, which runs on the coalescing
+    lane unless `coalesce` is 1 (CPU-bound work never runs on the event loop). One per core:
     ONNX Runtime and hnswlib release the GIL, so that many calls run in parallel; more threads only pass
     the GIL around more (measured on 2 cores: 4 threads cost ~20 % more server CPU per request than 2).
     coalesce: the most concurrent `POST /recommend` calls one engine call answers together (1: never
@@ -75,6 +76,9 @@ class ServerConfig:
     cooccur_weight: weight of the item co-occurrence signal (Engine.open; None: the bundle's).
     item_variant: encoder variant for items added through POST /items (Engine.open; None: fp32 where the
     serving encoder is INT8, so added items match the export's catalogue vectors; "int8" adds faster).
+    freeze_heap: settle the process's heap after loading the engine and after every reload (`gc.freeze()`,
+    `recengine.server.heap`): `recengine serve` turns it on; a host embedding `create_app` keeps its own
+    garbage-collector policy unless it asks for this.
     watch: a pointer file naming the bundle to serve, polled every `watch_interval_s` s by every worker
     (see `recengine.server.watch`): how a fleet of replicas and workers moves to a new bundle.
     """
@@ -94,6 +98,7 @@ class ServerConfig:
     fresh_below: int = 5
     cooccur_weight: float | None = None
     item_variant: str | None = None
+    freeze_heap: bool = False
     watch: str | None = None
     watch_interval_s: float = 10.0
     access_log: bool = False

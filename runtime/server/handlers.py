@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from ..errors import shown
-from . import heap
 from .config import MAX_K
 from .errors import ApiError
 from .schemas import (
@@ -62,7 +61,9 @@ class RouteSpec:
 
     id_endpoint: an unknown id named in the path is a 404 (the endpoint is about that id).
     batch: answers concurrent calls together (`ServerConfig.coalesce`); each answer must be the one
-    `handler` gives alone.
+    `handler` gives alone (only for endpoints without path or query parameters).
+    reloads: the endpoint replaces the engine's state; the server settles its heap after it
+    (`ServerConfig.freeze_heap`, `recengine.server.heap`).
     body_optional: an empty body reads as `{}` (every field of the body model has a default).
     """
 
@@ -78,6 +79,7 @@ class RouteSpec:
     body_optional: bool = False
     query: tuple[tuple[str, str], ...] = ()
     batch: BatchHandler | None = None
+    reloads: bool = False
 
 
 def results(recs: Any) -> dict[str, Any]:
@@ -185,7 +187,6 @@ def reload(engine: Any, call: Call) -> dict[str, Any]:
         engine.reload(call.body.bundle)
     except OSError as exc:
         raise ApiError(400, "bad_request", f"cannot load bundle {call.body.bundle!r}: {exc.strerror or exc}") from None
-    heap.settle()
     return {"bundle": str(engine.bundle_path), "n_items": engine.n_items, "n_users": engine.n_users,
             "provider": engine.provider}
 
@@ -217,5 +218,5 @@ ROUTES: tuple[RouteSpec, ...] = (
               SaveBody, SaveResponse, admin=True),
     RouteSpec("admin_reload", "POST", "/admin/reload", reload,
               "Load a bundle (default: the current path again) and swap it in without dropping requests",
-              ReloadBody, ReloadResponse, admin=True, body_optional=True),
+              ReloadBody, ReloadResponse, admin=True, body_optional=True, reloads=True),
 )

@@ -122,9 +122,9 @@ class EnginePool(Executor):
                 pass
 
     def _run_batch(self, batch: list[_Batched]) -> None:
-        if len(batch) > 1 and self._on_batch is not None:
-            self._on_batch(len(batch))
         try:
+            if len(batch) > 1 and self._on_batch is not None:
+                self._on_batch(len(batch))
             outcomes = batch[0].fn([job.arg for job in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"batch function returned {len(outcomes)} outcomes for {len(batch)} jobs")

@@ -36,9 +36,9 @@ def read_pointer(pointer: Path) -> Path | None:
 
 
 async def watch_pointer(pointer: Path, interval_s: float, get_engine: Any, pool: Executor,
-                        stop: asyncio.Event) -> None:
+                        stop: asyncio.Event, settle: bool = False) -> None:
     """Poll `pointer` every `interval_s` s until `stop` is set; reload the engine when it names a bundle
-    other than the one served."""
+    other than the one served (and settle the heap after, with `settle`: `ServerConfig.freeze_heap`)."""
     loop = asyncio.get_running_loop()
     last: Path | None = None
     while not stop.is_set():
@@ -49,7 +49,8 @@ async def watch_pointer(pointer: Path, interval_s: float, get_engine: Any, pool:
             if target.resolve() != Path(engine.bundle_path).resolve():
                 try:
                     await loop.run_in_executor(pool, engine.reload, str(target))
-                    await loop.run_in_executor(pool, heap.settle)
+                    if settle:
+                        await loop.run_in_executor(pool, heap.settle)
                     log.info("reloaded bundle %s (named by %s)", target, pointer)
                 except Exception as exc:  # any failure: keep serving the old bundle, say why once
                     log.error("cannot reload bundle %s named by %s: %s", target, pointer, exc)

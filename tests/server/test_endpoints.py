@@ -121,7 +121,7 @@ def test_concurrent_recommends_are_answered_together_each_as_alone(make_client: 
         assert answers[i].status_code == 200, answers[i].text
         _same(answers[i].json(), want)
     assert calls == [4]  # the four valid bodies in one engine call
-    assert "recengine_coalesced_calls_total 1" in metrics and "recengine_coalesced_requests_total 5" in metrics
+    assert "recengine_coalesced_calls_total 1" in metrics and "recengine_coalesced_requests_total 4" in metrics
 
 
 def test_a_request_the_engine_refuses_fails_alone_when_coalesced(make_client: Any, engine: Any,
@@ -133,12 +133,36 @@ def test_a_request_the_engine_refuses_fails_alone_when_coalesced(make_client: An
               {"user_id": users[3], "k": 4}]
     with pytest.raises(Exception) as refused:
         engine.recommend(**bodies[1])
-    answers, calls, _ = _queued_behind_a_busy_thread(make_client, engine, monkeypatch, bodies)
+    answers, calls, metrics = _queued_behind_a_busy_thread(make_client, engine, monkeypatch, bodies)
     assert calls == [3, 1, 1, 1]  # the shared call, then each alone
+    assert "recengine_coalesced_calls_total 0" in metrics  # counted: engine calls that answered several
     assert 400 <= answers[1].status_code < 500 and answers[1].json()["message"].startswith(str(refused.value)[:20])
     for i in (0, 2):
         assert answers[i].status_code == 200
         _same(answers[i].json(), engine.recommend(**bodies[i]))
+
+
+def test_a_defect_in_the_shared_call_is_logged_and_each_request_answered_alone(
+        make_client: Any, engine: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    users = engine.user_ids()
+    bodies = [{"user_id": users[1], "k": 5}, {"user_id": users[2], "k": 3}]
+    want = [engine.recommend(**b) for b in bodies]
+    plain = engine.recommend_batch
+
+    def broken(requests: Any, **kwargs: Any) -> Any:
+        if kwargs.get("independent") and len(requests) > 1:
+            raise RuntimeError("a defect in the shared call")
+        return plain(requests, **kwargs)
+
+    monkeypatch.setattr(engine, "recommend_batch", broken)
+    with caplog.at_level("WARNING", logger="recengine.server"):
+        answers, calls, metrics = _queued_behind_a_busy_thread(make_client, engine, monkeypatch, bodies)
+    assert calls == [2, 1, 1]
+    for i in (0, 1):
+        assert answers[i].status_code == 200
+        _same(answers[i].json(), want[i])
+    assert any("answering each alone" in r.getMessage() and r.exc_info for r in caplog.records)
+    assert "recengine_coalesced_calls_total 0" in metrics
 
 
 def test_coalesce_1_answers_each_recommend_alone(make_client: Any, engine: Any,
