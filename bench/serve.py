@@ -21,8 +21,9 @@ JSON (`schema` = "recengine-bench-serve/1"): `kind` "serve", `created_at`, `comm
 processes}, `config`, `in_process[]` {endpoint, p50_ms, p95_ms, p99_ms, mean_ms, n_requests}, `results[]`
 {endpoint, concurrency, p50_ms, p95_ms, p99_ms, mean_ms, requests_per_s, n_requests, errors, error_kinds,
 server_cpu_us_per_request, server_user_us_per_request, server_system_us_per_request,
-client_cpu_us_per_request, load_average}, `overhead[]` {endpoint, concurrency 1, http_p50_ms,
-in_process_p50_ms, overhead_p50_ms, ratio_p50}, `targets`, `notes`, `seconds`.
+client_cpu_us_per_request, load_average, coalesced_share, mean_coalesced (one-worker servers; else null)},
+`overhead[]` {endpoint, concurrency 1, http_p50_ms, in_process_p50_ms, overhead_p50_ms, ratio_p50}, `targets`,
+`notes`, `seconds`.
 """
 
 from __future__ import annotations
@@ -225,20 +226,46 @@ def measure_in_process(engine: Any, calls: list[Call], cfg: ServeBenchConfig) ->
     return _summary(samples)
 
 
+def coalesced_counts(url: str) -> tuple[int, int] | None:
+    """(engine calls that answered several requests together, requests they answered) from the server's
+    /metrics (`recengine serve --coalesce`); None if they cannot be read. With several workers a scrape
+    reaches one of them, so `_drive` reads them only from a one-worker server."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode("utf-8")
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("recengine_coalesced_calls_total", "recengine_coalesced_requests_total"):
+            values[name] = int(float(value))
+    if len(values) != 2:
+        return None
+    return values["recengine_coalesced_calls_total"], values["recengine_coalesced_requests_total"]
+
+
 def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchConfig,
            server_pid: int | None = None) -> dict[str, Any]:
     """`concurrency` clients in a closed loop over keep-alive connections (`serve_client.drive`);
     per-request latency, and the CPU time the server's processes and this client process spent per
-    request (robust to a busy machine, unlike wall-clock latency)."""
+    request (robust to a busy machine, unlike wall-clock latency). With one worker also how many requests
+    the server answered together (`coalesced_share` of the requests sent, `mean_coalesced` per such call;
+    None with several workers, whose counts one scrape cannot sum)."""
     from .machine import load_average
     from .serve_client import drive, run
 
     pids = process_tree(server_pid) if server_pid else []  # the workers exist by now: fixed for the run
     requests = [(c.method, c.path, c.body) for c in calls]
     warmup = max(1, cfg.warmup // max(1, concurrency)) + 1
+    one_worker = cfg.workers == 1
+    coalesced0 = coalesced_counts(url) if one_worker else None
     server0 = cpu_times(pids) if pids else None
     result = run(drive(url, requests, concurrency, cfg.duration, cfg.requests, warmup))
     server1 = cpu_times(pids) if pids else None
+    coalesced1 = coalesced_counts(url) if one_worker else None
     out = _summary(result.samples_ms)
     done = result.sent
     per = (lambda seconds: round(seconds / done * 1e6, 1)) if done else (lambda seconds: None)
@@ -253,6 +280,12 @@ def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchConfig,
     else:
         out["server_cpu_us_per_request"] = None
     out["load_average"] = load_average()
+    out["coalesced_share"] = out["mean_coalesced"] = None
+    if coalesced0 is not None and coalesced1 is not None and done:
+        calls_n, answered = coalesced1[0] - coalesced0[0], coalesced1[1] - coalesced0[1]
+        # the warm-up requests are inside the counts too: a share of all requests sent
+        out["coalesced_share"] = round(min(1.0, answered / (done + warmup * concurrency)), 3)
+        out["mean_coalesced"] = round(answered / calls_n, 2) if calls_n else None
     return out
 
 
@@ -389,12 +422,14 @@ def serve_markdown(report: dict[str, Any]) -> str:
                    + f") — **{'met' if t['met'] else 'NOT met'}**")
     out += ["", "## Over HTTP (ms; requests/s over the measurement)", "",
             "| endpoint | concurrency | p50 | p95 | p99 | mean | req/s | requests | errors | server CPU µs/req "
-            "| client CPU µs/req | load (1 min) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| client CPU µs/req | answered together (share, mean per call) | load (1 min) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
+        together = "–" if r.get("coalesced_share") is None else \
+            f"{r['coalesced_share']}, {r.get('mean_coalesced') or '–'}"
         out.append(f"| {r['endpoint']} | {r['concurrency']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
                    f"{r['mean_ms']} | {r['requests_per_s']} | {r['n_requests']} | {r['errors']} | "
-                   f"{r.get('server_cpu_us_per_request')} | {r.get('client_cpu_us_per_request')} | "
+                   f"{r.get('server_cpu_us_per_request')} | {r.get('client_cpu_us_per_request')} | {together} | "
                    f"{(r.get('load_average') or [None])[0]} |")
     out += ["", "## In-process (same calls, one at a time) and the cost of HTTP at concurrency 1", "",
             "| endpoint | in-process p50 | p95 | p99 | HTTP p50 | overhead p50 | ratio |",

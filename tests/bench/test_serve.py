@@ -29,6 +29,12 @@ def test_bench_serve_report(tiny_bundle: Path, tmp_path: Path) -> None:
         assert r["server_cpu_us_per_request"] >= 0 and r["client_cpu_us_per_request"] > 0
         assert r["server_user_us_per_request"] + r["server_system_us_per_request"] == pytest.approx(
             r["server_cpu_us_per_request"], abs=0.2)
+        # one worker: the coalescing counters are read; only /recommend calls are ever answered together
+        assert r["coalesced_share"] is not None and 0.0 <= r["coalesced_share"] <= 1.0
+        if r["endpoint"] not in ("recommend_user", "recommend_history") or r["concurrency"] == 1:
+            assert r["coalesced_share"] == 0.0 and r["mean_coalesced"] is None
+        elif r["mean_coalesced"] is not None:
+            assert 2 <= r["mean_coalesced"] <= 16
     assert {r["endpoint"] for r in report["in_process"]} == set(ENDPOINTS)
     assert {o["endpoint"] for o in report["overhead"]} == set(ENDPOINTS)
     assert "recommend_user_p99_ms_c8" not in report["targets"]  # no concurrency 8 measured: no verdict
@@ -45,3 +51,9 @@ def test_bench_serve_config_is_checked(tiny_bundle: Path) -> None:
         ServeBenchConfig(bundle=tiny_bundle, endpoints=("recommend_user", "nope"))
     with pytest.raises(RequestError, match="concurrency"):
         ServeBenchConfig(bundle=tiny_bundle, concurrency=(0,))
+
+
+def test_coalesced_counts_are_none_without_a_server() -> None:
+    from recengine.bench.serve import coalesced_counts
+
+    assert coalesced_counts("http://127.0.0.1:9") is None  # nothing listens on the discard port
