@@ -417,9 +417,10 @@ class LatencyRun:
                 self.recall_curve.append(point)
         from recengine.scan import Scanner
 
-        scanner = Scanner.create()  # the engine's own exact scan (ONNX Runtime's Gemm where it wins)
+        # the Gemm kernel of the engine's scans at every batch (the engine itself takes it for batches only)
+        scanner = Scanner.create(min_queries=1)
         backends: list[tuple[str, Any]] = [("exact_numpy", exact)]
-        if scanner.uses_gemm(matrix):
+        if scanner.uses_gemm(matrix, 1):
             backends.append(("exact_gemm", ExactBackend(matrix, alive, scanner)))
         try:
             from recengine.retrieval import OnnxExactBackend

@@ -1,7 +1,7 @@
 """Exact inner-product scans of a row matrix: the one kernel behind every exact retrieval, text scan and
 similar-items scan.
 
-Two rules, both about running on a busy host without surprises:
+Three rules, all about running on a busy host without surprises:
 - never multi-threaded BLAS: OpenBLAS threads its GEMV/GEMM, which on a busy host turned a 0.2 ms scan
   into 12 ms (2 loaded cores, 9,742 x 64 items, one query: 12.0 ms `q @ M.T` against 0.2 ms `einsum`);
 - the fastest single-threaded kernel for the size. numpy's `einsum` (no `optimize`) is single-threaded but
@@ -12,9 +12,16 @@ Two rules, both about running on a busy host without surprises:
   inside the engine, already on MovieLens's 9,742 x 384 text space: 365 against 554 µs in a tight loop, yet
   `search` (encoder run, scan, BM25) took 1.27x as long with it (1.22x in a noisier run), the packing
   evicting what the encoder keeps in cache. Matrices above `GEMM_MAX_FLOATS` therefore keep `einsum`; the
-  64-wide item space of a MovieLens-sized catalogue takes the Gemm (`recommend` by stored user 0.92x,
-  `similar_items` 0.68x the einsum engine's p50, same run). Below `SMALL_SCAN` rows numpy's matmul is
-  cheapest (BLAS does not thread there).
+  64-wide item space of a MovieLens-sized catalogue fits (one thread calling, a lone `recommend` by stored
+  user took 0.92x and `similar_items` 0.68x the einsum engine's p50 with it; but see the last rule). Below
+  `SMALL_SCAN` rows numpy's matmul is cheapest (BLAS does not thread there);
+- a lone query stays on `einsum` (`GEMM_MIN_QUERIES`): every `session.run` gives the GIL up and takes it
+  back, and with several host threads calling one engine that hand-off cost more than the scan saves
+  (`recommend` from 2 / 3 threads on 2 cores: 0.91-0.99x / 0.89-0.94x the requests/s of einsum, from one
+  thread 1.06-1.09x, alternating rounds, `threads_ab.txt`; the same finding reverted this Gemm once before,
+  bench/results/2026-11-30-footprint-topk-cpu-2core). Batches take it: one Gemm over 8 queries is 160 µs
+  against 790 for einsum, and batches come from one caller (`recommend_batch`, the server's coalescing
+  lane, `score_catalogue`).
 
 The Gemm graph is a fixed 171-byte ONNX model (`GEMM_GRAPH`), kept as bytes so the runtime needs only
 onnxruntime, not the `onnx` package; `tests/runtime/test_scan.py` rebuilds it with `onnx.helper` where
@@ -37,6 +44,8 @@ GEMM_MAX_FLOATS = 1 << 20
 """Largest matrix (rows x width, 1,048,576 floats = 4 MiB: 16,384 items at width 64) scanned with ONNX
 Runtime's Gemm; larger ones use `einsum` (module docstring: in the engine it won at 0.62M floats and lost at
 3.7M)."""
+GEMM_MIN_QUERIES = 2
+"""Fewest queries a scan must have to run on the Gemm (module docstring: a lone query stays on einsum)."""
 GEMM_GRAPH = base64.b64decode(
     "CAgSCXJlY2VuZ2luZTqVAQouCgdxdWVyaWVzCgZtYXRyaXgSBnNjb3JlcyIER2VtbSoNCgZ0cmFuc0IYAaABAhIOcmVjZW5naW5lX3NjYW5a"
     "GwoHcXVlcmllcxIQCg4IARIKCgMSAUIKAxIBRFoaCgZtYXRyaXgSEAoOCAESCgoDEgFOCgMSAURiGgoGc2NvcmVzEhAKDggBEgoKAxIBQgoD"
@@ -59,16 +68,19 @@ class Scanner:
     onnxruntime (or if the session cannot be made) it scans with `einsum` alone, the same numbers to ~1e-6.
     """
 
-    def __init__(self, session: Any | None, min_rows: int = SMALL_SCAN, max_floats: int = GEMM_MAX_FLOATS) -> None:
+    def __init__(self, session: Any | None, min_rows: int = SMALL_SCAN, max_floats: int = GEMM_MAX_FLOATS,
+                 min_queries: int = GEMM_MIN_QUERIES) -> None:
         self._session = session
         self.min_rows = min_rows
         self.max_floats = max_floats
+        self.min_queries = min_queries
 
     @classmethod
-    def create(cls, min_rows: int = SMALL_SCAN, max_floats: int = GEMM_MAX_FLOATS) -> Scanner:
-        """A scanner with ONNX Runtime's Gemm where onnxruntime is importable, else numpy alone. `min_rows`
-        and `max_floats` bound the matrices that take the Gemm (the defaults are where it measured faster;
-        tests lower `min_rows` to put small catalogues on it)."""
+    def create(cls, min_rows: int = SMALL_SCAN, max_floats: int = GEMM_MAX_FLOATS,
+               min_queries: int = GEMM_MIN_QUERIES) -> Scanner:
+        """A scanner with ONNX Runtime's Gemm where onnxruntime is importable, else numpy alone. `min_rows`,
+        `max_floats` and `min_queries` bound the scans that take the Gemm (the defaults are where it measured
+        faster; tests and the latency bench lower them to put any scan on it)."""
         try:
             import onnxruntime as rt
 
@@ -81,22 +93,22 @@ class Scanner:
         except Exception as exc:  # no onnxruntime, or a build that refuses the graph: numpy still scans
             log.info("ONNX Runtime scan unavailable (%s); scanning with numpy", exc)
             session = None
-        return cls(session, min_rows, max_floats)
+        return cls(session, min_rows, max_floats, min_queries)
 
     @property
     def kernel(self) -> str:
         """"gemm" when large-enough scans run on ONNX Runtime, "einsum" when numpy does them all."""
         return "gemm" if self._session is not None else "einsum"
 
-    def uses_gemm(self, matrix: np.ndarray) -> bool:
-        """Whether a scan of `matrix` runs on ONNX Runtime's Gemm."""
+    def uses_gemm(self, matrix: np.ndarray, n_queries: int) -> bool:
+        """Whether a scan of `n_queries` queries over `matrix` runs on ONNX Runtime's Gemm."""
         n, d = matrix.shape
-        return (self._session is not None and self.min_rows < n and n * d <= self.max_floats
-                and matrix.dtype == np.float32 and matrix.flags.c_contiguous)
+        return (self._session is not None and n_queries >= self.min_queries and self.min_rows < n
+                and n * d <= self.max_floats and matrix.dtype == np.float32 and matrix.flags.c_contiguous)
 
     def __call__(self, queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """float32 [B, n] inner products of `queries` [B, d] with the rows of `matrix` [n, d]."""
-        if not self.uses_gemm(matrix):
+        if not self.uses_gemm(matrix, queries.shape[0]):
             return einsum_scan(queries, matrix)
         q = np.ascontiguousarray(queries, dtype=np.float32)
         return self._session.run(None, {"queries": q, "matrix": matrix})[0]  # type: ignore[union-attr]
@@ -108,4 +120,5 @@ def inner_products(queries: np.ndarray, matrix: np.ndarray, scanner: Scanner | N
     return scanner(queries, matrix) if scanner is not None else einsum_scan(queries, matrix)
 
 
-__all__ = ["GEMM_GRAPH", "GEMM_MAX_FLOATS", "SMALL_SCAN", "Scanner", "einsum_scan", "inner_products"]
+__all__ = ["GEMM_GRAPH", "GEMM_MAX_FLOATS", "GEMM_MIN_QUERIES", "SMALL_SCAN", "Scanner", "einsum_scan",
+           "inner_products"]

@@ -262,8 +262,8 @@ class TestExactGemm(RetrievalContract):
     """The engine's exact backend: its scans run on ONNX Runtime's Gemm (`recengine.scan`)."""
 
     def make(self, matrix, alive):
-        scanner = Scanner.create(min_rows=0)
-        assert scanner.uses_gemm(matrix), "the contract's catalogues must take the Gemm path"
+        scanner = Scanner.create(min_rows=0, min_queries=1)
+        assert scanner.uses_gemm(matrix, 1), "the contract's catalogues must take the Gemm path"
         return ExactBackend(matrix, alive, scanner)
 
 

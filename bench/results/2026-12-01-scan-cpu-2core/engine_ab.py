@@ -1,6 +1,7 @@
-"""recommend / similar_items / search in-process: the engine's scan (`recengine.scan`, Gemm where it wins)
-against numpy's einsum alone (the same bundle opened twice in one process, the second engine's scanner
-replaced by a numpy-only one), alternating rounds, and whether the served lists are the same. With
+"""recommend / similar_items / search in-process: lone queries scanned on ONNX Runtime's Gemm (`recengine.scan`
+with `min_queries=1`; the engine itself now keeps lone queries on einsum, see the README) against numpy's einsum
+alone (the same bundle opened twice in one process, the second engine's scanner replaced by a numpy-only
+one), alternating rounds, and whether the served lists are the same. With
 TEXT_GEMM=1 the first engine scans its text space on the Gemm too (a scanner without the size cap).
 
     [TEXT_GEMM=1] python engine_ab.py BUNDLE
@@ -21,8 +22,11 @@ served = recengine.Engine.open(bundle, threads=1)
 numpy_only = recengine.Engine.open(bundle, threads=1)
 for space in (numpy_only._state.items_index, numpy_only._state.text_index):
     space.exact.scanner = Scanner(None)
+lone_gemm = Scanner.create(min_queries=1)
+for space in (served._state.items_index, served._state.text_index):
+    space.exact.scanner = lone_gemm
 if os.environ.get("TEXT_GEMM"):
-    uncapped = Scanner.create(max_floats=1 << 30)
+    uncapped = Scanner.create(max_floats=1 << 30, min_queries=1)
     for space in (served._state.items_index, served._state.text_index):
         space.exact.scanner = uncapped
 users, items = served.user_ids()[:300], served.item_ids()[:300]
@@ -34,9 +38,9 @@ calls = {
     "search": lambda e, i: e.search(queries[i % len(queries)], k=10),
 }
 out: dict = {"loadavg_start": open("/proc/loadavg").read().split()[:3],
-             "kernels": {"item": served._state.items_index.exact.scanner.uses_gemm(served._state.catalogue.vectors),
+             "kernels": {"item": served._state.items_index.exact.scanner.uses_gemm(served._state.catalogue.vectors, 1),
                          "text": served._state.text_index.exact.scanner.uses_gemm(
-                             served._state.catalogue.text_embeddings)}}
+                             served._state.catalogue.text_embeddings, 1)}}
 for engine in (served, numpy_only):
     for f in calls.values():
         for i in range(30):
