@@ -87,6 +87,47 @@ def test_concurrent_reads_writes_and_reloads_over_http(server: ServerProcess, bu
     assert 'recengine_engine_info{bundle=' in metrics and 'provider="CPUExecutionProvider"' in metrics
 
 
+@pytest.mark.timeout(120)
+def test_concurrent_good_and_bad_recommends_each_get_their_own_answer(server: ServerProcess, bundle_copy: Path) -> None:
+    """/recommend calls from 8 threads at once (coalesced on the server's lane), bad bodies and bodies the
+    engine refuses among them: each request gets the status its own body earns, the good ones full lists."""
+    from recengine import Engine
+
+    ids = Engine.open(bundle_copy, device="cpu")
+    users, items = ids.user_ids()[:10], ids.item_ids()[:50]
+    cases = [({"user_id": users[0], "k": 5}, 200), ({"history": items[:3], "k": 4}, 200),
+             ({"user_id": users[1], "k": "many"}, 422), ({"user_id": users[2], "k": 3, "filter": {"nope": 1}}, 400),
+             ({"user_id": users[3], "k": 6}, 200), ({"history": "not a list"}, 422)]
+    from recengine.errors import RequestError
+
+    with pytest.raises(RequestError):
+        ids.recommend(**cases[3][0])  # the engine itself refuses it: a 400
+    wrong: list[str] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            for i in range(24):
+                body, want = cases[(n + i) % len(cases)]
+                r = c.post("/recommend", json=body)
+                ok = r.status_code == want and (want != 200 or len(r.json()["results"]) == body["k"])
+                if not ok:
+                    with lock:
+                        wrong.append(f"{body} -> {r.status_code} {r.text[:120]}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(100)
+    assert not any(t.is_alive() for t in threads), "requests did not finish in time"
+    assert wrong == [], wrong[:5]
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        metrics = c.get("/metrics").text
+    assert "recengine_coalesced_calls_total" in metrics
+    assert 'recengine_http_errors_total{endpoint="recommend",kind="server"}' not in metrics  # never a 500
+
+
 def _partial_request(url: str, body: bytes, sent: int) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
