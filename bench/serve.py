@@ -21,7 +21,9 @@ JSON (`schema` = "recengine-bench-serve/1"): `kind` "serve", `created_at`, `comm
 processes}, `config`, `in_process[]` {endpoint, p50_ms, p95_ms, p99_ms, mean_ms, n_requests}, `results[]`
 {endpoint, concurrency, p50_ms, p95_ms, p99_ms, mean_ms, requests_per_s, n_requests, errors, error_kinds,
 server_cpu_us_per_request, server_user_us_per_request, server_system_us_per_request,
-client_cpu_us_per_request, load_average, coalesced_share, mean_coalesced (one-worker servers; else null)},
+client_cpu_us_per_request, load_average, coalesced_share, mean_coalesced (one-worker servers; else null),
+requests_per_worker (several workers: each worker's share of the requests, largest first; null if a worker
+could not be reached)},
 `overhead[]` {endpoint, concurrency 1, http_p50_ms, in_process_p50_ms, overhead_p50_ms, ratio_p50}, `targets`,
 `notes`, `seconds`.
 """
@@ -226,16 +228,50 @@ def measure_in_process(engine: Any, calls: list[Call], cfg: ServeBenchConfig) ->
     return _summary(samples)
 
 
-def coalesced_counts(url: str) -> tuple[int, int] | None:
-    """(engine calls that answered several requests together, requests they answered) from the server's
-    /metrics (`recengine serve --coalesce`); None if they cannot be read. With several workers a scrape
-    reaches one of them, so `_drive` reads them only from a one-worker server."""
+def _scrape(url: str) -> str | None:
+    """The server's /metrics text over a fresh connection (with several workers, whichever accepts it)."""
     import urllib.request
 
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-            text = response.read().decode("utf-8")
+            return str(response.read().decode("utf-8"))
     except OSError:
+        return None
+
+
+def worker_requests(text: str) -> tuple[float, int] | None:
+    """(the worker's start time, the requests it has answered) from one /metrics text: which worker answered
+    the scrape, and its count (every endpoint, unmatched paths left out); None if the text lacks them."""
+    start, total = None, 0
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == "recengine_process_start_time_seconds":
+            start = float(value)
+        elif name.startswith("recengine_http_requests_total{") and 'endpoint="unmatched"' not in name:
+            total += int(float(value))
+    return None if start is None else (start, total)
+
+
+def requests_by_worker(url: str, workers: int, tries: int = 40) -> dict[float, int]:
+    """Worker start time -> requests answered, from up to `tries` scrapes (each a new connection, so any
+    worker may take it) until every worker has answered one."""
+    seen: dict[float, int] = {}
+    for _ in range(tries):
+        text = _scrape(url)
+        got = worker_requests(text) if text is not None else None
+        if got is not None:
+            seen[got[0]] = got[1]
+        if len(seen) >= workers:
+            break
+    return seen
+
+
+def coalesced_counts(url: str) -> tuple[int, int] | None:
+    """(engine calls that answered several requests together, requests they answered) from the server's
+    /metrics (`recengine serve --coalesce`); None if they cannot be read. With several workers a scrape
+    reaches one of them, so `_drive` reads them only from a one-worker server."""
+    text = _scrape(url)
+    if text is None:
         return None
     values = {}
     for line in text.splitlines():
@@ -262,10 +298,12 @@ def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchConfig,
     warmup = max(1, cfg.warmup // max(1, concurrency)) + 1
     one_worker = cfg.workers == 1
     coalesced0 = coalesced_counts(url) if one_worker else None
+    split0 = requests_by_worker(url, cfg.workers) if not one_worker else {}
     server0 = cpu_times(pids) if pids else None
     result = run(drive(url, requests, concurrency, cfg.duration, cfg.requests, warmup))
     server1 = cpu_times(pids) if pids else None
     coalesced1 = coalesced_counts(url) if one_worker else None
+    split1 = requests_by_worker(url, cfg.workers) if not one_worker else {}
     out = _summary(result.samples_ms)
     done = result.sent
     per = (lambda seconds: round(seconds / done * 1e6, 1)) if done else (lambda seconds: None)
@@ -280,6 +318,10 @@ def _drive(url: str, calls: list[Call], concurrency: int, cfg: ServeBenchConfig,
     else:
         out["server_cpu_us_per_request"] = None
     out["load_average"] = load_average()
+    # with several workers: how the measurement's requests fell on them (the connections are spread by
+    # whichever worker accepts each one; a worker holding most of them sets the tail)
+    out["requests_per_worker"] = (sorted((split1[w] - split0[w] for w in split1 if w in split0), reverse=True)
+                                  if len(split1) == cfg.workers and set(split1) == set(split0) else None)
     out["coalesced_share"] = out["mean_coalesced"] = None
     if coalesced0 is not None and coalesced1 is not None and done:
         calls_n, answered = coalesced1[0] - coalesced0[0], coalesced1[1] - coalesced0[1]
@@ -422,11 +464,13 @@ def serve_markdown(report: dict[str, Any]) -> str:
                    + f") — **{'met' if t['met'] else 'NOT met'}**")
     out += ["", "## Over HTTP (ms; requests/s over the measurement)", "",
             "| endpoint | concurrency | p50 | p95 | p99 | mean | req/s | requests | errors | server CPU µs/req "
-            "| client CPU µs/req | answered together (share, mean per call) | load (1 min) |",
+            "| client CPU µs/req | answered together (share, mean per call) or requests per worker | load (1 min) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         together = "–" if r.get("coalesced_share") is None else \
             f"{r['coalesced_share']}, {r.get('mean_coalesced') or '–'}"
+        if r.get("requests_per_worker"):
+            together = "per worker " + " / ".join(str(n) for n in r["requests_per_worker"])
         out.append(f"| {r['endpoint']} | {r['concurrency']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
                    f"{r['mean_ms']} | {r['requests_per_s']} | {r['n_requests']} | {r['errors']} | "
                    f"{r.get('server_cpu_us_per_request')} | {r.get('client_cpu_us_per_request')} | {together} | "

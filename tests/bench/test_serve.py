@@ -29,6 +29,7 @@ def test_bench_serve_report(tiny_bundle: Path, tmp_path: Path) -> None:
         assert r["server_cpu_us_per_request"] >= 0 and r["client_cpu_us_per_request"] > 0
         assert r["server_user_us_per_request"] + r["server_system_us_per_request"] == pytest.approx(
             r["server_cpu_us_per_request"], abs=0.2)
+        assert r["requests_per_worker"] is None  # one worker: no split to report
         # one worker: the coalescing counters are read; only /recommend calls are ever answered together
         assert r["coalesced_share"] is not None and 0.0 <= r["coalesced_share"] <= 1.0
         if r["endpoint"] not in ("recommend_user", "recommend_history") or r["concurrency"] == 1:
@@ -57,3 +58,18 @@ def test_coalesced_counts_are_none_without_a_server() -> None:
     from recengine.bench.serve import coalesced_counts
 
     assert coalesced_counts("http://127.0.0.1:9") is None  # nothing listens on the discard port
+
+
+def test_which_worker_answered_and_its_count() -> None:
+    from recengine.bench.serve import worker_requests
+
+    text = "\n".join([
+        '# HELP recengine_http_requests_total x',
+        'recengine_http_requests_total{endpoint="recommend",method="POST",code="200"} 120',
+        'recengine_http_requests_total{endpoint="recommend",method="POST",code="422"} 3',
+        'recengine_http_requests_total{endpoint="unmatched",method="GET",code="404"} 7',
+        'recengine_http_requests_total{endpoint="search",method="POST",code="200"} 5',
+        "recengine_process_start_time_seconds 1764550000.25",
+    ])
+    assert worker_requests(text) == (1764550000.25, 128)
+    assert worker_requests("recengine_up 1") is None
