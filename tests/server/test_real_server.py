@@ -22,6 +22,15 @@ from recengine.server.process import ServerProcess  # noqa: E402
 TOKEN = "real-server-token-42"
 
 
+def _run_all(threads: list[threading.Thread], timeout_s: float) -> None:
+    """Start the client threads and wait for them all (bounded: a hang fails the test, never blocks it)."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+    assert not any(t.is_alive() for t in threads), "requests did not finish in time"
+
+
 @pytest.fixture(scope="module")
 def server(bundle_copy: Path) -> Any:
     proc = ServerProcess(bundle_copy, ["--admin-token", TOKEN, "--log-level", "warning"])
@@ -72,12 +81,7 @@ def test_concurrent_reads_writes_and_reloads_over_http(server: ServerProcess, bu
 
     threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
     threads += [threading.Thread(target=writer, args=(n,)) for n in range(2)]
-    threads += [threading.Thread(target=reloader)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(150)
-    assert not any(t.is_alive() for t in threads), "requests did not finish in time"
+    _run_all(threads + [threading.Thread(target=reloader)], 150)
     assert failures == [], failures[:5]
     assert statuses[200] == 4 * (40 + 10 * 3) + 2 * (10 * 2 + 5) + 2
     with httpx.Client(base_url=server.url, timeout=10) as c:
@@ -115,12 +119,7 @@ def test_concurrent_good_and_bad_recommends_each_get_their_own_answer(server: Se
                     with lock:
                         wrong.append(f"{body} -> {r.status_code} {r.text[:120]}")
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(100)
-    assert not any(t.is_alive() for t in threads), "requests did not finish in time"
+    _run_all([threading.Thread(target=client, args=(n,)) for n in range(8)], 100)
     assert wrong == [], wrong[:5]
     with httpx.Client(base_url=server.url, timeout=10) as c:
         metrics = c.get("/metrics").text
