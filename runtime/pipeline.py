@@ -38,7 +38,7 @@ from .requests import (
     check_int,
 )
 from .rerank import explain, long_tail_boost, mmr
-from .retrieval import ExactBackend, Retrieved, retrieve, topk_rows
+from .retrieval import ExactBackend, OnnxExactBackend, Retrieved, retrieve, topk_rows
 from .scan import inner_products
 from .state import EngineState
 
@@ -213,9 +213,9 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
     as one batch. `exact` scans the whole catalogue (evaluation); `scores` (query index -> its retrieval
     scores over every row, what the exact scan computes) lets it reuse scores the caller already has.
     `independent`: the backend is the one a single query would get (`choose_backend` at batch 1), so a
-    batch never trades a query's exact scan for HNSW; where that backend is not an exact scan (HNSW, past
-    the scan budget), each query is searched on its own, since an index search's fetch depth follows the
-    batch's largest k and exclusion list."""
+    batch never trades a query's exact scan for HNSW; where that backend is approximate (HNSW, past the scan
+    budget), each query is searched on its own, since an index search's fetch depth follows the batch's
+    largest k and exclusion list (an exact backend's deeper fetch only adds to the same top)."""
     cat = st.catalogue
     space = st.items_index
     matrix = cat.vectors
@@ -223,8 +223,8 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
     with_vec = [i for i, q in enumerate(queries) if q.vector is not None]
     plain = [i for i in with_vec if queries[i].allowed is None]
     backend = space.exact if exact else space.backend(cat.n_alive, 1 if independent else len(plain))
-    scanned = isinstance(backend, ExactBackend)
-    for group in ([plain] if plain and (scanned or not independent) else [[i] for i in plain]):
+    exact_backend = isinstance(backend, (ExactBackend, OnnxExactBackend))
+    for group in ([plain] if plain and (exact_backend or not independent) else [[i] for i in plain]):
         n_fetch = max(max(queries[i].cands, queries[i].k) for i in group)
         vecs = _rows([queries[i].vector for i in group]).astype(np.float32, copy=False)  # type: ignore[misc]
         known = np.stack([scores[i] for i in group]) if exact and scores is not None and \

@@ -96,7 +96,13 @@ def _parse(spec: RouteSpec, raw: bytes | None) -> Any:
 def _run(spec: RouteSpec, engine: Any, raw: bytes | None, path: dict[str, str], query: dict[str, str]) -> bytes:
     """Everything CPU-bound about one request, run on the pool: validate the body, call the engine, encode
     the JSON answer (a batch of 256 x 1000 results takes milliseconds to encode: not on the event loop)."""
-    return dumps(spec.handler(engine, Call(body=_parse(spec, raw), path=path, query=query)))
+    return _answer(spec, engine, _parse(spec, raw), path, query)
+
+
+def _answer(spec: RouteSpec, engine: Any, body: Any, path: dict[str, str] | None = None,
+            query: dict[str, str] | None = None) -> bytes:
+    """One validated request answered alone: the handler's result as JSON."""
+    return dumps(spec.handler(engine, Call(body=body, path=path or {}, query=query or {})))
 
 
 def _outcome(fn: Callable[..., bytes], *args: Any) -> tuple[bytes | None, BaseException | None]:
@@ -123,7 +129,7 @@ def _run_together(jobs: list[tuple[RouteSpec, Any, bytes | None, Metrics]]
         groups.setdefault((id(spec), id(engine)), []).append((j, body))
     for members in groups.values():
         spec, engine, _, metrics = jobs[members[0][0]]
-        call = partial(_answer_alone, spec, engine)
+        call = partial(_answer, spec, engine)
         answers: list[bytes] | None = None
         if len(members) > 1 and spec.batch is not None:
             try:
@@ -144,10 +150,6 @@ def _run_together(jobs: list[tuple[RouteSpec, Any, bytes | None, Metrics]]
             for (j, _), content in zip(members, answers):
                 outcomes[j] = (content, None)
     return outcomes
-
-
-def _answer_alone(spec: RouteSpec, engine: Any, body: Any) -> bytes:
-    return dumps(spec.handler(engine, Call(body=body, path={}, query={})))
 
 
 class _Headers:

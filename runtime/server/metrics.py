@@ -57,7 +57,7 @@ class Metrics:
         self._coalesced_requests = 0
 
     def coalesced(self, n: int) -> None:
-        """Record one engine call that answered `n` >= 2 concurrent requests together (`EnginePool`)."""
+        """Record one engine call that answered `n` >= 2 concurrent requests together (`app._run_together`)."""
         with self._lock:
             self._coalesced_calls += 1
             self._coalesced_requests += n

@@ -66,14 +66,11 @@ def _resolve_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | 
 class EnginePool(Executor):
     """`size` threads that run engine calls; `run(fn, *args)` from the event loop returns an awaitable."""
 
-    def __init__(self, size: int, name: str = "recengine-req", max_batch: int = 16,
-                 on_batch: Callable[[int], None] | None = None) -> None:
-        """`max_batch`: most jobs one `run_batched` call takes; `on_batch(n)` is told of every call that
-        took n >= 2 (the server's metrics)."""
+    def __init__(self, size: int, name: str = "recengine-req", max_batch: int = 16) -> None:
+        """`max_batch`: most jobs one `run_batched` call takes."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.max_batch = max_batch
-        self._on_batch = on_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._shutdown = False
         self._lock = threading.Lock()
@@ -123,8 +120,6 @@ class EnginePool(Executor):
 
     def _run_batch(self, batch: list[_Batched]) -> None:
         try:
-            if len(batch) > 1 and self._on_batch is not None:
-                self._on_batch(len(batch))
             outcomes = batch[0].fn([job.arg for job in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"batch function returned {len(outcomes)} outcomes for {len(batch)} jobs")
