@@ -94,7 +94,8 @@ class Engine:
              variant: str | dict[str, str] | None = None, item_variant: str | None = None,
              retrieval: str = "auto", ef: int | None = None,
              rescore: bool | None = None, verify: bool = True, gpu_mem_limit: int = 2 * 1024**3,
-             cuda_graphs: bool = True, fresh_below: int = 5, cooccur_weight: float | None = None) -> Engine:
+             cuda_graphs: bool = True, fresh_below: int = 5, cooccur_weight: float | None = None,
+             overlap: bool = True) -> Engine:
         """Load and verify a bundle.
 
         device: "auto" (CUDA if it really works, else CPU with a warning), "cpu", or "cuda" (DeviceError
@@ -109,7 +110,11 @@ class Engine:
         fresh_below: items with fewer interactions are "fresh" for a request's `fresh` share of the slots.
         cooccur_weight: weight of the item co-occurrence signal in `recommend` (default: the bundle's, chosen
         on validation by the export; 0: the user tower alone; `recengine.cooccur`).
+        overlap: let `search` compute its BM25 half on a helper thread while the encoder runs, when `threads`
+        leaves a CPU idle (`recengine.overlap`; False: always in sequence, one thread per call).
         """
+        if not isinstance(overlap, bool):
+            raise RequestError(f"overlap must be True or False, got {overlap!r}")
         if threads is not None:
             check_int("threads", threads, 1, 1024)
         if ef is not None:
@@ -122,7 +127,7 @@ class Engine:
         options = ServeOptions(device=device, threads=threads, variant=variant, item_variant=item_variant,
                                retrieval=retrieval, ef=ef,
                                rescore=rescore, verify=verify, gpu_mem_limit=gpu_mem_limit, cuda_graphs=cuda_graphs,
-                               fresh_below=fresh_below, cooccur_weight=cooccur_weight)
+                               fresh_below=fresh_below, cooccur_weight=cooccur_weight, overlap=overlap)
         from .retrieval import BACKENDS
         from .sessions import validate_device
 

@@ -24,7 +24,7 @@ loads in the encoder's variant, for serving and for stored items alike.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,24 +301,33 @@ class ModelSet:
                                                      ["item_vector"], release=release)
         return text, np.asarray(item, dtype=np.float32)
 
-    def encode_queries(self, texts: Sequence[str], release: bool | None = None) -> np.ndarray:
+    def encode_queries(self, texts: Sequence[str], release: bool | None = None,
+                       started: Callable[[], None] | None = None) -> np.ndarray:
         """`text_embedding` [n, text] of one encoder run (no re-batching, no item head): what `search` runs
-        and the latency benchmark times as the encoder stage."""
+        and the latency benchmark times as the encoder stage. `started` is called once the texts are
+        tokenised, just before the run that releases the GIL (`search` starts its lexical half there)."""
         if self._encoder_graphs is not None and len(texts) > BATCH_BUCKETS[-1]:  # pragma: no cover - GPU only
             step = BATCH_BUCKETS[-1]
+            if started is not None:
+                started()
             return np.concatenate([self.encode_queries(texts[s:s + step]) for s in range(0, len(texts), step)])
-        return self._run_encoder(texts, release, False)[0]
+        return self._run_encoder(texts, release, False, started)[0]
 
-    def _run_encoder(self, texts: Sequence[str], release: bool | None, stored: bool
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _run_encoder(self, texts: Sequence[str], release: bool | None, stored: bool,
+                     started: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(text_embedding, item_vector or item_states, attention_mask) of one encoder run."""
         session = self.item_encoder() if stored else self.encoder
         if session is self.encoder and self._encoder_graphs is not None:  # pragma: no cover - GPU only
+            if started is not None:
+                started()
+                started = None
             out = self._encode_graph(texts)
             if out is not None:
                 return out
             session = self.item_encoder() if stored else self.encoder  # the plain session swapped in
         batch = self.tokenizer.encode(texts)
+        if started is not None:
+            started()
         text, second = session.run({"input_ids": batch.input_ids, "attention_mask": batch.attention_mask},
                                    self._encoder_outputs, release=release)
         return np.asarray(text, dtype=np.float32), np.asarray(second, dtype=np.float32), batch.attention_mask

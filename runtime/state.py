@@ -26,6 +26,7 @@ from .hnsw_file import check_hnsw_file, read_header
 from .index_io import DeferredIndex, open_deferred, open_index
 from .lexical import LexicalIndex
 from .models import ModelSet
+from .overlap import Helper
 from .retrieval import TEXT_SCAN_DIM, Backend, ExactBackend, HnswBackend, OnnxExactBackend, choose_backend
 from .scan import Scanner
 from .sessions import SessionConfig, resolve_device
@@ -60,6 +61,9 @@ class ServeOptions:
     cooccur_weight: float | None = None
     """Weight of the co-occurrence signal in `recommend` (`recengine.cooccur`); None: the bundle's (chosen on
     validation by the export), 0: the user tower alone."""
+    overlap: bool = True
+    """Let `search` run its lexical half on a helper thread while the encoder runs (`recengine.overlap`;
+    only where the ONNX `threads` leave a CPU idle)."""
 
 
 @dataclass
@@ -169,6 +173,8 @@ class EngineState:
     cooccur: Cooccur | None = None
     """The bundle's item co-occurrence lists and blend settings (None: the bundle has none; `recommend`
     ranks by the user tower alone)."""
+    helper: Helper | None = None
+    """The thread `search` overlaps its lexical half with the encoder on (`recengine.overlap`; None: none)."""
 
 
 def _space(reader: BundleReader, name: str, matrix: np.ndarray, alive: np.ndarray, options: ServeOptions,
@@ -338,4 +344,5 @@ def _load(reader: BundleReader, options: ServeOptions) -> EngineState:
         pop_bucket_edges=(np.asarray(vocab["pop_bucket_edges"], dtype=np.float64)
                           if isinstance(vocab.get("pop_bucket_edges"), list) else None),
         media=media, cooccur=load_cooccur(reader, catalogue.n_rows, options.cooccur_weight),
+        helper=Helper.create(options.threads, options.overlap),
     )

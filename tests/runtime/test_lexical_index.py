@@ -111,8 +111,10 @@ def test_pruned_top_is_the_exact_top(n, path, monkeypatch):
             expect = neighbours.lexical_top(dense, ok, n)
             assert rows.tolist() == expect.tolist(), q
             np.testing.assert_allclose(scores, dense[rows], rtol=1e-5)
-            some = rng.integers(0, len(texts), 50)
+            some = rng.integers(0, len(texts), 50)  # unsorted, repeated, int64
             np.testing.assert_allclose(lq.score(some), dense[some], rtol=1e-5)
+            np.testing.assert_array_equal(lq.score(rows), scores)  # the same float32 sums as `top`'s
+            assert not lq.score(np.array([len(texts) + 7, 10**6])).any()  # rows past the index: no postings
     assert bool(idx._impact._orders) == (path == "impact")  # the path was taken (and caches its orders)
 
 
