@@ -15,7 +15,8 @@ Rules that keep it from ever costing more than it saves:
   tokenising and the encoder run: started before tokenising, the two threads' Python work took turns and
   the tokeniser ran 4x slower);
 - the caller always waits for the job (`Job.result`), also when its own half fails, so a job never outlives
-  the engine's read lock the caller holds;
+  the engine's read lock the caller holds; a job the helper has not started by then is run by the caller
+  itself (measured on this shared 2-core machine, about one round in four had the second core busy);
 - no helper at all (`create` returns None) when the process may use only one CPU, or when the engine's ONNX
   sessions were given every CPU (`threads` >= the CPU count): there is no idle core to overlap on.
 
@@ -36,28 +37,35 @@ T = TypeVar("T")
 
 
 class Job(Generic[T]):
-    """One call run on the helper thread; `result` waits for it."""
+    """One call for the helper thread. Whoever claims it first runs it: the helper thread when it gets to
+    it, or the caller (`wait`/`result`) when the helper has not started it yet, so a helper thread the OS
+    has not scheduled (its core busy with another process) delays nothing: the caller runs the call itself,
+    as it would without a helper."""
 
-    def __init__(self, fn: Callable[[], T], idle: threading.Lock) -> None:
-        self._fn = fn
-        self._idle = idle
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn: Callable[[], T] | None = fn
+        self._claim = threading.Lock()
         self._done = threading.Lock()
         self._done.acquire()
         self._value: T | None = None
         self._error: BaseException | None = None
 
     def _run(self) -> None:
+        """Run the call unless the caller has claimed it (then it runs it, or already did)."""
+        if not self._claim.acquire(blocking=False):
+            return
+        fn, self._fn = self._fn, None
         try:
-            self._value = self._fn()
+            self._value = fn()  # type: ignore[misc]
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by `result`
             self._error = exc
         finally:
-            self._fn = None  # type: ignore[assignment]
-            self._idle.release()
             self._done.release()
 
     def wait(self) -> None:
-        """Until the call has finished (its result and exception left unread)."""
+        """Until the call has finished (its result and exception left unread); runs it here if the helper
+        has not started it."""
+        self._run()
         with self._done:
             pass
 
@@ -69,12 +77,15 @@ class Job(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
-def _serve(jobs: queue.SimpleQueue[Job[object] | None]) -> None:
+def _serve(jobs: queue.SimpleQueue[Job[object] | None], idle: threading.Lock) -> None:
     while True:
         job = jobs.get()
         if job is None:
             return
-        job._run()  # noqa: SLF001 - the helper's own job
+        try:
+            job._run()  # noqa: SLF001 - the helper's own job
+        finally:
+            idle.release()
 
 
 def usable_cpus() -> int:
@@ -111,9 +122,10 @@ class Helper:
         if self._thread is None:
             with self._start:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=_serve, args=(self._jobs,), name=self._name, daemon=True)
+                    self._thread = threading.Thread(target=_serve, args=(self._jobs, self._idle), name=self._name,
+                                                    daemon=True)
                     self._thread.start()
-        job: Job[T] = Job(fn, self._idle)
+        job: Job[T] = Job(fn)
         self._jobs.put(job)  # type: ignore[arg-type]
         return job
 

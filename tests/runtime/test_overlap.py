@@ -12,35 +12,52 @@ import numpy as np
 import pytest
 
 from recengine import Engine, RequestError, neighbours, overlap
-from recengine.overlap import Helper
+from recengine.overlap import Helper, Job
+
+
+def _free(helper: Helper, fn):
+    """`helper.submit(fn)` once the helper has finished its last job (it releases itself just after)."""
+    deadline = time.monotonic() + 5
+    while (job := helper.submit(fn)) is None:
+        assert time.monotonic() < deadline, "the helper never became free"
+        time.sleep(0.001)
+    return job
 
 
 def test_a_job_returns_its_value_and_hands_its_error_back():
     helper = Helper()
-    job = helper.submit(lambda: 41 + 1)
+    job = helper.submit(lambda: 42)
     assert job is not None and job.result() == 42
 
     def fail() -> None:
         raise ValueError("boom")
 
-    job = helper.submit(fail)
-    assert job is not None
     with pytest.raises(ValueError, match="boom"):
-        job.result()
-    again = helper.submit(lambda: "free again")  # a failed job leaves the helper idle
-    assert again is not None and again.result() == "free again"
+        _free(helper, fail).result()
+    assert _free(helper, lambda: "free again").result() == "free again"  # a failed job leaves it usable
+    started = threading.Event()
+    job = _free(helper, lambda: started.set() or threading.current_thread().name)
+    started.wait(5)
+    assert job.result() == "recengine-helper"  # run on the helper thread once it got to it
+
+
+def test_a_job_the_helper_has_not_started_is_run_by_the_caller_once():
+    calls = []
+    job = Job(lambda: calls.append(threading.current_thread().name) or len(calls))
+    assert job.result() == 1  # no thread ever took it: the caller ran it
+    job._run()  # the helper thread arriving late finds it claimed
+    assert calls == [threading.current_thread().name] and job.result() == 1
 
 
 def test_a_busy_helper_refuses_instead_of_queueing():
     helper = Helper()
-    gate = threading.Event()
-    job = helper.submit(gate.wait)
-    assert job is not None
+    gate, started = threading.Event(), threading.Event()
+    job = helper.submit(lambda: started.set() or gate.wait())
+    assert job is not None and started.wait(5)
     assert helper.submit(lambda: 1) is None  # the caller runs its work itself
     gate.set()
     job.wait()
-    follow = helper.submit(lambda: 2)
-    assert follow is not None and follow.result() == 2
+    assert _free(helper, lambda: 2).result() == 2
 
 
 def test_the_thread_ends_with_its_helper():
