@@ -18,4 +18,5 @@ print("|---" * (len(FAMILIES) + 3) + "|")
 for rev, per in ratios.items():
     allr = [x for v in per.values() for x in v]
     cells = [f"{min(v):.2f}-{max(v):.2f} (median {np.median(v):.2f})" for v in (per[f] for f in FAMILIES)]
-    print(f"| {rev} | {len(per[FAMILIES[0]])} | " + " | ".join(cells) + f" | {sum(x <= 1.2 for x in allr)} of {len(allr)} |")
+    within = f"{sum(x <= 1.2 for x in allr)} of {len(allr)}"
+    print(f"| {rev} | {len(per[FAMILIES[0]])} | " + " | ".join(cells) + f" | {within} |")
