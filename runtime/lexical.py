@@ -306,7 +306,7 @@ class LexicalQuery:
         in the order `top` adds them, so a row scores the same float32 value here as there."""
         rows32 = np.asarray(rows).astype(np.int32, copy=False)
         acc = np.zeros(rows32.size, np.float32)
-        if rows32.size == 0:
+        if rows32.size == 0 or self._norm.size == 0:  # nothing asked, or an empty index: no postings
             return acc
         norm = self._norm.take(rows32, mode="clip")  # a row past the index has no postings: f = 0 there
         for lst in self._lists:

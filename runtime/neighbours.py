@@ -225,8 +225,9 @@ def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed
         bm25 = half.scores if half.scores.size == cos.size else half.query.dense(cos.size)
         return fuse_scanned(cos, bm25, k, weight, half.full, power)
     n = k if lexical is None else max(k, DENSE_CANDIDATES)
-    (r,) = retrieve(backend, st.text_index.exact, cat.text_embeddings, cat.alive, q, n, allowed=allowed)
-    if half is None:
+    (r,) = retrieve(backend, st.text_index.exact, cat.text_embeddings, cat.alive, q, n, allowed=allowed,
+                    margin=lexical is None)
+    if lexical is None or half is None:
         return r
     if half.rows.size == 0:
         return fuse(r.rows, r.scores, _no_rows, half.rows, half.scores, _no_rows, k, fusion, weight)
@@ -252,15 +253,13 @@ def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None, mode:
     def start() -> None:
         jobs.append(helper.submit(lambda: lexical_half(st, text, k, allowed, scanned)))
 
-    job = None
     try:
         emb = st.models.encode_queries([text], started=start)
     except BaseException:
         if jobs and jobs[0] is not None:  # the job never outlives the read lock this call runs under
-            jobs[0].wait()
+            jobs[0].cancel()
         raise
-    if jobs and jobs[0] is not None:
-        job = jobs[0]
+    job = jobs[0] if jobs else None
     return search_embedded(st, emb[0], text, k, allowed, mode, half=None if job is None else job.result())
 
 

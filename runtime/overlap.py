@@ -45,29 +45,47 @@ class Job(Generic[T]):
     def __init__(self, fn: Callable[[], T]) -> None:
         self._fn: Callable[[], T] | None = fn
         self._claim = threading.Lock()
-        self._done = threading.Lock()
-        self._done.acquire()
+        self._done = threading.Event()
         self._value: T | None = None
         self._error: BaseException | None = None
 
-    def _run(self) -> None:
-        """Run the call unless the caller has claimed it (then it runs it, or already did)."""
+    def _run(self, call: bool = True) -> None:
+        """Run the call (`call` False: drop it) unless someone has claimed it already."""
         if not self._claim.acquire(blocking=False):
             return
         fn, self._fn = self._fn, None
         try:
-            self._value = fn()  # type: ignore[misc]
+            if call:
+                self._value = fn()  # type: ignore[misc]
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by `result`
             self._error = exc
         finally:
-            self._done.release()
+            self._done.set()
+
+    def _finished(self) -> None:
+        """Until the call is over, whatever interrupts the wait (a Ctrl-C, a signal handler's exception): the
+        call reads the engine's state under the caller's read lock, so the caller must not leave before it
+        does; the interruption is raised once the call is over."""
+        pending: BaseException | None = None
+        while not self._done.is_set():
+            try:
+                self._done.wait()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                pending = exc
+        if pending is not None:
+            raise pending
 
     def wait(self) -> None:
         """Until the call has finished (its result and exception left unread); runs it here if the helper
         has not started it."""
         self._run()
-        with self._done:
-            pass
+        self._finished()
+
+    def cancel(self) -> None:
+        """Drop the call if the helper has not started it, else wait until it is over (the caller's own half
+        failed: the result is not wanted, but the call must not outlive the caller's lock)."""
+        self._run(call=False)
+        self._finished()
 
     def result(self) -> T:
         """The call's return value (its exception re-raised in the caller)."""
@@ -85,14 +103,24 @@ def _serve(jobs: queue.SimpleQueue[Job[object] | None], idle: threading.Lock) ->
         try:
             job._run()  # noqa: SLF001 - the helper's own job
         finally:
+            # not kept while waiting for the next one: a failed job's traceback holds the call's frame, its
+            # closure and with it the engine state (and this helper: its thread would never end)
+            job = None
             idle.release()
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """CPUs this process may use: its affinity mask where the OS has one, capped by a cgroup v2 CPU quota
+    (`/sys/fs/cgroup/cpu.max`, e.g. a container limited to 1 CPU on a 16-core node)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 class Helper:
@@ -102,7 +130,6 @@ class Helper:
         self._name = name
         self._jobs: queue.SimpleQueue[Job[object] | None] = queue.SimpleQueue()
         self._idle = threading.Lock()
-        self._start = threading.Lock()
         self._thread: threading.Thread | None = None
         weakref.finalize(self, self._jobs.put, None)  # the thread ends with its helper
 
@@ -116,15 +143,18 @@ class Helper:
         return cls()
 
     def submit(self, fn: Callable[[], T]) -> Job[T] | None:
-        """Start `fn` on the helper thread, or return None (the caller runs `fn` itself) when it is busy."""
+        """Start `fn` on the helper thread, or return None (the caller runs `fn` itself) when it is busy or
+        its thread cannot be started."""
         if not self._idle.acquire(blocking=False):
             return None
-        if self._thread is None:
-            with self._start:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=_serve, args=(self._jobs, self._idle), name=self._name,
-                                                    daemon=True)
-                    self._thread.start()
+        if self._thread is None:  # only the holder of `_idle` gets here: no second start
+            thread = threading.Thread(target=_serve, args=(self._jobs, self._idle), name=self._name, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # e.g. at interpreter shutdown: no helper, the caller does the work
+                self._idle.release()
+                return None
+            self._thread = thread
         job: Job[T] = Job(fn)
         self._jobs.put(job)  # type: ignore[arg-type]
         return job

@@ -416,13 +416,18 @@ class Retrieved:
 def retrieve(backend: Backend, exact: ExactBackend, matrix: np.ndarray, alive: np.ndarray,
              queries: np.ndarray, k: int, allowed: np.ndarray | None = None,
              exclude: Sequence[np.ndarray] | None = None, small_subset: float = 0.05,
-             scores: np.ndarray | None = None) -> list[Retrieved]:
+             scores: np.ndarray | None = None, margin: bool = True) -> list[Retrieved]:
     """Top-`k` live rows per query that pass `allowed` and are not in `exclude[b]`.
 
     Small allowed subsets are scanned exactly; otherwise the backend is over-fetched (by the number of
     exclusions and the inverse of the allowed fraction) and widened until `k` survive or the catalogue is
     exhausted, then an exact scan finishes the job. `scores`: `exact.scores(queries)` already computed (an
     exact scan then reuses them and may overwrite them: pass a copy the caller no longer needs).
+    `margin` False: with nothing filtered or excluded, fetch exactly k from an approximate index. The margin
+    (1.2k + 8) is for rows the filters and exclusions drop; with none to drop it only raises hnswlib's
+    effective ef (it searches with max(ef, k)). That raise is what recall at a large k relies on, so
+    `recommend` keeps it; hybrid search's 30 dense fusion candidates do not need it (at ef 32 it cost 2x the
+    time; the fused top 10 agreed with the exact fusion as before, bench/results/2026-12-01-search-overlap-cpu-2core).
     """
     n_queries = queries.shape[0]
     exclude = list(exclude) if exclude is not None else [np.zeros(0, np.int64)] * n_queries
@@ -458,10 +463,10 @@ def retrieve(backend: Backend, exact: ExactBackend, matrix: np.ndarray, alive: n
     # Start small (most excluded items - a user's history - are not near the top) and widen 4x for the
     # queries that come back short: a heavy user's 2,000-item history must not make every query fetch 2,000.
     max_excl = max((e.size for e in exclude), default=0)
-    # nothing filtered or excluded: the index returns live rows only (removed ones are marked deleted),
-    # so k is fetched as asked and the index's ef alone sets the recall (a margin would only raise the
-    # effective ef, hnswlib searching with max(ef, k): 2x the time of a 30-row fetch at ef 32)
-    fetch = k if fraction >= 1.0 and max_excl == 0 else int(np.ceil((k + min(max_excl, k)) / fraction * 1.2)) + 8
+    if not margin and fraction >= 1.0 and max_excl == 0:  # nothing to drop: k, at the index's own ef
+        fetch = k
+    else:
+        fetch = int(np.ceil((k + min(max_excl, k)) / fraction * 1.2)) + 8
     pending = list(range(n_queries))
     results: list[Retrieved | None] = [None] * n_queries
     while pending:

@@ -355,10 +355,14 @@ def _not_matched(state: ServerState) -> Callable[[Request, Exception], Awaitable
 def load_engine(config: ServerConfig) -> Any:
     """Open and warm up the engine `config` names (the first request then pays no deferred work)."""
     from ..engine import Engine
+    from ..overlap import usable_cpus
 
+    cpus = usable_cpus()
+    # search's helper thread only where the workers' own ONNX threads leave a CPU idle (`recengine.overlap`)
+    overlap = config.workers * (config.threads or cpus) < cpus
     engine = Engine.open(config.bundle, device=config.device, threads=config.threads,
                          fresh_below=config.fresh_below, cooccur_weight=config.cooccur_weight,
-                         item_variant=config.item_variant)
+                         item_variant=config.item_variant, overlap=overlap)
     engine.warmup()
     if config.freeze_heap:
         heap.settle()  # the loaded engine out of the garbage collector's walks (p99)

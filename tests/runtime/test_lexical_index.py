@@ -115,6 +115,8 @@ def test_pruned_top_is_the_exact_top(n, path, monkeypatch):
             np.testing.assert_allclose(lq.score(some), dense[some], rtol=1e-5)
             np.testing.assert_array_equal(lq.score(rows), scores)  # the same float32 sums as `top`'s
             assert not lq.score(np.array([len(texts) + 7, 10**6])).any()  # rows past the index: no postings
+    empty = LexicalIndex.build([]).query("title w0")
+    assert empty.score(np.array([0, 3])).tolist() == [0.0, 0.0]  # an empty index scores nothing, raises nothing
     assert bool(idx._impact._orders) == (path == "impact")  # the path was taken (and caches its orders)
 
 

@@ -71,3 +71,19 @@ def test_recengine_serve_asks_for_it_and_passes_coalesce(tmp_path: Path, monkeyp
     capsys.readouterr()
     assert main(["serve", str(tmp_path), "--coalesce", "0"]) == 2
     assert "coalesce must be between 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("workers", "threads", "helper"), [(1, 1, True), (2, 1, False), (1, 2, False),
+                                                             (1, None, False)])
+def test_search_gets_a_helper_thread_only_where_the_workers_leave_a_cpu_idle(
+        bundle_copy: Path, monkeypatch: pytest.MonkeyPatch, workers: int, threads: int | None,
+        helper: bool) -> None:
+    """`recengine.overlap`: on 2 CPUs one worker with one ONNX thread leaves a core for search's BM25 half;
+    two workers, or an engine whose sessions take every core, do not."""
+    from recengine import overlap
+    from recengine.server import ServerConfig
+    from recengine.server.app import load_engine
+
+    monkeypatch.setattr(overlap, "usable_cpus", lambda: 2)
+    engine = load_engine(ServerConfig(bundle=str(bundle_copy), workers=workers, threads=threads))
+    assert (engine._state.helper is not None) == helper
