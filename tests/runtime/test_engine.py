@@ -613,12 +613,28 @@ def test_unverified_open_still_catches_garbled_model(lean_bundle, tmp_path):
 # ----------------------------------------------------------------------------- host program & CLI
 
 
-def test_host_example_runs(lean_bundle):
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "host.py"), str(lean_bundle)],
+@pytest.mark.parametrize("column", [None, "name"])
+def test_host_example_runs(lean_bundle, tmp_path, column):
+    """On the test bundle, and on one whose only text column is not MovieLens's "title" (a newcomer's
+    own data): the example adds its item through the bundle's first text column."""
+    bundle = lean_bundle
+    if column is not None:
+        bundle = copy_bundle(lean_bundle, tmp_path / "other-columns")
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        manifest["data"]["text_columns"] = [column]
+        (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "host.py"), str(bundle)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["recommend", "similar", "search", "after update"]
+
+
+def test_the_readme_shows_the_host_example_as_it_is():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## A host program in ten lines", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    example = (ROOT / "examples" / "host.py").read_text()
+    assert example.endswith(block), "README's host program differs from examples/host.py"
 
 
 def test_cli_commands(lean_bundle, arrays):
