@@ -22,6 +22,7 @@ from recengine.errors import ExportError, ParityError
 from recengine.progress import Progress
 from recengine.split import leave_last_out
 
+from .bundle_write import WEIGHT_NOTE, data_warnings
 from .config import ExportConfig
 
 
@@ -79,6 +80,11 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         t = time.perf_counter()
         dataset = load_dataset(data)
         timings["load"] = time.perf_counter() - t
+        for warning in data_warnings(dataset):  # also kept in the manifest (`data.warnings`)
+            if warning == WEIGHT_NOTE:  # not a problem with the data: what training does with it
+                progress.message(f"note: {warning}")
+            else:
+                progress.warn(warning)
         # a broken encoder directory fails here, before any training
         source = resolve_source(cfg.encoder, Path(tmp), cfg.seed)
         t = time.perf_counter()

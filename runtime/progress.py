@@ -46,6 +46,13 @@ class Progress:
             return _Plain(iterable)
         return self._tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True, file=sys.stderr)
 
+    def warn(self, text: str) -> None:
+        """A line the user must see (a data problem the command worked around), `--quiet` or not."""
+        if self._tqdm is not None and not self.quiet:
+            self._tqdm.write(f"warning: {text}", file=sys.stderr)
+        else:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+
     def message(self, text: str) -> None:
         if self.quiet:
             return

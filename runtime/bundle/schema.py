@@ -185,7 +185,7 @@ DIMS = {"text": integer(1), "item": integer(1), "scene_slots": integer(1), "prof
         "item_feats": integer(0), "max_history": integer(1)}
 DATA = {"name": string, "fingerprint": string, "n_items": integer(0), "n_users": integer(0),
         "n_interactions": integer(0), "text_columns": list_of(string), "item_attr_columns": list_of(string),
-        "context_columns": list_of(string), "user_attr_columns": list_of(string)}
+        "context_columns": list_of(string), "user_attr_columns": list_of(string), "warnings": list_of(string)}
 TOKENIZER = {"path": relpath, "max_length": integer(2, 1_000_000), "lowercase": boolean, "pad_id": integer(0)}
 INDEX = {"path": relpath, "library": one_of("hnswlib"), "space": one_of("ip"), "dim": integer(1),
          "M": integer(2, MAX_M), "ef_construction": integer(1), "ef_search": integer(1), "count": integer(0),

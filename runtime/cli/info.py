@@ -34,6 +34,9 @@ def summarize(manifest: dict[str, Any]) -> list[str]:
             f"data              {data.get('name')}: {data.get('n_items')} items, {data.get('n_users')} users, "
             f"{data.get('n_interactions')} interactions (fingerprint {str(data.get('fingerprint', ''))[:12]})"
         )
+        notes = data.get("warnings")
+        for note in notes if isinstance(notes, list) else []:
+            lines.append(f"data warning      {note}")
     dims = _dict(manifest.get("dims"))
     if dims:
         lines.append("dims              " + ", ".join(f"{k}={v}" for k, v in dims.items()))

@@ -242,7 +242,34 @@ def parse_timestamps(path: Path, frame: Any, column: str = "timestamp") -> np.nd
             )
         num = num.copy()
         num[text_rows] = _unix_seconds(parsed)
+    _check_range(path, column, num)
     return num
+
+
+TIMESTAMP_UNITS_ABOVE = 1e11
+"""Unix seconds above this are past the year 5138: such values are milliseconds (or finer), not seconds."""
+TIMESTAMP_MAX = 1e19
+"""Beyond unix nanoseconds of the year 2286: no clock wrote it (a 1e30 would overflow every date derived)."""
+
+
+def _check_range(path: Path, column: str, seconds: np.ndarray) -> None:
+    """Refuse timestamps no event has: negative (before 1970), beyond `TIMESTAMP_MAX`, or a column mixing
+    unix seconds (and ISO dates, read as seconds) with values only milliseconds can be: sorted together,
+    every millisecond row would land after every second row."""
+    bad = np.flatnonzero((seconds < 0) | (seconds > TIMESTAMP_MAX))
+    if len(bad):
+        raise DataError(
+            f"{path}: column '{column}': timestamp out of range at {_rows_label(path, bad)} (e.g. {seconds[bad[0]]:g}; "
+            f"expected unix seconds since 1970 or ISO 8601)"
+        )
+    large = seconds > TIMESTAMP_UNITS_ABOVE
+    if large.any() and not large.all():
+        rows = np.flatnonzero(large)
+        raise DataError(
+            f"{path}: column '{column}': timestamps in two units: {len(rows)} of {len(seconds)} rows hold values "
+            f"only milliseconds (or finer) can be (e.g. {seconds[rows[0]]:g} at {_rows_label(path, rows)}), the "
+            f"rest unix seconds or ISO dates; convert the column to one unit"
+        )
 
 
 def _attr_columns(path: Path, frame: Any, prefix: str = "attr_") -> dict[str, np.ndarray]:
@@ -374,7 +401,7 @@ def build_interactions(
             f"{path.name}: dropped {n_unknown} interaction(s) with items missing from the catalogue (e.g. {examples})"
         )
     timestamp = parse_timestamps(path, frame) if "timestamp" in frame.columns else None
-    if timestamp is not None and np.median(timestamp) > 1e11:  # year 5138 in seconds: surely milliseconds
+    if timestamp is not None and timestamp.size and timestamp.min() > TIMESTAMP_UNITS_ABOVE:  # all one finer unit
         warnings.append(
             f"{path.name}: column '{labels.get('timestamp', 'timestamp')}' looks like milliseconds; it is read "
             f"as unix seconds (the order of events is right, derived times of day are not)"

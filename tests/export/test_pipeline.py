@@ -364,3 +364,33 @@ def test_info_names_the_split_encoders_search_space(tiny_bundle: Path) -> None:
     lines = summarize(open_bundle(tiny_bundle).manifest)
     assert any(ln.startswith("model encoder ") and ln.endswith("(search space: pretrained)") for ln in lines)
     assert any(ln.startswith("model item_head ") for ln in lines)
+
+
+def test_what_loading_worked_around_is_printed_and_kept(tmp_path: Path, ml_tiny_dir: Path, tiny_encoder_dir: Path,
+                                                       capsys: pytest.CaptureFixture[str]):
+    """A newcomer's data with a few interactions on items the catalogue lacks: the export says so on stderr
+    (`--quiet` or not) and keeps it in the manifest with the note that ratings (weights) are not used;
+    `recengine info` shows both."""
+    from recengine.cli.info import summarize
+    from recengine.export import ExportConfig, run_export
+    from recengine.export.bundle_write import WEIGHT_NOTE
+
+    data = Path(shutil.copytree(ml_tiny_dir, tmp_path / "data"))
+    with open(data / "ratings.csv", "a") as f:
+        f.write("4,999999,4.0,986935300\n4,999998,4.0,986935301\n")
+    config = ExportConfig.from_profile("quick").override({"encoder.path": str(tiny_encoder_dir), "quiet": True})
+    out = run_export(data, tmp_path / "bundle", config)
+    err = capsys.readouterr().err
+    dropped = [line for line in err.splitlines() if line.startswith("warning: ") and "dropped 2 interaction" in line]
+    assert len(dropped) == 1, err
+    assert WEIGHT_NOTE not in err  # a note, not a warning: quiet hides it
+    warnings = open_bundle(out).manifest["data"]["warnings"]
+    assert warnings == [dropped[0][len("warning: "):], WEIGHT_NOTE]
+    shown = [line for line in summarize(open_bundle(out).manifest) if line.startswith("data warning")]
+    assert len(shown) == 2
+
+
+def test_the_tiny_bundle_records_that_ratings_are_not_used(tiny_bundle: Path):
+    from recengine.export.bundle_write import WEIGHT_NOTE
+
+    assert open_bundle(tiny_bundle).manifest["data"]["warnings"] == [WEIGHT_NOTE]

@@ -295,6 +295,17 @@ def test_parquet_nullable_dtypes_and_list_columns(tmp_path: Path) -> None:
     assert list(data.interactions.context["ctx_d"]) == ["m", "", "t"]
 
 
+@pytest.mark.parametrize(("values", "message"), [
+    (["1709294400", "-5", "1709294402"], "out of range at line 3"),
+    (["1709294400", "1e30", "1709294402"], "out of range at line 3"),
+    (["2024-03-01T12:00:00", "1709294401000", "1709294402"], "two units: 1 of 3 rows"),
+])
+def test_timestamps_no_event_has_are_refused(tmp_path: Path, values: list[str], message: str) -> None:
+    rows = ["user_id,item_id,timestamp"] + [f"u{i % 2},i{i + 1},{v}" for i, v in enumerate(values)]
+    with pytest.raises(DataError, match=message):
+        load_dataset(write_good(tmp_path / "d", interactions=rows))
+
+
 def test_millisecond_timestamps_load_with_a_warning(tmp_path: Path) -> None:
     rows = ["user_id,item_id,timestamp", "u1,i1,1709294400000", "u1,i2,1709294401000", "u2,i3,1709294402000"]
     data = load_dataset(write_good(tmp_path / "d", interactions=rows))
