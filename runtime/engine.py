@@ -365,7 +365,8 @@ class Engine:
 
         Each item is a mapping with "item_id" (str), the bundle's text columns (`data.text_columns`, e.g.
         "title", "genres") and optional `attr_*` values; or a prebuilt "text"; and, when the bundle was
-        exported with media vectors, an optional "vector" (its image/audio vector). The item vector is the
+        exported with media vectors, an optional "vector" (its image/audio vector); any other field is a
+        `RequestError` naming it. The item vector is the
         encoder's `item_vector` (plus the media projection of "vector"): what a catalogue item nobody
         interacted with is served. An existing id
         is replaced (users who interacted with it still have it excluded). Returns the ids added.

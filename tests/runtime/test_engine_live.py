@@ -25,8 +25,18 @@ def text_columns(lean_bundle):
     return open_bundle(lean_bundle).manifest["data"]["text_columns"]
 
 
-NEW = {"item_id": "live-1", "title": "Galactic Robot Detectives (2031)", "genres": "Sci-Fi, Mystery",
-       "tags": "robots, space, detective"}
+NEW = {"item_id": "live-1", "title": "Galactic Robot Detectives (2031)", "genres": "Sci-Fi, Mystery"}
+
+
+def test_a_field_the_bundle_has_no_column_for_is_refused(engine):
+    """A typo or another data set's column ("tags" where the bundle's text is title + genres) would
+    otherwise be dropped without a word: the item would be encoded from less text than its owner thinks."""
+    with pytest.raises(RequestError, match=r"unknown field\(s\) 'tags', 'colour': the bundle's text columns are "
+                                           r"title, genres"):
+        engine.add_items([dict(NEW, tags="robots, space", colour="red")])
+    assert "live-1" not in engine.item_ids()
+    # what is allowed besides the text columns: a prebuilt text and attributes
+    assert engine.add_items([{"item_id": "live-2", "text": "title: Robots", "attr_kind": "x"}]) == ["live-2"]
 
 
 def test_add_items_makes_them_retrievable_at_once(engine, text_columns):
