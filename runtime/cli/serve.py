@@ -7,6 +7,7 @@ JSON object. The engine is imported inside the commands so `recengine --help` st
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 import click
@@ -40,6 +41,11 @@ def _open(bundle: str, device: str, variant: str | None) -> Any:
     return Engine.open(bundle, device=device, variant=variant)
 
 
+def _width(text: str) -> int:
+    """Terminal columns `text` takes: East Asian wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _emit(engine: Any, results: Any, as_json: bool, header: dict[str, Any]) -> None:
     if as_json:
         payload = {
@@ -52,9 +58,10 @@ def _emit(engine: Any, results: Any, as_json: bool, header: dict[str, Any]) -> N
         }
         click.echo(_printable(json.dumps(payload, ensure_ascii=False)))
         return
+    width = max([12] + [_width(r.item_id) for r in results])
     for rank, r in enumerate(results, 1):
         title = engine.item_title(r.item_id)
-        line = f"{rank:>3}. {r.item_id:<12} {r.score:>9.4f}  {title}"
+        line = f"{rank:>3}. {r.item_id}{' ' * (width - _width(r.item_id))} {r.score:>9.4f}  {title}"
         if r.reason:
             line += f"  [{r.reason}]"
         click.echo(_printable(line))
@@ -104,6 +111,10 @@ def recommend_command(bundle: str, user_id: str | None, history: tuple[str, ...]
         scene=parse_pairs(scene, "--scene") or None, profile=parse_pairs(profile, "--profile") or None,
         k=k, exclude_seen=not include_seen, long_tail=long_tail, diversity=diversity, explain=explain,
     )
+    skipped = list(getattr(results, "skipped", ()))
+    if skipped and not as_json:  # --json lists them under "skipped"
+        shown = ", ".join(_printable(repr(x)) for x in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        click.echo(f"warning: {len(skipped)} --history item(s) not in the catalogue, skipped: {shown}", err=True)
     _emit(engine, results, as_json, {"command": "recommend", "user_id": user_id})
 
 

@@ -150,6 +150,24 @@ def test_unknown_user_is_warned_about(lean_bundle: Path) -> None:
     assert result.exit_code == 0 and "warning" not in result.stderr
 
 
+def test_unknown_history_items_are_warned_about(lean_bundle: Path) -> None:
+    from recengine import Engine
+
+    known = Engine.open(lean_bundle, device="cpu").item_ids()[0]
+    result = run("recommend", str(lean_bundle), "--history", known, "--history", "nope-1", "--k", "3")
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 --history item(s) not in the catalogue, skipped: 'nope-1'" in result.stderr
+    assert len(result.stdout.strip().splitlines()) == 3
+    result = run("recommend", str(lean_bundle), "--history", known, "--k", "3")
+    assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+def test_the_table_lines_up_wide_and_long_ids() -> None:
+    from recengine.cli.serve import _width
+
+    assert _width("abc") == 3 and _width("用户2") == 5 and _width("ｆｕｌｌ") == 8
+
+
 def test_hostile_bundle_via_cli_is_one_line(lean_bundle: Path, tmp_path: Path) -> None:
     from tests.fixtures.hostile_bundles import BY_NAME, make_case
 
