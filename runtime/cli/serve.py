@@ -82,7 +82,9 @@ def _common(fn: Any) -> Any:
 @click.command("recommend")
 @click.argument("bundle", type=click.Path())
 @click.option("--user", "user_id", default=None, help="User id (stored in the bundle).")
-@click.option("--history", "history", multiple=True, help="Item id of a history event (repeat; oldest first).")
+@click.option("--history", "history", multiple=True,
+              help="Item id of a history event (repeat; oldest first). With --user it replaces the stored history "
+                   "for this request; the user's profile and seen items still apply.")
 @click.option("--scene", "scene", multiple=True, help="Request context KEY=VALUE (repeat), e.g. daypart=evening.")
 @click.option("--profile", "profile", multiple=True, help="User attribute KEY=VALUE (repeat).")
 @click.option("--long-tail", type=float, default=0.0, show_default=True, help="Popularity penalty (>= 0).")
