@@ -206,7 +206,10 @@ def train_text_tower(texts: list[str], graph_items: np.ndarray, popularity: np.n
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                bar.set_postfix(infonce=f"{last_loss:.4f}", drift=f"{last_drift:.4f}")
+                shown = {"infonce": f"{last_loss:.4f}"}
+                if reference is not None:  # no anchor: no drift to show (it would read nan)
+                    shown["drift"] = f"{last_drift:.4f}"
+                bar.set_postfix(**shown)
     reference = None
     tower.eval()
     from .encoder.split import split_tower
