@@ -44,7 +44,14 @@ class Progress:
     def bar(self, iterable: Iterable[Any], desc: str, total: int | None = None) -> Any:
         if self.quiet or self._tqdm is None:
             return _Plain(iterable)
-        return self._tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True, file=sys.stderr)
+        if sys.stderr.isatty():
+            return self._tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True, file=sys.stderr)
+        # redirected to a file (a CI log, `> export.log`): a line every 30 s, not a carriage-return redraw at
+        # every step and every postfix change (~50 KB of them per export)
+        bar = self._tqdm(iterable, desc=desc, total=total, leave=True, file=sys.stderr, mininterval=30.0)
+        plain_postfix = bar.set_postfix
+        bar.set_postfix = lambda *args, **kwargs: plain_postfix(*args, **{**kwargs, "refresh": False})
+        return bar
 
     def warn(self, text: str) -> None:
         """A line the user must see (a data problem the command worked around), `--quiet` or not."""
