@@ -15,7 +15,7 @@ import numpy as np
 
 from recengine.bundle import BundleWriter
 from recengine.bundle.format import INDEX_FILES, ITEM_FILES, MEDIA_FILES, USER_FILES, held_item_paths, stored_item_array
-from recengine.data.schema import Dataset
+from recengine.data.schema import Dataset, data_warnings
 from recengine.split import deduplicate, to_csr
 
 from .fit import FittedRecengine
@@ -119,23 +119,6 @@ def write_indexes(w: BundleWriter, vectors: np.ndarray, text_embeddings: np.ndar
     return {name: write_index(w, name, INDEX_FILES[name], data, M=M, ef_construction=ef_construction,
                               ef_search=ef_search, seed=seed, min_recall=min_recall, probe=probes.get(name))
             for name, data in (("item", vectors), ("text", text_embeddings)) if name in indexed}
-
-
-WEIGHT_NOTE = ("interactions: the 'weight' column is read and checked but not used: every (user, item) pair is one "
-               "implicit positive (a weight of 0 included; drop such rows first if they mean 'no interaction')")
-"""Why: rating- or count-weighted events lost accuracy where measured (Book-Crossing's ratings, 0.086-0.092 against
-0.093 validation NDCG@10, bench/results/2026-12-01-rp3beta-cpu-2core), so training treats events alike; a user
-whose data carries weights must not think they steer it."""
-
-
-def data_warnings(dataset: Dataset) -> list[str]:
-    """What loading `dataset` worked around (dropped rows, units), and a weight column training ignores: printed by
-    the export and kept in the manifest's `data.warnings`."""
-    out = list(dataset.report.warnings)
-    weights = dataset.interactions.weight
-    if weights is not None and weights.size and not np.all(weights == weights[0]):
-        out.append(WEIGHT_NOTE)
-    return out
 
 
 def data_section(dataset: Dataset) -> dict[str, Any]:

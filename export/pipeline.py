@@ -18,11 +18,11 @@ import numpy as np
 
 from recengine.bundle import BundleWriter
 from recengine.data import load_dataset
+from recengine.data.schema import WEIGHT_NOTE, data_warnings
 from recengine.errors import ExportError, ParityError
 from recengine.progress import Progress
 from recengine.split import leave_last_out
 
-from .bundle_write import WEIGHT_NOTE, data_warnings
 from .config import ExportConfig
 
 

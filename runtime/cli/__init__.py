@@ -30,6 +30,7 @@ from ..errors import RecengineError
 # (module, attribute) of each command or group; a module that does not exist yet is simply not listed.
 _COMMANDS: tuple[tuple[str, str], ...] = (
     ("recengine.export.cli", "export_command"),
+    ("recengine.cli.validate", "validate_command"),
     ("recengine.cli.serve", "recommend_command"),
     ("recengine.cli.serve", "similar_command"),
     ("recengine.cli.serve", "search_command"),

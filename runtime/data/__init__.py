@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import DataError
 from .loader import LoadOptions, load_contract_dir
 from .movielens import is_movielens_dir, load_movielens_dir, scene_from_timestamps
-from .schema import Dataset, Interactions, ItemTable, LoadReport
+from .schema import WEIGHT_NOTE, Dataset, Interactions, ItemTable, LoadReport, data_warnings
 from .text import build_item_text, is_text_column
 
 EMBEDDED_MOVIELENS = Path(__file__).resolve().parent.parent / "datasets" / "ml_latest_small"
@@ -46,4 +46,6 @@ __all__ = [
     "is_text_column",
     "load_dataset",
     "scene_from_timestamps",
+    "WEIGHT_NOTE",
+    "data_warnings",
 ]

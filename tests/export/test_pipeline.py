@@ -372,8 +372,8 @@ def test_what_loading_worked_around_is_printed_and_kept(tmp_path: Path, ml_tiny_
     (`--quiet` or not) and keeps it in the manifest with the note that ratings (weights) are not used;
     `recengine info` shows both."""
     from recengine.cli.info import summarize
+    from recengine.data.schema import WEIGHT_NOTE
     from recengine.export import ExportConfig, run_export
-    from recengine.export.bundle_write import WEIGHT_NOTE
 
     data = Path(shutil.copytree(ml_tiny_dir, tmp_path / "data"))
     with open(data / "ratings.csv", "a") as f:
@@ -391,6 +391,6 @@ def test_what_loading_worked_around_is_printed_and_kept(tmp_path: Path, ml_tiny_
 
 
 def test_the_tiny_bundle_records_that_ratings_are_not_used(tiny_bundle: Path):
-    from recengine.export.bundle_write import WEIGHT_NOTE
+    from recengine.data.schema import WEIGHT_NOTE
 
     assert open_bundle(tiny_bundle).manifest["data"]["warnings"] == [WEIGHT_NOTE]
