@@ -92,6 +92,10 @@ def run_export(data: str | Path | None, out: str | Path, config: ExportConfig | 
         timings["split"] = time.perf_counter() - t
         progress.message(f"export: {dataset.name}: {dataset.n_items} items, {dataset.n_users} users, "
                          f"{len(dataset.interactions)} interactions; profile {cfg.profile}, encoder {source.name}")
+        if cfg.encoder.tiny and cfg.encoder.path is None:
+            progress.message("note: the quick profile's encoder is a tiny random BERT, for smoke tests: text "
+                             "similarity, search and explanations carry no meaning; the standard profile (the "
+                             "default) trains the real MiniLM")
         cfg, adapted = adapt_to_data(cfg, dataset, split, source, progress)  # defaults from the data's shape
 
         fitted = fit(dataset, split, cfg, progress, workdir=Path(tmp), text_source=source)
