@@ -87,11 +87,12 @@ def parse_items(st: EngineState, items: Any) -> tuple[list[str], list[str], list
         seen.add(item_id)
         if st.text_columns:  # a field the bundle has no use for is a mistake (a typo, another data set's column)
             unknown = [str(k) for k in item if k not in st.text_columns and k not in ("item_id", "text", MEDIA_KEY)
-                       and not str(k).startswith("attr_")]
+                       and not str(k).startswith(("attr_", "ctx_"))]  # ctx_*: ignored, as in an items table
             if unknown:
                 raise RequestError(
                     f"item {item_id!r}: unknown field(s) {', '.join(map(repr, unknown[:5]))}: the bundle's text "
-                    f"columns are {', '.join(st.text_columns)}; also allowed: item_id, text, {MEDIA_KEY}, attr_*")
+                    f"columns are {', '.join(st.text_columns)}; also allowed: item_id, text, {MEDIA_KEY}, attr_*, "
+                    "ctx_*")
         if "text" in item and item["text"] is not None:
             text = item["text"]
             if not isinstance(text, str):

@@ -44,11 +44,14 @@ class Progress:
     def bar(self, iterable: Iterable[Any], desc: str, total: int | None = None) -> Any:
         if self.quiet or self._tqdm is None:
             return _Plain(iterable)
-        if sys.stderr.isatty():
+        notebook = str(getattr(self._tqdm, "__module__", "")).startswith("tqdm.notebook")  # a widget, not text
+        if notebook or _is_terminal(sys.stderr):
             return self._tqdm(iterable, desc=desc, total=total, leave=True, dynamic_ncols=True, file=sys.stderr)
         # redirected to a file (a CI log, `> export.log`): a line every 30 s, not a carriage-return redraw at
-        # every step and every postfix change (~50 KB of them per export)
-        bar = self._tqdm(iterable, desc=desc, total=total, leave=True, file=sys.stderr, mininterval=30.0)
+        # every step and every postfix change (~50 KB of them per export); `maxinterval` too, or tqdm's monitor
+        # thread redraws every 10 s anyway
+        bar = self._tqdm(iterable, desc=desc, total=total, leave=True, file=sys.stderr, mininterval=30.0,
+                         maxinterval=30.0)
         plain_postfix = bar.set_postfix
         bar.set_postfix = lambda *args, **kwargs: plain_postfix(*args, **{**kwargs, "refresh": False})
         return bar
@@ -67,6 +70,14 @@ class Progress:
             self._tqdm.write(text, file=sys.stderr)
         else:
             print(text, file=sys.stderr, flush=True)
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Whether `stream` is a terminal (False for a file, a pipe, or no stream at all: pythonw's None)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # None, or a closed stream
+        return False
 
 
 __all__ = ["Progress"]

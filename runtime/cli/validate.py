@@ -23,7 +23,7 @@ def validate_command(data: str, as_json: bool) -> None:
     """Check a data directory against the data contract (docs/data.md) without training: one line per
     problem (exit 2), else what the export would read."""
     from ..data import load_dataset
-    from ..data.schema import data_warnings
+    from ..data.schema import WEIGHT_NOTE, data_warnings, has_weights
 
     dataset = load_dataset(data)
     inter = dataset.interactions
@@ -38,6 +38,7 @@ def validate_command(data: str, as_json: bool) -> None:
         "user_attr_columns": sorted(dataset.user_attrs),
         "context_columns": sorted(inter.context),
         "timestamps": timestamps,
+        "weights": has_weights(dataset),
         "items_without_interactions": int(dataset.n_items - np.unique(inter.item).size),
         "warnings": data_warnings(dataset),
     }
@@ -45,9 +46,10 @@ def validate_command(data: str, as_json: bool) -> None:
         click.echo(json.dumps(summary, ensure_ascii=False))
         return
     click.echo(f"ok: {dataset.name}: {summary['items']} items, {summary['users']} users, "
-               f"{summary['interactions']} interactions ({'with' if timestamps else 'no'} timestamps)")
+               f"{summary['interactions']} interactions ({'with' if timestamps else 'no'} timestamps, "
+               f"{'with' if summary['weights'] else 'no'} weights)")
     for key in ("text_columns", "item_attr_columns", "user_attr_columns", "context_columns"):
         click.echo(f"{key:<27} {', '.join(summary[key]) or '-'}")
     click.echo(f"{'items_without_interactions':<27} {summary['items_without_interactions']}")
-    for warning in summary["warnings"]:
-        click.echo(f"warning: {warning}", err=True)
+    for warning in summary["warnings"]:  # labelled as the export labels them
+        click.echo(f"{'note' if warning == WEIGHT_NOTE else 'warning'}: {warning}", err=True)

@@ -225,14 +225,16 @@ def parse_timestamps(path: Path, frame: Any, column: str = "timestamp") -> np.nd
     if len(missing):
         raise DataError(f"{path}: column '{column}': empty timestamp at {_rows_label(path, missing)}")
     if pd.api.types.is_datetime64_any_dtype(series):
-        return _unix_seconds(pd.to_datetime(series, utc=True))
+        seconds = _unix_seconds(pd.to_datetime(series, utc=True))
+        _check_range(path, column, seconds, series.astype(str), np.ones(len(seconds), bool))
+        return seconds
     if pd.api.types.is_bool_dtype(series):
         raise DataError(f"{path}: column '{column}': booleans are not timestamps (expected unix seconds or ISO 8601)")
     numeric = pd.to_numeric(series, errors="coerce")
     num = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    if not np.isfinite(num).all():
-        as_text = series.astype(str).str.strip()
-        text_rows = ~np.isfinite(num)
+    as_text = series.astype(str).str.strip()
+    text_rows = ~np.isfinite(num)
+    if text_rows.any():
         parsed = pd.to_datetime(as_text[text_rows], utc=True, errors="coerce", format="ISO8601")
         bad = np.flatnonzero(text_rows)[parsed.isna().to_numpy()]
         if len(bad):
@@ -242,7 +244,7 @@ def parse_timestamps(path: Path, frame: Any, column: str = "timestamp") -> np.nd
             )
         num = num.copy()
         num[text_rows] = _unix_seconds(parsed)
-    _check_range(path, column, num)
+    _check_range(path, column, num, as_text, text_rows)
     return num
 
 
@@ -252,23 +254,31 @@ TIMESTAMP_MAX = 1e19
 """Beyond unix nanoseconds of the year 2286: no clock wrote it (a 1e30 would overflow every date derived)."""
 
 
-def _check_range(path: Path, column: str, seconds: np.ndarray) -> None:
-    """Refuse timestamps no event has: negative (before 1970), beyond `TIMESTAMP_MAX`, or a column mixing
-    unix seconds (and ISO dates, read as seconds) with values only milliseconds can be: sorted together,
-    every millisecond row would land after every second row."""
-    bad = np.flatnonzero((seconds < 0) | (seconds > TIMESTAMP_MAX))
-    if len(bad):
-        raise DataError(
-            f"{path}: column '{column}': timestamp out of range at {_rows_label(path, bad)} (e.g. {seconds[bad[0]]:g}; "
-            f"expected unix seconds since 1970 or ISO 8601)"
-        )
-    large = seconds > TIMESTAMP_UNITS_ABOVE
+def _check_range(path: Path, column: str, seconds: np.ndarray, text: Any, dates: np.ndarray) -> None:
+    """Refuse timestamps no event has, naming the value as written (`text`; `dates`: the rows written as dates,
+    not numbers): any before 1970; a date past the year 5138 (a placeholder such as 9999-12-31); a number
+    beyond `TIMESTAMP_MAX`; and a column mixing unix seconds (or dates) with numbers only milliseconds (or
+    finer) can be: sorted together, every millisecond row would land after every second row."""
+    def fail(rows: np.ndarray, what: str) -> None:
+        raise DataError(f"{path}: column '{column}': {what} at {_rows_label(path, rows)} "
+                        f"(e.g. {str(text.iloc[int(rows[0])])!r}; expected unix seconds since 1970 or ISO 8601)")
+
+    before = np.flatnonzero(seconds < 0)
+    if len(before):
+        fail(before, "timestamp before 1970")
+    far = np.flatnonzero(dates & (seconds > TIMESTAMP_UNITS_ABOVE))
+    if len(far):
+        fail(far, "date past the year 5000 (a placeholder date?)")
+    huge = np.flatnonzero(~dates & (seconds > TIMESTAMP_MAX))
+    if len(huge):
+        fail(huge, "timestamp out of range")
+    large = ~dates & (seconds > TIMESTAMP_UNITS_ABOVE)
     if large.any() and not large.all():
         rows = np.flatnonzero(large)
         raise DataError(
-            f"{path}: column '{column}': timestamps in two units: {len(rows)} of {len(seconds)} rows hold values "
-            f"only milliseconds (or finer) can be (e.g. {seconds[rows[0]]:g} at {_rows_label(path, rows)}), the "
-            f"rest unix seconds or ISO dates; convert the column to one unit"
+            f"{path}: column '{column}': timestamps in two units: {len(rows)} of {len(seconds)} rows hold numbers "
+            f"only milliseconds (or finer) can be (e.g. {str(text.iloc[int(rows[0])])!r} at "
+            f"{_rows_label(path, rows)}), the rest unix seconds or ISO dates; convert the column to one unit"
         )
 
 

@@ -99,11 +99,16 @@ WEIGHT_NOTE = ("interactions: the 'weight' column is read and checked but not us
 whose data carries weights must not think they steer it."""
 
 
+def has_weights(dataset: Dataset) -> bool:
+    """Whether the interactions carry weights other than the default 1 (a weight column, or MovieLens ratings)."""
+    weights = dataset.interactions.weight
+    return weights is not None and bool(weights.size) and not bool(np.all(weights == 1))
+
+
 def data_warnings(dataset: Dataset) -> list[str]:
     """What loading `dataset` worked around (dropped rows, units), and a weight column training ignores: printed by
     the export and kept in the manifest's `data.warnings`."""
     out = list(dataset.report.warnings)
-    weights = dataset.interactions.weight
-    if weights is not None and weights.size and not np.all(weights == weights[0]):
+    if has_weights(dataset):
         out.append(WEIGHT_NOTE)
     return out

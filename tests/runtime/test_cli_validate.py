@@ -25,7 +25,8 @@ def test_good_data_is_described(ml_tiny_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ok: ml_tiny: ")
     assert "text_columns                title, genres, tags" in result.stdout
-    assert "warning: interactions: the 'weight' column is read and checked but not used" in result.stderr
+    assert "note: interactions: the 'weight' column is read and checked but not used" in result.stderr
+    assert "(with timestamps, with weights)" in result.stdout
     summary = json.loads(run(str(ml_tiny_dir), "--json").stdout)
     assert summary["timestamps"] is True and summary["text_columns"] == ["title", "genres", "tags"]
 
@@ -34,7 +35,7 @@ def test_dropped_interactions_are_warned_about(tmp_path: Path) -> None:
     rows = ["user_id,item_id", "u1,i1", "u1,i2", "u2,i3"] + [f"u{i % 3},i{i % 3 + 1}" for i in range(40)] + ["u2,ghost"]
     result = run(str(write_good(tmp_path / "d", interactions=rows)))
     assert result.exit_code == 0, result.output
-    assert "no timestamps" in result.stdout
+    assert "(no timestamps, no weights)" in result.stdout
     assert "warning: interactions.csv: dropped 1 interaction(s) with items missing from the catalogue" in result.stderr
 
 

@@ -296,14 +296,28 @@ def test_parquet_nullable_dtypes_and_list_columns(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    (["1709294400", "-5", "1709294402"], "out of range at line 3"),
-    (["1709294400", "1e30", "1709294402"], "out of range at line 3"),
-    (["2024-03-01T12:00:00", "1709294401000", "1709294402"], "two units: 1 of 3 rows"),
+    (["1709294400", "-5", "1709294402"], "timestamp before 1970 at line 3 \\(e.g. '-5'"),
+    (["1709294400", "1965-06-01", "1709294402"], "timestamp before 1970 at line 3 \\(e.g. '1965-06-01'"),
+    (["1709294400", "1e30", "1709294402"], "timestamp out of range at line 3 \\(e.g. '1e30'"),
+    (["2024-03-01", "9999-12-31", "1709294402"], "date past the year 5000 \\(a placeholder date\\?\\) at line 3"),
+    (["2024-03-01T12:00:00", "1709294401000", "1709294402"], "two units: 1 of 3 rows .* '1709294401000'"),
 ])
 def test_timestamps_no_event_has_are_refused(tmp_path: Path, values: list[str], message: str) -> None:
     rows = ["user_id,item_id,timestamp"] + [f"u{i % 2},i{i + 1},{v}" for i, v in enumerate(values)]
     with pytest.raises(DataError, match=message):
         load_dataset(write_good(tmp_path / "d", interactions=rows))
+
+
+def test_parquet_datetimes_are_checked_too(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    d = write_good(tmp_path / "d")
+    (d / "interactions.csv").unlink()
+    stamps = pd.to_datetime(["2024-03-01", "1965-06-01", "2024-03-02"], utc=True)
+    pd.DataFrame({"user_id": ["u0", "u1", "u0"], "item_id": ["i1", "i2", "i3"], "timestamp": stamps}).to_parquet(
+        d / "interactions.parquet")
+    with pytest.raises(DataError, match="interactions.parquet: column 'timestamp': timestamp before 1970 at row 1"):
+        load_dataset(d)
 
 
 def test_millisecond_timestamps_load_with_a_warning(tmp_path: Path) -> None:

@@ -634,7 +634,8 @@ def test_the_readme_shows_the_host_example_as_it_is():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## A host program in ten lines", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     example = (ROOT / "examples" / "host.py").read_text()
-    assert example.endswith(block), "README's host program differs from examples/host.py"
+    docstring, code = example.split("\n", 1)
+    assert docstring.startswith('"""') and code == block, "README's host program differs from examples/host.py"
 
 
 def test_cli_commands(lean_bundle, arrays):

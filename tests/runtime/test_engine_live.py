@@ -36,7 +36,8 @@ def test_a_field_the_bundle_has_no_column_for_is_refused(engine):
         engine.add_items([dict(NEW, tags="robots, space", colour="red")])
     assert "live-1" not in engine.item_ids()
     # what is allowed besides the text columns: a prebuilt text and attributes
-    assert engine.add_items([{"item_id": "live-2", "text": "title: Robots", "attr_kind": "x"}]) == ["live-2"]
+    assert engine.add_items([{"item_id": "live-2", "text": "title: Robots", "attr_kind": "x", "ctx_a": "b"}]) == \
+        ["live-2"]  # ctx_* is ignored, as an items table's is
 
 
 def test_add_items_makes_them_retrievable_at_once(engine, text_columns):
