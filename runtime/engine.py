@@ -32,6 +32,7 @@ from .requests import (
     GROUP_STRATEGIES,
     MAX_CANDIDATES,
     MAX_K,
+    MAX_QUERY_CHARS,
     Recommendation,
     Recommendations,
     RecommendRequest,
@@ -352,6 +353,9 @@ class Engine:
             raise RequestError(f"search text must be a string, got {type(text).__name__}")
         if not text.strip():
             raise RequestError("search text is empty")
+        if len(text) > MAX_QUERY_CHARS:
+            raise RequestError(f"search text is {len(text)} characters long; at most {MAX_QUERY_CHARS} (the encoder "
+                               "reads only its first tokens)")
         k = check_int("k", k, 1, MAX_K)
         with self._lock.read():
             st = self._state

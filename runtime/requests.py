@@ -15,6 +15,11 @@ from .errors import RequestError, as_number, shown
 
 MAX_K = 10_000
 MAX_CANDIDATES = 100_000
+MAX_QUERY_CHARS = 4096
+"""Longest `search` text, in characters: the encoder reads only its first `max_length` tokens (128-256 on the
+bundles measured) yet tokenises the whole text first, and BM25 looks up every word, so a 1 MB text cost 0.7-1.8 s
+a search (MovieLens bundle, 2026-12-01) for nothing; `recengine serve` caps request text fields at the same
+length."""
 GROUP_STRATEGIES = ("average", "least_misery", "max_pleasure")
 
 

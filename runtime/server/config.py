@@ -16,6 +16,7 @@ from typing import Any
 from ..cooccur import check_weight
 from ..errors import RequestError
 from ..models import VARIANTS
+from ..requests import MAX_QUERY_CHARS
 
 # Request caps. They are module constants (not per-server settings) because they are also written into
 # the OpenAPI schema, which a client generator reads once.
@@ -35,8 +36,9 @@ MAX_REMOVE_IDS = 10_000
 """Most ids in one `DELETE /items`."""
 MAX_EVENTS = 1000
 """Most events in one `POST /users/{id}/events`."""
-MAX_TEXT_CHARS = 4096
-"""Longest search text or item text field, in characters (the encoder truncates tokens anyway)."""
+MAX_TEXT_CHARS = MAX_QUERY_CHARS
+"""Longest search text or item text field, in characters (the engine's own cap on search text,
+`recengine.requests.MAX_QUERY_CHARS`; the encoder truncates tokens anyway)."""
 MAX_ID_CHARS = 512
 """Longest item or user id, in characters."""
 MAX_MAP_KEYS = 64
