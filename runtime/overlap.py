@@ -3,9 +3,9 @@
 Why: `search` spends most of its time in the ONNX encoder run, during which ONNX Runtime releases the GIL
 and, with `threads=1`, leaves the machine's other cores idle, while its lexical half (tokenising the query
 for BM25, the pruned top-n, gathering the candidates' text embeddings) does not need the query embedding at
-all. Run beside the encoder, that half costs the request no wall time (measured on a 110k-item catalogue:
-hybrid search 1.29-1.41x the dense-only search's p50 run in sequence, 1.14-1.23x overlapped, before the
-fusion was trimmed; bench/results/2026-12-01-search-overlap-cpu-2core).
+all. Run beside the encoder, that half costs the request no wall time (measured on a 110k-item catalogue
+with `threads=1`: hybrid search 1.29-1.44x the dense-only search's p50 in sequence, 1.08-1.15x overlapped,
+medians of four query families; MovieLens 1.15x -> 1.04-1.05x; bench/results/2026-12-01-search-overlap-cpu-2core).
 
 Rules that keep it from ever costing more than it saves:
 - one job at a time: `submit` never queues. When the helper is busy (another thread's search is using it),
@@ -14,11 +14,14 @@ Rules that keep it from ever costing more than it saves:
 - the job is started by the caller once its own GIL-holding work is done (`search` starts it between
   tokenising and the encoder run: started before tokenising, the two threads' Python work took turns and
   the tokeniser ran 4x slower);
-- the caller always waits for the job (`Job.result`), also when its own half fails, so a job never outlives
-  the engine's read lock the caller holds; a job the helper has not started by then is run by the caller
-  itself (measured on this shared 2-core machine, about one round in four had the second core busy);
-- no helper at all (`create` returns None) when the process may use only one CPU, or when the engine's ONNX
-  sessions were given every CPU (`threads` >= the CPU count): there is no idle core to overlap on.
+- whoever claims the job first runs it: one the helper has not started by the time the caller wants it is
+  run by the caller itself (on this shared 2-core machine 2 of 15 measurement rounds had the second core
+  busy), and a failed encoder drops an unstarted job (`Job.cancel`);
+- the caller never leaves before the job is over (`Job.wait` also rides out a Ctrl-C), so a job never
+  outlives the engine's read lock the caller holds;
+- no helper at all (`create` returns None) when the process may use only one CPU (affinity, cgroup quota),
+  or when the engine's ONNX sessions may take every CPU (`threads` None or >= the CPU count): there is no
+  idle core to overlap on, and a forced helper made search slower there.
 
 The thread is a daemon, started on first use and stopped when its `Helper` is garbage collected (a reload
 builds a new state and with it a new helper).
