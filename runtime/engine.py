@@ -347,8 +347,10 @@ class Engine:
             return _results("item", r.rows, r.scores, cat.ids)
 
     def search(self, text: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> Recommendations:
-        """Items whose text best matches `text`: hybrid search, the encoder's text-embedding cosine fused with
-        BM25 over the item texts (`recengine.lexical`; see docs/serving.md "Why search is hybrid")."""
+        """Items whose text best matches `text` (at most `MAX_QUERY_CHARS` = 4,096 characters): hybrid search,
+        the encoder's text-embedding cosine fused with BM25 over the item texts (`recengine.lexical`; see
+        docs/serving.md "Why search is hybrid"); the BM25 half runs beside the encoder where the engine has a
+        helper thread (`recengine.overlap`)."""
         if not isinstance(text, str):
             raise RequestError(f"search text must be a string, got {type(text).__name__}")
         if not text.strip():
@@ -369,8 +371,8 @@ class Engine:
 
         Each item is a mapping with "item_id" (str), the bundle's text columns (`data.text_columns`, e.g.
         "title", "genres") and optional `attr_*` values; or a prebuilt "text"; and, when the bundle was
-        exported with media vectors, an optional "vector" (its image/audio vector); any other field is a
-        `RequestError` naming it. The item vector is the
+        exported with media vectors, an optional "vector" (its image/audio vector); `ctx_*` fields are ignored
+        (as in an items table) and any other field is a `RequestError` naming it. The item vector is the
         encoder's `item_vector` (plus the media projection of "vector"): what a catalogue item nobody
         interacted with is served. An existing id
         is replaced (users who interacted with it still have it excluded). Returns the ids added.

@@ -100,7 +100,7 @@ def parse_items(st: EngineState, items: Any) -> tuple[list[str], list[str], list
             text = text.strip()
         else:
             columns = st.text_columns or tuple(c for c in item if c not in ("item_id", MEDIA_KEY)
-                                               and not str(c).startswith("attr_"))
+                                               and not str(c).startswith(("attr_", "ctx_")))
             text = build_item_text(item, columns)
         if not text:
             cols = ", ".join(st.text_columns) or "text"

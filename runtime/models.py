@@ -318,8 +318,8 @@ class ModelSet:
         """(text_embedding, item_vector or item_states, attention_mask) of one encoder run."""
         session = self.item_encoder() if stored else self.encoder
         if session is self.encoder and self._encoder_graphs is not None:  # pragma: no cover - GPU only
-            if started is not None:
-                started()
+            if started is not None:  # tokenising happens inside `_encode_graph` here: start before it (GPU only,
+                started()            # never measured: no GPU was lent)
                 started = None
             out = self._encode_graph(texts)
             if out is not None:

@@ -264,4 +264,4 @@ def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None, mode:
 
 
 __all__ = ["similar", "search", "search_embedded", "fuse", "fuse_scanned", "sum_scores", "lexical_top", "FUSION",
-           "FUSIONS"]
+           "FUSIONS", "LexicalHalf", "lexical_half", "scans_text"]

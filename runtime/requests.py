@@ -158,6 +158,5 @@ def as_requests(requests: Any) -> list[RecommendRequest]:
 
 
 __all__ = ["Recommendation", "Recommendations", "RecommendRequest", "RowQuery", "UpdateResult", "MAX_K",
-           "MAX_CANDIDATES", "GROUP_STRATEGIES", "check_int", "check_float", "check_flag", "check_id", "check_ids",
-           "as_request",
-           "as_requests"]
+           "MAX_CANDIDATES", "MAX_QUERY_CHARS", "GROUP_STRATEGIES", "check_int", "check_float", "check_flag",
+           "check_id", "check_ids", "as_request", "as_requests"]

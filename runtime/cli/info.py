@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..bundle import open_bundle
+from ..data.schema import WEIGHT_NOTE
 
 
 def _fmt(value: Any) -> str:
@@ -35,8 +36,9 @@ def summarize(manifest: dict[str, Any]) -> list[str]:
             f"{data.get('n_interactions')} interactions (fingerprint {str(data.get('fingerprint', ''))[:12]})"
         )
         notes = data.get("warnings")
-        for note in notes if isinstance(notes, list) else []:
-            lines.append(f"data warning      {note}")
+        for note in notes if isinstance(notes, list) else []:  # labelled as the export and `validate` label them
+            label = "data note" if note == WEIGHT_NOTE else "data warning"
+            lines.append(f"{label:<18}{note}")
     dims = _dict(manifest.get("dims"))
     if dims:
         lines.append("dims              " + ", ".join(f"{k}={v}" for k, v in dims.items()))

@@ -20,8 +20,8 @@ import numpy as np
 @click.argument("data", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 def validate_command(data: str, as_json: bool) -> None:
-    """Check a data directory against the data contract (docs/data.md) without training: one line per
-    problem (exit 2), else what the export would read."""
+    """Check a data directory against the data contract (docs/data.md) without training: the first problem
+    found, as one `error:` line on stderr (exit 2; also with --json), else what the export would read."""
     from ..data import load_dataset
     from ..data.schema import WEIGHT_NOTE, data_warnings, has_weights
 

@@ -226,25 +226,25 @@ def parse_timestamps(path: Path, frame: Any, column: str = "timestamp") -> np.nd
         raise DataError(f"{path}: column '{column}': empty timestamp at {_rows_label(path, missing)}")
     if pd.api.types.is_datetime64_any_dtype(series):
         seconds = _unix_seconds(pd.to_datetime(series, utc=True))
-        _check_range(path, column, seconds, series.astype(str), np.ones(len(seconds), bool))
+        _check_range(path, column, seconds, series, np.ones(len(seconds), bool))
         return seconds
     if pd.api.types.is_bool_dtype(series):
         raise DataError(f"{path}: column '{column}': booleans are not timestamps (expected unix seconds or ISO 8601)")
     numeric = pd.to_numeric(series, errors="coerce")
     num = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    as_text = series.astype(str).str.strip()
     text_rows = ~np.isfinite(num)
-    if text_rows.any():
-        parsed = pd.to_datetime(as_text[text_rows], utc=True, errors="coerce", format="ISO8601")
+    if text_rows.any():  # only those rows to strings: a whole column of 25M numbers would cost ~1 GB of them
+        as_text = series[text_rows].astype(str).str.strip()
+        parsed = pd.to_datetime(as_text, utc=True, errors="coerce", format="ISO8601")
         bad = np.flatnonzero(text_rows)[parsed.isna().to_numpy()]
         if len(bad):
             raise DataError(
                 f"{path}: column '{column}': unparsable timestamp at {_rows_label(path, bad)} "
-                f"(e.g. {as_text.iloc[int(bad[0])]!r}; expected unix seconds or ISO 8601)"
+                f"(e.g. {str(series.iloc[int(bad[0])]).strip()!r}; expected unix seconds or ISO 8601)"
             )
         num = num.copy()
         num[text_rows] = _unix_seconds(parsed)
-    _check_range(path, column, num, as_text, text_rows)
+    _check_range(path, column, num, series, text_rows)
     return num
 
 
@@ -254,21 +254,24 @@ TIMESTAMP_MAX = 1e19
 """Beyond unix nanoseconds of the year 2286: no clock wrote it (a 1e30 would overflow every date derived)."""
 
 
-def _check_range(path: Path, column: str, seconds: np.ndarray, text: Any, dates: np.ndarray) -> None:
-    """Refuse timestamps no event has, naming the value as written (`text`; `dates`: the rows written as dates,
-    not numbers): any before 1970; a date past the year 5138 (a placeholder such as 9999-12-31); a number
-    beyond `TIMESTAMP_MAX`; and a column mixing unix seconds (or dates) with numbers only milliseconds (or
-    finer) can be: sorted together, every millisecond row would land after every second row."""
+def _check_range(path: Path, column: str, seconds: np.ndarray, series: Any, dates: np.ndarray) -> None:
+    """Refuse timestamps no event has, naming the value as written (`series`, the column as read; `dates`: the
+    rows written as dates, not numbers): any before 1970; a date past the year 5138 (a placeholder such as
+    9999-12-31); a number beyond `TIMESTAMP_MAX`; and a column mixing unix seconds (or dates) with numbers only
+    milliseconds (or finer) can be: sorted together, every millisecond row would land after every second row."""
+    def written(row: int) -> str:
+        return str(series.iloc[row]).strip()
+
     def fail(rows: np.ndarray, what: str) -> None:
         raise DataError(f"{path}: column '{column}': {what} at {_rows_label(path, rows)} "
-                        f"(e.g. {str(text.iloc[int(rows[0])])!r}; expected unix seconds since 1970 or ISO 8601)")
+                        f"(e.g. {written(int(rows[0]))!r}; expected unix seconds since 1970 or ISO 8601)")
 
     before = np.flatnonzero(seconds < 0)
     if len(before):
         fail(before, "timestamp before 1970")
     far = np.flatnonzero(dates & (seconds > TIMESTAMP_UNITS_ABOVE))
     if len(far):
-        fail(far, "date past the year 5000 (a placeholder date?)")
+        fail(far, "date past the year 5138 (a placeholder date?)")
     huge = np.flatnonzero(~dates & (seconds > TIMESTAMP_MAX))
     if len(huge):
         fail(huge, "timestamp out of range")
@@ -277,7 +280,7 @@ def _check_range(path: Path, column: str, seconds: np.ndarray, text: Any, dates:
         rows = np.flatnonzero(large)
         raise DataError(
             f"{path}: column '{column}': timestamps in two units: {len(rows)} of {len(seconds)} rows hold numbers "
-            f"only milliseconds (or finer) can be (e.g. {str(text.iloc[int(rows[0])])!r} at "
+            f"only milliseconds (or finer) can be (e.g. {written(int(rows[0]))!r} at "
             f"{_rows_label(path, rows)}), the rest unix seconds or ISO dates; convert the column to one unit"
         )
 

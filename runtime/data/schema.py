@@ -92,8 +92,9 @@ class Dataset:
         return int(self.user_ids.shape[0])
 
 
-WEIGHT_NOTE = ("interactions: the 'weight' column is read and checked but not used: every (user, item) pair is one "
-               "implicit positive (a weight of 0 included; drop such rows first if they mean 'no interaction')")
+WEIGHT_NOTE = ("interactions: their weights (a 'weight' column; MovieLens: the rating) are read and checked but not "
+               "used: every (user, item) pair is one implicit positive (a weight of 0 included; drop such rows first "
+               "if they mean 'no interaction')")
 """Why: rating- or count-weighted events lost accuracy where measured (Book-Crossing's ratings, 0.086-0.092 against
 0.093 validation NDCG@10, bench/results/2026-12-01-rp3beta-cpu-2core), so training treats events alike; a user
 whose data carries weights must not think they steer it."""

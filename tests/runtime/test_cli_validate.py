@@ -25,7 +25,8 @@ def test_good_data_is_described(ml_tiny_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ok: ml_tiny: ")
     assert "text_columns                title, genres, tags" in result.stdout
-    assert "note: interactions: the 'weight' column is read and checked but not used" in result.stderr
+    assert "note: interactions: their weights (a 'weight' column; MovieLens: the rating) are read and checked " \
+           "but not used" in result.stderr
     assert "(with timestamps, with weights)" in result.stdout
     summary = json.loads(run(str(ml_tiny_dir), "--json").stdout)
     assert summary["timestamps"] is True and summary["text_columns"] == ["title", "genres", "tags"]
