@@ -84,10 +84,11 @@ def lexical_top(lex: np.ndarray, ok: np.ndarray, n: int) -> np.ndarray:
 def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.ndarray], np.ndarray],
          lex_rows: np.ndarray, lex_scores: np.ndarray, lexical: Callable[[np.ndarray], np.ndarray], k: int,
          method: str = FUSION, weight: float = LEXICAL_WEIGHT, full: float = 0.0,
-         power: float = LEXICAL_POWER, lex_cos: np.ndarray | None = None) -> Retrieved:
+         power: float = LEXICAL_POWER, lex_cosine: Callable[[np.ndarray], np.ndarray] | None = None) -> Retrieved:
     """Fuse a dense ranking (`dense_rows` best first, their cosines `dense_scores`) with a lexical one
     (`lex_rows` best first, their BM25 `lex_scores`). `cosine(rows)` gives the cosine of rows outside the
-    dense ranking (not called when `lex_cos`, the cosine of every lexical row, is given) and `lexical(rows)`
+    dense ranking (`lex_cosine(mask)`, when given, instead: the cosine of `lex_rows[mask]`, for a caller that
+    holds those rows' vectors already) and `lexical(rows)`
     the BM25 of rows outside the lexical one (`sum` scores every candidate on both, BM25 divided by the
     larger of the best candidate's and `full`: see `LEXICAL_SCALE`)."""
     if method not in FUSIONS:
@@ -104,7 +105,7 @@ def fuse(dense_rows: np.ndarray, dense_scores: np.ndarray, cosine: Callable[[np.
         for rank, r in enumerate(lex_rows.tolist()):
             score[pos[r]] += 1.0 / (RRF_K + rank + 1)
     else:
-        extra_cos = cosine(extra) if lex_cos is None else lex_cos[is_extra]
+        extra_cos = cosine(extra) if lex_cosine is None else lex_cosine(is_extra)
         cos = np.concatenate([dense_scores.astype(np.float32, copy=False),
                               extra_cos.astype(np.float32, copy=False)]) if extra.size else dense_scores
         lex = np.concatenate([lexical(dense_rows).astype(np.float32, copy=False),
@@ -163,8 +164,10 @@ class LexicalHalf:
     scores: np.ndarray
     """The BM25 of `rows` (candidates) or of every row (scanned)."""
     vectors: np.ndarray | None
-    """Candidates: the text embeddings of `rows`, gathered here: fetching ~100 random rows of a large
-    matrix (~45 µs at 110k x 384) costs more than multiplying them by the query."""
+    """Candidates, when the half runs beside the encoder (`gather`): the text embeddings of `rows`, gathered
+    there, since fetching ~100 random rows of a large matrix (~45 µs at 110k x 384) costs more than
+    multiplying them by the query. None: the fusion fetches the rows it needs (those not among the dense
+    candidates) itself."""
     full: float
     """`LexicalQuery.full` when the fusion scale is "full", else 0."""
 
@@ -176,8 +179,10 @@ def scans_text(st: EngineState, fusion: str = FUSION) -> bool:
 
 
 def lexical_half(st: EngineState, text: str, k: int, allowed: np.ndarray | None, scanned: bool,
-                 scale: str = LEXICAL_SCALE) -> LexicalHalf:
-    """The BM25 side of a hybrid search of `text` (see `search_embedded`)."""
+                 scale: str = LEXICAL_SCALE, gather: bool = False) -> LexicalHalf:
+    """The BM25 side of a hybrid search of `text` (see `search_embedded`); `gather`: also fetch the
+    candidates' text embeddings (worth it off the caller's thread only: inline, the fusion fetches just the
+    rows it lacks)."""
     assert st.lexical is not None
     cat = st.catalogue
     lq = st.lexical.query(text)
@@ -192,7 +197,7 @@ def lexical_half(st: EngineState, text: str, k: int, allowed: np.ndarray | None,
     else:  # no filter and no removed row: nothing to mask
         ok = None if cat.n_alive == cat.n_rows and st.lexical.n_rows <= cat.n_rows else cat.alive
     rows, scores = lq.top(max(k, SEARCH_CANDIDATES), ok)
-    return LexicalHalf(lq, False, rows, scores, cat.text_embeddings[rows], full)
+    return LexicalHalf(lq, False, rows, scores, cat.text_embeddings[rows] if gather else None, full)
 
 
 def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed: np.ndarray | None,
@@ -231,9 +236,12 @@ def search_embedded(st: EngineState, emb: np.ndarray, text: str, k: int, allowed
         return r
     if half.rows.size == 0:
         return fuse(r.rows, r.scores, _no_rows, half.rows, half.scores, _no_rows, k, fusion, weight)
-    assert half.vectors is not None
-    return fuse(r.rows, r.scores, _no_rows, half.rows, half.scores, half.query.score, k, fusion, weight,
-                full=half.full, power=power, lex_cos=half.vectors @ q[0])
+    unit, vectors = cat.text_embeddings, half.vectors
+    # the cosine of the lexical rows outside the dense candidates, one product over those rows either way
+    # (gathered beside the encoder, or fetched here), so the helper never changes a score by a rounding
+    return fuse(r.rows, r.scores, lambda rows: unit[rows] @ q[0], half.rows, half.scores, half.query.score, k,
+                fusion, weight, full=half.full, power=power,
+                lex_cosine=None if vectors is None else (lambda mask: vectors[mask] @ q[0]))
 
 
 def _no_rows(rows: np.ndarray) -> np.ndarray:
@@ -251,7 +259,7 @@ def search(st: EngineState, text: str, k: int, allowed: np.ndarray | None, mode:
     scanned = scans_text(st)
 
     def start() -> None:
-        jobs.append(helper.submit(lambda: lexical_half(st, text, k, allowed, scanned)))
+        jobs.append(helper.submit(lambda: lexical_half(st, text, k, allowed, scanned, gather=True)))
 
     try:
         emb = st.models.encode_queries([text], started=start)
