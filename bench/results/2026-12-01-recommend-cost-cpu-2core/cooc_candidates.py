@@ -10,8 +10,6 @@ import numpy as np
 from recengine import Engine, pipeline
 from recengine.data import load_dataset
 from recengine.evaluation import evaluate_engine
-from recengine.retrieval import Retrieved
-from recengine.scan import inner_products
 from recengine.split import leave_last_out
 
 served = pipeline._with_cooccur  # noqa: SLF001
@@ -19,25 +17,15 @@ N: dict[str, int | None] = {"n": None}
 
 
 def with_cooccur(st, q, got):
-    """`pipeline._with_cooccur` with the number of rows it adds set by N (None: as served)."""
+    """`pipeline._with_cooccur` adding N rows (None: as served, max(cands, k)); retrieval has already used
+    `cands` by the time it runs, so only the co-occurrence rows change."""
     if N["n"] is None:
         return served(st, q, got)
-    rows, vals = q.cooc.rows, q.cooc.values
-    taken = np.zeros(st.catalogue.n_rows, dtype=bool)
-    taken[q.exclude] = True
-    taken[got.rows] = True
-    ok = ~taken[rows]
-    if q.allowed is not None:
-        ok &= q.allowed[rows]
-    rows, vals = rows[ok], vals[ok]
-    n = max(N["n"], q.k)
-    if rows.size > n:
-        rows = np.sort(rows[np.argpartition(-vals, n - 1)[:n]])
-    if rows.size == 0:
-        return got
-    scores = inner_products(q.vector[None, :].astype(np.float32), st.catalogue.vectors[rows],
-                            st.items_index.exact.scanner)[0]
-    return Retrieved(np.concatenate([got.rows, rows]), np.concatenate([got.scores.astype(np.float32), scores]))
+    cands, q.cands = q.cands, N["n"]
+    try:
+        return served(st, q, got)
+    finally:
+        q.cands = cands
 
 
 pipeline._with_cooccur = with_cooccur  # noqa: SLF001
