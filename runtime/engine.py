@@ -224,7 +224,7 @@ class Engine:
 
     def history(self, user_id: str) -> list[str]:
         """A known user's history (item ids, oldest first)."""
-        check_id("user_id", user_id)
+        user_id = check_id("user_id", user_id)
         with self._lock.read():
             st = self._state
             row = st.users.row_of.get(user_id)
@@ -335,7 +335,7 @@ class Engine:
     def similar_items(self, item_id: str, k: int = 10, filter: Mapping[str, Any] | None = None) -> Recommendations:
         """Items most similar to `item_id`: cosine similarity of retrieval vectors (score = cosine); see
         `recengine.neighbours` for why cosine and which space."""
-        check_id("item_id", item_id)
+        item_id = check_id("item_id", item_id)
         k = check_int("k", k, 1, MAX_K)
         with self._lock.read():
             st = self._state
@@ -428,7 +428,7 @@ class Engine:
         """Append events (item ids, or mappings with "item_id") to a user's history and refresh the
         stored user vector at once (unknown scene, stored profile). Unknown users are created. Items new to the
         user's history gain one interaction of popularity (as the export counts distinct user-item pairs)."""
-        check_id("user_id", user_id)
+        user_id = check_id("user_id", user_id)
         item_ids = live.parse_events(events)
         self.wait_for_compaction()  # writers queue behind a running rebuild (it copies what they change)
         with self._writer:

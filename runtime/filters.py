@@ -122,7 +122,8 @@ def build_mask(spec: Mapping[str, Any] | None, row_of: Mapping[str, int], attrs:
         if key == "ids":
             if isinstance(cond, (str, bytes)) or not hasattr(cond, "__iter__"):
                 raise RequestError("filter ids must be a list of item id strings")
-            rows = [row_of[i] for i in cond if isinstance(i, str) and i in row_of]
+            wanted = (i.strip() for i in cond if isinstance(i, str))  # ids stripped, as `requests.check_id`
+            rows = [row_of[i] for i in wanted if i in row_of]
             allowed = np.zeros(n_rows, dtype=bool)
             if rows:
                 allowed[np.asarray(rows, dtype=np.int64)] = True

@@ -210,7 +210,7 @@ def parse_events(events: Any) -> list[str]:
         value = e.get("item_id") if isinstance(e, Mapping) else e
         if not isinstance(value, str):
             raise RequestError(f"events[{i}] must be an item id string, got {value!r}")
-        item_ids.append(value)
+        item_ids.append(value.strip())  # as `requests.check_id` strips
     return item_ids
 
 

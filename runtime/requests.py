@@ -122,21 +122,25 @@ def check_flag(name: str, value: Any) -> bool:
 
 
 def check_id(name: str, value: Any) -> str:
+    """A request's id as the catalogue keys it: stripped of surrounding whitespace, as the data loader strips
+    every id it reads (one rule, so " 42 " from a host names the item the file called "42 ")."""
     if not isinstance(value, str):
         raise RequestError(f"{name} must be a string id, got {type(value).__name__} {shown(value)}")
+    value = value.strip()
     if not value:
         raise RequestError(f"{name} must not be empty")
     return value
 
 
 def check_ids(name: str, values: Any) -> list[str]:
+    """A list of ids, each stripped as `check_id` does (an empty one stays, as an id nothing has)."""
     if values is None or isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise RequestError(f"{name} must be a list of string ids, got {shown(values)}")
     out = list(values)
     for i, v in enumerate(out):
         if not isinstance(v, str):
             raise RequestError(f"{name}[{i}] must be a string id, got {type(v).__name__} {shown(v)}")
-    return out
+    return [v.strip() for v in out]
 
 
 def as_request(r: Any, i: int) -> RecommendRequest:

@@ -156,3 +156,35 @@ def test_save_force_replaces_bundles_only(engine, tmp_path: Path) -> None:
     assert engine.save(first, force=True) == first  # a bundle is replaced
     (tmp_path / "empty").mkdir()
     assert engine.save(tmp_path / "empty", force=True).joinpath("manifest.json").is_file()
+
+
+def test_ids_are_stripped_as_the_loader_strips_them(lean_bundle: Path) -> None:
+    """The data loader strips every id it reads, so a padded id from a host names the same user or item;
+    an id of whitespace alone is empty."""
+    from recengine import Engine
+
+    engine = Engine.open(lean_bundle, device="cpu", threads=1)
+    user, items = engine.user_ids()[0], engine.item_ids()
+    assert [r.item_id for r in engine.recommend(user_id=f"  {user}\t", k=5)] == \
+        [r.item_id for r in engine.recommend(user_id=user, k=5)]
+    assert engine.history(f" {user} ") == engine.history(user)
+    assert [r.item_id for r in engine.similar_items(f" {items[3]} ", k=3)] == \
+        [r.item_id for r in engine.similar_items(items[3], k=3)]
+    got = engine.recommend(history=[f" {items[0]}", f"{items[1]} "], k=5)
+    assert not got.skipped and [r.item_id for r in got] == \
+        [r.item_id for r in engine.recommend(history=items[:2], k=5)]
+    engine.update_user(f" {user} ", [f" {items[7]} "])
+    assert engine.history(user)[-1] == items[7] and f" {user} " not in engine.user_ids()
+    engine.add_items([{"item_id": "  fresh-1 ", "text": "a new item"}])
+    assert "fresh-1" in engine.item_ids()
+    assert engine.remove_items([" fresh-1"]) == 1
+    for bad in ("", "   ", "\t\n"):
+        with pytest.raises(RequestError, match="must not be empty"):
+            engine.recommend(user_id=bad)
+
+
+def test_filter_ids_are_stripped(engine) -> None:
+    items = engine.item_ids()
+    got = engine.recommend(user_id=engine.user_ids()[0], k=3, filter={"ids": [f" {items[5]} ", items[6]]},
+                           exclude_seen=False)
+    assert {r.item_id for r in got} == {items[5], items[6]}
