@@ -1,4 +1,5 @@
-"""Item co-occurrence: the second candidate source and score of `recommend`, next to the user tower.
+"""Item co-occurrence: the second score of `recommend`, next to the user tower (added over the whole catalogue
+where it is scanned exactly, else to the candidates, of which it is then the second source; `pipeline`).
 
 Why: a user's next item is, far more often than a single user vector can express, an item that people who
 took the user's *latest* items also took. Measured on the embedded MovieLens (standard export, 2026-11-30):
@@ -25,6 +26,7 @@ removed live are dropped from every list (their rows are dead). Neighbour rows a
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -73,6 +75,18 @@ class Cooccur:
     @property
     def n(self) -> int:
         return int(self.indices.shape[0])
+
+    @cached_property
+    def has_list(self) -> np.ndarray:
+        """bool [n]: which of the first `n` rows have a neighbour list (computed once per lists)."""
+        return np.asarray(self.indices[:, 0] >= 0) if self.n else np.zeros(0, dtype=bool)
+
+    def listless_rows(self, alive: np.ndarray) -> np.ndarray:
+        """Live rows without a neighbour list, ascending (the rows the text stand-in can reach)."""
+        alive = np.asarray(alive, dtype=bool)
+        inside = np.flatnonzero(alive[: self.n] & ~self.has_list[: alive.shape[0]])
+        return np.concatenate([inside, self.n + np.flatnonzero(alive[self.n:])]) if alive.shape[0] > self.n \
+            else inside
 
     def listless(self, rows: np.ndarray) -> np.ndarray:
         """Which `rows` have no neighbour list (added after the export, or nobody interacted with them)."""

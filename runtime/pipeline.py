@@ -84,6 +84,9 @@ class Query:
     fresh: float = 0.0
     cooc: Signal | None = None
     """The history's co-occurrence signal, filled by `cooccur_signals`."""
+    blended: bool = False
+    """Set by `candidates` when the co-occurrence blend was scored over the whole catalogue (`_blended`): the
+    candidates' scores already hold it, and `fuse` adds nothing."""
 
 
 def _rows(vectors: list[np.ndarray]) -> np.ndarray:
@@ -106,8 +109,7 @@ def prepare(st: EngineState, req: RecommendRequest, counters: Counters | None = 
     scene = st.scene.encode(req.scene)
     user_row = None
     if req.user_id is not None:
-        check_id("user_id", req.user_id)
-        user_row = st.users.row_of.get(req.user_id)
+        user_row = st.users.row_of.get(check_id("user_id", req.user_id))
     profile = st.users.profiles[user_row].copy() if user_row is not None else np.zeros(st.profile.slots, np.int64)
     if req.profile is not None:
         override = st.profile.encode(req.profile)
@@ -208,11 +210,13 @@ def cooccur_signals(st: EngineState, queries: Sequence[Query]) -> None:
 
 def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
                scores: dict[int, np.ndarray] | None = None, independent: bool = False) -> dict[int, Retrieved]:
-    """Top max(cands, k) live rows per query by inner product, filters and exclusions applied, plus as many
-    of the items the history co-occurs with most (`_with_cooccur`). Queries without a filter are retrieved
-    as one batch. `exact` scans the whole catalogue (evaluation); `scores` (query index -> its retrieval
-    scores over every row, what the exact scan computes) lets it reuse scores the caller already has.
-    `independent`: the backend is the one a single query would get (`choose_backend` at batch 1), so a
+    """Top max(cands, k) live rows per query, filters and exclusions applied. Where the backend is the exact
+    scan and the bundle blends co-occurrence without a fusion head, by the blended score over the whole
+    catalogue (`_blended`: the scan has every row's tower score anyway); otherwise by inner product, plus as
+    many of the items the history co-occurs with most (`_with_cooccur`). Queries without a filter are
+    retrieved as one batch. `exact` scans the whole catalogue (evaluation); `scores` (query index -> its
+    retrieval scores over every row, what the exact scan computes) lets it reuse scores the caller already
+    has. `independent`: the backend is the one a single query would get (`choose_backend` at batch 1), so a
     batch never trades a query's exact scan for HNSW; where that backend is approximate (HNSW, past the scan
     budget), each query is searched on its own, since an index search's fetch depth follows the batch's
     largest k and exclusion list (an exact backend's deeper fetch only adds to the same top)."""
@@ -224,6 +228,10 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
     plain = [i for i in with_vec if queries[i].allowed is None]
     backend = space.exact if exact else space.backend(cat.n_alive, 1 if independent else len(plain))
     exact_backend = isinstance(backend, (ExactBackend, OnnxExactBackend))
+    whole = _blended_candidates(st, queries, with_vec, scores, exact or isinstance(backend, ExactBackend),
+                                exact or isinstance(space.backend(cat.n_alive, 1), ExactBackend))
+    out.update(whole)
+    plain = [i for i in plain if i not in whole]
     for group in ([plain] if plain and (exact_backend or not independent) else [[i] for i in plain]):
         n_fetch = max(max(queries[i].cands, queries[i].k) for i in group)
         vecs = _rows([queries[i].vector for i in group]).astype(np.float32, copy=False)  # type: ignore[misc]
@@ -236,18 +244,86 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
             out[i] = Retrieved(r.rows[:c], r.scores[:c])
     for i in with_vec:
         q = queries[i]
-        if q.allowed is not None:
+        if q.allowed is not None and i not in whole:
             backend = space.exact if exact else space.backend(cat.n_alive, 1)
             (out[i],) = retrieve(backend, space.exact, matrix, cat.alive,
                                  q.vector[None, :].astype(np.float32), max(q.cands, q.k),  # type: ignore[index]
                                  allowed=q.allowed, exclude=[q.exclude])
     for i in with_vec:
+        if i in whole:
+            continue
         c = queries[i].cooc
         if c is not None and c.rows.size:
             out[i] = _with_cooccur(st, queries[i], out[i])
         if queries[i].fresh > 0:
             out[i] = _with_fresh(st, queries[i], out[i], exact)
     return out
+
+
+def _blended_candidates(st: EngineState, queries: Sequence[Query], with_vec: list[int],
+                        scores: dict[int, np.ndarray] | None, plain_scan: bool,
+                        lone_scan: bool) -> dict[int, Retrieved]:
+    """`_blended` candidates of the queries it applies to: the bundle blends co-occurrence without a fusion
+    head (the head scores candidates only), the query has a signal, and its backend is the exact scan
+    (`plain_scan` for unfiltered queries, `lone_scan` for filtered ones, which are retrieved one by one).
+    The tower scores of all of them come from one scan (or `scores`, where the caller has them)."""
+    co = st.cooccur
+    if co is None or co.weight <= 0 or st.use_fusion:
+        return {}
+    todo = [i for i in with_vec if queries[i].cooc is not None
+            and (lone_scan if queries[i].allowed is not None else plain_scan)]
+    if not todo:
+        return {}
+    known = scores or {}
+    missing = [i for i in todo if i not in known]
+    scanned = st.items_index.exact.scores(_rows([queries[i].vector for i in missing])  # type: ignore[misc]
+                                          .astype(np.float32, copy=False)) if missing else None
+    base = {i: scanned[j] for j, i in enumerate(missing)} if scanned is not None else {}
+    out = {}
+    for i in todo:
+        queries[i].blended = True
+        out[i] = _blended(st, queries[i], known[i] if i in known else base[i])
+    return out
+
+
+def _blended(st: EngineState, q: Query, base: np.ndarray) -> Retrieved:
+    """The top max(cands, k) rows by the blended score over the whole catalogue: tower score + weight x the
+    co-occurrence signal, and for items without a list the text stand-in instead (`Cooccur.text_term`),
+    taken for the max(cands, k) best of them by the tower score (it is a scan per row; on a catalogue grown
+    by `add_items` most rows can be listless). With `fresh`, the best fresh items by the same score join
+    (as many as the reserved slots). Why the whole catalogue: the union of the tower's and the signal's own
+    top lists missed items that are good by both and first by neither (3.6 % of MovieLens's served top 10),
+    and ranking once costs less than taking two top lists and merging them
+    (bench/results/2026-12-01-recommend-cost-cpu-2core)."""
+    cat, co = st.catalogue, st.cooccur
+    assert co is not None and q.cooc is not None
+    s = base.astype(np.float64)  # a copy: `base` may be the caller's
+    s[~cat.alive] = -np.inf
+    if q.allowed is not None:
+        s[~q.allowed[: cat.n_rows]] = -np.inf
+    if q.exclude.size:
+        s[q.exclude] = -np.inf
+    s[q.cooc.rows] += co.weight * q.cooc.values
+    n = max(q.cands, q.k)
+    pool = co.listless_rows(cat.alive)
+    pool = pool[np.isfinite(s[pool])]
+    if pool.size > n:
+        pool = np.sort(pool[np.argpartition(-s[pool], n - 1)[:n]])
+    if pool.size:
+        s[pool] += co.weight * co.text_term(q.history, pool, cat.unit_vectors, q.cooc)
+    idx, vals = topk_rows(s[None, :], n)
+    keep = np.isfinite(vals[0])
+    rows, got = idx[0][keep], vals[0][keep]
+    want = fresh_slots(q)
+    if want:
+        ok = fresh_mask(st) & np.isfinite(s)
+        ok[rows] = False
+        extra = np.flatnonzero(ok)
+        if extra.size > want:
+            extra = np.sort(extra[np.argpartition(-s[extra], want - 1)[:want]])
+        extra = extra[np.argsort(-s[extra], kind="stable")]
+        rows, got = np.concatenate([rows, extra]), np.concatenate([got, s[extra]])
+    return Retrieved(rows, got)
 
 
 def _with_cooccur(st: EngineState, q: Query, got: Retrieved) -> Retrieved:
@@ -319,7 +395,7 @@ def fuse(st: EngineState, queries: Sequence[Query], retrieved: dict[int, Retriev
     if co is not None and co.weight > 0:
         for i, r in retrieved.items():
             c = queries[i].cooc
-            if c is not None and r.rows.size:
+            if c is not None and r.rows.size and not queries[i].blended:
                 scored[i] = scored[i] + co.weight * blend_term(co, c, queries[i].history, r.rows,
                                                                st.catalogue.unit_vectors)
     return scored

@@ -407,7 +407,8 @@ def _flags(rows: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Retrieved:
-    """Candidates of one query: rows int64 [c] and retrieval scores float32 [c], best first."""
+    """Candidates of one query: rows int64 [c] and retrieval scores float32 [c], best first (float64 where
+    `pipeline._blended` scored the co-occurrence blend over the catalogue)."""
 
     rows: np.ndarray
     scores: np.ndarray
