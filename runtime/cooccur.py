@@ -108,30 +108,36 @@ class Cooccur:
         if self.text_cos is None or self.text_sim is None or rows.size == 0:
             return out
         mask = self.listless(rows)
-        h = np.asarray(history, dtype=np.int64)[-self.reach:]
-        if not mask.any() or h.size == 0:
-            return out
-        age = np.arange(h.size - 1, -1, -1, dtype=np.float64)
-        cos = text[rows[mask]].astype(np.float64) @ text[h].astype(np.float64).T  # [listless, history]
-        sim = np.interp(cos, self.text_cos, self.text_sim, left=0.0, right=float(self.text_sim[-1]))
-        sim[cos < self.text_cos[0]] = 0.0
-        raw = sim @ (self.decay ** age)
-        top = signal.top if signal.top > 0 else float(raw.max())
-        out[mask] = raw / top if top > 0 else raw
+        if mask.any():
+            out[mask] = self.stand_in(history, rows[mask], text, signal)
         return out
+
+    def stand_in(self, history: np.ndarray, rows: np.ndarray, text: np.ndarray, signal: Signal) -> np.ndarray:
+        """`text_term` of `rows` that are all without a list (the caller knows: `pipeline._blended` takes them
+        from `listless_rows`); zeros where the bundle has no `text_map`."""
+        out = np.zeros(rows.shape, dtype=np.float64)
+        h = np.asarray(history, dtype=np.int64)[-self.reach:]
+        if self.text_cos is None or self.text_sim is None or rows.size == 0 or h.size == 0:
+            return out
+        cos = text[rows].astype(np.float64) @ text[h].astype(np.float64).T  # [rows, history]
+        sim = np.interp(cos, self.text_cos, self.text_sim, left=0.0, right=float(self.text_sim[-1]))  # 0 below
+        raw = sim @ self._weights[-h.size:]
+        top = signal.top if signal.top > 0 else float(raw.max())
+        return raw / top if top > 0 else raw
 
     def signal(self, history: np.ndarray, alive: np.ndarray) -> Signal:
         """(rows sorted ascending, values in (0, 1], top) of the live items the history co-occurs with; empty when
         nothing does. Recency counts every history item, also those without neighbour lists; items whose
         weight decay^age is below `NEGLIGIBLE` are not read (with decay 0.4, only the latest 11)."""
         h = np.asarray(history, dtype=np.int64)[-self.reach:]
-        age = np.arange(h.size - 1, -1, -1, dtype=np.float64)
+        if h.size == 0:
+            return _EMPTY
         known = (h >= 0) & (h < self.n)
-        h, age = h[known], age[known]
+        h, weight = h[known], self._weights32[-h.size:][known]
         if h.size == 0:
             return _EMPTY
         idx = self.indices[h].ravel()
-        val = (self.scores[h] * (self.decay ** age)[:, None].astype(np.float32)).ravel()
+        val = (self.scores[h] * weight[:, None]).ravel()
         ok = idx >= 0
         idx, val = idx[ok], val[ok]
         n_rows = alive.shape[0]
@@ -153,7 +159,16 @@ class Cooccur:
         top = float(sums.max())
         return Signal(rows, sums / top if top > 0 else sums, top)
 
-    @property
+    @cached_property
+    def _weights(self) -> np.ndarray:
+        """float64 [reach]: decay^age of the last `reach` history items, oldest first (the latest weighs 1)."""
+        return self.decay ** np.arange(self.reach - 1, -1, -1, dtype=np.float64)
+
+    @cached_property
+    def _weights32(self) -> np.ndarray:
+        return self._weights.astype(np.float32)
+
+    @cached_property
     def reach(self) -> int:
         """History items the signal reads: `max_history`, fewer when older ones weigh under `NEGLIGIBLE`."""
         if self.decay >= 1.0:

@@ -310,7 +310,7 @@ def _blended(st: EngineState, q: Query, base: np.ndarray) -> Retrieved:
     if pool.size > n:
         pool = np.sort(pool[np.argpartition(-s[pool], n - 1)[:n]])
     if pool.size:
-        s[pool] += co.weight * co.text_term(q.history, pool, cat.unit_vectors, q.cooc)
+        s[pool] += co.weight * co.stand_in(q.history, pool, cat.unit_vectors, q.cooc)
     idx, vals = topk_rows(s[None, :], n)
     keep = np.isfinite(vals[0])
     rows, got = idx[0][keep], vals[0][keep]
