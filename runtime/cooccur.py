@@ -79,7 +79,7 @@ class Cooccur:
     @cached_property
     def has_list(self) -> np.ndarray:
         """bool [n]: which of the first `n` rows have a neighbour list (computed once per lists)."""
-        return np.asarray(self.indices[:, 0] >= 0) if self.n else np.zeros(0, dtype=bool)
+        return np.asarray(self.indices[:, 0] >= 0) if self.indices.size else np.zeros(self.n, dtype=bool)
 
     def listless_rows(self, alive: np.ndarray) -> np.ndarray:
         """Live rows without a neighbour list, ascending (the rows the text stand-in can reach)."""
@@ -244,9 +244,9 @@ def load_cooccur(reader: Any, n_items: int, weight_override: float | None = None
         raise BundleError(f"{root}: manifest cooccur.max_history must be an integer in [1, 100000], got {mh!r}")
     indices = reader.load_npy(spec["indices"])
     scores = reader.load_npy(spec["scores"])
-    if indices.ndim != 2 or scores.shape != indices.shape or indices.shape[0] > n_items:
+    if indices.ndim != 2 or scores.shape != indices.shape or indices.shape[0] > n_items or indices.shape[1] < 1:
         raise BundleError(f"{root}: {spec['indices']} {indices.shape} and {spec['scores']} {scores.shape} must "
-                          f"be the same [n <= {n_items} items, K] shape")
+                          f"be the same [n <= {n_items} items, K >= 1] shape")
     if indices.dtype.kind not in "iu" or scores.dtype.kind != "f":
         raise BundleError(f"{root}: {spec['indices']} must hold integers and {spec['scores']} floats")
     indices = indices.astype(np.int32, copy=False)

@@ -210,10 +210,10 @@ def cooccur_signals(st: EngineState, queries: Sequence[Query]) -> None:
 
 def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
                scores: dict[int, np.ndarray] | None = None, independent: bool = False) -> dict[int, Retrieved]:
-    """Top max(cands, k) live rows per query, filters and exclusions applied. Where the backend is the exact
-    scan and the bundle blends co-occurrence without a fusion head, by the blended score over the whole
-    catalogue (`_blended`: the scan has every row's tower score anyway); otherwise by inner product, plus as
-    many of the items the history co-occurs with most (`_with_cooccur`). Queries without a filter are
+    """Top max(cands, k) live rows per query, filters and exclusions applied. Where the catalogue is within
+    the scan budget and the bundle blends co-occurrence without a fusion head, by the blended score over the
+    whole catalogue (`_blended`); otherwise by inner product, plus as many of the items the history co-occurs
+    with most (`_with_cooccur`). Queries without a filter are
     retrieved as one batch. `exact` scans the whole catalogue (evaluation); `scores` (query index -> its
     retrieval scores over every row, what the exact scan computes) lets it reuse scores the caller already
     has. `independent`: the backend is the one a single query would get (`choose_backend` at batch 1), so a
@@ -228,8 +228,7 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
     plain = [i for i in with_vec if queries[i].allowed is None]
     backend = space.exact if exact else space.backend(cat.n_alive, 1 if independent else len(plain))
     exact_backend = isinstance(backend, (ExactBackend, OnnxExactBackend))
-    whole = _blended_candidates(st, queries, with_vec, scores, exact or isinstance(backend, ExactBackend),
-                                exact or isinstance(space.backend(cat.n_alive, 1), ExactBackend))
+    whole = _blended_candidates(st, queries, with_vec, scores if exact else None)
     out.update(whole)
     plain = [i for i in plain if i not in whole]
     for group in ([plain] if plain and (exact_backend or not independent) else [[i] for i in plain]):
@@ -261,17 +260,16 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
 
 
 def _blended_candidates(st: EngineState, queries: Sequence[Query], with_vec: list[int],
-                        scores: dict[int, np.ndarray] | None, plain_scan: bool,
-                        lone_scan: bool) -> dict[int, Retrieved]:
+                        scores: dict[int, np.ndarray] | None) -> dict[int, Retrieved]:
     """`_blended` candidates of the queries it applies to: the bundle blends co-occurrence without a fusion
-    head (the head scores candidates only), the query has a signal, and its backend is the exact scan
-    (`plain_scan` for unfiltered queries, `lone_scan` for filtered ones, which are retrieved one by one).
-    The tower scores of all of them come from one scan (or `scores`, where the caller has them)."""
+    head (the head scores candidates only), the catalogue is within the scan budget of one query
+    (`SpaceIndex.within_scan_budget`: whichever backend serves, so `score_catalogue` ranks as `recommend`),
+    and the query has a signal. The tower scores of all of them come from one scan (or `scores`, where the
+    caller has them)."""
     co = st.cooccur
-    if co is None or co.weight <= 0 or st.use_fusion:
+    if co is None or co.weight <= 0 or st.use_fusion or not st.items_index.within_scan_budget(st.catalogue.n_alive):
         return {}
-    todo = [i for i in with_vec if queries[i].cooc is not None
-            and (lone_scan if queries[i].allowed is not None else plain_scan)]
+    todo = [i for i in with_vec if queries[i].cooc is not None]
     if not todo:
         return {}
     known = scores or {}
@@ -305,12 +303,13 @@ def _blended(st: EngineState, q: Query, base: np.ndarray) -> Retrieved:
         s[q.exclude] = -np.inf
     s[q.cooc.rows] += co.weight * q.cooc.values
     n = max(q.cands, q.k)
-    pool = co.listless_rows(cat.alive)
-    pool = pool[np.isfinite(s[pool])]
-    if pool.size > n:
-        pool = np.sort(pool[np.argpartition(-s[pool], n - 1)[:n]])
-    if pool.size:
-        s[pool] += co.weight * co.stand_in(q.history, pool, cat.unit_vectors, q.cooc)
+    if co.text_cos is not None:
+        pool = co.listless_rows(cat.alive)
+        pool = pool[np.isfinite(s[pool])]
+        if pool.size > n:
+            pool = np.sort(pool[np.argpartition(-s[pool], n - 1)[:n]])
+        if pool.size:
+            s[pool] += co.weight * co.stand_in(q.history, pool, cat.unit_vectors, q.cooc)
     idx, vals = topk_rows(s[None, :], n)
     keep = np.isfinite(vals[0])
     rows, got = idx[0][keep], vals[0][keep]

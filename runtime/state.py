@@ -78,6 +78,14 @@ class SpaceIndex:
     requested: str
     device: str
 
+    def within_scan_budget(self, n_live: int) -> bool:
+        """Whether one query over `n_live` rows is within the exact scan's budget (what `auto` scans on the
+        CPU, whatever backend this engine was asked for): the one rule for where `recommend` ranks its
+        co-occurrence blend over the whole catalogue (`pipeline._blended`), so that serving and
+        `score_catalogue` take the same path on every backend and device."""
+        dim = TEXT_SCAN_DIM if self.name == "text" else self.exact.dim
+        return choose_backend("auto", "cpu", n_live, 1, has_hnsw=True, onnx_ok=False, dim=dim) == "exact"
+
     def backend(self, n_live: int, batch: int) -> Backend:
         # the text space's scan budget is counted in items, at the item space's width: see `TEXT_SCAN_DIM`
         dim = TEXT_SCAN_DIM if self.name == "text" else self.exact.dim

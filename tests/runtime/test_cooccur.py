@@ -178,6 +178,8 @@ def _array(key, array):
     (_array("scores", np.full((160, 8), np.nan, np.float32)), "non-finite"),
     (_array("indices", np.zeros((161, 8), np.int32)), "shape"),
     (_array("indices", np.zeros((160, 8), np.float32)), "integers"),
+    (lambda m, root: [np.save(root / m["cooccur"][key], np.zeros((160, 0), dt))
+                      for key, dt in (("indices", np.int32), ("scores", np.float32))], "K >= 1"),
     (_set("text_map", [1, 2]), "text_map"),
     (_set("text_map", {"cos": [0.5, 0.1], "sim": [0.1, 0.2]}), "text_map"),
     (_set("text_map", {"cos": [0.1, 0.5], "sim": [-0.1, 0.2]}), "text_map"),
@@ -294,3 +296,26 @@ def test_the_blend_ranks_the_whole_catalogue(engines):
     for user in blended.user_ids():
         got = [r.item_id for r in blended.recommend(user_id=user, k=10, candidates=20)]
         assert got == _brute_force_top(blended, user, 10, 20), user
+
+
+@pytest.mark.parametrize("retrieval", ["exact", "onnx", "hnsw"])
+def test_score_catalogue_ranks_as_served_on_every_backend(lean_bundle, tmp_path, retrieval):
+    """Whether the blend ranks the whole catalogue follows the catalogue's size, not the backend, so
+    `score_catalogue` (the evaluation) ranks as `recommend` serves also where the engine retrieves with the
+    ONNX top-k or HNSW; with 10 candidates the union path and the whole-catalogue path differ."""
+    from recengine import Engine
+
+    def few(m, root):
+        m["models"]["fusion"]["n_candidates"] = 10
+
+    engine = Engine.open(edited(lean_bundle, tmp_path / "few", few), device="cpu", threads=1, variant="fp32",
+                         retrieval=retrieval, rescore=False)
+    ids = engine.item_ids()
+    rng = np.random.default_rng(0)
+    profile = np.zeros(len(engine.user_profiles(np.array([0]))[0]), np.int64)
+    for _ in range(12):
+        rows = rng.choice(len(ids), size=5, replace=False)
+        got = [r.item_id for r in engine.recommend(history=[ids[i] for i in rows], k=10)]
+        q = RowQuery(history=rows, scene=np.zeros(engine.scene_slots, np.int64), profile=profile, exclude=rows)
+        row = engine.score_catalogue([q])[0]
+        assert got == [ids[i] for i in np.argsort(-row, kind="stable")[:10]]
