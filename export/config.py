@@ -184,9 +184,10 @@ class CooccurConfig:
     k: int = 50
     """Neighbours kept per item (bundle size: items x k x 6 bytes; 50 against 200 changed MovieLens's
     validation NDCG@10 by less than its standard error)."""
-    weightings: tuple[str, ...] = ("bm25", "tfidf", "ease", "ease_text")
-    """List kinds tried: cosine lists over the BM25- or TF-IDF-weighted item x user matrix, as a practitioner
-    tunes ItemKNN (tf-idf won Book-Crossing's tuned ItemKNN, BM25 MovieLens's), EASE^R weights (the
+    weightings: tuple[str, ...] = ("bm25", "tfidf", "binary", "ease", "ease_text")
+    """List kinds tried: cosine lists over the BM25-, TF-IDF-weighted or plain binary item x user matrix, as a
+    practitioner tunes ItemKNN (tf-idf won Book-Crossing's tuned ItemKNN, BM25 MovieLens's, binary the Instacart
+    sample's), EASE^R weights (the
     strongest baseline on Book-Crossing; only up to `EASE_MAX_ITEMS` items with interactions), and EASE^R
     with the item texts' words as side information (`ease_text`: `recengine.export.cooccur.ease_neighbours`;
     skipped where no word is shared by two items)."""
@@ -420,9 +421,9 @@ class ExportConfig:
             (self.cold.generator in ("ridge", "text"), "cold.generator", "ridge or text"),
             (self.cold.ridge > 0, "cold.ridge", "> 0"),
             (self.cooccur.k >= 1, "cooccur.k", ">= 1"),
-            (bool(self.cooccur.weightings) and all(w in ("bm25", "tfidf", "ease", "ease_text")
+            (bool(self.cooccur.weightings) and all(w in ("bm25", "tfidf", "binary", "ease", "ease_text")
                                                    for w in self.cooccur.weightings),
-             "cooccur.weightings", "a non-empty subset of bm25, tfidf, ease, ease_text"),
+             "cooccur.weightings", "a non-empty subset of bm25, tfidf, binary, ease, ease_text"),
             (math.isfinite(self.cooccur.ease_text_alpha) and self.cooccur.ease_text_alpha > 0,
              "cooccur.ease_text_alpha", "a finite number > 0"),
             (all(x > 0 for x in self.cooccur.ease_lambdas), "cooccur.ease_lambdas", "numbers > 0"),

@@ -38,8 +38,8 @@ TEXT_MAP_ITEMS = 2000
 """Warm items whose nearest neighbours align the text stand-in with the lists (`text_map`)."""
 
 
-WEIGHTINGS = ("bm25", "tfidf")
-"""Weightings of the cosine lists; `ease` and `ease_text` lists (`ease_neighbours`) are the other kinds `fit_cooccur`
+WEIGHTINGS = ("bm25", "tfidf", "binary")
+"""Weightings of the cosine lists (`binary`: the plain 0/1 item x user matrix, the classic ItemKNN); `ease` and `ease_text` lists (`ease_neighbours`) are the other kinds `fit_cooccur`
 tries."""
 EASE_MAX_ITEMS = 20_000
 """EASE lists need a dense inverse of the Gram matrix of the items with interactions, one items^2 x 8-byte
@@ -54,7 +54,8 @@ whose export then fell back to cosine lists."""
 def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, k1: float = 1.2,
                b: float = 0.75, weighting: str = "bm25") -> Any:
     """Item x user CSR of weighted binary interactions (duplicates counted once): `bm25` as implicit's
-    `bm25_weight`, `tfidf` as its `tfidf_weight` (on binary data: each user's idf alone, no length norm)."""
+    `bm25_weight`, `tfidf` as its `tfidf_weight` (on binary data: each user's idf alone, no length norm),
+    `binary` unweighted (the tuned ItemKNN of the Instacart sample chose it: bench/results/2026-12-01-full-blend-cpu-2core)."""
     from recengine._deps import require
 
     sp = require("scipy.sparse", "The export's item co-occurrence lists")
@@ -71,7 +72,7 @@ def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
         x.data = idf[x.indices]
     elif weighting == "bm25":
         x.data = x.data * (k1 + 1.0) / (k1 * norm[rows] + x.data) * idf[x.indices]
-    else:
+    elif weighting != "binary":
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     x.eliminate_zeros()
     return x

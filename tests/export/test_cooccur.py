@@ -179,6 +179,19 @@ def test_tfidf_lists_weight_by_user_idf_only():
         cooccur.bm25_items(users, items, 2, 10, weighting="nope")
 
 
+def test_binary_lists_are_the_plain_cosine_of_the_interactions():
+    """`binary`: the 0/1 item x user matrix (duplicates counted once), so with shrink 0 the lists hold the
+    textbook cosine |U_i & U_j| / sqrt(|U_i| |U_j|)."""
+    # user 0 took items 0, 1 (item 1 twice); user 1 took 0, 1, 2; user 2 took 0
+    users, items = np.array([0, 0, 0, 1, 1, 1, 2]), np.array([0, 1, 1, 0, 1, 2, 0])
+    x = cooccur.bm25_items(users, items, 3, 4, weighting="binary").toarray()
+    assert np.array_equal(x, [[1, 1, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    idx, sc = cooccur.item_neighbours(users, items, 3, 4, 2, (0.0,), weighting="binary")[0.0]
+    assert list(idx[0]) == [1, 2] and np.allclose(sc[0], [2 / np.sqrt(6), 1 / np.sqrt(3)])
+    assert list(idx[1]) == [0, 2] and np.allclose(sc[1], [2 / np.sqrt(6), 1 / np.sqrt(2)])
+    assert idx[3, 0] == -1
+
+
 def test_ease_lists_are_the_positive_top_of_easer_rows(interactions):
     from recengine.export.ease import ease_weights
 
