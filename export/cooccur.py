@@ -39,8 +39,8 @@ TEXT_MAP_ITEMS = 2000
 
 
 WEIGHTINGS = ("bm25", "tfidf", "binary")
-"""Weightings of the cosine lists (`binary`: the plain 0/1 item x user matrix, the classic ItemKNN); `ease` and `ease_text` lists (`ease_neighbours`) are the other kinds `fit_cooccur`
-tries."""
+"""Weightings of the cosine lists (`binary`: the plain 0/1 item x user matrix, the classic ItemKNN); `ease` and
+`ease_text` lists (`ease_neighbours`) are the other kinds `fit_cooccur` tries."""
 EASE_MAX_ITEMS = 20_000
 """EASE lists need a dense inverse of the Gram matrix of the items with interactions, one items^2 x 8-byte
 matrix at a time (3.2 GB at 20,000 items); its cost grows with items^3 (measured on 2 cores, one lambda:
@@ -55,7 +55,8 @@ def bm25_items(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
                b: float = 0.75, weighting: str = "bm25") -> Any:
     """Item x user CSR of weighted binary interactions (duplicates counted once): `bm25` as implicit's
     `bm25_weight`, `tfidf` as its `tfidf_weight` (on binary data: each user's idf alone, no length norm),
-    `binary` unweighted (the tuned ItemKNN of the Instacart sample chose it: bench/results/2026-12-01-full-blend-cpu-2core)."""
+    `binary` unweighted (the tuned ItemKNN of the Instacart sample chose it,
+    bench/results/2026-12-01-full-blend-cpu-2core)."""
     from recengine._deps import require
 
     sp = require("scipy.sparse", "The export's item co-occurrence lists")
