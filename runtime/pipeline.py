@@ -213,13 +213,13 @@ def candidates(st: EngineState, queries: Sequence[Query], exact: bool = False,
     """Top max(cands, k) live rows per query, filters and exclusions applied. Where the catalogue is within
     the scan budget and the bundle blends co-occurrence without a fusion head, by the blended score over the
     whole catalogue (`_blended`); otherwise by inner product, plus as many of the items the history co-occurs
-    with most (`_with_cooccur`). Queries without a filter are
-    retrieved as one batch. `exact` scans the whole catalogue (evaluation); `scores` (query index -> its
-    retrieval scores over every row, what the exact scan computes) lets it reuse scores the caller already
-    has. `independent`: the backend is the one a single query would get (`choose_backend` at batch 1), so a
-    batch never trades a query's exact scan for HNSW; where that backend is approximate (HNSW, past the scan
-    budget), each query is searched on its own, since an index search's fetch depth follows the batch's
-    largest k and exclusion list (an exact backend's deeper fetch only adds to the same top)."""
+    with most (`_with_cooccur`). Queries without a filter are retrieved as one batch. `exact` scans the whole
+    catalogue (evaluation); `scores` (query index -> its retrieval scores over every row, what the exact scan
+    computes) lets it reuse scores the caller already has. `independent`: the backend is the one a single
+    query would get (`choose_backend` at batch 1), so a batch never trades a query's exact scan for HNSW;
+    where that backend is approximate (HNSW, past the scan budget), each query is searched on its own, since
+    an index search's fetch depth follows the batch's largest k and exclusion list (an exact backend's deeper
+    fetch only adds to the same top)."""
     cat = st.catalogue
     space = st.items_index
     matrix = cat.vectors
@@ -286,7 +286,7 @@ def _blended_candidates(st: EngineState, queries: Sequence[Query], with_vec: lis
 
 def _blended(st: EngineState, q: Query, base: np.ndarray) -> Retrieved:
     """The top max(cands, k) rows by the blended score over the whole catalogue: tower score + weight x the
-    co-occurrence signal, and for items without a list the text stand-in instead (`Cooccur.text_term`),
+    co-occurrence signal, and for items without a list the text stand-in instead (`Cooccur.stand_in`),
     taken for the max(cands, k) best of them by the tower score (it is a scan per row; on a catalogue grown
     by `add_items` most rows can be listless). With `fresh`, the best fresh items by the same score join
     (as many as the reserved slots). Why the whole catalogue: the union of the tower's and the signal's own

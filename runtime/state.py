@@ -83,14 +83,18 @@ class SpaceIndex:
         CPU, whatever backend this engine was asked for): the one rule for where `recommend` ranks its
         co-occurrence blend over the whole catalogue (`pipeline._blended`), so that serving and
         `score_catalogue` take the same path on every backend and device."""
-        dim = TEXT_SCAN_DIM if self.name == "text" else self.exact.dim
-        return choose_backend("auto", "cpu", n_live, 1, has_hnsw=True, onnx_ok=False, dim=dim) == "exact"
+        auto = choose_backend("auto", "cpu", n_live, 1, has_hnsw=True, onnx_ok=False, dim=self._budget_dim)
+        return auto == "exact"
+
+    @property
+    def _budget_dim(self) -> int:
+        """The width the scan budget is counted at: the text space's in items, at the item space's width
+        (`TEXT_SCAN_DIM`)."""
+        return TEXT_SCAN_DIM if self.name == "text" else self.exact.dim
 
     def backend(self, n_live: int, batch: int) -> Backend:
-        # the text space's scan budget is counted in items, at the item space's width: see `TEXT_SCAN_DIM`
-        dim = TEXT_SCAN_DIM if self.name == "text" else self.exact.dim
         choice = choose_backend(self.requested, self.device, n_live, batch, has_hnsw=self.hnsw is not None,
-                                onnx_ok=self.onnx is not None, dim=dim)
+                                onnx_ok=self.onnx is not None, dim=self._budget_dim)
         if choice == "hnsw" and self.hnsw is not None:
             return self.hnsw
         if choice == "onnx" and self.onnx is not None:

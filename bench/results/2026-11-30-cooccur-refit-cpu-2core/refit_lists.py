@@ -13,6 +13,7 @@ from recengine.split import leave_last_out
 ds = load_dataset(sys.argv[1])
 lam = float(sys.argv[2])
 alpha = float(sys.argv[3])
+cuts = [int(c) for c in sys.argv[4].split(",")] if len(sys.argv) > 4 else [50]  # top K kept (optional 4th argument)
 split = leave_last_out(ds.interactions, ds.n_users, ds.n_items, seed=0)
 f = text_tokens(list(ds.items.texts))
 side = (f @ f.T).toarray() if f.shape[1] else 0
@@ -40,6 +41,6 @@ def trunc(b, k=50):
 
 for name, x in (("lists from train", xv), ("lists from train+valid", xt)):
     b = ease_weights((x.T @ x).toarray() + alpha**2 * side, lam)
-    for tk, bb in (("full", b), ("top50+", trunc(b))):
+    for tk, bb in [("full", b)] + [(f"top{k}+", trunc(b, k)) for k in cuts]:
         r = evaluate_queries(lambda rs: np.asarray(xt[q.users[rs]] @ bb), q)
         print(ds.name, name, tk, round(r.metrics["ndcg@10"], 4), flush=True)
