@@ -204,6 +204,10 @@ class CooccurConfig:
     (best minus 100th best) over the validation users, so the grid means the same for every model scale."""
     max_history: int = 200
     """Latest history items the signal reads at serving time."""
+    pop_exponents: tuple[float, ...] = (0.1, 0.2, 0.3)
+    """Popularity exponents beta tried on the chosen lists: each neighbour's similarity times (its number of
+    users)^-beta (`recengine.export.cooccur.popularity_scaled`; a popular item is listed by many items and
+    would otherwise take the top of most users' lists), kept when validation NDCG@10 rises. Empty: not tried."""
     cuts: tuple[int, ...] = (20,)
     """Shorter lists tried at the chosen point (kept when validation does not drop: a smaller bundle)."""
     refit: bool = True
@@ -428,6 +432,8 @@ class ExportConfig:
              "cooccur.ease_text_alpha", "a finite number > 0"),
             (all(x > 0 for x in self.cooccur.ease_lambdas), "cooccur.ease_lambdas", "numbers > 0"),
             (all(c >= 1 for c in self.cooccur.cuts), "cooccur.cuts", "numbers >= 1"),
+            (all(math.isfinite(x) and 0 < x <= 2 for x in self.cooccur.pop_exponents), "cooccur.pop_exponents",
+             "numbers in (0, 2]"),
             (1 <= self.cooccur.max_history <= 100_000, "cooccur.max_history", "in [1, 100000]"),
             (bool(self.cooccur.standin_strengths) and all(math.isfinite(x) and x > 0
                                                           for x in self.cooccur.standin_strengths),

@@ -277,6 +277,38 @@ def choose_standin(engine: Any, idx: np.ndarray, sc: np.ndarray, section: dict[s
     return kept
 
 
+def item_users(events: Any, n_items: int) -> np.ndarray:
+    """int64 [n_items]: distinct users of each item in `events` (the popularity `popularity_scaled` divides by;
+    duplicates count once, as they do in the lists)."""
+    pairs = np.unique(np.stack([np.asarray(events.item, np.int64), np.asarray(events.user, np.int64)]), axis=1)
+    return np.bincount(pairs[0], minlength=n_items)
+
+
+def popularity_scaled(indices: np.ndarray, scores: np.ndarray, users: np.ndarray, beta: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The lists with each neighbour j's similarity times users[j]^-beta, each row re-sorted best first (-1
+    pads stay last): a popularity discount on what the lists recommend, as RP3beta divides by popularity^beta
+    and practitioners rescale EASE's scores. Why: every list names the few most popular items, so summed over
+    a history they take the top of nearly every user's ranking; the discount lets the items each history
+    specifically points to through. Only the neighbours already listed are rescaled (no rebuild: an item just
+    past the K-th that the discount would lift is not added). beta 0 returns the lists unchanged.
+
+    Measured with full EASE alone (no tower, order-blind; `bench/results/2026-12-01-popularity-cpu-2core/
+    popadj.py`), validation / test NDCG@10 at beta 0 -> 0.1: Book-Crossing 0.0934 -> 0.0939 / 0.0925 ->
+    0.0942, MovieLens 0.0446 -> 0.0476 / 0.0408 -> 0.0422; MovieLens-100K's validation fell (0.0893 ->
+    0.0874): hence a choice on validation, not a default."""
+    if beta == 0.0:
+        return indices, scores
+    listed = indices >= 0
+    factor = np.ones(indices.shape, np.float64)
+    factor[listed] = np.maximum(users[indices[listed]], 1).astype(np.float64) ** -float(beta)
+    scaled = np.where(listed, scores.astype(np.float64) * factor, -np.inf)
+    order = np.argsort(-scaled, axis=1, kind="stable")
+    idx = np.take_along_axis(indices, order, axis=1)
+    sc = np.take_along_axis(np.where(listed, scaled, 0.0), order, axis=1).astype(scores.dtype)
+    return np.ascontiguousarray(idx), np.ascontiguousarray(sc)
+
+
 def score_spread(rows: np.ndarray) -> float:
     """Median over score rows of (best - 100th best) finite score: the scale of the weight grid (the tower's
     inner products or the fusion head's scores, whatever the bundle serves with the blend off)."""
@@ -311,6 +343,8 @@ class Choice:
     standin_strength: float | None = None
     """The factor the kept stand-in's similarities were multiplied by (`cooccur.standin_strengths`: the
     largest within `STANDIN_TOLERANCE`); None when it is not kept or not measured."""
+    pop_exponent: float | None = None
+    """The popularity exponent beta of the served lists (`popularity_scaled`; 0: none); None when not chosen."""
     k: int | None = None
     """Neighbours per list served (the lists cut to their best k when that did not lower validation)."""
     refit_events: int | None = None
@@ -326,11 +360,12 @@ class Choice:
 
 
 def choose(engine: Any, lists: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]], cfg: Any, evaluate: Any,
-           spread: float) -> Choice:
+           spread: float, users: np.ndarray | None = None) -> Choice:
     """Lists (weighting, shrink) x decay at the middle weight, then the weight for the best pair, then the
-    decay again at that weight, then the lists cut to fewer neighbours (`cfg.cuts`); every point is the
-    validation NDCG@10 of `engine` serving those lists (`evaluate(engine) -> metrics`). Picks the best point
-    measured (a cut only when it does not lower it), and nothing unless it beats the tower alone."""
+    decay again at that weight, then the popularity exponents (`cfg.pop_exponents`, with `users`, each item's
+    users in the events the lists were built from), then the lists cut to fewer neighbours (`cfg.cuts`); every
+    point is the validation NDCG@10 of `engine` serving those lists (`evaluate(engine) -> metrics`). Picks the
+    best point measured (a cut only when it does not lower it), and nothing unless it beats the tower alone."""
     from recengine.cooccur import Cooccur
     from recengine.engine import Engine
 
@@ -339,17 +374,23 @@ def choose(engine: Any, lists: dict[tuple[str, float], tuple[np.ndarray, np.ndar
     choice = Choice(base=base, spread=spread, grid=[])
     measured: dict[tuple[Any, ...], float] = {}
     full_k = next(iter(lists.values()))[0].shape[1]
+    scaled: dict[tuple[tuple[str, float], float], tuple[np.ndarray, np.ndarray]] = {}
 
-    def point(key: tuple[str, float], decay: float, rel: float, k: int = full_k) -> float:
-        at = (key, decay, rel, k)
+    def served(key: tuple[str, float], beta: float) -> tuple[np.ndarray, np.ndarray]:
+        if (key, beta) not in scaled:
+            scaled[(key, beta)] = popularity_scaled(*lists[key], users, beta) if beta else lists[key]
+        return scaled[(key, beta)]
+
+    def point(key: tuple[str, float], decay: float, rel: float, k: int = full_k, beta: float = 0.0) -> float:
+        at = (key, decay, rel, k, beta)
         if at not in measured:
-            idx, sc = lists[key]
+            idx, sc = served(key, beta)
             co = Cooccur(indices=idx[:, :k], scores=sc[:, :k], weight=rel * spread, decay=decay,
                          max_history=cfg.max_history)
             ndcg = float(evaluate(Engine(dataclasses.replace(base_state, cooccur=co)))["ndcg@10"])
             measured[at] = ndcg
             choice.grid.append({"weighting": key[0], "shrink": key[1], "decay": decay, "relative_weight": rel,
-                                "k": k, "ndcg@10": ndcg})
+                                "k": k, "pop_exponent": beta, "ndcg@10": ndcg})
         return measured[at]
 
     weights = sorted(cfg.weights)
@@ -361,12 +402,17 @@ def choose(engine: Any, lists: dict[tuple[str, float], tuple[np.ndarray, np.ndar
         point(best_pair[0], d, best_w)
     order = list(measured)
     top = max(order, key=lambda p: (measured[p], -order.index(p)))
+    if users is not None:
+        for beta in sorted(float(b) for b in cfg.pop_exponents):
+            point(top[0], top[1], top[2], full_k, beta)
+        order = list(measured)
+        top = max(order, key=lambda p: (measured[p], -order.index(p)))
     for k in sorted(c for c in cfg.cuts if c < full_k):  # fewer neighbours: a smaller bundle, often as good
-        if point(top[0], top[1], top[2], k) >= measured[top]:
-            top = (top[0], top[1], top[2], k)
+        if point(top[0], top[1], top[2], k, top[4]) >= measured[top]:
+            top = (top[0], top[1], top[2], k, top[4])
             break
     if measured[top] > base:
-        (choice.weighting, choice.shrink), choice.decay, choice.relative_weight, choice.k = top
+        (choice.weighting, choice.shrink), choice.decay, choice.relative_weight, choice.k, choice.pop_exponent = top
         choice.best = measured[top]
     return choice
 
@@ -431,14 +477,16 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     scorer = engine_row_scorer(engine, csr_rows(indptr, indices, q.users), np.asarray(scenes)[q.scene_rows],
                                engine.user_profiles(q.users), [q.excluded(i) for i in range(len(q.users))])
     spread = score_spread(scorer(np.arange(len(q.users))))
+    users = item_users(events, split.n_items)
     if fixed is None:
-        choice = choose(engine, lists, co, evaluate, spread)
+        choice = choose(engine, lists, co, evaluate, spread, users)
     else:
         choice = dataclasses.replace(fixed, spread=spread, grid=[], base=float(evaluate(engine)["ndcg@10"]),
                                      best=None, refit_events=None)
     if not choice.chosen:
         return None, choice
-    idx, sc = lists[(choice.weighting, choice.shrink)]  # type: ignore[index]
+    idx, sc = popularity_scaled(*lists[(choice.weighting, choice.shrink)], users,  # type: ignore[index]
+                                float(choice.pop_exponent or 0.0))
     k = int(choice.k or idx.shape[1])
     idx, sc = np.ascontiguousarray(idx[:, :k]), np.ascontiguousarray(sc[:, :k])
     writer.write_npy(FILES["indices"], idx)
@@ -446,7 +494,7 @@ def fit_cooccur(writer: Any, bundle: Any, dataset: Any, split: Any, cfg: Any, fi
     section: dict[str, Any] = {"indices": FILES["indices"], "scores": FILES["scores"], "k": k,
                "weight": float(choice.relative_weight * spread),  # type: ignore[operator]
                "decay": float(choice.decay),  # type: ignore[arg-type]
-               "max_history": int(co.max_history)}
+               "max_history": int(co.max_history), "pop_exponent": float(choice.pop_exponent or 0.0)}
     if choice.weighting == "ease":
         section.update({"similarity": "ease", "lambda": float(choice.shrink)})  # type: ignore[arg-type]
     elif choice.weighting == "ease_text":
@@ -479,8 +527,9 @@ def refit_cooccur(writer: Any, bundle: Any, section: dict[str, Any], choice: Cho
     from the same events. Measured with full EASE over Book-Crossing's words (lambda 100, alpha 1; test
     NDCG@10, histories train + valid): lists from train 0.0891 (top 50, positive) against 0.0910 from train +
     valid; MovieLens-100K 0.0728 against 0.0721 (bench/results/2026-11-30-cooccur-refit-cpu-2core). The
-    settings (kind, lambda or shrink, decay, weight, k, the stand-in's strength) stay those validation chose
-    on the lists from train alone, and the weight keeps its meaning: the signal is normalised by its largest
+    settings (kind, lambda or shrink, decay, weight, k, popularity exponent, the stand-in's strength) stay those
+    validation chose on the lists from train alone (the popularity the exponent divides by is recounted over
+    the same events as the lists), and the weight keeps its meaning: the signal is normalised by its largest
     value per history. The test events are never read. Where the rebuilt kind cannot be built (EASE past
     `EASE_MAX_ITEMS` once the validation events' items join), the measured lists stay and `refit_events` stays
     None."""
@@ -494,7 +543,7 @@ def refit_cooccur(writer: Any, bundle: Any, section: dict[str, Any], choice: Cho
     built = build_lists({kind: (param,)}, events, dataset, split, cfg.cooccur).get((kind, param))
     if built is None:  # EASE past its item cap once the validation events' items joined: serve what was measured
         return dict(section)
-    idx, sc = built
+    idx, sc = popularity_scaled(*built, item_users(events, split.n_items), float(choice.pop_exponent or 0.0))
     k = int(section["k"])
     idx, sc = np.ascontiguousarray(idx[:, :k]), np.ascontiguousarray(sc[:, :k])
     # the sealed bundle is read before its lists are overwritten (after, its checksums no longer match)
@@ -515,4 +564,4 @@ def refit_cooccur(writer: Any, bundle: Any, section: dict[str, Any], choice: Cho
 
 __all__ = ["bm25_items", "item_neighbours", "ease_neighbours", "text_tokens", "EASE_MAX_ITEMS", "text_map",
            "score_spread", "choose", "fit_cooccur", "Choice", "PAIR_BUDGET", "WEIGHTINGS", "choose_standin",
-           "scaled_map", "STANDIN_TOLERANCE", "build_lists", "refit_cooccur"]
+           "scaled_map", "STANDIN_TOLERANCE", "build_lists", "refit_cooccur", "item_users", "popularity_scaled"]

@@ -109,6 +109,57 @@ def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean
     assert not got.chosen and got.best is None and got.base == 0.1
 
 
+def test_choose_tries_the_popularity_exponents_at_the_best_point_and_cuts_the_scaled_lists(lean_bundle):
+    """With the items' user counts, each exponent is measured at the best point on the lists it scales; the
+    best is kept, the cut is measured on the scaled lists; without counts no exponent is tried."""
+    from recengine import Engine
+
+    engine = Engine.open(lean_bundle, device="cpu", threads=1, variant="fp32", retrieval="exact")
+    n = engine.n_items
+    idx = np.tile(np.array([[1, 2, -1]], np.int32), (n, 1))
+    sc = np.tile(np.array([[0.9, 0.3, 0.0]], np.float32), (n, 1))
+    users = np.ones(n, np.int64)
+    users[1] = 16  # the first neighbour is popular: beta 0.5 divides it by 4 and lists item 2 first, 0.25 by 2
+    cfg = CooccurConfig(decays=(1.0,), weights=(1.0,), cuts=(1,), pop_exponents=(0.5, 0.25))
+
+    def first_listed(e):  # validation rewards serving item 2 first
+        c = e._state.cooccur
+        return {"ndcg@10": 0.1 if c is None else 0.2 + 0.05 * (int(c.indices[0, 0]) == 2)}
+
+    engine._state = dataclasses.replace(engine._state, cooccur=None)
+    got = cooccur.choose(engine, {("ease", 100.0): (idx, sc)}, cfg, first_listed, spread=1.0, users=users)
+    assert [p["pop_exponent"] for p in got.grid] == [0.0, 0.25, 0.5, 0.5]  # ascending; the cut at the chosen one
+    assert got.pop_exponent == 0.5 and got.best == pytest.approx(0.25) and got.k == 1
+    assert got.grid[1]["ndcg@10"] == pytest.approx(0.2)  # 0.9 / 2 = 0.45 > 0.3: item 1 stays first
+    plain = cooccur.choose(engine, {("ease", 100.0): (idx, sc)}, cfg, first_listed, spread=1.0)
+    assert plain.pop_exponent == 0.0 and all(p["pop_exponent"] == 0.0 for p in plain.grid)
+
+
+def test_popularity_scaled_divides_by_users_to_the_beta_and_resorts():
+    idx = np.array([[0, 1, 2, -1], [-1, -1, -1, -1]], np.int32)
+    sc = np.array([[0.8, 0.6, 0.1, 0.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    users = np.array([64, 1, 4])
+    got_idx, got_sc = cooccur.popularity_scaled(idx, sc, users, 0.5)
+    assert got_idx.tolist() == [[1, 0, 2, -1], [-1, -1, -1, -1]]
+    np.testing.assert_allclose(got_sc, [[0.6, 0.1, 0.05, 0.0], [0.0, 0.0, 0.0, 0.0]], rtol=1e-6)
+    assert got_sc.dtype == np.float32 and got_idx.dtype == np.int32
+    same_idx, same_sc = cooccur.popularity_scaled(idx, sc, users, 0.0)
+    assert same_idx is idx and same_sc is sc
+    events = type("E", (), {"user": np.array([0, 0, 1, 2, 2]), "item": np.array([1, 1, 1, 0, 1])})()
+    assert cooccur.item_users(events, 4).tolist() == [1, 3, 0, 0]  # distinct users: a repeat counts once
+
+
+@pytest.mark.parametrize("value", [(0.0,), (-0.1,), (2.5,), (float("nan"),)])
+def test_pop_exponents_must_lie_in_zero_to_two(value):
+    from recengine.errors import ExportError
+    from recengine.export.config import ExportConfig
+
+    cfg = ExportConfig()
+    cfg.cooccur.pop_exponents = value
+    with pytest.raises(ExportError, match="cooccur.pop_exponents"):
+        cfg.validate()
+
+
 @pytest.mark.parametrize("cost, kept, tried", [
     ({1.0: 0.0, 2.0: 0.01, 4.0: 0.015}, 4.0, [1.0, 2.0, 4.0]),  # every strength within the tolerance: the largest
     ({1.0: 0.005, 2.0: 0.03, 4.0: 0.0}, 1.0, [1.0, 2.0]),  # stops at the first past it
@@ -282,11 +333,12 @@ class _RecordingWriter:
         return rel
 
 
-@pytest.mark.parametrize("kind,param", [("bm25", 10.0), ("ease", 100.0)])
-def test_refit_serves_the_chosen_lists_rebuilt_from_train_and_valid_never_test(ml_tiny_dir, kind, param):
+@pytest.mark.parametrize("kind,param,beta", [("bm25", 10.0, 0.0), ("ease", 100.0, 0.0), ("ease", 100.0, 0.3)])
+def test_refit_serves_the_chosen_lists_rebuilt_from_train_and_valid_never_test(ml_tiny_dir, kind, param, beta):
     """The served lists are the chosen kind rebuilt from train + validation events (as the bench's EASE and
-    ItemKNN are refitted), cut to the chosen k; the test events are never read (poisoning them changes
-    nothing); and they differ from the lists the choice measured, so the check can fail."""
+    ItemKNN are refitted), scaled by the chosen popularity exponent over the same events' popularity, cut to
+    the chosen k; the test events are never read (poisoning them changes nothing); and they differ from the
+    lists the choice measured, so the check can fail."""
     from recengine.cooccur import FILES
     from recengine.data import load_dataset
     from recengine.export.fit import train_valid_split
@@ -296,7 +348,7 @@ def test_refit_serves_the_chosen_lists_rebuilt_from_train_and_valid_never_test(m
     split = leave_last_out(ds.interactions, ds.n_users, ds.n_items, seed=0)
     co = CooccurConfig()
     choice = cooccur.Choice(base=0.1, spread=1.0, grid=[], weighting=kind, shrink=param, decay=1.0,
-                            relative_weight=1.0, k=20)
+                            relative_weight=1.0, k=20, pop_exponent=beta)
     section = {"k": 20, "weight": 1.0, "decay": 1.0, "max_history": 200}
     cfg = type("Cfg", (), {"cooccur": co})()
 
@@ -308,7 +360,11 @@ def test_refit_serves_the_chosen_lists_rebuilt_from_train_and_valid_never_test(m
 
     idx, sc = served(split)
     both = train_valid_split(split).train
-    want_idx, want_sc = cooccur.build_lists({kind: (param,)}, both, ds, split, co)[(kind, param)]
+    want_idx, want_sc = cooccur.popularity_scaled(*cooccur.build_lists({kind: (param,)}, both, ds, split, co)[
+        (kind, param)], cooccur.item_users(both, ds.n_items), beta)
+    if beta:  # the exponent reorders the lists
+        plain = cooccur.build_lists({kind: (param,)}, both, ds, split, co)[(kind, param)][0][:, :20]
+        assert not np.array_equal(idx, plain)
     np.testing.assert_array_equal(idx, want_idx[:, :20])
     np.testing.assert_array_equal(sc, want_sc[:, :20].astype(np.float16))
     assert choice.refit_events == len(split.train) + len(split.valid)

@@ -343,7 +343,7 @@ def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path, ml_tiny_dir
     # served: the chosen lists rebuilt from train + validation events once validation had measured them
     from recengine.data import load_dataset
     from recengine.export.config import ExportConfig
-    from recengine.export.cooccur import build_lists
+    from recengine.export.cooccur import build_lists, item_users, popularity_scaled
     from recengine.export.fit import train_valid_split
     from recengine.split import leave_last_out
 
@@ -353,8 +353,10 @@ def test_cooccur_choice_is_what_the_bundle_serves(tiny_bundle: Path, ml_tiny_dir
     assert choice["refit_events"] == len(both)
     co = dataclasses.replace(ExportConfig().cooccur, k=int(m["config"]["cooccur"]["k"]),
                              ease_text_alpha=float(m["config"]["cooccur"]["ease_text_alpha"]))
-    idx, _ = build_lists({choice["weighting"]: (choice["shrink"],)}, both, ds, split, co)[
+    built = build_lists({choice["weighting"]: (choice["shrink"],)}, both, ds, split, co)[
         (choice["weighting"], choice["shrink"])]
+    assert section["pop_exponent"] == choice["pop_exponent"]
+    idx, _ = popularity_scaled(*built, item_users(both, ds.n_items), choice["pop_exponent"])
     np.testing.assert_array_equal(np.load(tiny_bundle / section["indices"]), idx[:, : section["k"]])
 
 
