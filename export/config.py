@@ -173,11 +173,12 @@ class ColdConfig:
 class CooccurConfig:
     """The item co-occurrence signal blended into `recommend` (`recengine.cooccur`, `recengine.export.cooccur`).
 
-    The lists are BM25-weighted item-item cosines of the training interactions with a shrinkage term, the
-    `k` best per item. Shrink, recency decay and weight are chosen on validation (the tower's own validation
-    users, as served): first shrink x decay at the middle weight, then the weight for the best pair, then the
-    decay again at that weight; the best point measured wins, and the bundle keeps the lists only when it
-    beats the tower alone. The weight grid reaches down to 0.25: on MovieLens the first run's validation
+    The lists are item-item cosines (BM25-, TF-IDF-weighted or binary, with a shrinkage term) or EASE^R
+    weights of the training interactions, the `k` best per item. Kind, shrink or lambda, recency decay and
+    weight are chosen on validation (the tower's own validation users, as served): first kind x decay at the
+    middle weight, then the weight for the best pair, then the decay again at that weight, then the
+    popularity exponents, then the cut; the best point measured wins, and the bundle keeps the lists only
+    when it beats the tower alone. The weight grid reaches down to 0.25: on MovieLens the first run's validation
     chose 0.5, its lowest point then."""
 
     enabled: bool = True

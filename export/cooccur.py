@@ -359,11 +359,19 @@ class Choice:
         return dataclasses.asdict(self)
 
 
+WEIGHT_STEPS = 3
+"""Halvings (or doublings) of the relative weight `choose` tries past its best point, each kept while
+validation rises: the last search step, on the lists with their popularity exponent, which shifts how much of
+the blend the signal should carry, and past the ends of `cooccur.weights` (MovieLens-100K chose its lowest
+point, 0.25; bench/results/2026-12-01-popularity-cpu-2core)."""
+
+
 def choose(engine: Any, lists: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]], cfg: Any, evaluate: Any,
            spread: float, users: np.ndarray | None = None) -> Choice:
     """Lists (weighting, shrink) x decay at the middle weight, then the weight for the best pair, then the
     decay again at that weight, then the popularity exponents (`cfg.pop_exponents`, with `users`, each item's
-    users in the events the lists were built from), then the lists cut to fewer neighbours (`cfg.cuts`); every
+    users in the events the lists were built from), then the weight halved or doubled while validation rises
+    (at most `WEIGHT_STEPS` times, past the grid's ends too), then the lists cut to fewer neighbours (`cfg.cuts`); every
     point is the validation NDCG@10 of `engine` serving those lists (`evaluate(engine) -> metrics`). Picks the
     best point measured (a cut only when it does not lower it), and nothing unless it beats the tower alone."""
     from recengine.cooccur import Cooccur
@@ -407,6 +415,15 @@ def choose(engine: Any, lists: dict[tuple[str, float], tuple[np.ndarray, np.ndar
             point(top[0], top[1], top[2], full_k, beta)
         order = list(measured)
         top = max(order, key=lambda p: (measured[p], -order.index(p)))
+    for factor in (0.5, 2.0):  # the weight again on the lists chosen, halved or doubled while validation rises
+        moved = False
+        for _ in range(WEIGHT_STEPS):
+            rel = top[2] * factor
+            if point(top[0], top[1], rel, full_k, top[4]) <= measured[top]:
+                break
+            top, moved = (top[0], top[1], rel, full_k, top[4]), True
+        if moved:
+            break
     for k in sorted(c for c in cfg.cuts if c < full_k):  # fewer neighbours: a smaller bundle, often as good
         if point(top[0], top[1], top[2], k, top[4]) >= measured[top]:
             top = (top[0], top[1], top[2], k, top[4])
@@ -564,4 +581,5 @@ def refit_cooccur(writer: Any, bundle: Any, section: dict[str, Any], choice: Cho
 
 __all__ = ["bm25_items", "item_neighbours", "ease_neighbours", "text_tokens", "EASE_MAX_ITEMS", "text_map",
            "score_spread", "choose", "fit_cooccur", "Choice", "PAIR_BUDGET", "WEIGHTINGS", "choose_standin",
-           "scaled_map", "STANDIN_TOLERANCE", "build_lists", "refit_cooccur", "item_users", "popularity_scaled"]
+           "scaled_map", "STANDIN_TOLERANCE", "build_lists", "refit_cooccur", "item_users", "popularity_scaled",
+           "WEIGHT_STEPS"]

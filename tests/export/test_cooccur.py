@@ -97,12 +97,25 @@ def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean
     base_state = engine._state
     engine._state = dataclasses.replace(base_state, cooccur=None)
     got = cooccur.choose(engine, lists, cfg, peaked, spread=2.0)
-    assert got.chosen and got.decay == 0.5 and got.relative_weight == 4.0 and got.base == 0.1
-    # 2 lists x 2 decays at the middle weight, the 2 other weights, the other decay at the chosen weight, the cut
-    assert len(got.grid) == 4 + 2 + 1 + 1
+    # the grid's best weight is its largest, 4; validation still rises past it: doubled WEIGHT_STEPS times
+    assert got.chosen and got.decay == 0.5 and got.relative_weight == 4.0 * 2**cooccur.WEIGHT_STEPS
+    assert got.base == 0.1
+    # 2 lists x 2 decays at the middle weight, the 2 other weights, the other decay at the chosen weight, the
+    # doublings (halving 4 gives 2, measured already), the cut
+    assert len(got.grid) == 4 + 2 + 1 + cooccur.WEIGHT_STEPS + 1
+    assert [p["relative_weight"] for p in got.grid[7:7 + cooccur.WEIGHT_STEPS]] == \
+        [4.0 * 2**s for s in range(1, cooccur.WEIGHT_STEPS + 1)]
     assert got.k == 1  # the cut to 1 neighbour scored no lower (peaked ignores the lists): kept
     assert all(p["relative_weight"] == 2.0 for p in got.grid[:4])
     assert got.weighting == "bm25" and got.grid[-1]["k"] == 1
+
+    def light(e):  # the smaller the weight the better: halved past the grid's smallest, never doubled
+        c = e._state.cooccur
+        return {"ndcg@10": 0.1 if c is None else 0.2 - 0.001 * c.weight}
+
+    got = cooccur.choose(engine, lists, cfg, light, spread=2.0)
+    assert got.relative_weight == 1.0 / 2**cooccur.WEIGHT_STEPS
+    assert max(p["relative_weight"] for p in got.grid[4:]) == 4.0  # the grid's; no doubling tried
 
     got = cooccur.choose(engine, lists, cfg, lambda e: {"ndcg@10": 0.1 if e._state.cooccur is None else 0.09},
                          spread=2.0)
@@ -128,7 +141,9 @@ def test_choose_tries_the_popularity_exponents_at_the_best_point_and_cuts_the_sc
 
     engine._state = dataclasses.replace(engine._state, cooccur=None)
     got = cooccur.choose(engine, {("ease", 100.0): (idx, sc)}, cfg, first_listed, spread=1.0, users=users)
-    assert [p["pop_exponent"] for p in got.grid] == [0.0, 0.25, 0.5, 0.5]  # ascending; the cut at the chosen one
+    # ascending; then the weight halved and doubled (no gain: kept at 1) and the cut, at the chosen exponent
+    assert [p["pop_exponent"] for p in got.grid] == [0.0, 0.25, 0.5, 0.5, 0.5, 0.5]
+    assert [p["relative_weight"] for p in got.grid[3:5]] == [0.5, 2.0] and got.relative_weight == 1.0
     assert got.pop_exponent == 0.5 and got.best == pytest.approx(0.25) and got.k == 1
     assert got.grid[1]["ndcg@10"] == pytest.approx(0.2)  # 0.9 / 2 = 0.45 > 0.3: item 1 stays first
     plain = cooccur.choose(engine, {("ease", 100.0): (idx, sc)}, cfg, first_listed, spread=1.0)
