@@ -177,9 +177,9 @@ class CooccurConfig:
     weights of the training interactions, the `k` best per item. Kind, shrink or lambda, recency decay and
     weight are chosen on validation (the tower's own validation users, as served): first kind x decay at the
     middle weight, then the weight for the best pair, then the decay again at that weight, then the
-    popularity exponents, then the cut; the best point measured wins, and the bundle keeps the lists only
-    when it beats the tower alone. The weight grid reaches down to 0.25: on MovieLens the first run's validation
-    chose 0.5, its lowest point then."""
+    popularity exponents, then the weight halved or doubled while validation rises, then the cut; the best
+    point measured wins, and the bundle keeps the lists only when it beats the tower alone. The weight grid
+    reaches down to 0.25: on MovieLens the first run's validation chose 0.5, its lowest point then."""
 
     enabled: bool = True
     k: int = 50
@@ -433,8 +433,8 @@ class ExportConfig:
              "cooccur.ease_text_alpha", "a finite number > 0"),
             (all(x > 0 for x in self.cooccur.ease_lambdas), "cooccur.ease_lambdas", "numbers > 0"),
             (all(c >= 1 for c in self.cooccur.cuts), "cooccur.cuts", "numbers >= 1"),
-            (all(math.isfinite(x) and 0 < x <= 2 for x in self.cooccur.pop_exponents), "cooccur.pop_exponents",
-             "numbers in (0, 2]"),
+            (all(math.isfinite(x) and 0 < x <= 1 for x in self.cooccur.pop_exponents), "cooccur.pop_exponents",
+             "numbers in (0, 1]"),
             (1 <= self.cooccur.max_history <= 100_000, "cooccur.max_history", "in [1, 100000]"),
             (bool(self.cooccur.standin_strengths) and all(math.isfinite(x) and x > 0
                                                           for x in self.cooccur.standin_strengths),

@@ -266,8 +266,9 @@ def choose_standin(engine: Any, idx: np.ndarray, sc: np.ndarray, section: dict[s
                          max_history=section["max_history"], text_cos=np.asarray(m["cos"]),
                          text_sim=np.asarray(m["sim"]))
         ndcg = float(evaluate(Engine(dataclasses.replace(engine._state, cooccur=served)))["ndcg@10"])
-        choice.grid.append({"shrink": choice.shrink, "decay": choice.decay,  # type: ignore[dict-item]
-                            "relative_weight": choice.relative_weight, "text_standin": strength, "ndcg@10": ndcg})
+        choice.grid.append({"weighting": choice.weighting, "shrink": choice.shrink,  # type: ignore[dict-item]
+                            "decay": choice.decay, "relative_weight": choice.relative_weight, "k": choice.k,
+                            "pop_exponent": choice.pop_exponent, "text_standin": strength, "ndcg@10": ndcg})
         if choice.best is not None and ndcg < choice.best * (1.0 - STANDIN_TOLERANCE):
             break
         kept = strength
@@ -286,9 +287,12 @@ def item_users(events: Any, n_items: int) -> np.ndarray:
 
 def popularity_scaled(indices: np.ndarray, scores: np.ndarray, users: np.ndarray, beta: float
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """The lists with each neighbour j's similarity times users[j]^-beta, each row re-sorted best first (-1
-    pads stay last): a popularity discount on what the lists recommend, as RP3beta divides by popularity^beta
-    and practitioners rescale EASE's scores. Why: every list names the few most popular items, so summed over
+    """The lists with each neighbour j's similarity times max(users[j], 1)^-beta, each row re-sorted best first
+    (-1 pads stay last), then all scores times one factor that brings the largest back to the input's largest
+    (the served signal is divided by its largest value per history, so one factor changes no ranking; it keeps
+    the scores in the range of float16, the bundle's storage, however large beta): a popularity discount on
+    what the lists recommend, as RP3beta divides by popularity^beta and practitioners rescale EASE's scores.
+    Why: every list names the few most popular items, so summed over
     a history they take the top of nearly every user's ranking; the discount lets the items each history
     specifically points to through. Only the neighbours already listed are rescaled (no rebuild: an item just
     past the K-th that the discount would lift is not added). beta 0 returns the lists unchanged.
@@ -300,13 +304,18 @@ def popularity_scaled(indices: np.ndarray, scores: np.ndarray, users: np.ndarray
     if beta == 0.0:
         return indices, scores
     listed = indices >= 0
-    factor = np.ones(indices.shape, np.float64)
-    factor[listed] = np.maximum(users[indices[listed]], 1).astype(np.float64) ** -float(beta)
-    scaled = np.where(listed, scores.astype(np.float64) * factor, -np.inf)
+    discount = np.maximum(users, 1).astype(np.float64) ** -float(beta)
+    scaled = np.full(indices.shape, -np.inf, np.float32)  # float32: n x K arrays, 1M items x 50 is 200 MB each
+    scaled[listed] = scores[listed] * discount[indices[listed]]
     order = np.argsort(-scaled, axis=1, kind="stable")
     idx = np.take_along_axis(indices, order, axis=1)
-    sc = np.take_along_axis(np.where(listed, scaled, 0.0), order, axis=1).astype(scores.dtype)
-    return np.ascontiguousarray(idx), np.ascontiguousarray(sc)
+    sc = np.take_along_axis(scaled, order, axis=1)
+    del scaled, order
+    sc[idx < 0] = 0.0
+    top, new_top = (float(scores.max()), float(sc.max())) if sc.size else (0.0, 0.0)
+    if new_top > 0:
+        sc *= np.float32(top / new_top)
+    return np.ascontiguousarray(idx), np.ascontiguousarray(sc.astype(scores.dtype, copy=False))
 
 
 def score_spread(rows: np.ndarray) -> float:
@@ -382,12 +391,15 @@ def choose(engine: Any, lists: dict[tuple[str, float], tuple[np.ndarray, np.ndar
     choice = Choice(base=base, spread=spread, grid=[])
     measured: dict[tuple[Any, ...], float] = {}
     full_k = next(iter(lists.values()))[0].shape[1]
-    scaled: dict[tuple[tuple[str, float], float], tuple[np.ndarray, np.ndarray]] = {}
+    last: dict[tuple[tuple[str, float], float], tuple[np.ndarray, np.ndarray]] = {}  # one scaled copy at a time
 
     def served(key: tuple[str, float], beta: float) -> tuple[np.ndarray, np.ndarray]:
-        if (key, beta) not in scaled:
-            scaled[(key, beta)] = popularity_scaled(*lists[key], users, beta) if beta else lists[key]
-        return scaled[(key, beta)]
+        if not beta:
+            return lists[key]
+        if (key, beta) not in last:
+            last.clear()
+            last[(key, beta)] = popularity_scaled(*lists[key], users, beta)
+        return last[(key, beta)]
 
     def point(key: tuple[str, float], decay: float, rel: float, k: int = full_k, beta: float = 0.0) -> float:
         at = (key, decay, rel, k, beta)

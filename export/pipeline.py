@@ -182,7 +182,8 @@ def add_cooccur(w: BundleWriter, written: Path, manifest: dict[str, Any], datase
     knob = "lambda" if str(choice.weighting).startswith("ease") else "shrink"  # EASE's lambda rides in `shrink`
     progress.message(f"co-occurrence: validation NDCG@10 {choice.base:.4f} -> "
                      + (f"{best}({choice.weighting} lists, {knob} {choice.shrink:g}, decay {choice.decay:g}, "
-                        f"weight {choice.relative_weight:g} x spread {choice.spread:.3g})" if choice.chosen
+                        f"weight {choice.relative_weight:g} x spread {choice.spread:.3g}, "
+                        f"popularity exponent {choice.pop_exponent or 0.0:g})" if choice.chosen
                         else "no gain: not used"))
     timings["cooccur"] = time.perf_counter() - t
     return written, choice

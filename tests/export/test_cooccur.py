@@ -109,6 +109,14 @@ def test_choose_searches_decay_then_weight_and_keeps_nothing_without_a_gain(lean
     assert all(p["relative_weight"] == 2.0 for p in got.grid[:4])
     assert got.weighting == "bm25" and got.grid[-1]["k"] == 1
 
+    def near_half(e):  # best at relative 0.5 (absolute 1): one halving from the grid's best, 1, then a drop
+        c = e._state.cooccur
+        return {"ndcg@10": 0.1 if c is None else 0.2 - 0.001 * abs(c.weight - 1.0)}
+
+    got = cooccur.choose(engine, lists, cfg, near_half, spread=2.0)
+    assert got.relative_weight == 0.5
+    assert [p["relative_weight"] for p in got.grid[7:]] == [0.5, 0.25, 0.5]  # halved twice (kept once); the cut
+
     def light(e):  # the smaller the weight the better: halved past the grid's smallest, never doubled
         c = e._state.cooccur
         return {"ndcg@10": 0.1 if c is None else 0.2 - 0.001 * c.weight}
@@ -156,7 +164,8 @@ def test_popularity_scaled_divides_by_users_to_the_beta_and_resorts():
     users = np.array([64, 1, 4])
     got_idx, got_sc = cooccur.popularity_scaled(idx, sc, users, 0.5)
     assert got_idx.tolist() == [[1, 0, 2, -1], [-1, -1, -1, -1]]
-    np.testing.assert_allclose(got_sc, [[0.6, 0.1, 0.05, 0.0], [0.0, 0.0, 0.0, 0.0]], rtol=1e-6)
+    # 0.8 / 8, 0.6 / 1, 0.1 / 2, re-sorted, then brought back to the input's largest (0.8): times 0.8 / 0.6
+    np.testing.assert_allclose(got_sc, [[0.8, 0.8 / 6, 0.4 / 6, 0.0], [0.0, 0.0, 0.0, 0.0]], rtol=1e-6)
     assert got_sc.dtype == np.float32 and got_idx.dtype == np.int32
     same_idx, same_sc = cooccur.popularity_scaled(idx, sc, users, 0.0)
     assert same_idx is idx and same_sc is sc
@@ -164,8 +173,40 @@ def test_popularity_scaled_divides_by_users_to_the_beta_and_resorts():
     assert cooccur.item_users(events, 4).tolist() == [1, 3, 0, 0]  # distinct users: a repeat counts once
 
 
-@pytest.mark.parametrize("value", [(0.0,), (-0.1,), (2.5,), (float("nan"),)])
-def test_pop_exponents_must_lie_in_zero_to_two(value):
+def test_settings_given_serve_their_popularity_exponent(tiny_bundle, ml_tiny_dir):
+    """The path of settings chosen before (the bench's cold-item fit): the lists written are the given kind
+    scaled by the given exponent over the popularity of the events they are built from, and the stand-in's map
+    is aligned on those lists, not on the unscaled ones."""
+    import json
+
+    from recengine.cooccur import FILES
+    from recengine.data import load_dataset
+    from recengine.export.config import ExportConfig
+    from recengine.export.validation import open_variant
+    from recengine.split import leave_last_out
+
+    ds = load_dataset(ml_tiny_dir)
+    seed = json.loads((tiny_bundle / "manifest.json").read_text())["config"]["seed"]
+    split = leave_last_out(ds.interactions, ds.n_users, ds.n_items, seed=seed)
+    cfg = ExportConfig.from_profile("quick")
+    fixed = cooccur.Choice(base=0.0, spread=1.0, grid=[], weighting="bm25", shrink=10.0, decay=1.0,
+                           relative_weight=1.0, k=20, pop_exponent=0.5, text_standin=True, standin_strength=1.0)
+    w = _RecordingWriter()
+    section, choice = cooccur.fit_cooccur(w, tiny_bundle, ds, split, cfg, fixed=fixed)
+    built = cooccur.build_lists({"bm25": (10.0,)}, split.train, ds, split, cfg.cooccur)[("bm25", 10.0)]
+    want_idx, want_sc = cooccur.popularity_scaled(*built, cooccur.item_users(split.train, ds.n_items), 0.5)
+    idx = w.written[FILES["indices"]]
+    np.testing.assert_array_equal(idx, want_idx[:, :20])
+    np.testing.assert_array_equal(w.written[FILES["scores"]], want_sc[:, :20].astype(np.float16))
+    assert not np.array_equal(idx, built[0][:, :20])  # the exponent moved the lists
+    assert section["pop_exponent"] == 0.5 and choice.pop_exponent == 0.5
+    unit = open_variant(tiny_bundle, "fp32")._state.catalogue.unit_vectors
+    want_map = cooccur.text_map(want_idx[:, :20], want_sc[:, :20], unit)
+    assert want_map is not None and section["text_map"] == cooccur.scaled_map(want_map, 1.0)
+
+
+@pytest.mark.parametrize("value", [(0.0,), (-0.1,), (1.5,), (float("nan"),)])
+def test_pop_exponents_must_lie_in_zero_to_one(value):
     from recengine.errors import ExportError
     from recengine.export.config import ExportConfig
 
